@@ -1,0 +1,593 @@
+//! Syscall and process-lifecycle probes that feed the collector.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_current_task, bpf_get_smp_processor_id},
+    },
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use ipcwatch_common::{
+    COMM_LEN, Config, EventHeader, ExecEvent, ExitEvent, FdEvent, FileId, ForkEvent, IoEvent,
+    MAX_SYSCALL_NR, OpenEvent, PathEvent, PipeEvent, file_kind, filter, kind, op, sc, stat, traced,
+};
+
+/// Written by userspace before load.
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config::zeroed();
+
+/// Read one field of CONFIG. `read_volatile` keeps the compiler from
+/// folding the zero initializer into the code.
+macro_rules! conf {
+    ($($field:ident).+) => {
+        // SAFETY: CONFIG is a static; the pointer is valid and aligned.
+        unsafe { core::ptr::read_volatile(&raw const CONFIG.$($field).+) }
+    };
+}
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+#[map]
+static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// tgid -> `traced::*` flags. Used when `CONFIG.filter` has `LISTED`.
+#[map]
+static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+
+/// comm -> 1. Used when `CONFIG.filter` has `COMM`.
+#[map]
+static COMMS: HashMap<[u8; COMM_LEN], u32> = HashMap::with_max_entries(64, 0);
+
+/// Architecture syscall number -> `sc::*` code (0: not followed).
+#[map]
+static SYSCALLS: Array<u32> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
+const S_IFMT: u32 = 0o170000;
+const S_IFIFO: u32 = 0o010000;
+const S_IFSOCK: u32 = 0o140000;
+const PIPEFS_MAGIC: u64 = 0x5049_5045;
+const FMODE_READ: u32 = 0x1;
+const FMODE_WRITE: u32 = 0x2;
+const O_CLOEXEC: u64 = 0o2000000;
+const F_DUPFD: u64 = 0;
+const F_SETFD: u64 = 2;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, and tracing programs do not preempt each
+        // other on one CPU.
+        unsafe { *counter += 1 };
+    }
+}
+
+fn header(kind: u32, pid_tgid: u64) -> EventHeader {
+    let seq = match SEQ.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, see `bump`.
+        Some(p) => unsafe {
+            let s = *p;
+            *p = s + 1;
+            s
+        },
+        None => 0,
+    };
+    EventHeader {
+        kind,
+        // SAFETY: plain helper call.
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        seq,
+        // SAFETY: plain helper call.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+    }
+}
+
+/// Submit flags: wake the reader only when enough data waits. A wakeup
+/// per event costs an inter-processor interrupt, which dominates the cost
+/// of tracing in a virtual machine; the reader polls on a short timer too.
+#[inline(always)]
+fn wake_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= conf!(wake_bytes) as u64 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// Write `event` to the ring buffer, counting a drop when it is full.
+fn emit<T: 'static>(event: T) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            entry.write(event);
+            entry.submit(wake_flags());
+            bump(stat::EMITTED);
+        }
+        None => bump(stat::DROPPED),
+    }
+}
+
+fn allowed(tgid: u32) -> bool {
+    if tgid == conf!(self_tgid) {
+        return false;
+    }
+    let mode = conf!(filter);
+    if mode & filter::LISTED == 0 {
+        return true;
+    }
+    if TRACED.get_ptr(tgid).is_some() {
+        return true;
+    }
+    if mode & filter::COMM != 0
+        && let Ok(comm) = bpf_get_current_comm()
+    {
+        return COMMS.get_ptr(comm).is_some();
+    }
+    false
+}
+
+#[inline(always)]
+fn wanted(file: &FileId) -> bool {
+    file.kind != file_kind::NONE && conf!(kinds) & file_kind::bit(file.kind) != 0
+}
+
+/// Read a kernel value at `base + off`.
+#[inline(always)]
+fn kread<T>(base: u64, off: u32) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel tolerates any address.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+}
+
+/// `struct file *` of `fd` in the current task, or 0.
+fn file_of_fd(fd: i64) -> u64 {
+    if !(0..=i32::MAX as i64).contains(&fd) {
+        return 0;
+    }
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task() };
+    let Some(files) = kread::<u64>(task, conf!(off.task_files)) else {
+        return 0;
+    };
+    let Some(fdt) = kread::<u64>(files, conf!(off.files_fdt)) else {
+        return 0;
+    };
+    let Some(max) = kread::<u32>(fdt, conf!(off.fdt_max_fds)) else {
+        return 0;
+    };
+    if fd as u64 >= max as u64 {
+        return 0;
+    }
+    let Some(array) = kread::<u64>(fdt, conf!(off.fdt_fd)) else {
+        return 0;
+    };
+    kread::<u64>(array + (fd as u64) * 8, 0).unwrap_or(0)
+}
+
+/// Classify a `struct file *`: kind, inode and device.
+fn classify_file(file: u64) -> FileId {
+    let none = FileId::default();
+    if file == 0 {
+        return none;
+    }
+    let Some(inode) = kread::<u64>(file, conf!(off.file_inode)) else {
+        return none;
+    };
+    let Some(mode) = kread::<u16>(inode, conf!(off.inode_mode)) else {
+        return none;
+    };
+    let kind = match mode as u32 & S_IFMT {
+        S_IFIFO => {
+            let sb = kread::<u64>(inode, conf!(off.inode_sb)).unwrap_or(0);
+            let magic = kread::<u64>(sb, conf!(off.sb_magic)).unwrap_or(0);
+            if magic == PIPEFS_MAGIC {
+                file_kind::PIPE
+            } else {
+                file_kind::FIFO
+            }
+        }
+        S_IFSOCK => file_kind::SOCKET,
+        _ => return none,
+    };
+    let ino = kread::<u64>(inode, conf!(off.inode_ino)).unwrap_or(0);
+    let sb = kread::<u64>(inode, conf!(off.inode_sb)).unwrap_or(0);
+    let dev = kread::<u32>(sb, conf!(off.sb_dev)).unwrap_or(0);
+    let fmode = kread::<u32>(file, conf!(off.file_mode)).unwrap_or(0);
+    FileId {
+        ino,
+        dev,
+        kind,
+        access: (fmode & (FMODE_READ | FMODE_WRITE)) as u16,
+    }
+}
+
+fn classify_fd(fd: i64) -> FileId {
+    classify_file(file_of_fd(fd))
+}
+
+/// Entry of close and close_range only: the descriptor must be classified
+/// before the kernel drops it. Every other syscall is handled at exit.
+#[tracepoint]
+pub fn ipcwatch_sys_enter(ctx: TracePointContext) -> u32 {
+    sys_enter(&ctx);
+    0
+}
+
+fn sys_enter(ctx: &TracePointContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !allowed((pid_tgid >> 32) as u32) {
+        return;
+    }
+    // SAFETY: __syscall_nr is an int at offset 8 of every syscall tracepoint.
+    let nr = unsafe { ctx.read_at::<i32>(8).unwrap_or(-1) };
+    let Some(&code) = SYSCALLS.get(nr as u32) else {
+        return;
+    };
+    let arg = |i: usize| -> u64 {
+        // SAFETY: syscall tracepoints hold six 8-byte arguments from offset 16.
+        unsafe { ctx.read_at::<u64>(16 + 8 * i).unwrap_or(0) }
+    };
+    match code {
+        sc::CLOSE => {
+            let fd = arg(0) as i32;
+            let file = classify_fd(fd as i64);
+            if wanted(&file) {
+                emit(FdEvent {
+                    hdr: header(kind::CLOSE, pid_tgid),
+                    file,
+                    fd,
+                    arg: 0,
+                    flags: 0,
+                    syscall: code,
+                });
+            }
+        }
+        sc::CLOSE_RANGE => emit(FdEvent {
+            hdr: header(kind::CLOSE_RANGE, pid_tgid),
+            file: FileId::default(),
+            fd: arg(0) as i32,
+            arg: arg(1) as u32,
+            flags: arg(2) as u32,
+            syscall: code,
+        }),
+        _ => {}
+    }
+}
+
+#[inline(always)]
+fn io(pid_tgid: u64, file: FileId, fd: i32, op: u32, bytes: i64, syscall: u32) {
+    if bytes <= 0 || !wanted(&file) {
+        return;
+    }
+    emit(IoEvent {
+        hdr: header(kind::IO, pid_tgid),
+        file,
+        bytes: bytes as u64,
+        fd,
+        op,
+        syscall,
+        _pad: 0,
+    });
+}
+
+/// `sys_exit(struct pt_regs *regs, long ret)`, for every syscall: one
+/// array lookup turns away the ones ipcwatch does not follow. The
+/// arguments are read back from the saved user registers, so nothing is
+/// kept between entry and exit.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn ipcwatch_sys_exit(ctx: RawTracePointContext) -> i32 {
+    sys_exit(&ctx);
+    0
+}
+
+fn sys_exit(ctx: &RawTracePointContext) {
+    let regs: u64 = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    let Some(nr) = kread::<u64>(regs, conf!(off.regs_nr)) else {
+        return;
+    };
+    let code = match SYSCALLS.get(nr as u32) {
+        Some(&c) if c != 0 && c != sc::CLOSE && c != sc::CLOSE_RANGE => c,
+        _ => return,
+    };
+    if ret < 0 {
+        return;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !allowed((pid_tgid >> 32) as u32) {
+        return;
+    }
+    let arg = |i: usize| -> u64 {
+        let off = match i {
+            0 => conf!(off.regs_arg0),
+            1 => conf!(off.regs_arg1),
+            2 => conf!(off.regs_arg2),
+            _ => conf!(off.regs_arg3),
+        };
+        kread::<u64>(regs, off).unwrap_or(0)
+    };
+    match code {
+        sc::READ | sc::READV => {
+            let fd = arg(0) as i32;
+            io(pid_tgid, classify_fd(fd as i64), fd, op::READ, ret, code)
+        }
+        sc::WRITE | sc::WRITEV => {
+            let fd = arg(0) as i32;
+            io(pid_tgid, classify_fd(fd as i64), fd, op::WRITE, ret, code)
+        }
+        sc::VMSPLICE => {
+            let fd = arg(0) as i32;
+            let file = classify_fd(fd as i64);
+            let dir = if file.access as u32 & FMODE_WRITE != 0 {
+                op::WRITE
+            } else {
+                op::READ
+            };
+            io(pid_tgid, file, fd, dir, ret, code)
+        }
+        sc::SPLICE => {
+            let (fd_in, fd_out) = (arg(0) as i32, arg(2) as i32);
+            io(
+                pid_tgid,
+                classify_fd(fd_in as i64),
+                fd_in,
+                op::READ,
+                ret,
+                code,
+            );
+            io(
+                pid_tgid,
+                classify_fd(fd_out as i64),
+                fd_out,
+                op::WRITE,
+                ret,
+                code,
+            );
+        }
+        // tee copies without consuming its input: only the output grows.
+        sc::TEE => {
+            let fd_out = arg(1) as i32;
+            io(
+                pid_tgid,
+                classify_fd(fd_out as i64),
+                fd_out,
+                op::WRITE,
+                ret,
+                code,
+            )
+        }
+        sc::DUP | sc::DUP2 | sc::DUP3 => {
+            let cloexec = code == sc::DUP3 && arg(2) & O_CLOEXEC != 0;
+            dup(pid_tgid, arg(0) as i32, ret, cloexec as u32, code)
+        }
+        sc::FCNTL => match arg(1) {
+            F_DUPFD => dup(pid_tgid, arg(0) as i32, ret, 0, code),
+            F_DUPFD_CLOEXEC => dup(pid_tgid, arg(0) as i32, ret, 1, code),
+            F_SETFD => {
+                let fd = arg(0) as i32;
+                let file = classify_fd(fd as i64);
+                if wanted(&file) {
+                    emit(FdEvent {
+                        hdr: header(kind::FD_FLAGS, pid_tgid),
+                        file,
+                        fd,
+                        arg: 0,
+                        flags: arg(2) as u32,
+                        syscall: code,
+                    });
+                }
+            }
+            _ => {}
+        },
+        sc::PIPE | sc::PIPE2 => {
+            // SAFETY: user pointer passed to pipe(); probe_read tolerates faults.
+            let Ok(fds) = (unsafe { bpf_probe_read_user(arg(0) as *const [i32; 2]) }) else {
+                return;
+            };
+            let file = classify_fd(fds[0] as i64);
+            if !wanted(&file) {
+                return;
+            }
+            emit(PipeEvent {
+                hdr: header(kind::PIPE, pid_tgid),
+                file,
+                fds,
+                flags: if code == sc::PIPE2 { arg(1) as u32 } else { 0 },
+                syscall: code,
+            });
+        }
+        sc::MKNOD | sc::MKNODAT => {
+            let (path, mode) = if code == sc::MKNOD {
+                (arg(0), arg(1) as u32)
+            } else {
+                (arg(1), arg(2) as u32)
+            };
+            if mode & S_IFMT != S_IFIFO || conf!(kinds) & file_kind::bit(file_kind::FIFO) == 0 {
+                return;
+            }
+            let hdr = header(kind::MKFIFO, pid_tgid);
+            let Some(mut entry) = EVENTS.reserve::<PathEvent>(0) else {
+                bump(stat::DROPPED);
+                return;
+            };
+            let e = entry.as_mut_ptr();
+            // SAFETY: `e` points to reserved ring-buffer memory of the right size.
+            unsafe {
+                (*e).hdr = hdr;
+                (*e).mode = mode;
+                (*e).syscall = code;
+                if bpf_probe_read_user_str_bytes(path as *const u8, &mut (*e).path).is_err() {
+                    (*e).path[0] = 0;
+                }
+            }
+            entry.submit(wake_flags());
+            bump(stat::EMITTED);
+        }
+        sc::OPEN | sc::OPENAT | sc::OPENAT2 => {
+            let file = classify_fd(ret);
+            if !wanted(&file) {
+                return;
+            }
+            let (path, flags) = match code {
+                sc::OPEN => (arg(0), arg(1)),
+                sc::OPENAT => (arg(1), arg(2)),
+                // SAFETY: open_how.flags is the first u64 of a user struct.
+                _ => (arg(1), unsafe {
+                    bpf_probe_read_user(arg(2) as *const u64).unwrap_or(0)
+                }),
+            };
+            let hdr = header(kind::OPEN, pid_tgid);
+            let Some(mut entry) = EVENTS.reserve::<OpenEvent>(0) else {
+                bump(stat::DROPPED);
+                return;
+            };
+            let e = entry.as_mut_ptr();
+            // SAFETY: `e` points to reserved ring-buffer memory of the right size.
+            unsafe {
+                (*e).hdr = hdr;
+                (*e).file = file;
+                (*e).fd = ret as i32;
+                (*e).flags = flags as u32;
+                (*e).syscall = code;
+                (*e)._pad = 0;
+                if bpf_probe_read_user_str_bytes(path as *const u8, &mut (*e).path).is_err() {
+                    (*e).path[0] = 0;
+                }
+            }
+            entry.submit(wake_flags());
+            bump(stat::EMITTED);
+        }
+        _ => {}
+    }
+}
+
+fn dup(pid_tgid: u64, old_fd: i32, new_fd: i64, cloexec: u32, code: u32) {
+    let file = classify_fd(new_fd);
+    if !wanted(&file) {
+        return;
+    }
+    emit(FdEvent {
+        hdr: header(kind::DUP, pid_tgid),
+        file,
+        fd: new_fd as i32,
+        arg: old_fd as u32,
+        flags: cloexec,
+        syscall: code,
+    });
+}
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn ipcwatch_fork(ctx: RawTracePointContext) -> i32 {
+    fork(&ctx);
+    0
+}
+
+fn fork(ctx: &RawTracePointContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let parent = (pid_tgid >> 32) as u32;
+    let child: u64 = ctx.arg(1);
+    let Some(child_tgid) = kread::<u32>(child, conf!(off.task_tgid)) else {
+        return;
+    };
+    if child_tgid == parent {
+        return; // a new thread
+    }
+    let child_tid = kread::<u32>(child, conf!(off.task_pid)).unwrap_or(child_tgid);
+    if let Some(flags) = TRACED.get_ptr(parent) {
+        // SAFETY: pointer from the map, valid for this read.
+        let flags = unsafe { *flags };
+        if flags & traced::FOLLOW_FORKS != 0 {
+            let _ = TRACED.insert(child_tgid, flags, 0);
+        }
+    }
+    if !allowed(parent) {
+        return;
+    }
+    emit(ForkEvent {
+        hdr: header(kind::FORK, pid_tgid),
+        child_pid: child_tgid,
+        child_tid,
+    });
+}
+
+#[tracepoint]
+pub fn ipcwatch_exec(ctx: TracePointContext) -> u32 {
+    exec(&ctx);
+    0
+}
+
+fn exec(ctx: &TracePointContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !allowed((pid_tgid >> 32) as u32) {
+        return;
+    }
+    // SAFETY: sched_process_exec: __data_loc filename at 8, old_pid at 16.
+    let (loc, old_tid) = unsafe {
+        (
+            ctx.read_at::<u32>(8).unwrap_or(0),
+            ctx.read_at::<u32>(16).unwrap_or(0),
+        )
+    };
+    let hdr = header(kind::EXEC, pid_tgid);
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        bump(stat::DROPPED);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    let src = (ctx.as_ptr() as u64 + (loc & 0xffff) as u64) as *const u8;
+    // SAFETY: `e` points to reserved ring-buffer memory of the right size;
+    // `src` lies inside the tracepoint record.
+    unsafe {
+        (*e).hdr = hdr;
+        (*e).old_tid = old_tid;
+        (*e)._pad = 0;
+        if bpf_probe_read_kernel_str_bytes(src, &mut (*e).filename).is_err() {
+            (*e).filename[0] = 0;
+        }
+    }
+    entry.submit(0);
+    bump(stat::EMITTED);
+}
+
+#[tracepoint]
+pub fn ipcwatch_exit(_ctx: TracePointContext) -> u32 {
+    exit();
+    0
+}
+
+fn exit() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task() };
+    let signal = kread::<u64>(task, conf!(off.task_signal)).unwrap_or(0);
+    let live = kread::<i32>(signal, conf!(off.signal_live)).unwrap_or(0);
+    if live != 0 {
+        return; // other threads of the process are still running
+    }
+    let traced = TRACED.get_ptr(tgid).is_some();
+    let allow = allowed(tgid);
+    if traced {
+        let _ = TRACED.remove(tgid);
+    }
+    if !allow {
+        return;
+    }
+    let exit_code = kread::<u32>(task, conf!(off.task_exit_code)).unwrap_or(0);
+    emit(ExitEvent {
+        hdr: header(kind::EXIT, pid_tgid),
+        exit_code,
+        _pad: 0,
+    });
+}

@@ -1,0 +1,426 @@
+//! Kernel events in, records out: the collector turns each decoded event
+//! into NDJSON records, applies them to the model, and hands them to a sink.
+
+use std::collections::HashMap;
+use std::io;
+
+use ipcwatch_common::{EventHeader, FileId, file_kind, op};
+
+use crate::decode::{RawEvent, c_str};
+use crate::events::{
+    ChannelEvent, ChannelKind, ChannelLine, End, Io, Op, ProcessEvent, ProcessLine, Record, Text,
+};
+use crate::model::Model;
+
+/// Where records go (NDJSON file, TUI channel, a test's Vec...).
+pub trait Sink {
+    fn record(&mut self, record: &Record) -> io::Result<()>;
+}
+
+impl Sink for Vec<Record> {
+    fn record(&mut self, record: &Record) -> io::Result<()> {
+        self.push(record.clone());
+        Ok(())
+    }
+}
+
+/// A sink that keeps nothing (the model still sees every record).
+pub struct Discard;
+
+impl Sink for Discard {
+    fn record(&mut self, _: &Record) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+const CLOSE_RANGE_CLOEXEC: u32 = 4;
+
+/// Kernel dev_t (major << 20 | minor) split into major and minor.
+pub fn kernel_dev(dev: u32) -> (u32, u32) {
+    (dev >> 20, dev & 0xfffff)
+}
+
+/// The stable id of the channel behind a file, as ipcwatch names it.
+pub fn channel_id(file: &FileId) -> Option<(ChannelKind, Text)> {
+    match file.kind {
+        file_kind::PIPE => Some((ChannelKind::Pipe, pipe_id(file.ino))),
+        file_kind::FIFO => {
+            let (major, minor) = kernel_dev(file.dev);
+            Some((ChannelKind::Fifo, fifo_id(major, minor, file.ino)))
+        }
+        _ => None,
+    }
+}
+
+/// "pipe:[ino]", as the kernel names a pipe in /proc/<pid>/fd.
+pub fn pipe_id(ino: u64) -> Text {
+    compact_str::format_compact!("pipe:[{ino}]")
+}
+
+/// "fifo:[major:minor:ino]": a FIFO's device and inode.
+pub fn fifo_id(major: u32, minor: u32, ino: u64) -> Text {
+    compact_str::format_compact!("fifo:[{major}:{minor}:{ino}]")
+}
+
+fn comm(hdr: &EventHeader) -> Text {
+    Text::from_utf8_lossy(c_str(&hdr.comm))
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(c_str(bytes)).into_owned()
+}
+
+/// Split a wait status into (exit code, signal).
+pub fn wait_status(status: u32) -> (Option<i32>, Option<i32>) {
+    let sig = (status & 0x7f) as i32;
+    if sig == 0 {
+        (Some(((status >> 8) & 0xff) as i32), None)
+    } else {
+        (None, Some(sig))
+    }
+}
+
+/// Absolute path of `pid`'s descriptor `fd`, while the process lives.
+fn fd_path(pid: u32, fd: i32) -> Option<String> {
+    let p = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    Some(p.to_string_lossy().into_owned())
+}
+
+#[derive(Debug, Default)]
+pub struct Collector {
+    pub model: Model,
+    /// Next expected sequence number per CPU.
+    next_seq: HashMap<u32, u64>,
+    /// Kernel events ingested.
+    pub events: u64,
+    /// Events missing from the per-CPU sequences.
+    pub seq_gaps: u64,
+    /// Reused buffer of records made from one event.
+    out: Vec<Record>,
+}
+
+impl Collector {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Apply a record that did not come from the kernel (header, /proc
+    /// scan, warnings) and pass it on.
+    pub fn push(&mut self, record: Record, sink: &mut dyn Sink) -> io::Result<()> {
+        self.model.apply(&record);
+        sink.record(&record)
+    }
+
+    pub fn ingest(&mut self, raw: &RawEvent, sink: &mut dyn Sink) -> io::Result<()> {
+        self.events += 1;
+        let hdr = raw.header();
+        let next = self.next_seq.entry(hdr.cpu).or_insert(0);
+        if hdr.seq > *next {
+            self.seq_gaps += hdr.seq - *next;
+        }
+        if hdr.seq >= *next {
+            *next = hdr.seq + 1;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        self.convert(raw, &mut out);
+        let mut result = Ok(());
+        for r in out.drain(..) {
+            self.model.apply(&r);
+            if result.is_ok() {
+                result = sink.record(&r);
+            }
+        }
+        self.out = out;
+        result
+    }
+
+    fn line(
+        &self,
+        hdr: &EventHeader,
+        event: ChannelEvent,
+        kind: ChannelKind,
+        channel: Text,
+        fd: i32,
+    ) -> ChannelLine {
+        ChannelLine {
+            ts_ns: hdr.ts_ns,
+            event,
+            kind,
+            channel,
+            pid: hdr.pid,
+            tid: hdr.tid,
+            comm: comm(hdr),
+            fd: Some(fd),
+            end: None,
+            old_fd: None,
+            cloexec: false,
+            path: None,
+            syscall: None,
+        }
+    }
+
+    fn convert(&self, raw: &RawEvent, out: &mut Vec<Record>) {
+        let syscall = |code: u32| Some(Text::const_new(ipcwatch_common::sc::name(code)));
+        match raw {
+            RawEvent::Io(e) => {
+                let Some((kind, channel)) = channel_id(&e.file) else {
+                    return;
+                };
+                out.push(Record::Io(Io {
+                    ts_ns: e.hdr.ts_ns,
+                    kind,
+                    op: if e.op == op::WRITE {
+                        Op::Write
+                    } else {
+                        Op::Read
+                    },
+                    channel,
+                    pid: e.hdr.pid,
+                    tid: e.hdr.tid,
+                    comm: comm(&e.hdr),
+                    bytes: e.bytes,
+                    fd: e.fd,
+                    syscall: Text::const_new(ipcwatch_common::sc::name(e.syscall)),
+                }));
+            }
+            RawEvent::Pipe(e) => {
+                let Some((kind, channel)) = channel_id(&e.file) else {
+                    return;
+                };
+                for (fd, end) in [(e.fds[0], End::Read), (e.fds[1], End::Write)] {
+                    let mut l = self.line(&e.hdr, ChannelEvent::Create, kind, channel.clone(), fd);
+                    l.end = Some(end);
+                    l.cloexec = e.flags & O_CLOEXEC != 0;
+                    l.syscall = syscall(e.syscall);
+                    out.push(Record::Channel(l));
+                }
+            }
+            RawEvent::Open(e) => {
+                let Some((kind, channel)) = channel_id(&e.file) else {
+                    return;
+                };
+                let mut l = self.line(&e.hdr, ChannelEvent::Open, kind, channel, e.fd);
+                l.end = Some(End::from_open_flags(e.flags));
+                l.cloexec = e.flags & O_CLOEXEC != 0;
+                let raw_path = lossy(&e.path);
+                l.path = Some(if raw_path.starts_with('/') {
+                    raw_path
+                } else {
+                    fd_path(e.hdr.pid, e.fd).unwrap_or(raw_path)
+                });
+                l.syscall = syscall(e.syscall);
+                out.push(Record::Channel(l));
+            }
+            RawEvent::Dup(e) => {
+                let Some((kind, channel)) = channel_id(&e.file) else {
+                    return;
+                };
+                let mut l = self.line(&e.hdr, ChannelEvent::Dup, kind, channel, e.fd);
+                l.old_fd = Some(e.arg as i32);
+                l.end = End::from_access(e.file.access);
+                l.cloexec = e.flags & 1 != 0;
+                l.syscall = syscall(e.syscall);
+                out.push(Record::Channel(l));
+            }
+            RawEvent::Close(e) => {
+                let Some((kind, channel)) = channel_id(&e.file) else {
+                    return;
+                };
+                let mut l = self.line(&e.hdr, ChannelEvent::Close, kind, channel, e.fd);
+                l.end = End::from_access(e.file.access);
+                l.syscall = syscall(e.syscall);
+                out.push(Record::Channel(l));
+            }
+            RawEvent::FdFlags(e) => {
+                let Some((kind, channel)) = channel_id(&e.file) else {
+                    return;
+                };
+                let mut l = self.line(&e.hdr, ChannelEvent::Setfd, kind, channel, e.fd);
+                l.cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+                l.syscall = syscall(e.syscall);
+                out.push(Record::Channel(l));
+            }
+            RawEvent::CloseRange(e) => {
+                let first = e.fd as u32;
+                let cloexec = e.flags & CLOSE_RANGE_CLOEXEC != 0;
+                for (fd, r) in self.model.fds_in_range(e.hdr.pid, first, e.arg) {
+                    let kind = self
+                        .model
+                        .channels
+                        .get(&r.channel)
+                        .map_or(ChannelKind::Pipe, |c| c.kind);
+                    let event = if cloexec {
+                        ChannelEvent::Setfd
+                    } else {
+                        ChannelEvent::Close
+                    };
+                    let mut l = self.line(&e.hdr, event, kind, r.channel, fd);
+                    l.end = Some(r.end);
+                    l.cloexec = cloexec;
+                    l.syscall = syscall(e.syscall);
+                    out.push(Record::Channel(l));
+                }
+            }
+            RawEvent::Mkfifo(e) => {
+                let raw_path = lossy(&e.path);
+                let path = if raw_path.starts_with('/') {
+                    raw_path
+                } else {
+                    match std::fs::read_link(format!("/proc/{}/cwd", e.hdr.pid)) {
+                        Ok(cwd) => cwd.join(&raw_path).to_string_lossy().into_owned(),
+                        Err(_) => raw_path,
+                    }
+                };
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    return; // already gone: its opens will still be seen
+                };
+                use std::os::unix::fs::MetadataExt;
+                let dev = meta.dev();
+                let channel = fifo_id(libc::major(dev), libc::minor(dev), meta.ino());
+                let mut l = self.line(&e.hdr, ChannelEvent::Mkfifo, ChannelKind::Fifo, channel, 0);
+                l.fd = None;
+                l.path = Some(path);
+                l.syscall = syscall(e.syscall);
+                out.push(Record::Channel(l));
+            }
+            RawEvent::Fork(e) => out.push(Record::Process(ProcessLine {
+                ts_ns: e.hdr.ts_ns,
+                event: ProcessEvent::Fork,
+                pid: e.child_pid,
+                tid: e.child_tid,
+                comm: comm(&e.hdr),
+                ppid: Some(e.hdr.pid),
+                filename: None,
+                exit_code: None,
+                signal: None,
+            })),
+            RawEvent::Exec(e) => out.push(Record::Process(ProcessLine {
+                ts_ns: e.hdr.ts_ns,
+                event: ProcessEvent::Exec,
+                pid: e.hdr.pid,
+                tid: e.hdr.tid,
+                comm: comm(&e.hdr),
+                ppid: None,
+                filename: Some(lossy(&e.filename)),
+                exit_code: None,
+                signal: None,
+            })),
+            RawEvent::Exit(e) => {
+                let (exit_code, signal) = wait_status(e.exit_code);
+                out.push(Record::Process(ProcessLine {
+                    ts_ns: e.hdr.ts_ns,
+                    event: ProcessEvent::Exit,
+                    pid: e.hdr.pid,
+                    tid: e.hdr.tid,
+                    comm: comm(&e.hdr),
+                    ppid: None,
+                    filename: None,
+                    exit_code,
+                    signal,
+                }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{as_bytes, decode};
+    use ipcwatch_common::{FdEvent, IoEvent, PipeEvent, kind, sc};
+
+    fn hdr(kind: u32, seq: u64, pid: u32) -> EventHeader {
+        let mut comm = [0u8; 16];
+        comm[..2].copy_from_slice(b"wc");
+        EventHeader {
+            kind,
+            cpu: 0,
+            seq,
+            ts_ns: 10 + seq,
+            pid,
+            tid: pid,
+            comm,
+        }
+    }
+
+    const PIPE: FileId = FileId {
+        ino: 777,
+        dev: 0xd,
+        kind: file_kind::PIPE,
+        access: 1,
+    };
+
+    #[test]
+    fn pipe_events_become_records_and_gaps_are_counted() {
+        let mut c = Collector::new();
+        let mut out: Vec<Record> = Vec::new();
+        let pipe = PipeEvent {
+            hdr: hdr(kind::PIPE, 0, 50),
+            file: PIPE,
+            fds: [3, 4],
+            flags: O_CLOEXEC,
+            syscall: sc::PIPE2,
+        };
+        c.ingest(&decode(as_bytes(&pipe)).unwrap(), &mut out)
+            .unwrap();
+        // seq 1 and 2 lost
+        let io = IoEvent {
+            hdr: hdr(kind::IO, 3, 50),
+            file: PIPE,
+            bytes: 100,
+            fd: 3,
+            op: op::READ,
+            syscall: sc::READ,
+            _pad: 0,
+        };
+        c.ingest(&decode(as_bytes(&io)).unwrap(), &mut out).unwrap();
+        assert_eq!(c.seq_gaps, 2);
+        assert_eq!(c.events, 2);
+        assert_eq!(out.len(), 3);
+        let json = serde_json::to_string(&out[2]).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"io","ts_ns":13,"kind":"pipe","op":"read","channel":"pipe:[777]","pid":50,"tid":50,"comm":"wc","bytes":100,"fd":3,"syscall":"read"}"#
+        );
+        match &out[0] {
+            Record::Channel(l) => {
+                assert_eq!((l.fd, l.end, l.cloexec), (Some(3), Some(End::Read), true))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.model.channels["pipe:[777]"].bytes_read, 100);
+    }
+
+    #[test]
+    fn close_range_closes_the_known_descriptors_in_range() {
+        let mut c = Collector::new();
+        let mut out: Vec<Record> = Vec::new();
+        let pipe = PipeEvent {
+            hdr: hdr(kind::PIPE, 0, 50),
+            file: PIPE,
+            fds: [3, 9],
+            flags: 0,
+            syscall: sc::PIPE2,
+        };
+        c.ingest(&RawEvent::Pipe(pipe), &mut out).unwrap();
+        let cr = FdEvent {
+            hdr: hdr(kind::CLOSE_RANGE, 1, 50),
+            file: FileId::default(),
+            fd: 3,
+            arg: 5,
+            flags: 0,
+            syscall: sc::CLOSE_RANGE,
+        };
+        c.ingest(&RawEvent::CloseRange(cr), &mut out).unwrap();
+        assert_eq!(out.len(), 3);
+        assert!(c.model.fd(50, 3).is_none());
+        assert!(c.model.fd(50, 9).is_some());
+    }
+
+    #[test]
+    fn wait_status_splits_code_and_signal() {
+        assert_eq!(wait_status(3 << 8), (Some(3), None));
+        assert_eq!(wait_status(9), (None, Some(9)));
+    }
+}

@@ -1,0 +1,205 @@
+//! The one decoder of kernel events: ring-buffer bytes to typed events.
+
+use std::mem::size_of;
+
+use ipcwatch_common::{
+    EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, OpenEvent, PathEvent,
+    PipeEvent, kind,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawEvent {
+    Io(IoEvent),
+    Pipe(PipeEvent),
+    Open(OpenEvent),
+    Dup(FdEvent),
+    Close(FdEvent),
+    FdFlags(FdEvent),
+    CloseRange(FdEvent),
+    Mkfifo(PathEvent),
+    Fork(ForkEvent),
+    Exec(ExecEvent),
+    Exit(ExitEvent),
+}
+
+impl RawEvent {
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            RawEvent::Io(e) => &e.hdr,
+            RawEvent::Pipe(e) => &e.hdr,
+            RawEvent::Open(e) => &e.hdr,
+            RawEvent::Dup(e) | RawEvent::Close(e) | RawEvent::FdFlags(e) => &e.hdr,
+            RawEvent::CloseRange(e) => &e.hdr,
+            RawEvent::Mkfifo(e) => &e.hdr,
+            RawEvent::Fork(e) => &e.hdr,
+            RawEvent::Exec(e) => &e.hdr,
+            RawEvent::Exit(e) => &e.hdr,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("event of {len} bytes is shorter than its {need}-byte {what}")]
+    Short {
+        len: usize,
+        need: usize,
+        what: &'static str,
+    },
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+}
+
+/// Copy a `T` out of the front of `bytes`.
+fn read<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            len: bytes.len(),
+            need,
+            what,
+        });
+    }
+    // SAFETY: the length is checked above; every T decoded here is a
+    // repr(C) struct of integers and byte arrays, valid for any bit
+    // pattern; read_unaligned copes with any alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
+    let hdr: EventHeader = read(bytes, "header")?;
+    Ok(match hdr.kind {
+        kind::IO => RawEvent::Io(read(bytes, "io event")?),
+        kind::PIPE => RawEvent::Pipe(read(bytes, "pipe event")?),
+        kind::OPEN => RawEvent::Open(read(bytes, "open event")?),
+        kind::DUP => RawEvent::Dup(read(bytes, "dup event")?),
+        kind::CLOSE => RawEvent::Close(read(bytes, "close event")?),
+        kind::FD_FLAGS => RawEvent::FdFlags(read(bytes, "fd flags event")?),
+        kind::CLOSE_RANGE => RawEvent::CloseRange(read(bytes, "close_range event")?),
+        kind::MKFIFO => RawEvent::Mkfifo(read(bytes, "mkfifo event")?),
+        kind::FORK => RawEvent::Fork(read(bytes, "fork event")?),
+        kind::EXEC => RawEvent::Exec(read(bytes, "exec event")?),
+        kind::EXIT => RawEvent::Exit(read(bytes, "exit event")?),
+        other => return Err(DecodeError::UnknownKind(other)),
+    })
+}
+
+/// The bytes of a plain-data event, as the kernel writes them. Used by
+/// tests and the synthetic benchmark source.
+pub fn as_bytes<T: Copy>(event: &T) -> &[u8] {
+    // SAFETY: T is one of the padding-free repr(C) event structs; viewing
+    // it as bytes reads only initialized memory.
+    unsafe { std::slice::from_raw_parts((event as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// A NUL-terminated byte string from the kernel, as text.
+pub fn c_str(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipcwatch_common::{FileId, PATH_LEN, file_kind, op, sc};
+
+    fn hdr(kind: u32) -> EventHeader {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"head");
+        EventHeader {
+            kind,
+            cpu: 1,
+            seq: 42,
+            ts_ns: 123_456_789,
+            pid: 100,
+            tid: 101,
+            comm,
+        }
+    }
+
+    #[test]
+    fn io_round_trip() {
+        let ev = IoEvent {
+            hdr: hdr(kind::IO),
+            file: FileId {
+                ino: 12345,
+                dev: 13,
+                kind: file_kind::PIPE,
+                access: 2,
+            },
+            bytes: 4096,
+            fd: 1,
+            op: op::WRITE,
+            syscall: sc::WRITE,
+            _pad: 0,
+        };
+        assert_eq!(decode(as_bytes(&ev)), Ok(RawEvent::Io(ev)));
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let fd = FdEvent {
+            hdr: hdr(kind::DUP),
+            file: FileId::default(),
+            fd: 5,
+            arg: 3,
+            flags: 1,
+            syscall: sc::DUP3,
+        };
+        assert_eq!(decode(as_bytes(&fd)), Ok(RawEvent::Dup(fd)));
+        let close = FdEvent {
+            hdr: hdr(kind::CLOSE),
+            ..fd
+        };
+        assert_eq!(decode(as_bytes(&close)), Ok(RawEvent::Close(close)));
+        let mut path = [0u8; PATH_LEN];
+        path[..9].copy_from_slice(b"/tmp/fifo");
+        let open = OpenEvent {
+            hdr: hdr(kind::OPEN),
+            file: FileId::default(),
+            fd: 7,
+            flags: 1,
+            syscall: sc::OPENAT,
+            _pad: 0,
+            path,
+        };
+        match decode(as_bytes(&open)) {
+            Ok(RawEvent::Open(o)) => assert_eq!(c_str(&o.path), b"/tmp/fifo"),
+            other => panic!("{other:?}"),
+        }
+        let fork = ForkEvent {
+            hdr: hdr(kind::FORK),
+            child_pid: 200,
+            child_tid: 200,
+        };
+        assert_eq!(decode(as_bytes(&fork)), Ok(RawEvent::Fork(fork)));
+        let exit = ExitEvent {
+            hdr: hdr(kind::EXIT),
+            exit_code: 256,
+            _pad: 0,
+        };
+        assert_eq!(decode(as_bytes(&exit)), Ok(RawEvent::Exit(exit)));
+    }
+
+    #[test]
+    fn short_and_unknown_events_are_errors() {
+        let ev = IoEvent {
+            hdr: hdr(kind::IO),
+            ..Default::default()
+        };
+        let bytes = as_bytes(&ev);
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Short { .. })
+        ));
+        assert!(matches!(
+            decode(&bytes[..10]),
+            Err(DecodeError::Short { .. })
+        ));
+        let unknown = hdr(999);
+        assert_eq!(
+            decode(as_bytes(&unknown)),
+            Err(DecodeError::UnknownKind(999))
+        );
+    }
+}

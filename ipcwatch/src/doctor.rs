@@ -1,0 +1,253 @@
+//! `ipcwatch doctor`: what this kernel supports, found by really loading
+//! and attaching a program of each kind.
+
+use std::path::Path;
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    programs::{
+        BtfTracePoint, FEntry, KProbe, PerfEvent, RawTracePoint, TracePoint, UProbe,
+        perf_event::{
+            BreakpointConfig, PerfBreakpointLength, PerfEventConfig, PerfEventScope, SamplePolicy,
+        },
+        uprobe::UProbeScope,
+    },
+};
+use ipcwatch_common::Config;
+use serde::Serialize;
+
+use crate::{kernel, loader::EBPF_OBJECT, preflight};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub feature: &'static str,
+    pub supported: bool,
+    /// The error when it is not supported, or what was tried.
+    pub detail: String,
+    /// What ipcwatch loses without it.
+    pub loses: &'static str,
+    /// ipcwatch cannot run without it.
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub kernel: String,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Everything ipcwatch cannot do without is there.
+    pub fn usable(&self) -> bool {
+        self.checks.iter().all(|c| c.supported || !c.required)
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = format!("ipcwatch doctor: Linux {}\n\n", self.kernel);
+        s.push_str(&format!("{:<20} {:<4} {}\n", "FEATURE", "OK", "DETAIL"));
+        for c in &self.checks {
+            let ok = if c.supported { "yes" } else { "NO" };
+            s.push_str(&format!("{:<20} {:<4} {}\n", c.feature, ok, c.detail));
+            if !c.supported {
+                s.push_str(&format!("{:<20} {:<4} without it: {}\n", "", "", c.loses));
+            }
+        }
+        s.push('\n');
+        s.push_str(if self.usable() {
+            "ipcwatch can trace on this kernel.\n"
+        } else {
+            "ipcwatch cannot trace on this kernel: a required feature is missing.\n"
+        });
+        s
+    }
+}
+
+// A word for the watchpoint test to watch.
+static WATCHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn result(r: Result<String, String>) -> (bool, String) {
+    match r {
+        Ok(d) => (true, d),
+        Err(e) => (false, e),
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(err)
+}
+
+pub fn run() -> Report {
+    let mut checks = Vec::new();
+    let mut add = |feature, r: Result<String, String>, loses, required| {
+        let (supported, detail) = result(r);
+        checks.push(Check {
+            feature,
+            supported,
+            detail,
+            loses,
+            required,
+        });
+    };
+
+    add(
+        "privileges",
+        match preflight::check_privileges() {
+            Ok(()) => Ok("CAP_BPF and CAP_PERFMON (or root)".into()),
+            Err(e) => Err(e.to_string()),
+        },
+        "everything: no probe can be loaded",
+        true,
+    );
+    add(
+        "tracefs",
+        preflight::ensure_tracefs()
+            .map(|n| n.unwrap_or_else(|| format!("mounted at {}", preflight::TRACEFS)))
+            .map_err(err),
+        "every tracepoint: they are found through tracefs",
+        true,
+    );
+    add(
+        "BTF",
+        kernel::offsets_from(Path::new(kernel::VMLINUX_BTF))
+            .map(|_| format!("{} (struct offsets resolved)", kernel::VMLINUX_BTF))
+            .map_err(err),
+        "everything: descriptors are classified with offsets read from BTF",
+        true,
+    );
+    preflight::raise_memlock();
+
+    let loaded = EbpfLoader::new()
+        .override_global("CONFIG", &Config::zeroed(), true)
+        .map_max_entries("EVENTS", 1 << 16)
+        .load(EBPF_OBJECT);
+    let mut ebpf = match loaded {
+        Ok(e) => {
+            add(
+                "ring buffer",
+                Ok("BPF_MAP_TYPE_RINGBUF map created".into()),
+                "everything: events reach userspace through it",
+                true,
+            );
+            e
+        }
+        Err(e) => {
+            add(
+                "ring buffer",
+                Err(format!("loading the eBPF object failed: {e}")),
+                "everything: events reach userspace through it",
+                true,
+            );
+            return Report {
+                kernel: kernel::release(),
+                checks,
+            };
+        }
+    };
+
+    add(
+        "tracepoint",
+        (|| {
+            let p: &mut TracePoint = program(&mut ebpf, "doctor_tracepoint")?;
+            p.load().map_err(err)?;
+            p.attach("syscalls", "sys_enter_getppid").map_err(err)?;
+            Ok("attached to syscalls:sys_enter_getppid".into())
+        })(),
+        "everything: all syscall tracing uses tracepoints",
+        true,
+    );
+    add(
+        "raw tracepoint",
+        (|| {
+            let p: &mut RawTracePoint = program(&mut ebpf, "doctor_raw_tracepoint")?;
+            p.load().map_err(err)?;
+            p.attach("sys_enter").map_err(err)?;
+            Ok("attached to sys_enter".into())
+        })(),
+        "fork events: `-- CMD` cannot follow the command's children, new processes' descriptors are not inherited in the model",
+        false,
+    );
+    let btf = Btf::from_sys_fs().map_err(err);
+    add(
+        "tp_btf",
+        (|| {
+            let btf = btf.as_ref().map_err(Clone::clone)?;
+            let p: &mut BtfTracePoint = program(&mut ebpf, "doctor_tp_btf")?;
+            p.load("sched_process_fork", btf).map_err(err)?;
+            p.attach().map_err(err)?;
+            Ok("attached to sched_process_fork".into())
+        })(),
+        "nothing yet: ipcwatch uses raw tracepoints where tp_btf would do",
+        false,
+    );
+    add(
+        "uprobe",
+        (|| {
+            let p: &mut UProbe = program(&mut ebpf, "doctor_uprobe")?;
+            p.load().map_err(err)?;
+            p.attach("getpid", "libc", UProbeScope::CallingProcess)
+                .map_err(err)?;
+            Ok("attached to libc getpid".into())
+        })(),
+        "the pthread and semaphore lock probes (--lock-probes), when they land",
+        false,
+    );
+    add(
+        "hw watchpoint",
+        (|| {
+            let p: &mut PerfEvent = program(&mut ebpf, "doctor_perf_event")?;
+            p.load().map_err(err)?;
+            let addr = WATCHED.as_ptr() as u64;
+            p.attach(
+                PerfEventConfig::Breakpoint(BreakpointConfig::Data {
+                    r#type: aya::programs::perf_event::PerfBreakpointType::Write,
+                    address: addr,
+                    length: PerfBreakpointLength::Len8,
+                }),
+                PerfEventScope::CallingProcess { cpu: None },
+                SamplePolicy::Period(1),
+                false,
+            )
+            .map_err(err)?;
+            Ok("PERF_TYPE_BREAKPOINT write watchpoint attached".into())
+        })(),
+        "race collision sampling (the race detector), when it lands",
+        false,
+    );
+    add(
+        "kprobe",
+        (|| {
+            let p: &mut KProbe = program(&mut ebpf, "doctor_kprobe")?;
+            p.load().map_err(err)?;
+            p.attach("do_sys_openat2", 0).map_err(err)?;
+            Ok("attached to do_sys_openat2".into())
+        })(),
+        "nothing: ipcwatch uses tracepoints instead",
+        false,
+    );
+    add(
+        "fentry",
+        (|| {
+            let btf = btf.as_ref().map_err(Clone::clone)?;
+            let p: &mut FEntry = program(&mut ebpf, "doctor_fentry")?;
+            p.load("do_sys_openat2", btf).map_err(err)?;
+            p.attach().map_err(err)?;
+            Ok("attached to do_sys_openat2".into())
+        })(),
+        "nothing: ipcwatch uses tracepoints instead",
+        false,
+    );
+    Report {
+        kernel: kernel::release(),
+        checks,
+    }
+}

@@ -1,0 +1,300 @@
+//! The records ipcwatch produces: one NDJSON line each.
+//!
+//! This is the contract documented in `docs/ndjson.md` and checked against
+//! `docs/ndjson.schema.json`. Live tracing turns kernel events into these
+//! records (see `collector`), and replay reads them back from a file; the
+//! model and every sink only ever see records.
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+/// Current trace format version, in the header line.
+pub const FORMAT_VERSION: u32 = 1;
+/// Value of the header's `format` field.
+pub const FORMAT_NAME: &str = "ipcwatch-ndjson";
+
+/// Short text without a heap allocation for the common sizes (a comm is at
+/// most 15 bytes; "pipe:[1234567]" fits too).
+pub type Text = CompactString;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Header(Header),
+    Io(Io),
+    Channel(ChannelLine),
+    Process(ProcessLine),
+    Lost(Lost),
+    Warning(Warning),
+    Summary(Summary),
+    /// A line type this version does not know (from a newer ipcwatch):
+    /// skipped when reading.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Record {
+    pub fn ts_ns(&self) -> Option<u64> {
+        Some(match self {
+            Record::Header(r) => r.ts_ns,
+            Record::Io(r) => r.ts_ns,
+            Record::Channel(r) => r.ts_ns,
+            Record::Process(r) => r.ts_ns,
+            Record::Lost(r) => r.ts_ns,
+            Record::Warning(r) => r.ts_ns,
+            Record::Summary(r) => r.ts_ns,
+            Record::Unknown => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub ts_ns: u64,
+    /// Always "ipcwatch-ndjson".
+    pub format: Text,
+    /// [`FORMAT_VERSION`] of the writer.
+    pub version: u32,
+    pub tool_version: Text,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    pub hostname: String,
+    /// Wall-clock start, RFC 3339 UTC.
+    pub start_time: String,
+    /// Wall-clock start, nanoseconds since the Unix epoch. Together with
+    /// `ts_ns` (CLOCK_MONOTONIC) it converts any line's time to wall time.
+    pub start_unix_ns: u64,
+    /// The command traced with `-- CMD`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Process ids given with `--pid`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<u32>,
+    /// Names given with `--comm`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comms: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Pipe,
+    Fifo,
+    Unix,
+    Tcp,
+    Udp,
+    Mq,
+    Msgq,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Pipe => "pipe",
+            ChannelKind::Fifo => "fifo",
+            ChannelKind::Unix => "unix",
+            ChannelKind::Tcp => "tcp",
+            ChannelKind::Udp => "udp",
+            ChannelKind::Mq => "mq",
+            ChannelKind::Msgq => "msgq",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Read,
+    Write,
+}
+
+/// Bytes moved through a channel by one syscall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Io {
+    pub ts_ns: u64,
+    pub kind: ChannelKind,
+    pub op: Op,
+    /// Stable channel id, e.g. "pipe:[12345]".
+    pub channel: Text,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    pub bytes: u64,
+    pub fd: i32,
+    /// The syscall that moved the bytes ("write", "splice"...).
+    pub syscall: Text,
+}
+
+/// Which way a descriptor faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum End {
+    Read,
+    Write,
+    Both,
+}
+
+impl End {
+    /// From `file->f_mode & (FMODE_READ | FMODE_WRITE)`.
+    pub fn from_access(access: u16) -> Option<End> {
+        match access & 3 {
+            1 => Some(End::Read),
+            2 => Some(End::Write),
+            3 => Some(End::Both),
+            _ => None,
+        }
+    }
+
+    /// From open(2) flags.
+    pub fn from_open_flags(flags: u32) -> End {
+        match flags as i32 & libc::O_ACCMODE {
+            libc::O_RDONLY => End::Read,
+            libc::O_WRONLY => End::Write,
+            _ => End::Both,
+        }
+    }
+
+    pub fn reads(self) -> bool {
+        self != End::Write
+    }
+
+    pub fn writes(self) -> bool {
+        self != End::Read
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelEvent {
+    /// pipe()/pipe2() made this end.
+    Create,
+    /// A FIFO was opened by path.
+    Open,
+    /// A descriptor was duplicated onto `fd` from `old_fd`.
+    Dup,
+    /// The descriptor was closed (close, close_range).
+    Close,
+    /// fcntl(F_SETFD) or close_range(CLOSE_RANGE_CLOEXEC) changed `cloexec`.
+    Setfd,
+    /// mknod made a FIFO at `path`.
+    Mkfifo,
+    /// The descriptor existed when ipcwatch started (found in /proc).
+    Existing,
+}
+
+/// A change to who holds an end of a channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelLine {
+    pub ts_ns: u64,
+    pub event: ChannelEvent,
+    pub kind: ChannelKind,
+    pub channel: Text,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    /// The descriptor (absent for `mkfifo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<End>,
+    /// `dup`: the descriptor it was duplicated from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_fd: Option<i32>,
+    /// Close-on-exec flag of `fd` after this event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cloexec: bool,
+    /// Path of a FIFO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<Text>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessEvent {
+    Fork,
+    Exec,
+    Exit,
+    /// The process was running when ipcwatch started.
+    Existing,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessLine {
+    pub ts_ns: u64,
+    pub event: ProcessEvent,
+    /// The process: for `fork`, the new child.
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    /// Parent (fork, existing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
+    /// exec: the program's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// exit: exit status when it exited normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// exit: the signal that killed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+}
+
+/// Events the kernel could not deliver (the ring buffer was full).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lost {
+    pub ts_ns: u64,
+    /// Events lost since the previous `lost` line.
+    pub count: u64,
+    /// Events lost since the start.
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warning {
+    pub ts_ns: u64,
+    pub message: String,
+    /// The probe or feature concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+}
+
+/// Totals of one channel, in the summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSummary {
+    pub channel: Text,
+    pub kind: ChannelKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub writes: u64,
+    pub reads: u64,
+    /// Processes that wrote to it or hold a write end.
+    pub writers: Vec<u32>,
+    /// Processes that read from it or hold a read end.
+    pub readers: Vec<u32>,
+}
+
+/// Last line of every trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub ts_ns: u64,
+    pub duration_ns: u64,
+    /// Kernel events received.
+    pub events: u64,
+    /// Kernel events lost (ring buffer full), as counted in the kernel.
+    pub dropped: u64,
+    /// Losses seen as gaps in the per-CPU sequence numbers; equal to
+    /// `dropped` unless the counters themselves were lost.
+    pub seq_gaps: u64,
+    /// Why recording stopped: "command-exited", "duration", "signal",
+    /// "output-closed" or "end-of-input" (replay).
+    pub reason: Text,
+    /// Exit status of the traced command, with `-- CMD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_status: Option<i32>,
+    pub channels: Vec<ChannelSummary>,
+}

@@ -1,0 +1,184 @@
+//! Facts about the running kernel that the probes need: struct field
+//! offsets read from BTF, and this architecture's syscall numbers.
+
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+use ipcwatch_common::{KernelOffsets, sc};
+
+use crate::Error;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Byte offset of `field` in `struct name`, looking through anonymous
+/// struct and union members the way C does.
+fn member_offset(btf: &Btf, name: &str, field: &str) -> Result<u32, Error> {
+    let missing = || Error::Btf(format!("struct {name} has no field {field}"));
+    let types = btf
+        .resolve_types_by_name(name)
+        .map_err(|e| Error::Btf(format!("struct {name}: {e}")))?;
+    for ty in types {
+        if let Type::Struct(s) = ty
+            && let Some(bits) = find_member(btf, &s, field, 0)
+        {
+            if bits % 8 != 0 {
+                return Err(Error::Btf(format!("{name}.{field} is a bitfield")));
+            }
+            return Ok(bits / 8);
+        }
+    }
+    Err(missing())
+}
+
+fn find_member(btf: &Btf, s: &btf_rs::Struct, field: &str, base_bits: u32) -> Option<u32> {
+    for m in &s.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == field {
+            return Some(base_bits + m.bit_offset());
+        }
+        if name.is_empty() {
+            let mut ty = btf.resolve_chained_type(m).ok()?;
+            // Skip qualifiers and typedefs down to the anonymous aggregate.
+            for _ in 0..8 {
+                match ty {
+                    Type::Typedef(ref t) => ty = btf.resolve_chained_type(t).ok()?,
+                    Type::Const(ref t) | Type::Volatile(ref t) => {
+                        ty = btf.resolve_chained_type(t).ok()?
+                    }
+                    _ => break,
+                }
+            }
+            if let Type::Struct(inner) | Type::Union(inner) = ty
+                && let Some(found) = find_member(btf, &inner, field, base_bits + m.bit_offset())
+            {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// Read every offset the probes use from the kernel's BTF.
+pub fn offsets_from(path: &Path) -> Result<KernelOffsets, Error> {
+    let btf = Btf::from_file(path).map_err(|e| {
+        Error::Btf(format!(
+            "cannot read {}: {e} (ipcwatch needs a kernel built with CONFIG_DEBUG_INFO_BTF=y)",
+            path.display()
+        ))
+    })?;
+    let off = |s: &str, f: &str| member_offset(&btf, s, f);
+    Ok(KernelOffsets {
+        task_files: off("task_struct", "files")?,
+        task_tgid: off("task_struct", "tgid")?,
+        task_pid: off("task_struct", "pid")?,
+        task_exit_code: off("task_struct", "exit_code")?,
+        task_signal: off("task_struct", "signal")?,
+        signal_live: off("signal_struct", "live")?,
+        files_fdt: off("files_struct", "fdt")?,
+        fdt_max_fds: off("fdtable", "max_fds")?,
+        fdt_fd: off("fdtable", "fd")?,
+        file_inode: off("file", "f_inode")?,
+        file_mode: off("file", "f_mode")?,
+        inode_mode: off("inode", "i_mode")?,
+        inode_ino: off("inode", "i_ino")?,
+        inode_sb: off("inode", "i_sb")?,
+        sb_magic: off("super_block", "s_magic")?,
+        sb_dev: off("super_block", "s_dev")?,
+        regs_nr: off("pt_regs", REGS[0])?,
+        regs_arg0: off("pt_regs", REGS[1])?,
+        regs_arg1: off("pt_regs", REGS[2])?,
+        regs_arg2: off("pt_regs", REGS[3])?,
+        regs_arg3: off("pt_regs", REGS[4])?,
+        _pad: 0,
+    })
+}
+
+/// `struct pt_regs` fields holding the syscall number and the first four
+/// arguments at syscall exit.
+#[cfg(target_arch = "x86_64")]
+const REGS: [&str; 5] = ["orig_ax", "di", "si", "dx", "r10"];
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!(
+    "ipcwatch reads syscall arguments from x86_64 pt_regs; other architectures are not supported yet"
+);
+
+/// This architecture's number for each syscall code ipcwatch follows.
+/// Syscalls the architecture lacks (x86's legacy `pipe`, `open`...) are
+/// simply absent.
+pub fn syscall_numbers() -> Vec<(u32, i64)> {
+    let mut v: Vec<(u32, i64)> = vec![
+        (sc::READ, libc::SYS_read),
+        (sc::WRITE, libc::SYS_write),
+        (sc::READV, libc::SYS_readv),
+        (sc::WRITEV, libc::SYS_writev),
+        (sc::SPLICE, libc::SYS_splice),
+        (sc::TEE, libc::SYS_tee),
+        (sc::VMSPLICE, libc::SYS_vmsplice),
+        (sc::CLOSE, libc::SYS_close),
+        (sc::DUP, libc::SYS_dup),
+        (sc::DUP3, libc::SYS_dup3),
+        (sc::FCNTL, libc::SYS_fcntl),
+        (sc::PIPE2, libc::SYS_pipe2),
+        (sc::MKNODAT, libc::SYS_mknodat),
+        (sc::OPENAT, libc::SYS_openat),
+        (sc::OPENAT2, libc::SYS_openat2),
+        (sc::CLOSE_RANGE, libc::SYS_close_range),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend([
+        (sc::DUP2, libc::SYS_dup2),
+        (sc::PIPE, libc::SYS_pipe),
+        (sc::MKNOD, libc::SYS_mknod),
+        (sc::OPEN, libc::SYS_open),
+    ]);
+    v
+}
+
+/// `uname -r`.
+pub fn release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, used
+/// for every `ts_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_codes_are_unique_and_named() {
+        let v = syscall_numbers();
+        for (i, (code, nr)) in v.iter().enumerate() {
+            assert_ne!(sc::name(*code), "?");
+            assert!(*nr >= 0 && *nr < ipcwatch_common::MAX_SYSCALL_NR as i64);
+            for (c2, n2) in &v[i + 1..] {
+                assert_ne!(code, c2);
+                assert_ne!(nr, n2);
+            }
+        }
+    }
+
+    #[test]
+    fn offsets_from_this_kernel() {
+        // Every Linux with BTF has these; skip quietly where there is none.
+        if !Path::new(VMLINUX_BTF).exists() {
+            return;
+        }
+        let off = offsets_from(Path::new(VMLINUX_BTF)).expect("offsets");
+        // task_struct.tgid immediately follows pid (both pid_t).
+        assert_eq!(off.task_tgid, off.task_pid + 4);
+        assert!(off.file_inode > 0 && off.inode_sb > 0);
+    }
+}

@@ -1,0 +1,36 @@
+//! ipcwatch: see how processes talk, and catch them corrupting shared
+//! memory.
+//!
+//! Data flows one way: eBPF probes ([`loader`]) -> ring buffer -> one
+//! decoder ([`decode`]) -> the [`collector`], which turns kernel events into
+//! [`events::Record`]s and keeps the [`model`] -> sinks ([`ndjson`]). A
+//! recorded trace replays through the same records, model and sinks.
+
+pub mod collector;
+pub mod decode;
+pub mod doctor;
+pub mod events;
+pub mod kernel;
+pub mod loader;
+pub mod model;
+pub mod ndjson;
+pub mod preflight;
+pub mod procscan;
+pub mod record;
+pub mod spawn;
+pub mod workload;
+
+/// Errors at the edges of the library (kernel, privileges, files).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Privileges(String),
+    #[error("{0}")]
+    Tracefs(String),
+    #[error("kernel BTF: {0}")]
+    Btf(String),
+    #[error("{0}")]
+    Load(String),
+    #[error("{0}")]
+    Spawn(String),
+}

@@ -1,0 +1,334 @@
+//! `ipcwatch record`: trace, and write NDJSON.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::collector::{Collector, Sink};
+use crate::decode::decode;
+use crate::events::{FORMAT_NAME, FORMAT_VERSION, Header, Lost, Record, Summary, Text, Warning};
+use crate::kernel::{monotonic_ns, release};
+use crate::loader::{Filter, Options, Probes};
+use crate::ndjson::NdjsonWriter;
+use crate::{preflight, procscan, spawn};
+
+#[derive(Debug, Clone)]
+pub struct RecordArgs {
+    /// Output path, `-` for standard output.
+    pub output: String,
+    pub duration: Option<Duration>,
+    pub filter: Filter,
+    /// `-- CMD ARGS...`
+    pub command: Vec<String>,
+    pub ring_bytes: u32,
+}
+
+/// How a recording ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    CommandExited,
+    Duration,
+    Signal,
+    OutputClosed,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::CommandExited => "command-exited",
+            StopReason::Duration => "duration",
+            StopReason::Signal => "signal",
+            StopReason::OutputClosed => "output-closed",
+        }
+    }
+}
+
+/// What a recording produced, for the caller's message and exit code.
+#[derive(Debug)]
+pub struct Outcome {
+    pub reason: StopReason,
+    pub events: u64,
+    pub dropped: u64,
+    pub channels: usize,
+    pub command_status: Option<i32>,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn is_broken_pipe(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
+}
+
+/// Warn on standard error as well as in the trace.
+fn warn(
+    collector: &mut Collector,
+    sink: &mut dyn Sink,
+    probe: Option<String>,
+    message: String,
+) -> io::Result<()> {
+    eprintln!("ipcwatch: warning: {message}");
+    collector.push(
+        Record::Warning(Warning {
+            ts_ns: monotonic_ns(),
+            message,
+            probe,
+        }),
+        sink,
+    )
+}
+
+/// Everything before the event loop; then the loop; then the summary.
+pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
+    preflight::check_privileges()?;
+    let tracefs_note = preflight::ensure_tracefs()?;
+    let memlock_note = preflight::raise_memlock();
+    let mut sink = NdjsonWriter::create(&args.output)
+        .map_err(|e| anyhow::anyhow!("cannot write the trace to {}: {e}", args.output))?;
+
+    let opts = Options {
+        filter: args.filter.clone(),
+        listed_only: !args.command.is_empty(),
+        ring_bytes: args.ring_bytes,
+        ..Options::default()
+    };
+    let mut probes = Probes::load(&opts)?;
+
+    let start = SystemTime::now();
+    let start_mono = monotonic_ns();
+    let mut collector = Collector::new();
+    let header = Record::Header(Header {
+        ts_ns: start_mono,
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        kernel: release(),
+        hostname: hostname(),
+        start_time: rfc3339(start),
+        start_unix_ns: start
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        command: (!args.command.is_empty()).then(|| args.command.clone()),
+        pids: args.filter.pids.clone(),
+        comms: args.filter.comms.clone(),
+    });
+    collector.push(header, &mut sink)?;
+    if let Some(note) = tracefs_note {
+        eprintln!("ipcwatch: {note}");
+    }
+    if let Some(note) = memlock_note {
+        log_note(&note);
+    }
+    for s in std::mem::take(&mut probes.skipped) {
+        let msg = format!("probe {} not attached: {}", s.probe, s.reason);
+        warn(&mut collector, &mut sink, Some(s.probe), msg)?;
+    }
+
+    // Start the command blocked, let the kernel follow it, then release it.
+    let mut child = None;
+    if !args.command.is_empty() {
+        let blocked = spawn::spawn_blocked(&args.command, args.output == "-")?;
+        let pid = blocked.pid;
+        probes.trace_pid(pid, true)?;
+        let pidfd = spawn::pidfd(pid)?;
+        let mut recs = Vec::new();
+        procscan::scan_process(pid, monotonic_ns(), true, &mut recs);
+        for r in recs {
+            collector.push(r, &mut sink)?;
+        }
+        blocked.release(&args.command[0])?;
+        child = Some((pid, pidfd));
+    } else {
+        let filter = args.filter.clone();
+        let want = move |pid: u32, comm: &str| {
+            (filter.pids.is_empty() && filter.comms.is_empty())
+                || filter.pids.contains(&pid)
+                || filter.comms.iter().any(|c| c.as_str() == comm)
+        };
+        for r in procscan::scan(monotonic_ns(), &want) {
+            collector.push(r, &mut sink)?;
+        }
+    }
+    sink.flush()?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (reason, command_status) = runtime.block_on(event_loop(
+        &mut probes,
+        &mut collector,
+        &mut sink,
+        child,
+        args.duration,
+    ))?;
+
+    let dropped = probes.dropped();
+    let summary = Record::Summary(Summary {
+        ts_ns: monotonic_ns(),
+        duration_ns: monotonic_ns().saturating_sub(start_mono),
+        events: collector.events,
+        dropped,
+        seq_gaps: collector.seq_gaps,
+        reason: Text::const_new(reason.as_str()),
+        command_status,
+        channels: collector.model.channel_summaries(),
+    });
+    let written = collector
+        .push(summary, &mut sink)
+        .and_then(|()| sink.flush());
+    match written {
+        Err(e) if !is_broken_pipe(&e) => return Err(e.into()),
+        _ => {}
+    }
+    Ok(Outcome {
+        reason,
+        events: collector.events,
+        dropped,
+        channels: collector.model.channels.len(),
+        command_status,
+    })
+}
+
+fn log_note(note: &str) {
+    if std::env::var_os("IPCWATCH_VERBOSE").is_some() {
+        eprintln!("ipcwatch: note: {note}");
+    }
+}
+
+/// Read the ring buffer until a stop condition; report losses as they grow.
+async fn event_loop(
+    probes: &mut Probes,
+    collector: &mut Collector,
+    sink: &mut NdjsonWriter,
+    child: Option<(u32, OwnedFd)>,
+    duration: Option<Duration>,
+) -> anyhow::Result<(StopReason, Option<i32>)> {
+    let ring = probes.take_ring()?;
+    // SAFETY: the RingBuf owns its map descriptor, which stays open for as
+    // long as the AsyncFd holds it.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE)? };
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let (child_pid, pidfd) = match child {
+        // SAFETY: the OwnedFd stays open for as long as the AsyncFd holds it.
+        Some((pid, fd)) => (
+            Some(pid),
+            Some(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE)? }),
+        ),
+        None => (None, None),
+    };
+    let deadline = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let child_exit = async {
+        match &pidfd {
+            Some(fd) => {
+                let _ = fd.readable().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(child_exit);
+    // The kernel wakes us only when the ring buffer fills up to a mark, so
+    // poll it often; losses and the output are checked less often.
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut lost_reported = 0u64;
+    let mut decode_errors = 0u64;
+
+    let mut drain = |ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+                     collector: &mut Collector,
+                     sink: &mut NdjsonWriter|
+     -> io::Result<()> {
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Ok(ev) => collector.ingest(&ev, sink)?,
+                Err(e) => {
+                    decode_errors += 1;
+                    if decode_errors == 1 {
+                        drop(item);
+                        warn(
+                            collector,
+                            sink,
+                            None,
+                            format!("undecodable kernel event: {e}"),
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+
+    let reason = loop {
+        let step: io::Result<Option<StopReason>> = tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let r = drain(guard.get_inner_mut(), collector, sink);
+                guard.clear_ready();
+                r.map(|()| None)
+            }
+            _ = poll.tick() => drain(ring.get_mut(), collector, sink).map(|()| None),
+            _ = tick.tick() => {
+                let dropped = probes.dropped();
+                let mut r = Ok(());
+                if dropped > lost_reported {
+                    r = collector.push(Record::Lost(Lost {
+                        ts_ns: monotonic_ns(),
+                        count: dropped - lost_reported,
+                        total: dropped,
+                    }), sink);
+                    lost_reported = dropped;
+                }
+                r.and_then(|()| sink.flush()).map(|()| None)
+            }
+            _ = sigint.recv() => Ok(Some(StopReason::Signal)),
+            _ = sigterm.recv() => Ok(Some(StopReason::Signal)),
+            _ = &mut deadline => Ok(Some(StopReason::Duration)),
+            _ = &mut child_exit => Ok(Some(StopReason::CommandExited)),
+        };
+        match step {
+            Ok(Some(reason)) => break reason,
+            Ok(None) => {}
+            Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None)),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // Everything the kernel wrote before the stop.
+    let last = drain(ring.get_mut(), collector, sink).and_then(|()| {
+        let dropped = probes.dropped();
+        if dropped > lost_reported {
+            collector.push(
+                Record::Lost(Lost {
+                    ts_ns: monotonic_ns(),
+                    count: dropped - lost_reported,
+                    total: dropped,
+                }),
+                sink,
+            )?;
+        }
+        Ok(())
+    });
+    match last {
+        Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None)),
+        r => r?,
+    }
+    let status = child_pid.and_then(spawn::reap);
+    Ok((reason, status))
+}

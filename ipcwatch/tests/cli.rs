@@ -1,0 +1,142 @@
+//! The command line: bad input, missing privileges, doctor.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(ipcwatch()).args(args).output().unwrap()
+}
+
+#[test]
+fn a_duration_that_is_not_a_number_is_a_usage_error() {
+    let o = run(&["record", "--duration", "notanumber"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`notanumber` is not a number of seconds"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_ring_sizes_and_mixed_filters_are_usage_errors() {
+    let o = run(&["record", "--ring-size", "5000", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("power of two"));
+    let o = run(&["record", "--pid", "1", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn an_unwritable_output_is_a_clear_error() {
+    require_root();
+    let o = run(&["record", "-o", "/nonexistent/dir/t.ndjson", "--", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot write the trace to /nonexistent/dir/t.ndjson"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_output_file_is_private_and_never_follows_a_symlink() {
+    require_root();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let out = dir.path().join("t.ndjson");
+    let o = run(&["record", "-o", out.to_str().unwrap(), "--", "true"]);
+    assert!(o.status.success());
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let target = dir.path().join("victim");
+    std::fs::write(&target, "keep").unwrap();
+    let link = dir.path().join("link.ndjson");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = run(&["record", "-o", link.to_str().unwrap(), "--", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+}
+
+#[test]
+fn a_command_that_does_not_exist_is_reported() {
+    require_root();
+    let dir = temp_dir();
+    let out = dir.path().join("t.ndjson");
+    let o = run(&[
+        "record",
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+        "/no/such/program",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot run /no/such/program: No such file or directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn without_privileges_it_names_what_is_missing_and_exits_1() {
+    require_root();
+    // Drop to nobody, with no capabilities at all.
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .args([ipcwatch(), "record", "-o", "/dev/null", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("CAP_BPF and CAP_PERFMON"), "{err}");
+    assert!(err.contains("uid 65534"), "{err}");
+}
+
+#[test]
+fn doctor_tells_the_truth_about_this_kernel() {
+    require_root();
+    let o = run(&["doctor", "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let check = |name: &str| -> bool {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["feature"] == name)
+            .unwrap_or_else(|| panic!("no {name} check"))["supported"]
+            .as_bool()
+            .unwrap()
+    };
+    for f in [
+        "tracepoint",
+        "raw tracepoint",
+        "ring buffer",
+        "BTF",
+        "tracefs",
+    ] {
+        assert!(check(f), "{f} must work: ipcwatch just used it");
+    }
+    // Facts the kernel shows independently of ipcwatch's own attempts.
+    let kprobe_pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    assert_eq!(check("kprobe"), kprobe_pmu);
+    assert_eq!(
+        report["kernel"].as_str().unwrap(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap()
+            .trim()
+    );
+    let text = run(&["doctor"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("FEATURE"), "{text}");
+    assert!(text.contains("hw watchpoint"), "{text}");
+}

@@ -1,0 +1,121 @@
+//! Helpers for the root integration tests: run the real binary, parse the
+//! trace it writes.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn ipcwatch() -> &'static str {
+    env!("CARGO_BIN_EXE_ipcwatch")
+}
+
+/// These tests load eBPF programs: they need root, and say so.
+pub fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the integration tests load eBPF probes: run them as root (cargo xtask test)"
+    );
+}
+
+pub struct Trace {
+    pub lines: Vec<Value>,
+    pub output: Output,
+}
+
+impl Trace {
+    pub fn of_type<'a>(&'a self, ty: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.lines.iter().filter(move |l| l["type"] == ty)
+    }
+
+    pub fn summary(&self) -> &Value {
+        let last = self.lines.last().expect("an empty trace");
+        assert_eq!(last["type"], "summary", "the last line is not the summary");
+        last
+    }
+
+    /// Sum of `bytes` of io lines on `channel` with `op`.
+    pub fn bytes(&self, channel: &str, op: &str) -> u64 {
+        self.of_type("io")
+            .filter(|l| l["channel"] == channel && l["op"] == op)
+            .map(|l| l["bytes"].as_u64().unwrap())
+            .sum()
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+pub fn parse(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).expect("the trace file");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+/// `ipcwatch record -o <tmp> ARGS...`, which must succeed.
+pub fn record(args: &[&str]) -> Trace {
+    let dir = temp_dir();
+    let out: PathBuf = dir.path().join("trace.ndjson");
+    let output = Command::new(ipcwatch())
+        .arg("record")
+        .arg("-o")
+        .arg(&out)
+        .args(args)
+        .output()
+        .expect("run ipcwatch");
+    assert!(
+        output.status.success(),
+        "ipcwatch record {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Trace {
+        lines: parse(&out),
+        output,
+    }
+}
+
+/// Parse "pipe <ino> parent <pid> child <pid>" printed by the workloads.
+pub fn pipe_line(text: &str) -> (u64, u32, u32) {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("pipe "))
+        .unwrap_or_else(|| panic!("no pipe line in {text:?}"));
+    let w: Vec<&str> = line.split_whitespace().collect();
+    (
+        w[1].parse().unwrap(),
+        w[3].parse().unwrap(),
+        w[5].parse().unwrap(),
+    )
+}
+
+pub fn schema() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/ndjson.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("docs/ndjson.schema.json"))
+        .expect("the schema is JSON")
+}
+
+/// Every line must validate against docs/ndjson.schema.json.
+pub fn assert_schema(lines: &[Value]) {
+    let schema = schema();
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    for l in lines {
+        let errors: Vec<String> = validator.iter_errors(l).map(|e| e.to_string()).collect();
+        assert!(
+            errors.is_empty(),
+            "{l} does not match the schema: {errors:?}"
+        );
+    }
+}

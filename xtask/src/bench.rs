@@ -1,0 +1,257 @@
+//! `cargo xtask bench`: each workload untraced, under ipcwatch and under
+//! strace, alternating in one run; medians and ratios to untraced.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::root;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Alternating rounds per workload (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Round trips per ping-pong run.
+    #[arg(long, default_value_t = 50_000)]
+    iters: u64,
+    /// Do not rewrite docs/benchmarks.md.
+    #[arg(long)]
+    no_docs: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Untraced,
+    Ipcwatch,
+    Strace,
+}
+
+impl Way {
+    fn name(self) -> &'static str {
+        match self {
+            Way::Untraced => "untraced",
+            Way::Ipcwatch => "ipcwatch",
+            Way::Strace => "strace -f",
+        }
+    }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Run the workload one way; returns round trips per second.
+fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
+    let mut argv: Vec<String> = Vec::new();
+    if pin {
+        // The workload's two processes share CPU 1; the tracer runs anywhere.
+        argv.extend(["taskset".into(), "-c".into(), "1".into()]);
+    }
+    argv.push(bin.display().to_string());
+    argv.extend(workload.iter().cloned());
+    let mut cmd = match way {
+        Way::Untraced => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+        Way::Ipcwatch => {
+            let mut c = Command::new(bin);
+            c.args(["record", "-o", "/dev/null", "--"]).args(&argv);
+            c
+        }
+        Way::Strace => {
+            let mut c = Command::new("strace");
+            c.args(["-f", "-o", "/dev/null"]).args(&argv);
+            c
+        }
+    };
+    let out = cmd.output().context("running the workload")?;
+    if !out.status.success() {
+        bail!(
+            "{} run failed: {}",
+            way.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("round-trips/s "))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no rate in the workload's output: {text}"))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+struct Row {
+    workload: String,
+    medians: Vec<(Way, f64)>,
+}
+
+pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
+    let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let mut ways = vec![Way::Untraced, Way::Ipcwatch];
+    if have("strace") {
+        ways.push(Way::Strace);
+    } else {
+        eprintln!("bench: strace not installed; its column is left out");
+    }
+    let workloads = [
+        ("pipe ping-pong 1 B", 1usize),
+        ("pipe ping-pong 4 KiB", 4096),
+    ];
+    let mut rows = Vec::new();
+    for (name, size) in workloads {
+        let wl: Vec<String> = [
+            "workload",
+            "pingpong",
+            "--size",
+            &size.to_string(),
+            "--iters",
+            &args.iters.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
+        for round in 0..args.rounds {
+            // Alternate the order each round so drift hits every way alike.
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..ways.len()).collect()
+            } else {
+                (0..ways.len()).rev().collect()
+            };
+            for i in order {
+                samples[i].push(once(bin, ways[i], &wl, pin)?);
+            }
+        }
+        let medians = ways
+            .iter()
+            .zip(samples.iter_mut())
+            .map(|(w, s)| (*w, median(s)))
+            .collect();
+        let row = Row {
+            workload: name.into(),
+            medians,
+        };
+        eprintln!("{}", line(&row));
+        rows.push(row);
+    }
+    let table = table(&rows, &ways);
+    println!("\n{table}");
+    let json = serde_json_like(&rows);
+    let out = root().join("target/bench.json");
+    std::fs::write(&out, json)?;
+    eprintln!("bench: wrote {}", out.display());
+    if !args.no_docs {
+        write_docs(&table, args, pin)?;
+    }
+    Ok(())
+}
+
+fn line(row: &Row) -> String {
+    let base = row.medians[0].1;
+    let mut s = format!("{}:", row.workload);
+    for (w, v) in &row.medians {
+        let _ = write!(s, " {} {:.0}/s ({:.2}x)", w.name(), v, v / base);
+    }
+    s
+}
+
+fn table(rows: &[Row], ways: &[Way]) -> String {
+    let mut s = String::from("| workload |");
+    for w in ways {
+        let _ = write!(s, " {} |", w.name());
+    }
+    s.push_str("\n|---|");
+    for _ in ways {
+        s.push_str("---|");
+    }
+    s.push('\n');
+    for r in rows {
+        let base = r.medians[0].1;
+        let _ = write!(s, "| {} |", r.workload);
+        for (w, v) in &r.medians {
+            if *w == Way::Untraced {
+                let _ = write!(s, " {v:.0} round trips/s |");
+            } else {
+                let _ = write!(s, " {:.2}x ({v:.0}/s) |", v / base);
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn serde_json_like(rows: &[Row]) -> String {
+    let mut s = String::from("[\n");
+    for (i, r) in rows.iter().enumerate() {
+        let base = r.medians[0].1;
+        let _ = write!(s, "  {{\"workload\": \"{}\"", r.workload);
+        for (w, v) in &r.medians {
+            let key = w.name().replace(' ', "").replace('-', "_");
+            let _ = write!(
+                s,
+                ", \"{key}_per_s\": {v:.1}, \"{key}_ratio\": {:.4}",
+                v / base
+            );
+        }
+        s.push('}');
+        s.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
+    }
+    s.push_str("]\n");
+    s
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
+}
+
+fn write_docs(table: &str, args: &BenchArgs, pin: bool) -> Result<()> {
+    let path = root().join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let begin = "<!-- bench:begin -->";
+    let end = "<!-- bench:end -->";
+    let body = format!(
+        "{begin}\nMeasured by `cargo xtask bench` on {} (a virtual machine), {} alternating rounds of {} round trips each, medians{}.\n\n{table}{end}",
+        machine(),
+        args.rounds,
+        args.iters,
+        if pin {
+            "; the workload's two processes pinned together on CPU 1"
+        } else {
+            ""
+        }
+    );
+    let new = match (old.find(begin), old.find(end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{body}{}", &old[..a], &old[b + end.len()..]),
+        _ => format!("{old}\n{body}\n"),
+    };
+    std::fs::write(&path, new)?;
+    eprintln!("bench: updated {}", path.display());
+    Ok(())
+}

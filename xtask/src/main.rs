@@ -1,0 +1,151 @@
+//! `cargo xtask`: set-up, build, run, test and benchmark ipcwatch.
+//!
+//! Every command first makes sure the eBPF toolchain is there (nightly
+//! rust-src and bpf-linker built against nightly's own LLVM), installing
+//! what is missing. When everything is present that check takes seconds.
+
+mod bench;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the eBPF build needs (idempotent).
+    Setup,
+    /// Build ipcwatch (release) with its embedded eBPF object.
+    Build,
+    /// Build, then run ipcwatch with ARGS (as root).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Every check: fmt, clippy (userspace and eBPF), unit tests, and the
+    /// root integration tests (serially).
+    Test,
+    /// Benchmarks: traced vs untraced, side by side in one run.
+    Bench(bench::BenchArgs),
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Run a command in the workspace root; fail with its name when it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(root());
+    cmd.env("PATH", setup::path_with_cargo_bin());
+    eprintln!("+ {}", show(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", show(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", show(cmd));
+    }
+    Ok(())
+}
+
+fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // The eBPF object is built by aya-build with the nightly toolchain;
+    // make sure a RUSTUP_TOOLCHAIN from the outside does not leak in.
+    c.env_remove("RUSTUP_TOOLCHAIN");
+    c
+}
+
+fn build_release() -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "--package", "ipcwatch"]))?;
+    Ok(root().join("target/release/ipcwatch"))
+}
+
+fn test() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The eBPF crate, separately, for its own target.
+    run(Command::new("rustup").args([
+        "run",
+        "nightly",
+        "cargo",
+        "clippy",
+        "--package",
+        "ipcwatch-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // Unit tests (no root needed) run in parallel...
+    run(cargo().args(["test", "--workspace", "--lib", "--bins"]))?;
+    // ...the root integration tests share kernel state: one at a time.
+    run(cargo().args([
+        "test",
+        "--package",
+        "ipcwatch",
+        "--tests",
+        "--",
+        "--test-threads=1",
+    ]))?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Setup => setup::ensure(),
+        Cmd::Build => {
+            setup::ensure()?;
+            build_release().map(|_| ())
+        }
+        Cmd::Run { args } => {
+            setup::ensure()?;
+            let bin = build_release()?;
+            let mut cmd = Command::new(bin);
+            cmd.args(args);
+            use std::os::unix::process::CommandExt;
+            Err(cmd.exec()).context("cannot start ipcwatch")
+        }
+        Cmd::Test => {
+            setup::ensure()?;
+            test()
+        }
+        Cmd::Bench(args) => {
+            setup::ensure()?;
+            let bin = build_release()?;
+            bench::run(&bin, &args)
+        }
+    }
+}

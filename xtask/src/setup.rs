@@ -1,0 +1,161 @@
+//! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
+//! against the nightly toolchain's own LLVM. Idempotent: when both are
+//! present this runs two quick commands and nothing else.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{root, run};
+
+const TOOLCHAIN: &str = "nightly";
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!("{:?} failed ({})", cmd.get_program(), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Directory holding cargo-installed binaries.
+pub fn cargo_bin() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+        .join("bin")
+}
+
+fn nightly_sysroot() -> Result<PathBuf> {
+    let s = output(Command::new("rustc").args([&format!("+{TOOLCHAIN}"), "--print", "sysroot"]))?;
+    Ok(PathBuf::from(s.trim()))
+}
+
+fn llvm_major() -> Result<u32> {
+    let v = output(Command::new("rustc").args([&format!("+{TOOLCHAIN}"), "-vV"]))?;
+    let line = v
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .context("`rustc +nightly -vV` names no LLVM version")?;
+    line.split('.')
+        .next()
+        .and_then(|m| m.trim().parse().ok())
+        .with_context(|| format!("cannot read the LLVM major from {line:?}"))
+}
+
+fn ensure_toolchain() -> Result<()> {
+    let list = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !list.lines().any(|l| l.starts_with(TOOLCHAIN)) {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            TOOLCHAIN,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src,clippy",
+        ]))
+        .context("the eBPF crate needs a nightly toolchain")?;
+    }
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        TOOLCHAIN,
+    ]))?;
+    for component in ["rust-src", "clippy"] {
+        if !installed.lines().any(|l| l.starts_with(component)) {
+            run(Command::new("rustup").args([
+                "component",
+                "add",
+                component,
+                "--toolchain",
+                TOOLCHAIN,
+            ]))?;
+        }
+    }
+    Ok(())
+}
+
+/// bpf-linker answers `--version` when run the way aya-build runs it.
+fn bpf_linker_works() -> bool {
+    Command::new("rustup")
+        .args(["run", TOOLCHAIN, "bpf-linker", "--version"])
+        .env("PATH", path_with_cargo_bin())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ensure_bpf_linker() -> Result<()> {
+    if bpf_linker_works() {
+        return Ok(());
+    }
+    let major = llvm_major()?;
+    let lib = nightly_sysroot()?.join("lib");
+    let so = std::fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("libLLVM.so.{major}")))
+        })
+        .with_context(|| format!("no libLLVM.so.{major}* in {}", lib.display()))?;
+    // A prefix whose lib/libLLVM.so is nightly's own LLVM.
+    let prefix = root().join("target/llvm-prefix");
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    let link = prefix.join("lib/libLLVM.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&so, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), so.display()))?;
+    eprintln!(
+        "xtask: building bpf-linker against LLVM {major} from {} (about a minute)",
+        so.display()
+    );
+    run(Command::new("cargo")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env("LLVM_PREFIX", &prefix)
+        // Find nightly's libLLVM at run time without LD_LIBRARY_PATH.
+        .env(
+            "RUSTFLAGS",
+            format!("-C link-arg=-Wl,-rpath,{}", lib.display()),
+        )
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            "^0.13",
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+            "--force",
+        ]))?;
+    if !bpf_linker_works() {
+        bail!("bpf-linker was installed but does not run");
+    }
+    Ok(())
+}
+
+/// PATH with cargo's bin directory first.
+pub fn path_with_cargo_bin() -> std::ffi::OsString {
+    let mut paths = vec![cargo_bin()];
+    if let Some(p) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
+pub fn ensure() -> Result<()> {
+    ensure_toolchain()?;
+    ensure_bpf_linker()?;
+    Ok(())
+}
