@@ -27,6 +27,11 @@ pub enum Record {
     Lost(Lost),
     Warning(Warning),
     Summary(Summary),
+    Region(RegionLine),
+    Mapping(MappingLine),
+    Sync(SyncLine),
+    Fault(FaultLine),
+    Race(RaceLine),
     /// A line type this version does not know (from a newer ipcwatch):
     /// skipped when reading.
     #[serde(other)]
@@ -43,6 +48,11 @@ impl Record {
             Record::Lost(r) => r.ts_ns,
             Record::Warning(r) => r.ts_ns,
             Record::Summary(r) => r.ts_ns,
+            Record::Region(r) => r.ts_ns,
+            Record::Mapping(r) => r.ts_ns,
+            Record::Sync(r) => r.ts_ns,
+            Record::Fault(r) => r.ts_ns,
+            Record::Race(r) => r.ts_ns,
             Record::Unknown => return None,
         })
     }
@@ -297,4 +307,169 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_status: Option<i32>,
     pub channels: Vec<ChannelSummary>,
+}
+
+// ---------------------------------------------------------------------
+// Shared memory, synchronization and races. The shapes below are the
+// contract between the producers (the shared-memory probes, the race
+// detector) and the consumers (model, TUI, analyze); see docs/ndjson.md.
+// ---------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionKind {
+    /// SysV shared memory segment: id "sysv:<shmid>".
+    Sysv,
+    /// POSIX shm object under /dev/shm: id "posix:/<name>".
+    Posix,
+    /// memfd_create: id "memfd:<name>:<inode>".
+    Memfd,
+    /// MAP_SHARED mapping of a file: id "file:<path>".
+    File,
+    /// MAP_SHARED|MAP_ANONYMOUS shared through fork: id "anon:<dev>:<inode>".
+    Anon,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionEvent {
+    Created,
+    Removed,
+    /// Existed when ipcwatch started.
+    Existing,
+}
+
+/// A shared region appears or goes away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionLine {
+    pub ts_ns: u64,
+    pub event: RegionEvent,
+    /// Stable id, the same in every process (see [`RegionKind`]).
+    pub region: Text,
+    pub kind: RegionKind,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Who created or removed it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<Text>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MappingEvent {
+    Mapped,
+    Unmapped,
+    Existing,
+}
+
+/// A process maps (part of) a region into its address space, or unmaps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MappingLine {
+    pub ts_ns: u64,
+    pub event: MappingEvent,
+    pub region: Text,
+    pub pid: u32,
+    pub comm: Text,
+    /// Virtual address range [start, end) in that process.
+    pub start: u64,
+    pub end: u64,
+    /// Offset into the region of `start`.
+    pub offset: u64,
+    /// "rw", "r" ... (read, write, exec letters).
+    pub prot: Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncEvent {
+    Acquire,
+    Release,
+    Wait,
+    Wake,
+    /// A lock object was initialized (inventory).
+    Init,
+}
+
+/// One synchronization operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncLine {
+    pub ts_ns: u64,
+    pub event: SyncEvent,
+    /// The lock's identity, the same value in every process: "<region>+<offset>"
+    /// for an object in shared memory, "flock:<dev>:<ino>" for file locks,
+    /// "futex:<pid>:<addr>" for a private futex.
+    pub lock: Text,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    /// "futex", "mutex", "rwlock", "spin", "sem", "cond", "flock", "fcntl", "ofd".
+    pub primitive: Text,
+    /// The operation succeeded (acquired, woke...).
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Primitive-specific detail (futex op, rdlock/wrlock...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Text>,
+}
+
+/// A write page fault on a shared region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultLine {
+    pub ts_ns: u64,
+    pub region: Text,
+    pub offset: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    /// Instruction pointer of the faulting write.
+    pub ip: u64,
+}
+
+/// One side of a race.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Access {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    pub ip: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// User stack, innermost first, symbolized where possible.
+    #[serde(default)]
+    pub stack: Vec<String>,
+    /// Locks known to be held (deep mode).
+    #[serde(default)]
+    pub locks: Vec<Text>,
+    pub ts_ns: u64,
+}
+
+/// A finding of the race detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RaceLine {
+    pub ts_ns: u64,
+    /// "shm-write-write" or "pipe-interleave".
+    pub kind: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    pub len: u64,
+    pub accesses: Vec<Access>,
+    /// "collision" or "happens-before".
+    pub evidence: Text,
+    /// 0.0 to 1.0.
+    pub confidence: f64,
+    pub explanation: String,
 }

@@ -7,9 +7,99 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::events::{
-    ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, End, Io, Op, ProcessEvent, ProcessLine,
-    Record, Text,
+    ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, End, FaultLine, Io, MappingEvent,
+    MappingLine, Op, ProcessEvent, ProcessLine, RaceLine, Record, RegionEvent, RegionKind,
+    RegionLine, SyncEvent, SyncLine, Text,
 };
+
+/// Page size used for per-page write heat.
+pub const PAGE: u64 = 4096;
+
+/// Where one process maps (part of) a region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub pid: u32,
+    pub start: u64,
+    pub end: u64,
+    pub offset: u64,
+    pub prot: Text,
+}
+
+/// What was seen of one lock.
+#[derive(Debug, Clone, Default)]
+pub struct LockStats {
+    pub primitive: Text,
+    pub region: Option<Text>,
+    pub offset: Option<u64>,
+    pub acquires: u64,
+    pub releases: u64,
+    pub waits: u64,
+    pub wakes: u64,
+    pub pids: BTreeSet<u32>,
+    pub last_ts: u64,
+}
+
+/// Write activity on one page of a region.
+#[derive(Debug, Clone, Default)]
+pub struct PageHeat {
+    pub writes: u64,
+    pub pids: BTreeSet<u32>,
+    pub last_ts: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub id: Text,
+    pub kind: RegionKind,
+    pub size: u64,
+    pub name: Option<String>,
+    pub removed: bool,
+    pub mappings: Vec<Mapping>,
+    /// Lock ids seen on this region (details in `Model::locks`).
+    pub locks: BTreeSet<Text>,
+    /// Page index -> write activity.
+    pub pages: BTreeMap<u64, PageHeat>,
+    pub first_ts: u64,
+    pub last_ts: u64,
+}
+
+impl Region {
+    /// Distinct processes mapping the region now.
+    pub fn mappers(&self) -> BTreeSet<u32> {
+        self.mappings.iter().map(|m| m.pid).collect()
+    }
+}
+
+/// A deduplicated race finding.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub race: RaceLine,
+    /// How many times it was reported.
+    pub count: u64,
+    pub first_ts: u64,
+    pub last_ts: u64,
+}
+
+/// Findings are the same when kind, place and both code locations match.
+fn finding_key(r: &RaceLine) -> String {
+    let mut sites: Vec<String> = r
+        .accesses
+        .iter()
+        .map(|a| match (&a.function, &a.file, a.line) {
+            (Some(f), Some(file), Some(line)) => format!("{f}@{file}:{line}"),
+            (Some(f), _, _) => f.clone(),
+            _ => format!("{:#x}", a.ip),
+        })
+        .collect();
+    sites.sort();
+    format!(
+        "{}|{}|{}|{}",
+        r.kind,
+        r.region.as_deref().or(r.channel.as_deref()).unwrap_or(""),
+        r.offset.unwrap_or(0),
+        sites.join(",")
+    )
+}
 
 /// One IPC descriptor of a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +203,12 @@ impl Channel {
 pub struct Model {
     pub processes: HashMap<u32, Process>,
     pub channels: HashMap<Text, Channel>,
+    pub regions: HashMap<Text, Region>,
+    /// Every lock seen, by identity.
+    pub locks: HashMap<Text, LockStats>,
+    /// Race findings, deduplicated, in the order first seen.
+    pub findings: Vec<Finding>,
+    finding_index: HashMap<String, usize>,
     /// Records applied.
     pub records: u64,
     /// Kernel events lost, from `lost` lines.
@@ -207,7 +303,120 @@ impl Model {
             Record::Process(line) => self.apply_process(line),
             Record::Lost(l) => self.lost = self.lost.max(l.total),
             Record::Warning(w) => self.warnings.push(w.message.clone()),
+            Record::Region(r) => self.apply_region(r),
+            Record::Mapping(m) => self.apply_mapping(m),
+            Record::Sync(s) => self.apply_sync(s),
+            Record::Fault(f) => self.apply_fault(f),
+            Record::Race(r) => self.apply_race(r),
             Record::Header(_) | Record::Summary(_) | Record::Unknown => {}
+        }
+    }
+
+    fn region(&mut self, id: &Text, kind: RegionKind, ts: u64) -> &mut Region {
+        let r = self.regions.entry(id.clone()).or_insert_with(|| Region {
+            id: id.clone(),
+            kind,
+            size: 0,
+            name: None,
+            removed: false,
+            mappings: Vec::new(),
+            locks: BTreeSet::new(),
+            pages: BTreeMap::new(),
+            first_ts: ts,
+            last_ts: ts,
+        });
+        r.last_ts = r.last_ts.max(ts);
+        r
+    }
+
+    fn apply_region(&mut self, line: &RegionLine) {
+        let r = self.region(&line.region, line.kind, line.ts_ns);
+        if line.size > 0 {
+            r.size = line.size;
+        }
+        if line.name.is_some() {
+            r.name.clone_from(&line.name);
+        }
+        r.removed = line.event == RegionEvent::Removed;
+    }
+
+    /// Kind of a region from its id prefix (for lines that name a region
+    /// the model has not seen created).
+    fn kind_of(id: &str) -> RegionKind {
+        match id.split(':').next() {
+            Some("sysv") => RegionKind::Sysv,
+            Some("posix") => RegionKind::Posix,
+            Some("memfd") => RegionKind::Memfd,
+            Some("file") => RegionKind::File,
+            _ => RegionKind::Anon,
+        }
+    }
+
+    fn apply_mapping(&mut self, line: &MappingLine) {
+        self.process(line.pid, &line.comm, line.ts_ns);
+        let r = self.region(&line.region, Self::kind_of(&line.region), line.ts_ns);
+        r.mappings
+            .retain(|m| !(m.pid == line.pid && m.start == line.start));
+        if line.event != MappingEvent::Unmapped {
+            r.mappings.push(Mapping {
+                pid: line.pid,
+                start: line.start,
+                end: line.end,
+                offset: line.offset,
+                prot: line.prot.clone(),
+            });
+        }
+    }
+
+    fn apply_sync(&mut self, line: &SyncLine) {
+        self.process(line.pid, &line.comm, line.ts_ns);
+        if let Some(region) = &line.region {
+            let r = self.region(region, Self::kind_of(region), line.ts_ns);
+            r.locks.insert(line.lock.clone());
+        }
+        let l = self.locks.entry(line.lock.clone()).or_default();
+        if l.primitive.is_empty() || line.event == SyncEvent::Init {
+            l.primitive = line.primitive.clone();
+        }
+        l.region = line.region.clone().or(l.region.take());
+        l.offset = line.offset.or(l.offset);
+        l.pids.insert(line.pid);
+        l.last_ts = l.last_ts.max(line.ts_ns);
+        match line.event {
+            SyncEvent::Acquire if line.ok => l.acquires += 1,
+            SyncEvent::Release => l.releases += 1,
+            SyncEvent::Wait => l.waits += 1,
+            SyncEvent::Wake => l.wakes += 1,
+            _ => {}
+        }
+    }
+
+    fn apply_fault(&mut self, line: &FaultLine) {
+        self.process(line.pid, &line.comm, line.ts_ns);
+        let r = self.region(&line.region, Self::kind_of(&line.region), line.ts_ns);
+        let page = r.pages.entry(line.offset / PAGE).or_default();
+        page.writes += 1;
+        page.pids.insert(line.pid);
+        page.last_ts = page.last_ts.max(line.ts_ns);
+    }
+
+    fn apply_race(&mut self, race: &RaceLine) {
+        let key = finding_key(race);
+        match self.finding_index.get(&key) {
+            Some(&i) => {
+                let f = &mut self.findings[i];
+                f.count += 1;
+                f.last_ts = f.last_ts.max(race.ts_ns);
+            }
+            None => {
+                self.finding_index.insert(key, self.findings.len());
+                self.findings.push(Finding {
+                    race: race.clone(),
+                    count: 1,
+                    first_ts: race.ts_ns,
+                    last_ts: race.ts_ns,
+                });
+            }
         }
     }
 
@@ -313,11 +522,17 @@ impl Model {
             }
             ProcessEvent::Exec => {
                 self.close_all(line.pid, true);
+                for r in self.regions.values_mut() {
+                    r.mappings.retain(|m| m.pid != line.pid);
+                }
                 let p = self.process(line.pid, &line.comm, line.ts_ns);
                 p.comm = line.comm.clone();
             }
             ProcessEvent::Exit => {
                 self.close_all(line.pid, false);
+                for r in self.regions.values_mut() {
+                    r.mappings.retain(|m| m.pid != line.pid);
+                }
                 let p = self.process(line.pid, &line.comm, line.ts_ns);
                 p.alive = false;
                 p.exit_code = line.exit_code;
@@ -447,6 +662,102 @@ mod tests {
         }
         m.apply(&dup);
         assert_eq!(holders(&m), vec![(5, 3, End::Write), (5, 4, End::Write)]);
+    }
+
+    #[test]
+    fn races_are_deduplicated_by_place_and_code() {
+        use crate::events::Access;
+        let access = |pid, f: &str| Access {
+            pid,
+            tid: pid,
+            comm: "w".into(),
+            ip: 0x1000,
+            function: Some(f.into()),
+            file: None,
+            line: None,
+            stack: vec![],
+            locks: vec![],
+            ts_ns: 1,
+        };
+        let race = |ts, a: &str, b: &str| {
+            Record::Race(RaceLine {
+                ts_ns: ts,
+                kind: "shm-write-write".into(),
+                region: Some("sysv:5".into()),
+                channel: None,
+                offset: Some(64),
+                len: 8,
+                accesses: vec![access(1, a), access(2, b)],
+                evidence: "collision".into(),
+                confidence: 0.9,
+                explanation: "x".into(),
+            })
+        };
+        let mut m = Model::new();
+        m.apply(&race(1, "bump", "bump"));
+        m.apply(&race(2, "bump", "bump"));
+        m.apply(&race(3, "bump", "reset"));
+        m.apply(&race(4, "reset", "bump"));
+        assert_eq!(m.findings.len(), 2);
+        assert_eq!((m.findings[0].count, m.findings[0].last_ts), (2, 2));
+        assert_eq!(m.findings[1].count, 2);
+    }
+
+    #[test]
+    fn regions_keep_mappers_locks_and_page_heat() {
+        let mut m = Model::new();
+        m.apply(&Record::Region(RegionLine {
+            ts_ns: 1,
+            event: RegionEvent::Created,
+            region: "sysv:9".into(),
+            kind: RegionKind::Sysv,
+            size: 8192,
+            name: None,
+            pid: Some(1),
+            comm: None,
+        }));
+        for pid in [1, 2] {
+            m.apply(&Record::Mapping(MappingLine {
+                ts_ns: 2,
+                event: MappingEvent::Mapped,
+                region: "sysv:9".into(),
+                pid,
+                comm: "w".into(),
+                start: 0x7000_0000 + pid as u64 * 0x10000,
+                end: 0x7000_2000 + pid as u64 * 0x10000,
+                offset: 0,
+                prot: "rw".into(),
+            }));
+            m.apply(&Record::Sync(SyncLine {
+                ts_ns: 3,
+                event: SyncEvent::Acquire,
+                lock: "sysv:9+0".into(),
+                pid,
+                tid: pid,
+                comm: "w".into(),
+                primitive: "futex".into(),
+                ok: true,
+                region: Some("sysv:9".into()),
+                offset: Some(0),
+                detail: None,
+            }));
+            m.apply(&Record::Fault(FaultLine {
+                ts_ns: 4,
+                region: "sysv:9".into(),
+                offset: 4100,
+                pid,
+                tid: pid,
+                comm: "w".into(),
+                ip: 0,
+            }));
+        }
+        let r = &m.regions["sysv:9"];
+        assert_eq!(r.mappers(), BTreeSet::from([1, 2]));
+        assert_eq!(r.locks.len(), 1);
+        assert_eq!(m.locks["sysv:9+0"].acquires, 2);
+        assert_eq!(r.pages[&1].writes, 2);
+        m.apply(&proc_line(ProcessEvent::Exit, 2, None));
+        assert_eq!(m.regions["sysv:9"].mappers(), BTreeSet::from([1]));
     }
 
     #[test]

@@ -1,0 +1,109 @@
+//! The JSON Schema accepts every line type ipcwatch writes (synthetic
+//! records, no root needed) and rejects malformed ones.
+
+mod common;
+
+use ipcwatch::events::*;
+
+fn line(r: &Record) -> serde_json::Value {
+    serde_json::to_value(r).unwrap()
+}
+
+#[test]
+fn the_schema_accepts_every_record_type() {
+    let access = Access {
+        pid: 1,
+        tid: 1,
+        comm: "a".into(),
+        ip: 0x401000,
+        function: Some("bump".into()),
+        file: Some("bump.c".into()),
+        line: Some(12),
+        stack: vec!["bump".into(), "main".into()],
+        locks: vec![],
+        ts_ns: 5,
+    };
+    let lines = vec![
+        line(&Record::Region(RegionLine {
+            ts_ns: 1,
+            event: RegionEvent::Created,
+            region: "sysv:3".into(),
+            kind: RegionKind::Sysv,
+            size: 4096,
+            name: None,
+            pid: Some(1),
+            comm: Some("a".into()),
+        })),
+        line(&Record::Mapping(MappingLine {
+            ts_ns: 1,
+            event: MappingEvent::Mapped,
+            region: "sysv:3".into(),
+            pid: 1,
+            comm: "a".into(),
+            start: 0x7f00_0000_0000,
+            end: 0x7f00_0000_1000,
+            offset: 0,
+            prot: "rw".into(),
+        })),
+        line(&Record::Sync(SyncLine {
+            ts_ns: 1,
+            event: SyncEvent::Wait,
+            lock: "sysv:3+0".into(),
+            pid: 1,
+            tid: 1,
+            comm: "a".into(),
+            primitive: "futex".into(),
+            ok: true,
+            region: Some("sysv:3".into()),
+            offset: Some(0),
+            detail: Some("FUTEX_WAIT".into()),
+        })),
+        line(&Record::Fault(FaultLine {
+            ts_ns: 1,
+            region: "anon:0:5".into(),
+            offset: 8,
+            pid: 1,
+            tid: 1,
+            comm: "a".into(),
+            ip: 1,
+        })),
+        line(&Record::Race(RaceLine {
+            ts_ns: 1,
+            kind: "shm-write-write".into(),
+            region: Some("sysv:3".into()),
+            channel: None,
+            offset: Some(0),
+            len: 8,
+            accesses: vec![access.clone(), access],
+            evidence: "collision".into(),
+            confidence: 0.95,
+            explanation: "two writers".into(),
+        })),
+        line(&Record::Lost(Lost {
+            ts_ns: 1,
+            count: 3,
+            total: 3,
+        })),
+        line(&Record::Warning(Warning {
+            ts_ns: 1,
+            message: "m".into(),
+            probe: Some("p".into()),
+        })),
+    ];
+    common::assert_schema(&lines);
+}
+
+#[test]
+fn the_schema_rejects_malformed_lines() {
+    let schema = common::schema();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    for bad in [
+        r#"{"type":"io","ts_ns":1}"#,
+        r#"{"type":"io","ts_ns":1,"kind":"pipe","op":"peek","channel":"pipe:[1]","pid":1,"tid":1,"comm":"a","bytes":1,"fd":0,"syscall":"read"}"#,
+        r#"{"type":"header","ts_ns":1,"format":"other","version":1,"tool_version":"0","kernel":"6","hostname":"h","start_time":"x","start_unix_ns":0}"#,
+        r#"{"type":"nonsense","ts_ns":1}"#,
+    ] {
+        let value: serde_json::Value = serde_json::from_str(bad).unwrap();
+        assert!(!v.is_valid(&value), "accepted {bad}");
+    }
+}
