@@ -105,6 +105,19 @@ impl Collector {
         Self::default()
     }
 
+    /// Count the events each CPU produced after the last one received
+    /// (`produced[cpu]` is that CPU's next sequence number): losses at the
+    /// end of a sequence show no gap until now.
+    pub fn close_sequences(&mut self, produced: &[u64]) {
+        for (cpu, &n) in produced.iter().enumerate() {
+            let next = self.next_seq.entry(cpu as u32).or_insert(0);
+            if n > *next {
+                self.seq_gaps += n - *next;
+                *next = n;
+            }
+        }
+    }
+
     /// Apply a record that did not come from the kernel (header, /proc
     /// scan, warnings) and pass it on.
     pub fn push(&mut self, record: Record, sink: &mut dyn Sink) -> io::Result<()> {

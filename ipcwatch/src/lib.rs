@@ -6,6 +6,7 @@
 //! [`events::Record`]s and keeps the [`model`] -> sinks ([`ndjson`]). A
 //! recorded trace replays through the same records, model and sinks.
 
+pub mod analyze;
 pub mod collector;
 pub mod decode;
 pub mod doctor;

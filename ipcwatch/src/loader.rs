@@ -58,6 +58,7 @@ pub struct Probes {
     _ebpf: Ebpf,
     ring: Option<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
+    seq: PerCpuArray<MapData, u64>,
     traced: HashMap<MapData, u32, u32>,
     pub skipped: Vec<Skipped>,
 }
@@ -176,6 +177,11 @@ impl Probes {
                 .ok_or_else(|| Error::Load("map STATS missing".into()))?,
         )
         .map_err(|e| load_err("map STATS", e))?;
+        let seq = PerCpuArray::try_from(
+            ebpf.take_map("SEQ")
+                .ok_or_else(|| Error::Load("map SEQ missing".into()))?,
+        )
+        .map_err(|e| load_err("map SEQ", e))?;
         let traced = HashMap::try_from(
             ebpf.take_map("TRACED")
                 .ok_or_else(|| Error::Load("map TRACED missing".into()))?,
@@ -185,6 +191,7 @@ impl Probes {
             _ebpf: ebpf,
             ring: Some(ring),
             stats,
+            seq,
             traced,
             skipped,
         };
@@ -208,6 +215,12 @@ impl Probes {
             .get(&index, 0)
             .map(|v| v.iter().sum())
             .unwrap_or(0)
+    }
+
+    /// The next sequence number of every CPU: how many events each CPU
+    /// produced, written or dropped.
+    pub fn sequences(&self) -> Vec<u64> {
+        self.seq.get(&0, 0).map(|v| v.to_vec()).unwrap_or_default()
     }
 
     /// Events the kernel could not write because the ring buffer was full.

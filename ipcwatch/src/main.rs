@@ -31,6 +31,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Read a recorded trace and report its channels, regions and races.
+    ///
+    /// Exit codes: 0 success, 1 unreadable or invalid trace (the message
+    /// names the line), 3 races found with --fail-on-race.
+    Analyze {
+        /// The NDJSON trace; `-` reads standard input.
+        file: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Exit with status 3 when the trace holds any race finding.
+        #[arg(long)]
+        fail_on_race: bool,
+    },
     /// Built-in workloads with known IPC behaviour (tests, benchmarks, demo).
     #[command(hide = true)]
     Workload {
@@ -188,6 +201,41 @@ fn record(cli: RecordCli) -> ExitCode {
     }
 }
 
+fn analyze(file: &str, format: Format, fail_on_race: bool) -> ExitCode {
+    use std::io::BufReader;
+    let input: Box<dyn std::io::BufRead> = if file == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => {
+                eprintln!("ipcwatch: error: {file} is a directory, not a trace");
+                return ExitCode::FAILURE;
+            }
+            Ok(f) => Box::new(BufReader::new(f)),
+            Err(e) => {
+                eprintln!("ipcwatch: error: cannot read {file}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let (analysis, error) = ipcwatch::analyze::replay(input);
+    let show = error.is_none() || analysis.model.records > 0;
+    if show {
+        match format {
+            Format::Text => print!("{}", analysis.text()),
+            Format::Json => println!("{}", analysis.json()),
+        }
+    }
+    if let Some(e) = error {
+        eprintln!("ipcwatch: error: {file}: {e}");
+        return ExitCode::FAILURE;
+    }
+    if fail_on_race && !analysis.races().is_empty() {
+        return ExitCode::from(3);
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -211,6 +259,11 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Workload { which }) => workload(which),
+        Some(Command::Analyze {
+            file,
+            format,
+            fail_on_race,
+        }) => analyze(&file, format, fail_on_race),
         // Until the TUI lands, the default is to record everything to stdout.
         None => record(RecordCli {
             output: "-".into(),

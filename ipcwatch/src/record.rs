@@ -174,6 +174,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
     ))?;
 
     let dropped = probes.dropped();
+    collector.close_sequences(&probes.sequences());
     let summary = Record::Summary(Summary {
         ts_ns: monotonic_ns(),
         duration_ns: monotonic_ns().saturating_sub(start_mono),

@@ -1,0 +1,235 @@
+//! `ipcwatch analyze`: read a recorded trace back through the model and
+//! report what it holds: channels, regions, locks and race findings.
+//!
+//! Reading a trace only ever parses it: nothing in a trace can make
+//! ipcwatch run a program or open another file.
+
+use std::fmt::Write as _;
+use std::io::BufRead;
+
+use serde::Serialize;
+
+use crate::events::{Record, Summary};
+use crate::model::{Finding, Model};
+use crate::ndjson::{TraceError, TraceReader};
+
+/// What a trace holds, after replay through the model.
+pub struct Analysis {
+    pub model: Model,
+    /// The trace's own summary line, when it has one (a trace cut short
+    /// by a crash has none).
+    pub summary: Option<Summary>,
+    /// Lines read.
+    pub lines: u64,
+}
+
+/// Replay a whole trace. On a bad line, the error names it and the
+/// analysis of everything before it is returned alongside.
+pub fn replay<R: BufRead>(input: R) -> (Analysis, Option<TraceError>) {
+    let mut reader = TraceReader::new(input);
+    let mut model = Model::new();
+    let mut summary = None;
+    let error = loop {
+        match reader.next_record() {
+            Ok(Some(record)) => {
+                if let Record::Summary(s) = &record {
+                    summary = Some(s.clone());
+                }
+                model.apply(&record);
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    (
+        Analysis {
+            model,
+            summary,
+            lines: reader.line(),
+        },
+        error,
+    )
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    lines: u64,
+    events_lost: u64,
+    complete: bool,
+    channels: Vec<crate::events::ChannelSummary>,
+    regions: Vec<JsonRegion<'a>>,
+    races: Vec<JsonFinding<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRegion<'a> {
+    region: &'a str,
+    kind: crate::events::RegionKind,
+    size: u64,
+    mappers: Vec<u32>,
+    locks: Vec<&'a str>,
+    pages_written: usize,
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    #[serde(flatten)]
+    race: &'a crate::events::RaceLine,
+    count: u64,
+}
+
+impl Analysis {
+    pub fn races(&self) -> &[Finding] {
+        &self.model.findings
+    }
+
+    fn lost(&self) -> u64 {
+        self.summary
+            .as_ref()
+            .map_or(self.model.lost, |s| s.dropped.max(self.model.lost))
+    }
+
+    pub fn json(&self) -> String {
+        let mut regions: Vec<_> = self
+            .model
+            .regions
+            .values()
+            .map(|r| JsonRegion {
+                region: &r.id,
+                kind: r.kind,
+                size: r.size,
+                mappers: r.mappers().into_iter().collect(),
+                locks: r.locks.iter().map(|l| l.as_str()).collect(),
+                pages_written: r.pages.len(),
+            })
+            .collect();
+        regions.sort_by(|a, b| a.region.cmp(b.region));
+        let report = JsonReport {
+            lines: self.lines,
+            events_lost: self.lost(),
+            complete: self.summary.is_some(),
+            channels: self.model.channel_summaries(),
+            regions,
+            races: self
+                .model
+                .findings
+                .iter()
+                .map(|f| JsonFinding {
+                    race: &f.race,
+                    count: f.count,
+                })
+                .collect(),
+        };
+        serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let m = &self.model;
+        let _ = writeln!(
+            s,
+            "{} lines, {} processes, {} channels, {} regions, {} races{}",
+            self.lines,
+            m.processes.len(),
+            m.channels.len(),
+            m.regions.len(),
+            m.findings.len(),
+            match self.lost() {
+                0 => String::new(),
+                n => format!(", {n} EVENTS LOST while recording"),
+            }
+        );
+        if self.summary.is_none() {
+            let _ = writeln!(s, "note: the trace has no summary line (recording cut short)");
+        }
+        if !m.channels.is_empty() {
+            let _ = writeln!(s, "\nCHANNELS");
+            for c in m.channel_summaries() {
+                let who = |pids: &[u32]| -> String {
+                    pids.iter()
+                        .map(|p| {
+                            let comm = m.processes.get(p).map_or("?", |p| p.comm.as_str());
+                            format!("{comm}[{p}]")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let _ = writeln!(
+                    s,
+                    "  {:<28} {:>12} B written {:>12} B read  {} -> {}",
+                    c.channel,
+                    c.bytes_written,
+                    c.bytes_read,
+                    who(&c.writers),
+                    who(&c.readers)
+                );
+            }
+        }
+        if !m.regions.is_empty() {
+            let _ = writeln!(s, "\nREGIONS");
+            let mut regions: Vec<_> = m.regions.values().collect();
+            regions.sort_by(|a, b| a.id.cmp(&b.id));
+            for r in regions {
+                let _ = writeln!(
+                    s,
+                    "  {:<28} {:>10} B  mapped by {:?}  {} locks  {} pages written",
+                    r.id,
+                    r.size,
+                    r.mappers(),
+                    r.locks.len(),
+                    r.pages.len()
+                );
+            }
+        }
+        if !m.findings.is_empty() {
+            let _ = writeln!(s, "\nRACES");
+            for f in &m.findings {
+                let r = &f.race;
+                let place = r
+                    .region
+                    .as_deref()
+                    .or(r.channel.as_deref())
+                    .unwrap_or("?");
+                let _ = writeln!(
+                    s,
+                    "  {} on {}{} ({} bytes), {} evidence, confidence {:.2}, seen {}x",
+                    r.kind,
+                    place,
+                    r.offset.map(|o| format!("+{o:#x}")).unwrap_or_default(),
+                    r.len,
+                    r.evidence,
+                    r.confidence,
+                    f.count
+                );
+                let _ = writeln!(s, "    {}", r.explanation);
+                for a in &r.accesses {
+                    let at = match (&a.function, &a.file, a.line) {
+                        (Some(func), Some(file), Some(line)) => format!("{func} ({file}:{line})"),
+                        (Some(func), _, _) => func.clone(),
+                        _ => format!("{:#x}", a.ip),
+                    };
+                    let _ = writeln!(s, "    - {}[{}] tid {} at {}", a.comm, a.pid, a.tid, at);
+                }
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = r#"{"type":"header","ts_ns":1,"format":"ipcwatch-ndjson","version":1,"tool_version":"0","kernel":"6","hostname":"h","start_time":"2026-01-01T00:00:00Z","start_unix_ns":0}"#;
+
+    #[test]
+    fn replays_channels_and_keeps_results_before_a_bad_line() {
+        let io = r#"{"type":"io","ts_ns":2,"kind":"pipe","op":"write","channel":"pipe:[5]","pid":7,"tid":7,"comm":"w","bytes":10,"fd":1,"syscall":"write"}"#;
+        let text = format!("{HEADER}\n{io}\n{io}\n{{broken\n{io}\n");
+        let (a, err) = replay(text.as_bytes());
+        assert_eq!(err.unwrap().to_string().split(':').next(), Some("line 4"));
+        assert_eq!(a.model.channels["pipe:[5]"].bytes_written, 20);
+        assert!(a.summary.is_none());
+        assert!(a.text().contains("no summary line"));
+    }
+}
