@@ -140,7 +140,10 @@ impl Analysis {
             }
         );
         if self.summary.is_none() {
-            let _ = writeln!(s, "note: the trace has no summary line (recording cut short)");
+            let _ = writeln!(
+                s,
+                "note: the trace has no summary line (recording cut short)"
+            );
         }
         if !m.channels.is_empty() {
             let _ = writeln!(s, "\nCHANNELS");
@@ -185,11 +188,7 @@ impl Analysis {
             let _ = writeln!(s, "\nRACES");
             for f in &m.findings {
                 let r = &f.race;
-                let place = r
-                    .region
-                    .as_deref()
-                    .or(r.channel.as_deref())
-                    .unwrap_or("?");
+                let place = r.region.as_deref().or(r.channel.as_deref()).unwrap_or("?");
                 let _ = writeln!(
                     s,
                     "  {} on {}{} ({} bytes), {} evidence, confidence {:.2}, seen {}x",

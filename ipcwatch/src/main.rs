@@ -83,6 +83,8 @@ enum Workload {
     },
     /// Read the FIFO at PATH to the end.
     FifoRead { path: String },
+    /// Two pipes, one after the other, on the same descriptor numbers.
+    FdReuse,
 }
 
 fn workload(w: Workload) -> ExitCode {
@@ -93,6 +95,7 @@ fn workload(w: Workload) -> ExitCode {
         Workload::PipeDelayed { delay, bytes } => wl::pipe_delayed(delay, bytes),
         Workload::FifoWrite { path, bytes } => wl::fifo_write(&path, bytes),
         Workload::FifoRead { path } => wl::fifo_read(&path),
+        Workload::FdReuse => wl::fd_reuse(),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -509,9 +509,14 @@ impl Model {
                     .and_then(|pp| self.processes.get(&pp))
                     .map(|p| p.fds.clone())
                     .unwrap_or_default();
+                // A reused pid starts over: nothing of the old process stays.
+                self.close_all(line.pid, false);
                 let child = self.process(line.pid, &line.comm, line.ts_ns);
                 child.ppid = line.ppid;
                 child.alive = true;
+                child.comm = line.comm.clone();
+                child.exit_code = None;
+                child.signal = None;
                 for (fd, r) in inherited {
                     self.install(line.pid, fd, r);
                 }

@@ -47,7 +47,7 @@ pub fn spawn_blocked(argv: &[String], stdout_to_stderr: bool) -> Result<Blocked,
     // Reports a failed exec: close-on-exec, so EOF means success.
     let (st_r, st_w) = pipe()?;
     // SAFETY: the child only calls async-signal-safe functions (raise,
-    // dup2, execvp, write, _exit) on memory prepared before the fork.
+    // signal, sigprocmask, dup2, execvp, write, _exit) on memory prepared before the fork.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(Error::Spawn(format!(
@@ -59,6 +59,12 @@ pub fn spawn_blocked(argv: &[String], stdout_to_stderr: bool) -> Result<Blocked,
         // SAFETY: see above; every pointer was built before fork.
         unsafe {
             libc::raise(libc::SIGSTOP);
+            // Rust ignores SIGPIPE; the command must get the default
+            // dispositions and an empty signal mask, as from a shell.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             if stdout_to_stderr {
                 libc::dup2(2, 1);
             }

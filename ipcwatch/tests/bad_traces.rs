@@ -35,17 +35,27 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
 #[test]
 fn a_good_trace_is_summarized() {
     let dir = temp_dir();
-    let p = write(dir.path(), "ok.ndjson", format!("{HEADER}\n{IO}\n{IO}\n").as_bytes());
+    let p = write(
+        dir.path(),
+        "ok.ndjson",
+        format!("{HEADER}\n{IO}\n{IO}\n").as_bytes(),
+    );
     let o = analyze(&p);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("pipe:[5]") && out.contains("20 B written"), "{out}");
+    assert!(
+        out.contains("pipe:[5]") && out.contains("20 B written"),
+        "{out}"
+    );
 }
 
 #[test]
 fn an_empty_file_is_refused() {
     let dir = temp_dir();
-    assert_refused(&analyze(&write(dir.path(), "empty", b"")), "the trace is empty");
+    assert_refused(
+        &analyze(&write(dir.path(), "empty", b"")),
+        "the trace is empty",
+    );
 }
 
 #[test]
@@ -74,7 +84,10 @@ fn random_bytes_are_refused() {
     assert_refused(&analyze(&write(dir.path(), "rand", &bytes)), "line 1:");
     let mut corrupted = format!("{HEADER}\n{IO}\n").into_bytes();
     corrupted.extend_from_slice(&bytes[..300]);
-    assert_refused(&analyze(&write(dir.path(), "corrupt", &corrupted)), "line 3:");
+    assert_refused(
+        &analyze(&write(dir.path(), "corrupt", &corrupted)),
+        "line 3:",
+    );
 }
 
 #[test]
@@ -102,12 +115,18 @@ fn a_line_of_tens_of_megabytes_is_refused_without_exhausting_memory() {
     let mut text = format!("{HEADER}\n").into_bytes();
     text.extend(std::iter::repeat_n(b'a', 40 << 20));
     text.push(b'\n');
-    assert_refused(&analyze(&write(dir.path(), "huge", &text)), "line 2: line longer than");
+    assert_refused(
+        &analyze(&write(dir.path(), "huge", &text)),
+        "line 2: line longer than",
+    );
 }
 
 #[test]
 fn missing_files_and_directories_are_clear_errors() {
-    assert_refused(&analyze(Path::new("/nonexistent")), "cannot read /nonexistent");
+    assert_refused(
+        &analyze(Path::new("/nonexistent")),
+        "cannot read /nonexistent",
+    );
     let dir = temp_dir();
     assert_refused(&analyze(dir.path()), "is a directory");
 }

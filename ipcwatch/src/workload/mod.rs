@@ -178,3 +178,22 @@ pub fn fifo_read(path: &str) -> Result<()> {
     println!("read {n}");
     Ok(())
 }
+
+/// Reuse descriptor numbers: pipe A, write 100 bytes, close it; pipe B
+/// (same descriptor numbers), write 200 bytes. Prints both inodes:
+/// "reuse <inode A> <inode B> fds <r> <w>".
+pub fn fd_reuse() -> Result<()> {
+    let (ra, mut wa) = pipe()?;
+    let (ia, fds_a) = (inode_of(&ra), (ra.as_raw_fd(), wa.as_raw_fd()));
+    wa.write_all(&[1u8; 100])?;
+    drop(ra);
+    drop(wa);
+    let (rb, mut wb) = pipe()?;
+    let (ib, fds_b) = (inode_of(&rb), (rb.as_raw_fd(), wb.as_raw_fd()));
+    if fds_a != fds_b {
+        bail!("the kernel did not reuse the descriptors: {fds_a:?} then {fds_b:?}");
+    }
+    wb.write_all(&[2u8; 200])?;
+    println!("reuse {ia} {ib} fds {} {}", fds_b.0, fds_b.1);
+    Ok(())
+}
