@@ -5,7 +5,9 @@
 //! what is missing. When everything is present that check takes seconds.
 
 mod bench;
+mod fuzz;
 mod setup;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +38,10 @@ enum Cmd {
     Test,
     /// Benchmarks: traced vs untraced, side by side in one run.
     Bench(bench::BenchArgs),
+    /// Run the fuzz targets (not part of `test`; minutes per target).
+    Fuzz(fuzz::FuzzArgs),
+    /// Long run at a high event rate, sampling RSS and losses (not in CI).
+    Soak(soak::SoakArgs),
 }
 
 pub fn root() -> PathBuf {
@@ -141,6 +147,15 @@ fn main() -> Result<()> {
         Cmd::Test => {
             setup::ensure()?;
             test()
+        }
+        Cmd::Fuzz(args) => {
+            setup::ensure()?;
+            fuzz::run_all(&args)
+        }
+        Cmd::Soak(args) => {
+            setup::ensure()?;
+            let bin = build_release()?;
+            soak::run(&bin, &args)
         }
         Cmd::Bench(args) => {
             setup::ensure()?;

@@ -1,0 +1,112 @@
+//! `cargo xtask fuzz`: run every cargo-fuzz target for a while, keep the
+//! corpus (minimized) in the repo, and record the result in docs/fuzzing.md.
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{root, run, setup};
+
+#[derive(clap::Args)]
+pub struct FuzzArgs {
+    /// Minutes per target.
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+    /// Only this target (default: all).
+    #[arg(long)]
+    target: Option<String>,
+}
+
+const TARGETS: [&str; 2] = ["decode", "trace_reader"];
+
+fn ensure_cargo_fuzz() -> Result<()> {
+    let ok = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .env("PATH", setup::path_with_cargo_bin())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    Ok(())
+}
+
+pub fn run_all(args: &FuzzArgs) -> Result<()> {
+    ensure_cargo_fuzz()?;
+    let targets: Vec<&str> = match &args.target {
+        Some(t) if TARGETS.contains(&t.as_str()) => vec![t.as_str()],
+        Some(t) => bail!("unknown fuzz target {t}; targets: {TARGETS:?}"),
+        None => TARGETS.to_vec(),
+    };
+    let mut report = String::new();
+    for t in targets {
+        let corpus = format!("fuzz/corpus/{t}");
+        let secs = args.minutes * 60;
+        run(Command::new("rustup").args(["run", "nightly", "cargo", "fuzz", "build", t]))?;
+        let start = Instant::now();
+        let out = Command::new("rustup")
+            .args(["run", "nightly", "cargo", "fuzz", "run", t, &corpus, "--"])
+            .arg(format!("-max_total_time={secs}"))
+            .arg("-rss_limit_mb=4096")
+            .arg("-print_final_stats=1")
+            .current_dir(root())
+            .env("PATH", setup::path_with_cargo_bin())
+            .output()
+            .with_context(|| format!("running fuzz target {t}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let stat = |name: &str| -> String {
+            log.lines()
+                .find_map(|l| l.strip_prefix(&format!("stat::{name}:")))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| "?".into())
+        };
+        let execs = stat("number_of_executed_units");
+        let crashed = !out.status.success();
+        let _ = writeln!(
+            report,
+            "| {t} | {:.0} s | {execs} | {} | {} |",
+            start.elapsed().as_secs_f64(),
+            stat("peak_rss_mb"),
+            if crashed {
+                "CRASH (see fuzz/artifacts)"
+            } else {
+                "0"
+            }
+        );
+        eprintln!("fuzz {t}: {execs} runs, crashed: {crashed}");
+        if crashed {
+            eprintln!(
+                "{}",
+                log.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+            );
+            bail!("fuzz target {t} found a crash; the input is in fuzz/artifacts/{t}");
+        }
+        // Keep the corpus small enough for the repo.
+        run(Command::new("rustup").args(["run", "nightly", "cargo", "fuzz", "cmin", t, &corpus]))?;
+    }
+    let path = root().join("docs/fuzzing.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let (begin, end) = ("<!-- fuzz:begin -->", "<!-- fuzz:end -->");
+    let body = format!(
+        "{begin}\nLast run: `cargo xtask fuzz --minutes {}` on {}.\n\n| target | time | runs | peak RSS (MB) | crashes |\n|---|---|---|---|---|\n{report}{end}",
+        args.minutes,
+        humantime_now()
+    );
+    let new = match (old.find(begin), old.find(end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{body}{}", &old[..a], &old[b + end.len()..]),
+        _ => format!("{old}\n{body}\n"),
+    };
+    std::fs::write(&path, new)?;
+    eprintln!("fuzz: updated {}", path.display());
+    Ok(())
+}
+
+fn humantime_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
