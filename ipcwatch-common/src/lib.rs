@@ -6,6 +6,8 @@
 //! every byte. Userspace decodes them in `ipcwatch::decode`.
 #![no_std]
 
+pub mod race;
+
 /// Length of `task_struct.comm`.
 pub const COMM_LEN: usize = 16;
 /// Bytes of a path captured in the kernel (longer paths are truncated).
@@ -130,7 +132,11 @@ pub mod stat {
     pub const DROPPED: u32 = 0;
     /// Events written to the ring buffer.
     pub const EMITTED: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// Watchpoint traps (collision sampling).
+    pub const WATCH_TRAPS: u32 = 2;
+    /// Collisions seen (two writes to a watched word in flight at once).
+    pub const COLLISIONS: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Values of [`Config::filter`].
@@ -325,6 +331,9 @@ pub struct Config {
     /// Wake the reader only once this many bytes wait in the ring buffer
     /// (wakeups cost an interrupt each); the reader also polls on a timer.
     pub wake_bytes: u32,
+    /// Collision sampling: how long a trapped write is held, in ns.
+    pub watch_delay_ns: u32,
+    pub _pad: u32,
     pub off: KernelOffsets,
 }
 
@@ -335,6 +344,8 @@ impl Config {
             filter: 0,
             kinds: 0,
             wake_bytes: 0,
+            watch_delay_ns: 0,
+            _pad: 0,
             off: KernelOffsets {
                 task_files: 0,
                 task_tgid: 0,
@@ -367,6 +378,10 @@ impl Config {
 mod user {
     // SAFETY: Config is repr(C), Copy, made only of integers, with no padding.
     unsafe impl aya::Pod for super::Config {}
+    // SAFETY: repr(C), Copy, integers only, no padding.
+    unsafe impl aya::Pod for super::race::WatchKey {}
+    // SAFETY: repr(C), Copy, integers and bytes only, no padding.
+    unsafe impl aya::Pod for super::race::Slot {}
 }
 
 #[cfg(test)]
@@ -388,7 +403,9 @@ mod tests {
         assert_eq!(size_of::<ExecEvent>(), 48 + 8 + PATH_LEN);
         assert_eq!(size_of::<ExitEvent>(), 48 + 8);
         assert_eq!(size_of::<KernelOffsets>(), 22 * 4);
-        assert_eq!(size_of::<Config>(), 16 + 22 * 4);
+        assert_eq!(size_of::<Config>(), 24 + 22 * 4);
+        assert_eq!(size_of::<race::Slot>(), 48);
+        assert_eq!(size_of::<race::CollisionEvent>(), 48 + 32 + 48);
     }
 
     #[test]

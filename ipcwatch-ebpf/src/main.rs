@@ -24,6 +24,8 @@
 mod probes;
 #[cfg(target_arch = "bpf")]
 mod tracer;
+#[cfg(target_arch = "bpf")]
+mod watch;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -19,16 +19,17 @@ use ipcwatch_common::{
 
 /// Written by userspace before load.
 #[unsafe(no_mangle)]
-static CONFIG: Config = Config::zeroed();
+pub(crate) static CONFIG: Config = Config::zeroed();
 
 /// Read one field of CONFIG. `read_volatile` keeps the compiler from
 /// folding the zero initializer into the code.
 macro_rules! conf {
     ($($field:ident).+) => {
         // SAFETY: CONFIG is a static; the pointer is valid and aligned.
-        unsafe { core::ptr::read_volatile(&raw const CONFIG.$($field).+) }
+        unsafe { core::ptr::read_volatile(&raw const $crate::tracer::CONFIG.$($field).+) }
     };
 }
+pub(crate) use conf;
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
@@ -63,7 +64,7 @@ const F_SETFD: u64 = 2;
 const F_DUPFD_CLOEXEC: u64 = 1030;
 
 #[inline(always)]
-fn bump(index: u32) {
+pub(crate) fn bump(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, and tracing programs do not preempt each
         // other on one CPU.
@@ -71,7 +72,7 @@ fn bump(index: u32) {
     }
 }
 
-fn header(kind: u32, pid_tgid: u64) -> EventHeader {
+pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
     let seq = match SEQ.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, see `bump`.
         Some(p) => unsafe {
@@ -107,7 +108,7 @@ fn wake_flags() -> u64 {
 }
 
 /// Write `event` to the ring buffer, counting a drop when it is full.
-fn emit<T: 'static>(event: T) {
+pub(crate) fn emit<T: 'static>(event: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(event);

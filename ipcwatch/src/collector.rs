@@ -319,6 +319,8 @@ impl Collector {
                 exit_code: None,
                 signal: None,
             })),
+            // Turned into findings by the race detector, not here.
+            RawEvent::Collision(_) => {}
             RawEvent::Exit(e) => {
                 let (exit_code, signal) = wait_status(e.exit_code);
                 out.push(Record::Process(ProcessLine {

@@ -2,6 +2,7 @@
 
 use std::mem::size_of;
 
+use ipcwatch_common::race::{CollisionEvent, KIND_COLLISION};
 use ipcwatch_common::{
     EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, OpenEvent, PathEvent,
     PipeEvent, kind,
@@ -20,6 +21,7 @@ pub enum RawEvent {
     Fork(ForkEvent),
     Exec(ExecEvent),
     Exit(ExitEvent),
+    Collision(CollisionEvent),
 }
 
 impl RawEvent {
@@ -34,6 +36,7 @@ impl RawEvent {
             RawEvent::Fork(e) => &e.hdr,
             RawEvent::Exec(e) => &e.hdr,
             RawEvent::Exit(e) => &e.hdr,
+            RawEvent::Collision(e) => &e.hdr,
         }
     }
 }
@@ -80,6 +83,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::FORK => RawEvent::Fork(read(bytes, "fork event")?),
         kind::EXEC => RawEvent::Exec(read(bytes, "exec event")?),
         kind::EXIT => RawEvent::Exit(read(bytes, "exit event")?),
+        KIND_COLLISION => RawEvent::Collision(read(bytes, "collision event")?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

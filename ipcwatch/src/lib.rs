@@ -17,6 +17,7 @@ pub mod model;
 pub mod ndjson;
 pub mod preflight;
 pub mod procscan;
+pub mod race;
 pub mod record;
 pub mod spawn;
 pub mod workload;

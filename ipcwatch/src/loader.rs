@@ -2,10 +2,12 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    programs::{PerfEvent, RawTracePoint, TracePoint},
 };
-use ipcwatch_common::{COMM_LEN, Config, file_kind, filter, sc, stat, traced};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use ipcwatch_common::{COMM_LEN, Config, file_kind, filter, race::WatchKey, sc, stat, traced};
 
 use crate::{Error, kernel};
 
@@ -31,6 +33,8 @@ pub struct Options {
     /// Bitmask of `file_kind::bit`.
     pub kinds: u32,
     pub ring_bytes: u32,
+    /// Collision sampling: how long a trapped write is held, in ns.
+    pub watch_delay_ns: u32,
 }
 
 impl Default for Options {
@@ -40,6 +44,7 @@ impl Default for Options {
             listed_only: false,
             kinds: file_kind::bit(file_kind::PIPE) | file_kind::bit(file_kind::FIFO),
             ring_bytes: DEFAULT_RING_BYTES,
+            watch_delay_ns: 50_000,
         }
     }
 }
@@ -55,7 +60,7 @@ pub struct Skipped {
 /// program or map is pinned, so nothing outlives the process.
 pub struct Probes {
     // Keeps programs and links alive.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     ring: Option<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
     seq: PerCpuArray<MapData, u64>,
@@ -90,6 +95,8 @@ impl Probes {
             filter: mode,
             kinds: opts.kinds,
             wake_bytes: opts.ring_bytes / 16,
+            watch_delay_ns: opts.watch_delay_ns,
+            _pad: 0,
             off,
         };
         let mut ebpf = EbpfLoader::new()
@@ -188,7 +195,7 @@ impl Probes {
         )
         .map_err(|e| load_err("map TRACED", e))?;
         let mut probes = Probes {
-            _ebpf: ebpf,
+            ebpf,
             ring: Some(ring),
             stats,
             seq,
@@ -207,6 +214,97 @@ impl Probes {
         self.traced
             .insert(pid, flags, 0)
             .map_err(|e| load_err("filling TRACED", e))
+    }
+
+    /// Load the watchpoint program (once) for collision sampling.
+    pub fn enable_watch(&mut self) -> Result<(), Error> {
+        let p: &mut PerfEvent = self
+            .ebpf
+            .program_mut("ipcwatch_watch")
+            .ok_or_else(|| Error::Load("program ipcwatch_watch missing".into()))?
+            .try_into()
+            .map_err(|e| load_err("ipcwatch_watch", e))?;
+        if p.fd().is_err() {
+            p.load().map_err(|e| load_err("ipcwatch_watch", e))?;
+        }
+        Ok(())
+    }
+
+    /// Arm a write watchpoint on the 8 bytes at `addr` of process `pid`,
+    /// in each of the threads `tids`, reporting to `slot`. Threads that
+    /// cannot be armed (gone, or out of debug registers) are skipped.
+    /// Closing the returned descriptors disarms them.
+    pub fn watch(
+        &mut self,
+        slot: u32,
+        pid: u32,
+        addr: u64,
+        tids: &[u32],
+    ) -> Result<Vec<OwnedFd>, Error> {
+        {
+            let mut watch: HashMap<_, WatchKey, u32> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("WATCH")
+                    .ok_or_else(|| Error::Load("map WATCH missing".into()))?,
+            )
+            .map_err(|e| load_err("map WATCH", e))?;
+            let key = WatchKey {
+                tgid: pid,
+                _pad: 0,
+                addr,
+            };
+            watch
+                .insert(key, slot, 0)
+                .map_err(|e| load_err("filling WATCH", e))?;
+        }
+        let p: &mut PerfEvent = self
+            .ebpf
+            .program_mut("ipcwatch_watch")
+            .ok_or_else(|| Error::Load("program ipcwatch_watch missing".into()))?
+            .try_into()
+            .map_err(|e| load_err("ipcwatch_watch", e))?;
+        let prog = p.fd().map_err(|e| load_err("ipcwatch_watch", e))?;
+        let prog = prog.as_fd().as_raw_fd();
+        let mut fds = Vec::new();
+        for &tid in tids {
+            match watchpoint(tid, addr, prog) {
+                Ok(fd) => fds.push(fd),
+                Err(e) => {
+                    if std::env::var_os("IPCWATCH_DEBUG").is_some() {
+                        eprintln!("watchpoint on tid {tid} at {addr:#x}: {e}");
+                    }
+                }
+            }
+        }
+        Ok(fds)
+    }
+
+    /// Disarm what [`Probes::watch`] armed.
+    pub fn unwatch(&mut self, pid: u32, addr: u64, fds: Vec<OwnedFd>) {
+        drop(fds);
+        if let Some(map) = self.ebpf.map_mut("WATCH")
+            && let Ok(mut watch) = HashMap::<_, WatchKey, u32>::try_from(map)
+        {
+            let _ = watch.remove(&WatchKey {
+                tgid: pid,
+                _pad: 0,
+                addr,
+            });
+        }
+    }
+
+    /// Instruction pointers of a user stack recorded by the watchpoint
+    /// program, innermost first.
+    pub fn stack(&self, id: i64) -> Vec<u64> {
+        let Ok(id) = u32::try_from(id) else {
+            return Vec::new();
+        };
+        self.ebpf
+            .map("STACKS")
+            .and_then(|m| StackTraceMap::try_from(m).ok())
+            .and_then(|m| m.get(&id, 0).ok())
+            .map(|st| st.frames().iter().map(|f| f.ip).collect())
+            .unwrap_or_default()
     }
 
     /// Kernel-side counter `index` (one of `stat::*`), summed over CPUs.
@@ -304,4 +402,49 @@ fn attach_tp(ebpf: &mut Ebpf, prog: &str, cat: &str, tp: &str, skipped: &mut Vec
             reason,
         });
     }
+}
+
+/// A write watchpoint (PERF_TYPE_BREAKPOINT) on the 8 bytes at `addr` in
+/// thread `tid`, running program `prog` on every hit. Opened here rather
+/// than through aya, which asks for precise_ip without a callchain: the
+/// kernel then refuses programs that read the user stack (EPROTO).
+fn watchpoint(tid: u32, addr: u64, prog: RawFd) -> std::io::Result<OwnedFd> {
+    use aya_obj::generated::{
+        HW_BREAKPOINT_LEN_8, HW_BREAKPOINT_W, PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_SET_BPF,
+        PERF_FLAG_FD_CLOEXEC, perf_event_attr, perf_type_id,
+    };
+    // SAFETY: perf_event_attr is plain data; all-zero is its default.
+    let mut attr: perf_event_attr = unsafe { std::mem::zeroed() };
+    attr.type_ = perf_type_id::PERF_TYPE_BREAKPOINT as u32;
+    attr.size = std::mem::size_of::<perf_event_attr>() as u32;
+    attr.bp_type = HW_BREAKPOINT_W;
+    attr.__bindgen_anon_3.bp_addr = addr;
+    attr.__bindgen_anon_4.bp_len = HW_BREAKPOINT_LEN_8 as u64;
+    attr.__bindgen_anon_1.sample_period = 1;
+    attr.__bindgen_anon_2.wakeup_events = 1;
+    // SAFETY: a valid attr; the result is a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const perf_event_attr,
+            tid as libc::pid_t,
+            -1,
+            -1,
+            PERF_FLAG_FD_CLOEXEC as libc::c_ulong,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: perf_event_open returned a fresh descriptor that we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: ioctls on our own perf descriptor with valid arguments.
+    unsafe {
+        if libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_SET_BPF as _, prog) != 0
+            || libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_ENABLE as _, 0) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
 }

@@ -9,7 +9,8 @@ use ipcwatch::record::{self, RecordArgs};
 /// See how processes talk (pipes, FIFOs...), live or recorded as NDJSON.
 ///
 /// Needs Linux 5.8+ with BTF, and root or CAP_BPF + CAP_PERFMON.
-/// Exit codes: 0 success, 1 runtime or environment error, 2 bad usage.
+/// Exit codes: 0 success, 1 runtime or environment error, 2 bad usage,
+/// 3 races found (with --fail-on-race).
 #[derive(Parser, Debug)]
 #[command(name = "ipcwatch", version, propagate_version = true)]
 struct Cli {
@@ -85,6 +86,31 @@ enum Workload {
     FifoRead { path: String },
     /// Two pipes, one after the other, on the same descriptor numbers.
     FdReuse,
+    /// Two processes bump a shared counter, racing or synchronized.
+    Counter {
+        #[arg(long, value_enum)]
+        memory: ipcwatch::workload::race::Memory,
+        #[arg(long, value_enum)]
+        sync: ipcwatch::workload::race::Sync,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// Bump a counter in POSIX shm object NAME, unsynchronized.
+    PosixCounter {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// WRITERS processes write RECORDS records of SIZE bytes to one pipe.
+    PipeWriters {
+        #[arg(long, default_value_t = 3)]
+        writers: usize,
+        #[arg(long)]
+        size: usize,
+        #[arg(long, default_value_t = 64)]
+        records: usize,
+    },
 }
 
 fn workload(w: Workload) -> ExitCode {
@@ -96,6 +122,13 @@ fn workload(w: Workload) -> ExitCode {
         Workload::FifoWrite { path, bytes } => wl::fifo_write(&path, bytes),
         Workload::FifoRead { path } => wl::fifo_read(&path),
         Workload::FdReuse => wl::fd_reuse(),
+        Workload::Counter { memory, sync, secs } => wl::race::counter(memory, sync, secs),
+        Workload::PosixCounter { name, secs } => wl::race::posix_counter(&name, secs),
+        Workload::PipeWriters {
+            writers,
+            size,
+            records,
+        } => wl::race::pipe_writers(writers, size, records),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +189,25 @@ struct RecordCli {
     /// Size of the kernel ring buffer in bytes (a power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring)]
     ring_size: u32,
+    /// Exit with status 3 when a race was found.
+    #[arg(long)]
+    fail_on_race: bool,
+    /// Turn the race detector off (no watchpoints are ever armed).
+    #[arg(long)]
+    no_race: bool,
+    /// Race detector: how long each hot word stays armed, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    race_window: u64,
+    /// Race detector: time between the starts of two windows, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    race_period: u64,
+    /// Race detector: how long a trapped write is held, in µs. Each hold
+    /// costs the writer that long; two writes in flight together are a race.
+    #[arg(long, value_name = "US", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    race_delay: u32,
+    /// Race detector: words armed at once (a thread has 4 debug registers).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=4))]
+    race_words: u64,
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -177,7 +229,16 @@ fn record(cli: RecordCli) -> ExitCode {
         },
         command: cli.command,
         ring_bytes: cli.ring_size,
+        detector: ipcwatch::race::detector::DetectorOptions {
+            enabled: !cli.no_race,
+            window: Duration::from_millis(cli.race_window),
+            period: Duration::from_millis(cli.race_period.max(cli.race_window)),
+            words: cli.race_words as usize,
+            ..Default::default()
+        },
+        watch_delay_ns: cli.race_delay * 1000,
     };
+    let fail_on_race = cli.fail_on_race;
     match record::run(args) {
         Ok(o) => {
             let lost = if o.dropped > 0 {
@@ -190,11 +251,15 @@ fn record(cli: RecordCli) -> ExitCode {
                 .map(|s| format!("; command exited with {s}"))
                 .unwrap_or_default();
             eprintln!(
-                "ipcwatch: {} events{lost}, {} channels, stopped: {}{status}",
+                "ipcwatch: {} events{lost}, {} channels, {} races, stopped: {}{status}",
                 o.events,
                 o.channels,
+                o.races,
                 o.reason.as_str()
             );
+            if fail_on_race && o.races > 0 {
+                return ExitCode::from(3);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -271,6 +336,10 @@ fn main() -> ExitCode {
         None => record(RecordCli {
             output: "-".into(),
             ring_size: DEFAULT_RING_BYTES,
+            race_window: 20,
+            race_period: 250,
+            race_delay: 50,
+            race_words: 2,
             ..RecordCli::default()
         }),
     }

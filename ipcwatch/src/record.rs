@@ -9,11 +9,12 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::collector::{Collector, Sink};
-use crate::decode::decode;
+use crate::decode::{RawEvent, decode};
 use crate::events::{FORMAT_NAME, FORMAT_VERSION, Header, Lost, Record, Summary, Text, Warning};
 use crate::kernel::{monotonic_ns, release};
 use crate::loader::{Filter, Options, Probes};
 use crate::ndjson::NdjsonWriter;
+use crate::race::detector::{Detector, DetectorOptions};
 use crate::{preflight, procscan, spawn};
 
 #[derive(Debug, Clone)]
@@ -25,6 +26,9 @@ pub struct RecordArgs {
     /// `-- CMD ARGS...`
     pub command: Vec<String>,
     pub ring_bytes: u32,
+    pub detector: DetectorOptions,
+    /// Collision sampling: how long a trapped write is held, in ns.
+    pub watch_delay_ns: u32,
 }
 
 /// How a recording ended.
@@ -54,6 +58,7 @@ pub struct Outcome {
     pub events: u64,
     pub dropped: u64,
     pub channels: usize,
+    pub races: usize,
     pub command_status: Option<i32>,
 }
 
@@ -101,6 +106,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         filter: args.filter.clone(),
         listed_only: !args.command.is_empty(),
         ring_bytes: args.ring_bytes,
+        watch_delay_ns: args.watch_delay_ns,
         ..Options::default()
     };
     let mut probes = Probes::load(&opts)?;
@@ -171,6 +177,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         &mut sink,
         child,
         args.duration,
+        args.detector.clone(),
     ))?;
 
     let dropped = probes.dropped();
@@ -197,6 +204,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         events: collector.events,
         dropped,
         channels: collector.model.channels.len(),
+        races: collector.model.findings.len(),
         command_status,
     })
 }
@@ -214,6 +222,7 @@ async fn event_loop(
     sink: &mut NdjsonWriter,
     child: Option<(u32, OwnedFd)>,
     duration: Option<Duration>,
+    detector_opts: DetectorOptions,
 ) -> anyhow::Result<(StopReason, Option<i32>)> {
     let ring = probes.take_ring()?;
     // SAFETY: the RingBuf owns its map descriptor, which stays open for as
@@ -252,17 +261,31 @@ async fn event_loop(
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut lost_reported = 0u64;
     let mut decode_errors = 0u64;
+    let mut detector = Detector::new(detector_opts);
 
-    let mut drain = |ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-                     collector: &mut Collector,
-                     sink: &mut NdjsonWriter|
-     -> io::Result<()> {
+    // Everything waiting in the ring buffer: kernel events through the
+    // collector, collisions through the race detector.
+    fn drain(
+        ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+        collector: &mut Collector,
+        sink: &mut NdjsonWriter,
+        detector: &mut Detector,
+        probes: &Probes,
+        decode_errors: &mut u64,
+    ) -> io::Result<()> {
         while let Some(item) = ring.next() {
             match decode(&item) {
+                Ok(RawEvent::Collision(c)) => {
+                    collector.ingest(&RawEvent::Collision(c), sink)?;
+                    drop(item);
+                    if let Some(race) = detector.on_collision(&c, probes) {
+                        collector.push(Record::Race(race), sink)?;
+                    }
+                }
                 Ok(ev) => collector.ingest(&ev, sink)?,
                 Err(e) => {
-                    decode_errors += 1;
-                    if decode_errors == 1 {
+                    *decode_errors += 1;
+                    if *decode_errors == 1 {
                         drop(item);
                         warn(
                             collector,
@@ -275,17 +298,20 @@ async fn event_loop(
             }
         }
         Ok(())
-    };
+    }
 
     let reason = loop {
         let step: io::Result<Option<StopReason>> = tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let r = drain(guard.get_inner_mut(), collector, sink);
+                let r = drain(guard.get_inner_mut(), collector, sink, &mut detector, probes, &mut decode_errors);
                 guard.clear_ready();
                 r.map(|()| None)
             }
-            _ = poll.tick() => drain(ring.get_mut(), collector, sink).map(|()| None),
+            _ = poll.tick() => {
+                detector.tick(&collector.model, probes, std::time::Instant::now());
+                drain(ring.get_mut(), collector, sink, &mut detector, probes, &mut decode_errors).map(|()| None)
+            }
             _ = tick.tick() => {
                 let dropped = probes.dropped();
                 let mut r = Ok(());
@@ -312,7 +338,16 @@ async fn event_loop(
         }
     };
     // Everything the kernel wrote before the stop.
-    let last = drain(ring.get_mut(), collector, sink).and_then(|()| {
+    detector.disarm(probes);
+    let last = drain(
+        ring.get_mut(),
+        collector,
+        sink,
+        &mut detector,
+        probes,
+        &mut decode_errors,
+    )
+    .and_then(|()| {
         let dropped = probes.dropped();
         if dropped > lost_reported {
             collector.push(

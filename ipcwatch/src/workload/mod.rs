@@ -1,7 +1,9 @@
 //! Built-in workloads: small programs with known IPC behaviour, run as
 //! `ipcwatch workload NAME ...` (hidden). The integration tests, the
 //! benchmarks and `ipcwatch demo` use them, so every figure they assert
-//! comes from code in this file.
+//! comes from code in this module.
+
+pub mod race;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

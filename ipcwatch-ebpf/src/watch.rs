@@ -1,0 +1,114 @@
+//! Collision sampling, in the manner of DataCollider: a hardware write
+//! watchpoint on a hot word traps after each write to it; the handler
+//! holds the writer for a bounded delay with the write "in flight". If
+//! another thread writes the same word meanwhile, the two writes were
+//! concurrent: a race caught in the act. A writer that holds a lock (or a
+//! semaphore, or a token) keeps the other side from writing during the
+//! delay, so synchronized code never collides, whatever it synchronizes
+//! with.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{BPF_F_USER_STACK, bpf_perf_event_data},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::{map, perf_event},
+    maps::{Array, HashMap, StackTrace},
+    programs::{PerfEventContext, tracing::StackIdContext as _},
+};
+use ipcwatch_common::{
+    COMM_LEN,
+    race::{CollisionEvent, KIND_COLLISION, MAX_SLOTS, Slot, WatchKey},
+    stat,
+};
+
+use crate::tracer::{bump, conf, emit, header};
+
+/// (process, address) -> slot. Filled by userspace when it arms a word.
+#[map]
+static WATCH: HashMap<WatchKey, u32> = HashMap::with_max_entries(256, 0);
+
+/// The write in flight on each slot.
+#[map]
+static SLOTS: Array<Slot> = Array::with_max_entries(MAX_SLOTS, 0);
+
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
+
+/// Upper bound on the hold loop (each turn reads the clock once).
+const MAX_SPIN: u32 = 1 << 14;
+
+#[perf_event]
+pub fn ipcwatch_watch(ctx: PerfEventContext) -> u32 {
+    watch(&ctx);
+    0
+}
+
+fn watch(ctx: &PerfEventContext) {
+    let data = ctx.as_ptr() as *const bpf_perf_event_data;
+    // SAFETY: a perf_event program's context is a bpf_perf_event_data.
+    let (addr, ip) = unsafe { ((*data).addr, (*data).regs.rip) };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let key = WatchKey {
+        tgid: pid,
+        _pad: 0,
+        addr,
+    };
+    // SAFETY: plain map lookup; the value is copied out at once.
+    let Some(&slot) = (unsafe { WATCH.get(key) }) else {
+        return;
+    };
+    let Some(st) = SLOTS.get_ptr_mut(slot) else {
+        return;
+    };
+    bump(stat::WATCH_TRAPS);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let delay = conf!(watch_delay_ns) as u64;
+    let stack = ctx
+        .get_stackid(&STACKS, BPF_F_USER_STACK as u64)
+        .unwrap_or(-1);
+    // SAFETY: `st` points into the SLOTS array; concurrent writers may
+    // interleave here, which can only make a collision go unseen.
+    let held = unsafe { *st };
+    if held.tid != 0 && held.tid != tid && now.wrapping_sub(held.start_ns) < 2 * delay {
+        bump(stat::COLLISIONS);
+        emit(CollisionEvent {
+            hdr: header(KIND_COLLISION, pid_tgid),
+            slot,
+            _pad: 0,
+            addr,
+            ip,
+            stack,
+            other: held,
+        });
+        return;
+    }
+    if held.tid != 0 && now.wrapping_sub(held.start_ns) < 2 * delay {
+        return;
+    }
+    // SAFETY: see above.
+    unsafe {
+        *st = Slot {
+            tid,
+            pid,
+            start_ns: now,
+            ip,
+            stack,
+            comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+        };
+    }
+    // Hold the writer with its write in flight.
+    for _ in 0..MAX_SPIN {
+        // SAFETY: plain helper call.
+        if unsafe { bpf_ktime_get_ns() }.wrapping_sub(now) >= delay {
+            break;
+        }
+    }
+    // SAFETY: see above.
+    unsafe {
+        if (*st).tid == tid {
+            (*st).tid = 0;
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Hot-word discovery without trapping: ipcwatch maps each shared region
+//! read-only itself (through /proc/PID/map_files, which works for SysV,
+//! POSIX, memfd, file and shared anonymous memory alike) and diffs
+//! snapshots at a steady rate. Words that keep changing are where
+//! collisions can happen; the same counts feed the per-page heat.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+
+use crate::events::Text;
+use crate::model::Model;
+
+/// Largest part of a region compared per sample; bigger regions are
+/// sampled a window at a time, round robin.
+pub const MAX_SAMPLE: usize = 1 << 20;
+
+struct View {
+    ptr: *const u8,
+    len: usize,
+    /// Region offset of `ptr`.
+    base: u64,
+    prev: Vec<u8>,
+    /// Next window to sample in a region larger than MAX_SAMPLE.
+    cursor: usize,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len come from a successful mmap that we own.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
+// SAFETY: the mapping is read-only and owned by the View.
+unsafe impl Send for View {}
+
+fn open_view(pid: u32, start: u64, end: u64, offset: u64) -> Option<View> {
+    let path = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
+    let file = std::fs::File::open(path).ok()?;
+    let len = (end - start) as usize;
+    // SAFETY: a fresh read-only shared mapping of a file we opened; it is
+    // unmapped in Drop.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            offset as libc::off_t,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return None;
+    }
+    Some(View {
+        ptr: ptr as *const u8,
+        len,
+        base: offset,
+        prev: Vec::new(),
+        cursor: 0,
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Heat {
+    /// Samples in which the word had changed (decays over time).
+    pub score: f64,
+    pub changes: u64,
+}
+
+#[derive(Default)]
+pub struct HotWords {
+    views: HashMap<Text, View>,
+    /// (region, word offset) -> heat.
+    pub words: HashMap<(Text, u64), Heat>,
+}
+
+impl HotWords {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One sample of every region shared by at least two processes.
+    pub fn sample(&mut self, model: &Model) {
+        self.views
+            .retain(|id, _| model.regions.get(id).is_some_and(|r| !r.removed));
+        for (id, region) in &model.regions {
+            if region.removed || region.mappers().len() < 2 {
+                continue;
+            }
+            if !self.views.contains_key(id) {
+                let view = region
+                    .mappings
+                    .iter()
+                    .find_map(|m| open_view(m.pid, m.start, m.end, m.offset));
+                match view {
+                    Some(v) => {
+                        self.views.insert(id.clone(), v);
+                    }
+                    None => continue,
+                }
+            }
+            let Some(view) = self.views.get_mut(id) else {
+                continue;
+            };
+            let window = view.len.min(MAX_SAMPLE);
+            let from = if view.len > MAX_SAMPLE {
+                view.cursor
+            } else {
+                0
+            };
+            let to = (from + window).min(view.len);
+            // SAFETY: [from, to) lies inside the live read-only mapping.
+            let now = unsafe { std::slice::from_raw_parts(view.ptr.add(from), to - from) };
+            if view.prev.len() == now.len() {
+                for (i, (a, b)) in view
+                    .prev
+                    .chunks_exact(8)
+                    .zip(now.chunks_exact(8))
+                    .enumerate()
+                {
+                    if a != b {
+                        let off = view.base + (from + i * 8) as u64;
+                        let h = self.words.entry((id.clone(), off)).or_default();
+                        h.score += 1.0;
+                        h.changes += 1;
+                    }
+                }
+            }
+            view.prev.clear();
+            view.prev.extend_from_slice(now);
+            if view.len > MAX_SAMPLE {
+                view.cursor = if to >= view.len { 0 } else { to };
+            }
+        }
+        // Recent changes count most.
+        for h in self.words.values_mut() {
+            h.score *= 0.9;
+        }
+        self.words.retain(|_, h| h.score > 0.01);
+    }
+
+    /// The `n` hottest words, hottest first, skipping `busy` ones.
+    pub fn hottest(&self, n: usize, busy: &dyn Fn(&Text, u64) -> bool) -> Vec<(Text, u64)> {
+        let mut v: Vec<_> = self
+            .words
+            .iter()
+            .filter(|((r, o), _)| !busy(r, *o))
+            .map(|((r, o), h)| (h.score, r.clone(), *o))
+            .collect();
+        v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        v.into_iter().take(n).map(|(_, r, o)| (r, o)).collect()
+    }
+}

@@ -1,0 +1,343 @@
+//! The race detector's acceptance workloads: two processes bump one shared
+//! counter for a while, racing or correctly synchronized, over every kind
+//! of shared memory; and processes writing one pipe with large or small
+//! records.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+/// Layout of the shared page: the lock (or semaphore) at 0, the counter
+/// on its own cache line.
+const LOCK_OFF: usize = 0;
+const COUNTER_OFF: usize = 128;
+const SIZE: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Memory {
+    /// MAP_SHARED|MAP_ANONYMOUS, shared through fork.
+    Anon,
+    /// memfd_create, mapped before fork.
+    Memfd,
+    /// A SysV segment attached by both.
+    Sysv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sync {
+    /// No synchronization: a data race.
+    None,
+    /// A process-shared pthread mutex.
+    Mutex,
+    /// A process-shared pthread rwlock, write-locked.
+    Rwlock,
+    /// Atomic increments (lock add).
+    Atomic,
+    /// A named POSIX semaphore.
+    Semaphore,
+    /// A token handed back and forth over two pipes.
+    Token,
+}
+
+fn os_err(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// Map the shared page of the chosen kind.
+fn shared_page(memory: Memory) -> Result<*mut u8> {
+    // SAFETY: plain syscalls; results are checked.
+    unsafe {
+        let p = match memory {
+            Memory::Anon => libc::mmap(
+                ptr::null_mut(),
+                SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            ),
+            Memory::Memfd => {
+                let name = CString::new("ipcwatch-counter").expect("no NUL");
+                let fd = libc::memfd_create(name.as_ptr(), 0);
+                if fd < 0 || libc::ftruncate(fd, SIZE as i64) != 0 {
+                    bail!(os_err("memfd_create"));
+                }
+                let p = libc::mmap(
+                    ptr::null_mut(),
+                    SIZE,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd,
+                    0,
+                );
+                libc::close(fd);
+                p
+            }
+            Memory::Sysv => {
+                let id = libc::shmget(libc::IPC_PRIVATE, SIZE, libc::IPC_CREAT | 0o600);
+                if id < 0 {
+                    bail!(os_err("shmget"));
+                }
+                let p = libc::shmat(id, ptr::null(), 0);
+                // Removed once both have detached (at exit).
+                libc::shmctl(id, libc::IPC_RMID, ptr::null_mut());
+                p
+            }
+        };
+        if p == libc::MAP_FAILED || p.is_null() {
+            bail!(os_err("mapping the shared page"));
+        }
+        Ok(p as *mut u8)
+    }
+}
+
+/// The racy increment: a plain load and a plain store.
+#[inline(never)]
+fn bump_counter_unsynchronized(counter: *mut u64) {
+    // SAFETY: `counter` points into the live shared page.
+    unsafe { ptr::write_volatile(counter, ptr::read_volatile(counter) + 1) };
+}
+
+/// The same increment, called with a lock held.
+#[inline(never)]
+fn bump_counter_locked(counter: *mut u64) {
+    // SAFETY: `counter` points into the live shared page.
+    unsafe { ptr::write_volatile(counter, ptr::read_volatile(counter) + 1) };
+}
+
+#[inline(never)]
+fn bump_counter_atomic(counter: *mut u64) {
+    // SAFETY: `counter` is 8-byte aligned inside the live shared page and
+    // only ever accessed atomically here.
+    unsafe { AtomicU64::from_ptr(counter) }.fetch_add(1, Ordering::SeqCst);
+}
+
+struct Token {
+    rx: std::fs::File,
+    tx: std::fs::File,
+}
+
+fn pipe() -> Result<(std::fs::File, std::fs::File)> {
+    let mut fds = [0; 2];
+    // SAFETY: valid out array.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        bail!(os_err("pipe"));
+    }
+    // SAFETY: fresh descriptors we own.
+    Ok(unsafe {
+        (
+            std::fs::File::from(OwnedFd::from_raw_fd(fds[0])),
+            std::fs::File::from(OwnedFd::from_raw_fd(fds[1])),
+        )
+    })
+}
+
+/// Two processes bump the counter at offset 128 of a shared page for
+/// `secs`. Prints "counter <parent pid> <child pid> <final value>
+/// <increments>" (a racy run loses increments).
+pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
+    let page = shared_page(memory)?;
+    // SAFETY: offsets inside the 4096-byte page.
+    let (lock, counter) = unsafe { (page.add(LOCK_OFF), page.add(COUNTER_OFF) as *mut u64) };
+    let sem_name = CString::new(format!("/ipcwatch-sem-{}", std::process::id()))?;
+    let mut sem: *mut libc::sem_t = ptr::null_mut();
+    // SAFETY: initializing process-shared objects in the shared page
+    // before fork; results checked.
+    unsafe {
+        match sync {
+            Sync::Mutex => {
+                let mut a: libc::pthread_mutexattr_t = std::mem::zeroed();
+                libc::pthread_mutexattr_init(&mut a);
+                libc::pthread_mutexattr_setpshared(&mut a, libc::PTHREAD_PROCESS_SHARED);
+                if libc::pthread_mutex_init(lock as *mut libc::pthread_mutex_t, &a) != 0 {
+                    bail!("pthread_mutex_init failed");
+                }
+            }
+            Sync::Rwlock => {
+                let mut a: libc::pthread_rwlockattr_t = std::mem::zeroed();
+                libc::pthread_rwlockattr_init(&mut a);
+                libc::pthread_rwlockattr_setpshared(&mut a, libc::PTHREAD_PROCESS_SHARED);
+                if libc::pthread_rwlock_init(lock as *mut libc::pthread_rwlock_t, &a) != 0 {
+                    bail!("pthread_rwlock_init failed");
+                }
+            }
+            Sync::Semaphore => {
+                sem = libc::sem_open(sem_name.as_ptr(), libc::O_CREAT | libc::O_EXCL, 0o600, 1);
+                if sem == libc::SEM_FAILED {
+                    bail!(os_err("sem_open"));
+                }
+                libc::sem_unlink(sem_name.as_ptr());
+            }
+            _ => {}
+        }
+    }
+    // Token pipes: parent -> child and child -> parent.
+    let (p2c_r, p2c_w) = pipe()?;
+    let (c2p_r, c2p_w) = pipe()?;
+    // SAFETY: single-threaded workload.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        bail!(os_err("fork"));
+    }
+    let token = if child == 0 {
+        drop((p2c_w, c2p_r));
+        Token {
+            rx: p2c_r,
+            tx: c2p_w,
+        }
+    } else {
+        drop((p2c_r, c2p_w));
+        Token {
+            rx: c2p_r,
+            tx: p2c_w,
+        }
+    };
+    let mut token = token;
+    if sync == Sync::Token && child != 0 {
+        token.tx.write_all(b"t")?; // the parent gives the token first
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n: u64 = 0;
+    let mut b = [0u8; 1];
+    while Instant::now() < deadline {
+        for _ in 0..1000 {
+            // SAFETY: the lock objects were initialized above, in shared
+            // memory both processes map.
+            unsafe {
+                match sync {
+                    Sync::None => bump_counter_unsynchronized(counter),
+                    Sync::Atomic => bump_counter_atomic(counter),
+                    Sync::Mutex => {
+                        libc::pthread_mutex_lock(lock as *mut libc::pthread_mutex_t);
+                        bump_counter_locked(counter);
+                        libc::pthread_mutex_unlock(lock as *mut libc::pthread_mutex_t);
+                    }
+                    Sync::Rwlock => {
+                        libc::pthread_rwlock_wrlock(lock as *mut libc::pthread_rwlock_t);
+                        bump_counter_locked(counter);
+                        libc::pthread_rwlock_unlock(lock as *mut libc::pthread_rwlock_t);
+                    }
+                    Sync::Semaphore => {
+                        libc::sem_wait(sem);
+                        bump_counter_locked(counter);
+                        libc::sem_post(sem);
+                    }
+                    Sync::Token => {
+                        if token.rx.read_exact(&mut b).is_err() {
+                            break;
+                        }
+                        bump_counter_locked(counter);
+                        if token.tx.write_all(&b).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            n += 1;
+        }
+    }
+    if child == 0 {
+        // SAFETY: leave without running the parent's destructors twice.
+        unsafe { libc::_exit(0) };
+    }
+    drop(token);
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    // SAFETY: `counter` is still mapped.
+    let value = unsafe { ptr::read_volatile(counter) };
+    println!("counter {} {child} {value} {n}", std::process::id());
+    Ok(())
+}
+
+/// `writers` processes each write `records` records of `size` bytes to one
+/// pipe, read by the parent. Prints "pipe-writers <inode> <bytes read>".
+pub fn pipe_writers(writers: usize, size: usize, records: usize) -> Result<()> {
+    let (mut r, w) = pipe()?;
+    let ino = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/self/fd/{}", r.as_raw_fd()))?.ino()
+    };
+    let mut kids = Vec::new();
+    for i in 0..writers {
+        // SAFETY: single-threaded workload.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            bail!(os_err("fork"));
+        }
+        if pid == 0 {
+            drop(r);
+            let mut w = w;
+            let rec = vec![b'a' + i as u8; size];
+            for _ in 0..records {
+                if w.write_all(&rec).is_err() {
+                    break;
+                }
+            }
+            // SAFETY: leave the child without unwinding.
+            unsafe { libc::_exit(0) };
+        }
+        kids.push(pid);
+    }
+    drop(w);
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for k in kids {
+        let mut st = 0;
+        // SAFETY: waiting for our own children.
+        unsafe { libc::waitpid(k, &mut st, 0) };
+    }
+    println!("pipe-writers {ino} {total}");
+    Ok(())
+}
+
+/// One of two unrelated processes sharing a POSIX shm object by name:
+/// bumps the counter at offset 128 without synchronization for `secs`.
+/// Prints "posix-counter <pid> <increments>".
+pub fn posix_counter(name: &str, secs: f64) -> Result<()> {
+    let cname = CString::new(name)?;
+    // SAFETY: plain syscalls; results checked; the mapping stays for the
+    // life of the process.
+    let counter = unsafe {
+        let fd = libc::shm_open(cname.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600);
+        if fd < 0 || libc::ftruncate(fd, SIZE as i64) != 0 {
+            bail!(os_err("shm_open"));
+        }
+        let p = libc::mmap(
+            ptr::null_mut(),
+            SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        libc::close(fd);
+        if p == libc::MAP_FAILED {
+            bail!(os_err("mmap"));
+        }
+        (p as *mut u8).add(COUNTER_OFF) as *mut u64
+    };
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        for _ in 0..1000 {
+            bump_counter_unsynchronized(counter);
+            n += 1;
+        }
+    }
+    println!("posix-counter {} {n}", std::process::id());
+    Ok(())
+}
