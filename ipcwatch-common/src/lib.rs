@@ -333,7 +333,8 @@ pub struct Config {
     pub wake_bytes: u32,
     /// Collision sampling: how long a trapped write is held, in ns.
     pub watch_delay_ns: u32,
-    pub _pad: u32,
+    /// Deep mode: report every trapped write, not only collisions.
+    pub deep: u32,
     pub off: KernelOffsets,
 }
 
@@ -345,7 +346,7 @@ impl Config {
             kinds: 0,
             wake_bytes: 0,
             watch_delay_ns: 0,
-            _pad: 0,
+            deep: 0,
             off: KernelOffsets {
                 task_files: 0,
                 task_tgid: 0,

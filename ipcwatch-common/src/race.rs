@@ -5,6 +5,9 @@ use crate::{COMM_LEN, EventHeader};
 
 /// [`EventHeader::kind`] of a [`CollisionEvent`].
 pub const KIND_COLLISION: u32 = 100;
+/// Deep mode: one trapped write, as a [`CollisionEvent`] whose `other`
+/// is empty.
+pub const KIND_WRITE_SAMPLE: u32 = 101;
 
 /// Most words watched at once (a thread has four debug registers).
 pub const MAX_SLOTS: u32 = 16;

@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 use ipcwatch_common::{
     COMM_LEN,
-    race::{CollisionEvent, KIND_COLLISION, MAX_SLOTS, Slot, WatchKey},
+    race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE, MAX_SLOTS, Slot, WatchKey},
     stat,
 };
 
@@ -71,6 +71,17 @@ fn watch(ctx: &PerfEventContext) {
     // SAFETY: `st` points into the SLOTS array; concurrent writers may
     // interleave here, which can only make a collision go unseen.
     let held = unsafe { *st };
+    if conf!(deep) != 0 {
+        emit(CollisionEvent {
+            hdr: header(KIND_WRITE_SAMPLE, pid_tgid),
+            slot,
+            _pad: 0,
+            addr,
+            ip,
+            stack,
+            other: Slot::default(),
+        });
+    }
     if held.tid != 0 && held.tid != tid && now.wrapping_sub(held.start_ns) < 2 * delay {
         bump(stat::COLLISIONS);
         emit(CollisionEvent {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::events::{Record, Summary};
 use crate::model::{Finding, Model};
 use crate::ndjson::{TraceError, TraceReader};
+use crate::race::hb::HappensBefore;
 
 /// What a trace holds, after replay through the model.
 pub struct Analysis {
@@ -29,6 +30,8 @@ pub fn replay<R: BufRead>(input: R) -> (Analysis, Option<TraceError>) {
     let mut reader = TraceReader::new(input);
     let mut model = Model::new();
     let mut summary = None;
+    // Deep-mode analysis is recomputed from the sampled writes, if any.
+    let mut hb = HappensBefore::new();
     let error = loop {
         match reader.next_record() {
             Ok(Some(record)) => {
@@ -36,6 +39,9 @@ pub fn replay<R: BufRead>(input: R) -> (Analysis, Option<TraceError>) {
                     summary = Some(s.clone());
                 }
                 model.apply(&record);
+                if let Some(race) = hb.apply(&record) {
+                    model.apply(&Record::Race(race));
+                }
             }
             Ok(None) => break None,
             Err(e) => break Some(e),

@@ -98,6 +98,8 @@ pub struct Collector {
     pub seq_gaps: u64,
     /// Reused buffer of records made from one event.
     out: Vec<Record>,
+    /// Deep mode: the happens-before analysis sees every record.
+    pub hb: Option<crate::race::hb::HappensBefore>,
 }
 
 impl Collector {
@@ -122,7 +124,18 @@ impl Collector {
     /// scan, warnings) and pass it on.
     pub fn push(&mut self, record: Record, sink: &mut dyn Sink) -> io::Result<()> {
         self.model.apply(&record);
-        sink.record(&record)
+        sink.record(&record)?;
+        self.deep(&record, sink)
+    }
+
+    /// Run the happens-before analysis on a record (deep mode).
+    fn deep(&mut self, record: &Record, sink: &mut dyn Sink) -> io::Result<()> {
+        if let Some(race) = self.hb.as_mut().and_then(|hb| hb.apply(record)) {
+            let race = Record::Race(race);
+            self.model.apply(&race);
+            sink.record(&race)?;
+        }
+        Ok(())
     }
 
     pub fn ingest(&mut self, raw: &RawEvent, sink: &mut dyn Sink) -> io::Result<()> {
@@ -141,7 +154,7 @@ impl Collector {
         for r in out.drain(..) {
             self.model.apply(&r);
             if result.is_ok() {
-                result = sink.record(&r);
+                result = sink.record(&r).and_then(|()| self.deep(&r, sink));
             }
         }
         self.out = out;
@@ -320,7 +333,7 @@ impl Collector {
                 signal: None,
             })),
             // Turned into findings by the race detector, not here.
-            RawEvent::Collision(_) => {}
+            RawEvent::Collision(_) | RawEvent::WriteSample(_) => {}
             RawEvent::Exit(e) => {
                 let (exit_code, signal) = wait_status(e.exit_code);
                 out.push(Record::Process(ProcessLine {

@@ -2,7 +2,7 @@
 
 use std::mem::size_of;
 
-use ipcwatch_common::race::{CollisionEvent, KIND_COLLISION};
+use ipcwatch_common::race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE};
 use ipcwatch_common::{
     EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, OpenEvent, PathEvent,
     PipeEvent, kind,
@@ -22,6 +22,7 @@ pub enum RawEvent {
     Exec(ExecEvent),
     Exit(ExitEvent),
     Collision(CollisionEvent),
+    WriteSample(CollisionEvent),
 }
 
 impl RawEvent {
@@ -36,7 +37,7 @@ impl RawEvent {
             RawEvent::Fork(e) => &e.hdr,
             RawEvent::Exec(e) => &e.hdr,
             RawEvent::Exit(e) => &e.hdr,
-            RawEvent::Collision(e) => &e.hdr,
+            RawEvent::Collision(e) | RawEvent::WriteSample(e) => &e.hdr,
         }
     }
 }
@@ -84,6 +85,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::EXEC => RawEvent::Exec(read(bytes, "exec event")?),
         kind::EXIT => RawEvent::Exit(read(bytes, "exit event")?),
         KIND_COLLISION => RawEvent::Collision(read(bytes, "collision event")?),
+        KIND_WRITE_SAMPLE => RawEvent::WriteSample(read(bytes, "write sample")?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

@@ -32,6 +32,7 @@ pub enum Record {
     Sync(SyncLine),
     Fault(FaultLine),
     Race(RaceLine),
+    WriteSample(WriteSampleLine),
     /// A line type this version does not know (from a newer ipcwatch):
     /// skipped when reading.
     #[serde(other)]
@@ -53,6 +54,7 @@ impl Record {
             Record::Sync(r) => r.ts_ns,
             Record::Fault(r) => r.ts_ns,
             Record::Race(r) => r.ts_ns,
+            Record::WriteSample(r) => r.ts_ns,
             Record::Unknown => return None,
         })
     }
@@ -472,4 +474,18 @@ pub struct RaceLine {
     /// 0.0 to 1.0.
     pub confidence: f64,
     pub explanation: String,
+}
+
+/// Deep mode: one sampled (trapped) write to a watched word of a shared
+/// region, the input of the happens-before analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteSampleLine {
+    pub ts_ns: u64,
+    pub region: Text,
+    pub offset: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    /// Trap address (just after the writing instruction).
+    pub ip: u64,
 }

@@ -35,6 +35,8 @@ pub struct Options {
     pub ring_bytes: u32,
     /// Collision sampling: how long a trapped write is held, in ns.
     pub watch_delay_ns: u32,
+    /// Deep mode: every trapped write is reported.
+    pub deep: bool,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             kinds: file_kind::bit(file_kind::PIPE) | file_kind::bit(file_kind::FIFO),
             ring_bytes: DEFAULT_RING_BYTES,
             watch_delay_ns: 50_000,
+            deep: false,
         }
     }
 }
@@ -96,7 +99,7 @@ impl Probes {
             kinds: opts.kinds,
             wake_bytes: opts.ring_bytes / 16,
             watch_delay_ns: opts.watch_delay_ns,
-            _pad: 0,
+            deep: opts.deep as u32,
             off,
         };
         let mut ebpf = EbpfLoader::new()

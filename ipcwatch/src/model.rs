@@ -308,6 +308,7 @@ impl Model {
             Record::Sync(s) => self.apply_sync(s),
             Record::Fault(f) => self.apply_fault(f),
             Record::Race(r) => self.apply_race(r),
+            Record::WriteSample(_) => {}
             Record::Header(_) | Record::Summary(_) | Record::Unknown => {}
         }
     }

@@ -29,6 +29,8 @@ pub struct RecordArgs {
     pub detector: DetectorOptions,
     /// Collision sampling: how long a trapped write is held, in ns.
     pub watch_delay_ns: u32,
+    /// Deep mode: happens-before analysis of every sampled write.
+    pub deep: bool,
 }
 
 /// How a recording ended.
@@ -107,6 +109,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         listed_only: !args.command.is_empty(),
         ring_bytes: args.ring_bytes,
         watch_delay_ns: args.watch_delay_ns,
+        deep: args.deep,
         ..Options::default()
     };
     let mut probes = Probes::load(&opts)?;
@@ -114,6 +117,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
     let start = SystemTime::now();
     let start_mono = monotonic_ns();
     let mut collector = Collector::new();
+    if args.deep {
+        collector.hb = Some(crate::race::hb::HappensBefore::new());
+    }
     let header = Record::Header(Header {
         ts_ns: start_mono,
         format: FORMAT_NAME.into(),
@@ -280,6 +286,13 @@ async fn event_loop(
                     drop(item);
                     if let Some(race) = detector.on_collision(&c, probes) {
                         collector.push(Record::Race(race), sink)?;
+                    }
+                }
+                Ok(RawEvent::WriteSample(c)) => {
+                    collector.ingest(&RawEvent::WriteSample(c), sink)?;
+                    drop(item);
+                    if let Some(line) = detector.sample_line(&c) {
+                        collector.push(Record::WriteSample(line), sink)?;
                     }
                 }
                 Ok(ev) => collector.ingest(&ev, sink)?,

@@ -7,7 +7,7 @@ use ipcwatch_common::race::{CollisionEvent, MAX_SLOTS, Slot};
 use std::os::fd::OwnedFd;
 
 use crate::decode::c_str;
-use crate::events::{Access, RaceLine, Text};
+use crate::events::{Access, RaceLine, Text, WriteSampleLine};
 use crate::loader::Probes;
 use crate::model::Model;
 use crate::race::hotwords::HotWords;
@@ -245,6 +245,20 @@ impl Detector {
             locks: Vec::new(),
             ts_ns: s.start_ns,
         }
+    }
+
+    /// Deep mode: a trapped write as a `write_sample` line.
+    pub fn sample_line(&self, c: &CollisionEvent) -> Option<WriteSampleLine> {
+        let (region, offset) = self.slots.get(&c.slot)?.clone();
+        Some(WriteSampleLine {
+            ts_ns: c.hdr.ts_ns,
+            region,
+            offset,
+            pid: c.hdr.pid,
+            tid: c.hdr.tid,
+            comm: Text::from_utf8_lossy(c_str(&c.hdr.comm)),
+            ip: c.ip,
+        })
     }
 
     /// A collision from the kernel: a finding, unless both writes were...

@@ -9,6 +9,7 @@
 //! atomic instructions, [`symbols`] names the code.
 
 pub mod detector;
+pub mod hb;
 pub mod hotwords;
 pub mod insn;
 pub mod symbols;
