@@ -39,6 +39,9 @@ pub mod kind {
     pub const EXEC: u32 = 10;
     /// [`super::ExitEvent`]: the last thread of a process exited.
     pub const EXIT: u32 = 11;
+    /// [`super::SpanEvent`]: when the write reported by the next IO event
+    /// of the same thread started (pipe writes larger than PIPE_BUF).
+    pub const SPAN: u32 = 12;
 }
 
 /// What the object behind a file descriptor is, as classified in the kernel
@@ -203,6 +206,17 @@ pub struct IoEvent {
     pub syscall: u32,
     pub _pad: u32,
 }
+
+/// Start time of a large pipe write, sent just before its [`IoEvent`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpanEvent {
+    pub hdr: EventHeader,
+    pub start_ns: u64,
+}
+
+/// Writes larger than this to a pipe may interleave with other writers.
+pub const PIPE_BUF: u64 = 4096;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

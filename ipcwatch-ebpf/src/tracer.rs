@@ -14,7 +14,8 @@ use aya_ebpf::{
 };
 use ipcwatch_common::{
     COMM_LEN, Config, EventHeader, ExecEvent, ExitEvent, FdEvent, FileId, ForkEvent, IoEvent,
-    MAX_SYSCALL_NR, OpenEvent, PathEvent, PipeEvent, file_kind, filter, kind, op, sc, stat, traced,
+    MAX_SYSCALL_NR, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, SpanEvent, file_kind, filter, kind,
+    op, sc, stat, traced,
 };
 
 /// Written by userspace before load.
@@ -47,6 +48,10 @@ static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 /// comm -> 1. Used when `CONFIG.filter` has `COMM`.
 #[map]
 static COMMS: HashMap<[u8; COMM_LEN], u32> = HashMap::with_max_entries(64, 0);
+
+/// tid -> start of a pipe write larger than PIPE_BUF, in flight.
+#[map]
+static WRITE_START: HashMap<u32, u64> = HashMap::with_max_entries(16384, 0);
 
 /// Architecture syscall number -> `sc::*` code (0: not followed).
 #[map]
@@ -216,8 +221,10 @@ fn classify_fd(fd: i64) -> FileId {
     classify_file(file_of_fd(fd))
 }
 
-/// Entry of close and close_range only: the descriptor must be classified
-/// before the kernel drops it. Every other syscall is handled at exit.
+/// Entry of close and close_range (the descriptor must be classified
+/// before the kernel drops it), and of write and writev (when a write
+/// larger than PIPE_BUF to a pipe starts: such writes can interleave).
+/// Every other syscall is handled at exit.
 #[tracepoint]
 pub fn ipcwatch_sys_enter(ctx: TracePointContext) -> u32 {
     sys_enter(&ctx);
@@ -261,7 +268,56 @@ fn sys_enter(ctx: &TracePointContext) {
             flags: arg(2) as u32,
             syscall: code,
         }),
+        sc::WRITE | sc::WRITEV => {
+            let len = if code == sc::WRITE {
+                arg(2)
+            } else {
+                iov_len(arg(1), arg(2))
+            };
+            if len <= PIPE_BUF {
+                return;
+            }
+            let file = classify_fd(arg(0) as i64);
+            if (file.kind == file_kind::PIPE || file.kind == file_kind::FIFO) && wanted(&file) {
+                // SAFETY: plain helper call.
+                let now = unsafe { bpf_ktime_get_ns() };
+                let _ = WRITE_START.insert(pid_tgid as u32, now, 0);
+            }
+        }
         _ => {}
+    }
+}
+
+/// Total length of the first iovecs of a writev (enough to tell a write
+/// larger than PIPE_BUF).
+#[inline(always)]
+fn iov_len(iov: u64, count: u64) -> u64 {
+    let mut total = 0u64;
+    for i in 0..8u64 {
+        if i >= count {
+            break;
+        }
+        // SAFETY: user pointer; probe_read tolerates faults.
+        let len = unsafe { bpf_probe_read_user((iov + i * 16 + 8) as *const u64) }.unwrap_or(0);
+        total += len;
+    }
+    total
+}
+
+/// Before the IO event of a large pipe write: when it started.
+#[inline(always)]
+fn span(pid_tgid: u64, ret: i64) {
+    if ret as u64 <= PIPE_BUF {
+        return;
+    }
+    let tid = pid_tgid as u32;
+    // SAFETY: the value is copied out at once.
+    if let Some(&start_ns) = unsafe { WRITE_START.get(tid) } {
+        let _ = WRITE_START.remove(tid);
+        emit(SpanEvent {
+            hdr: header(kind::SPAN, pid_tgid),
+            start_ns,
+        });
     }
 }
 
@@ -324,7 +380,11 @@ fn sys_exit(ctx: &RawTracePointContext) {
         }
         sc::WRITE | sc::WRITEV => {
             let fd = arg(0) as i32;
-            io(pid_tgid, classify_fd(fd as i64), fd, op::WRITE, ret, code)
+            let file = classify_fd(fd as i64);
+            if file.kind == file_kind::PIPE || file.kind == file_kind::FIFO {
+                span(pid_tgid, ret);
+            }
+            io(pid_tgid, file, fd, op::WRITE, ret, code)
         }
         sc::VMSPLICE => {
             let fd = arg(0) as i32;

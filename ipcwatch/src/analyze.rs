@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::events::{Record, Summary};
 use crate::model::{Finding, Model};
 use crate::ndjson::{TraceError, TraceReader};
-use crate::race::hb::HappensBefore;
+use crate::race::Analyses;
 
 /// What a trace holds, after replay through the model.
 pub struct Analysis {
@@ -30,8 +30,8 @@ pub fn replay<R: BufRead>(input: R) -> (Analysis, Option<TraceError>) {
     let mut reader = TraceReader::new(input);
     let mut model = Model::new();
     let mut summary = None;
-    // Deep-mode analysis is recomputed from the sampled writes, if any.
-    let mut hb = HappensBefore::new();
+    // Pipe interleaving and the deep-mode analysis are recomputed.
+    let mut analyses = Analyses::offline();
     let error = loop {
         match reader.next_record() {
             Ok(Some(record)) => {
@@ -39,7 +39,7 @@ pub fn replay<R: BufRead>(input: R) -> (Analysis, Option<TraceError>) {
                     summary = Some(s.clone());
                 }
                 model.apply(&record);
-                if let Some(race) = hb.apply(&record) {
+                if let Some(race) = analyses.apply(&record) {
                     model.apply(&Record::Race(race));
                 }
             }

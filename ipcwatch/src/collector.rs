@@ -98,8 +98,11 @@ pub struct Collector {
     pub seq_gaps: u64,
     /// Reused buffer of records made from one event.
     out: Vec<Record>,
-    /// Deep mode: the happens-before analysis sees every record.
-    pub hb: Option<crate::race::hb::HappensBefore>,
+    /// Analyses that find races in the record stream (pipe interleaving;
+    /// happens-before in deep mode).
+    pub analyses: crate::race::Analyses,
+    /// (tid, start) of the large pipe write whose IO event comes next.
+    span: Option<(u32, u64)>,
 }
 
 impl Collector {
@@ -128,9 +131,9 @@ impl Collector {
         self.deep(&record, sink)
     }
 
-    /// Run the happens-before analysis on a record (deep mode).
+    /// Run the race analyses on a record.
     fn deep(&mut self, record: &Record, sink: &mut dyn Sink) -> io::Result<()> {
-        if let Some(race) = self.hb.as_mut().and_then(|hb| hb.apply(record)) {
+        if let Some(race) = self.analyses.apply(record) {
             let race = Record::Race(race);
             self.model.apply(&race);
             sink.record(&race)?;
@@ -148,8 +151,18 @@ impl Collector {
         if hdr.seq >= *next {
             *next = hdr.seq + 1;
         }
+        if let RawEvent::Span(e) = raw {
+            self.span = Some((e.hdr.tid, e.start_ns));
+            return Ok(());
+        }
         let mut out = std::mem::take(&mut self.out);
         self.convert(raw, &mut out);
+        if let Some((tid, start)) = self.span.take()
+            && let Some(Record::Io(io)) = out.first_mut()
+            && io.tid == tid
+        {
+            io.start_ns = Some(start);
+        }
         let mut result = Ok(());
         for r in out.drain(..) {
             self.model.apply(&r);
@@ -208,6 +221,7 @@ impl Collector {
                     bytes: e.bytes,
                     fd: e.fd,
                     syscall: Text::const_new(ipcwatch_common::sc::name(e.syscall)),
+                    start_ns: None,
                 }));
             }
             RawEvent::Pipe(e) => {
@@ -333,7 +347,7 @@ impl Collector {
                 signal: None,
             })),
             // Turned into findings by the race detector, not here.
-            RawEvent::Collision(_) | RawEvent::WriteSample(_) => {}
+            RawEvent::Collision(_) | RawEvent::WriteSample(_) | RawEvent::Span(_) => {}
             RawEvent::Exit(e) => {
                 let (exit_code, signal) = wait_status(e.exit_code);
                 out.push(Record::Process(ProcessLine {

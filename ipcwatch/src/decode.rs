@@ -5,7 +5,7 @@ use std::mem::size_of;
 use ipcwatch_common::race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE};
 use ipcwatch_common::{
     EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, OpenEvent, PathEvent,
-    PipeEvent, kind,
+    PipeEvent, SpanEvent, kind,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,7 @@ pub enum RawEvent {
     Exit(ExitEvent),
     Collision(CollisionEvent),
     WriteSample(CollisionEvent),
+    Span(SpanEvent),
 }
 
 impl RawEvent {
@@ -38,6 +39,7 @@ impl RawEvent {
             RawEvent::Exec(e) => &e.hdr,
             RawEvent::Exit(e) => &e.hdr,
             RawEvent::Collision(e) | RawEvent::WriteSample(e) => &e.hdr,
+            RawEvent::Span(e) => &e.hdr,
         }
     }
 }
@@ -84,6 +86,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::FORK => RawEvent::Fork(read(bytes, "fork event")?),
         kind::EXEC => RawEvent::Exec(read(bytes, "exec event")?),
         kind::EXIT => RawEvent::Exit(read(bytes, "exit event")?),
+        kind::SPAN => RawEvent::Span(read(bytes, "span event")?),
         KIND_COLLISION => RawEvent::Collision(read(bytes, "collision event")?),
         KIND_WRITE_SAMPLE => RawEvent::WriteSample(read(bytes, "write sample")?),
         other => return Err(DecodeError::UnknownKind(other)),

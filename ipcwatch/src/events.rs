@@ -135,6 +135,10 @@ pub struct Io {
     pub fd: i32,
     /// The syscall that moved the bytes ("write", "splice"...).
     pub syscall: Text,
+    /// When the syscall started (writes larger than PIPE_BUF to a pipe or
+    /// FIFO only: those may interleave with other writers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ns: Option<u64>,
 }
 
 /// Which way a descriptor faces.

@@ -143,11 +143,12 @@ impl Probes {
                 skipped[0].reason
             )));
         }
-        // close must be seen at entry, before the descriptor is gone.
+        // close must be seen at entry, before the descriptor is gone; the
+        // start of large pipe writes too (they may interleave).
         let at_entry: Vec<(u32, i64)> = numbers
             .iter()
             .copied()
-            .filter(|(c, _)| *c == sc::CLOSE || *c == sc::CLOSE_RANGE)
+            .filter(|(c, _)| matches!(*c, sc::CLOSE | sc::CLOSE_RANGE | sc::WRITE | sc::WRITEV))
             .collect();
         attach_syscalls(
             &mut ebpf,

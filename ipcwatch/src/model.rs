@@ -781,6 +781,7 @@ mod tests {
                 bytes,
                 fd: 9,
                 syscall: "write".into(),
+                start_ns: None,
             }));
         }
         let c = &m.channels["pipe:[7]"];

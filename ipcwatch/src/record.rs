@@ -118,7 +118,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
     let start_mono = monotonic_ns();
     let mut collector = Collector::new();
     if args.deep {
-        collector.hb = Some(crate::race::hb::HappensBefore::new());
+        collector.analyses.hb = Some(crate::race::hb::HappensBefore::new());
     }
     let header = Record::Header(Header {
         ts_ns: start_mono,

@@ -143,7 +143,10 @@ impl HappensBefore {
         match io.op {
             Op::Write => {
                 let c = self.clock(io.tid).clone();
-                self.channels.entry(io.channel.clone()).or_default().join(&c);
+                self.channels
+                    .entry(io.channel.clone())
+                    .or_default()
+                    .join(&c);
                 self.clock(io.tid).tick(io.tid);
             }
             Op::Read => {
@@ -183,7 +186,12 @@ impl HappensBefore {
         }
         per_thread.insert(cur.tid, cur.clone());
         let prev = found?;
-        let id = (w.region.clone(), w.offset, prev.ip.min(cur.ip), prev.ip.max(cur.ip));
+        let id = (
+            w.region.clone(),
+            w.offset,
+            prev.ip.min(cur.ip),
+            prev.ip.max(cur.ip),
+        );
         if !self.reported.insert(id) {
             return None;
         }
@@ -262,6 +270,7 @@ mod tests {
             bytes: 1,
             fd: 3,
             syscall: "write".into(),
+            start_ns: None,
         })
     }
 
