@@ -19,6 +19,10 @@
 //! in `STATS`, so userspace can show every loss.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// Atomic fetch-add for per-CPU counters: the bpf target has no atomic
+// types with read-modify-write methods.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 #[cfg(target_arch = "bpf")]
 mod probes;

@@ -1,5 +1,7 @@
 //! Syscall and process-lifecycle probes that feed the collector.
 
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -71,20 +73,17 @@ const F_DUPFD_CLOEXEC: u64 = 1030;
 #[inline(always)]
 pub(crate) fn bump(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
-        // SAFETY: per-CPU slot, and tracing programs do not preempt each
-        // other on one CPU.
-        unsafe { *counter += 1 };
+        // SAFETY: a valid, aligned per-CPU slot. Atomic: tracing programs
+        // can be preempted (migrate_disable only), so two on one CPU may
+        // interleave here.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, 1) };
     }
 }
 
 pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
     let seq = match SEQ.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, see `bump`.
-        Some(p) => unsafe {
-            let s = *p;
-            *p = s + 1;
-            s
-        },
+        // SAFETY: a valid, aligned per-CPU slot; atomic, see `bump`.
+        Some(p) => unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) },
         None => 0,
     };
     EventHeader {

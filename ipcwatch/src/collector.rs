@@ -90,8 +90,8 @@ fn fd_path(pid: u32, fd: i32) -> Option<String> {
 #[derive(Debug, Default)]
 pub struct Collector {
     pub model: Model,
-    /// Next expected sequence number per CPU.
-    next_seq: HashMap<u32, u64>,
+    /// Events received per CPU.
+    received: HashMap<u32, u64>,
     /// Kernel events ingested.
     pub events: u64,
     /// Events missing from the per-CPU sequences.
@@ -110,17 +110,19 @@ impl Collector {
         Self::default()
     }
 
-    /// Count the events each CPU produced after the last one received
-    /// (`produced[cpu]` is that CPU's next sequence number): losses at the
-    /// end of a sequence show no gap until now.
+    /// The events each CPU numbered but ipcwatch never received.
+    /// `produced[cpu]` is that CPU's next sequence number: every event,
+    /// written or dropped, took one (an atomic fetch-add, so numbers are
+    /// unique even when tracing programs preempt each other and arrive out
+    /// of order).
     pub fn close_sequences(&mut self, produced: &[u64]) {
-        for (cpu, &n) in produced.iter().enumerate() {
-            let next = self.next_seq.entry(cpu as u32).or_insert(0);
-            if n > *next {
-                self.seq_gaps += n - *next;
-                *next = n;
-            }
-        }
+        self.seq_gaps = produced
+            .iter()
+            .enumerate()
+            .map(|(cpu, &n)| {
+                n.saturating_sub(self.received.get(&(cpu as u32)).copied().unwrap_or(0))
+            })
+            .sum();
     }
 
     /// Apply a record that did not come from the kernel (header, /proc
@@ -143,14 +145,7 @@ impl Collector {
 
     pub fn ingest(&mut self, raw: &RawEvent, sink: &mut dyn Sink) -> io::Result<()> {
         self.events += 1;
-        let hdr = raw.header();
-        let next = self.next_seq.entry(hdr.cpu).or_insert(0);
-        if hdr.seq > *next {
-            self.seq_gaps += hdr.seq - *next;
-        }
-        if hdr.seq >= *next {
-            *next = hdr.seq + 1;
-        }
+        *self.received.entry(raw.header().cpu).or_insert(0) += 1;
         if let RawEvent::Span(e) = raw {
             self.span = Some((e.hdr.tid, e.start_ns));
             return Ok(());
@@ -417,7 +412,9 @@ mod tests {
             _pad: 0,
         };
         c.ingest(&decode(as_bytes(&io)).unwrap(), &mut out).unwrap();
-        assert_eq!(c.seq_gaps, 2);
+        // CPU 0 numbered 5 events (0..=4), ipcwatch got 2.
+        c.close_sequences(&[5]);
+        assert_eq!(c.seq_gaps, 3);
         assert_eq!(c.events, 2);
         assert_eq!(out.len(), 3);
         let json = serde_json::to_string(&out[2]).unwrap();
