@@ -18,6 +18,7 @@ pub mod preflight;
 pub mod procscan;
 pub mod record;
 pub mod spawn;
+pub mod tui;
 pub mod workload;
 
 /// Errors at the edges of the library (kernel, privileges, files).

@@ -34,6 +34,8 @@ pub enum StopReason {
     Duration,
     Signal,
     OutputClosed,
+    /// The frontend asked to stop (the TUI quit).
+    Requested,
 }
 
 impl StopReason {
@@ -43,6 +45,7 @@ impl StopReason {
             StopReason::Duration => "duration",
             StopReason::Signal => "signal",
             StopReason::OutputClosed => "output-closed",
+            StopReason::Requested => "requested",
         }
     }
 }
@@ -91,11 +94,29 @@ fn warn(
 
 /// Everything before the event loop; then the loop; then the summary.
 pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
+    run_with(
+        args,
+        |args| {
+            NdjsonWriter::create(&args.output)
+                .map_err(|e| anyhow::anyhow!("cannot write the trace to {}: {e}", args.output))
+        },
+        None,
+    )
+}
+
+/// [`run`] with another sink (the TUI's) and a way to ask it to stop.
+/// With `-- CMD` and `output` "-", the command's standard output goes to
+/// standard error, as for `record`. A stop request sends SIGTERM to the
+/// command.
+pub fn run_with<S: Sink>(
+    args: RecordArgs,
+    make_sink: impl FnOnce(&RecordArgs) -> anyhow::Result<S>,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> anyhow::Result<Outcome> {
     preflight::check_privileges()?;
     let tracefs_note = preflight::ensure_tracefs()?;
     let memlock_note = preflight::raise_memlock();
-    let mut sink = NdjsonWriter::create(&args.output)
-        .map_err(|e| anyhow::anyhow!("cannot write the trace to {}: {e}", args.output))?;
+    let mut sink = make_sink(&args)?;
 
     let opts = Options {
         filter: args.filter.clone(),
@@ -171,6 +192,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         &mut sink,
         child,
         args.duration,
+        stop,
     ))?;
 
     let dropped = probes.dropped();
@@ -210,9 +232,10 @@ fn log_note(note: &str) {
 async fn event_loop(
     probes: &mut Probes,
     collector: &mut Collector,
-    sink: &mut NdjsonWriter,
+    sink: &mut dyn Sink,
     child: Option<(u32, OwnedFd)>,
     duration: Option<Duration>,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<(StopReason, Option<i32>)> {
     let ring = probes.take_ring()?;
     // SAFETY: the RingBuf owns its map descriptor, which stays open for as
@@ -244,6 +267,16 @@ async fn event_loop(
         }
     };
     tokio::pin!(child_exit);
+    let stop_requested = async {
+        match stop {
+            // A dropped sender counts as a request too.
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop_requested);
     // The kernel wakes us only when the ring buffer fills up to a mark, so
     // poll it often; losses and the output are checked less often.
     let mut poll = tokio::time::interval(Duration::from_millis(20));
@@ -254,7 +287,7 @@ async fn event_loop(
 
     let mut drain = |ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
                      collector: &mut Collector,
-                     sink: &mut NdjsonWriter|
+                     sink: &mut dyn Sink|
      -> io::Result<()> {
         while let Some(item) = ring.next() {
             match decode(&item) {
@@ -302,6 +335,7 @@ async fn event_loop(
             _ = sigterm.recv() => Ok(Some(StopReason::Signal)),
             _ = &mut deadline => Ok(Some(StopReason::Duration)),
             _ = &mut child_exit => Ok(Some(StopReason::CommandExited)),
+            _ = &mut stop_requested => Ok(Some(StopReason::Requested)),
         };
         match step {
             Ok(Some(reason)) => break reason,
@@ -328,6 +362,13 @@ async fn event_loop(
     match last {
         Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None)),
         r => r?,
+    }
+    if reason == StopReason::Requested
+        && let Some(pid) = child_pid
+    {
+        // SAFETY: signalling our own child, which pidfd shows is not yet
+        // reaped, so the pid cannot have been reused.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
     let status = child_pid.and_then(spawn::reap);
     Ok((reason, status))

@@ -178,3 +178,5 @@ pub fn fifo_read(path: &str) -> Result<()> {
     println!("read {n}");
     Ok(())
 }
+
+pub mod demo;
