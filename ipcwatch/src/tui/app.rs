@@ -107,6 +107,22 @@ pub struct Data {
     pub dropped: u64,
     /// The process selected in view 5: every view shows only what it touches.
     pub pid_filter: Option<u32>,
+    /// Latest comm of each pid (a process may rename itself after fork;
+    /// the model keeps the name it was first seen with until exec).
+    pub comms: HashMap<u32, Text>,
+}
+
+/// The pid and comm a record was made by, if it names them.
+fn pid_comm(r: &Record) -> Option<(u32, &Text)> {
+    Some(match r {
+        Record::Io(x) => (x.pid, &x.comm),
+        Record::Channel(x) => (x.pid, &x.comm),
+        Record::Process(x) => (x.pid, &x.comm),
+        Record::Mapping(x) => (x.pid, &x.comm),
+        Record::Sync(x) => (x.pid, &x.comm),
+        Record::Fault(x) => (x.pid, &x.comm),
+        _ => return None,
+    })
 }
 
 impl Data {
@@ -122,6 +138,12 @@ impl Data {
         self.now_ns = self.now_ns.max(ts);
         if let Some(k) = kind_of(r) {
             self.kinds.entry(k).or_default().add(ts, 1);
+        }
+        if let Some((pid, comm)) = pid_comm(r)
+            && !comm.is_empty()
+            && self.comms.get(&pid) != Some(comm)
+        {
+            self.comms.insert(pid, comm.clone());
         }
         match r {
             Record::Io(io) => {
@@ -146,6 +168,9 @@ impl Data {
     }
 
     pub fn comm(&self, pid: u32) -> &str {
+        if let Some(c) = self.comms.get(&pid) {
+            return c;
+        }
         self.model
             .processes
             .get(&pid)

@@ -73,5 +73,5 @@ pub fn who_list(d: &super::app::Data, pids: &[u32], n: usize) -> String {
 
 /// Seconds since the start of what we have seen, "12.3s".
 pub fn rel(d: &super::app::Data, ts: u64) -> String {
-    format!("{:.1}s", ts.saturating_sub(d.first_ns) as f64 / 1e9)
+    format!("{:.3}s", ts.saturating_sub(d.first_ns) as f64 / 1e9)
 }

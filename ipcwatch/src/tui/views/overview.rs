@@ -74,11 +74,15 @@ fn render_totals(d: &Data, t: &Theme, f: &mut Frame, area: Rect) {
     let alive = m.processes.values().filter(|p| p.alive).count();
     let dropped = d.dropped();
     let mut lines = vec![
-        Line::from(format!(
-            "events {}  records {}",
-            human(d.events as f64),
-            human(m.records as f64)
-        )),
+        Line::from(if d.events > 0 {
+            format!(
+                "events {}  records {}",
+                human(d.events as f64),
+                human(m.records as f64)
+            )
+        } else {
+            format!("records {}", human(m.records as f64))
+        }),
         Line::from(vec![
             Span::raw("dropped "),
             Span::styled(
@@ -142,7 +146,7 @@ fn render_talkers(d: &Data, t: &Theme, f: &mut Frame, area: Rect) {
         .map(|(bps, mps, p)| {
             Row::new(vec![
                 p.pid.to_string(),
-                trunc(&p.comm, 15),
+                trunc(d.comm(p.pid), 15),
                 human(*bps),
                 human(*mps),
                 bytes(p.bytes_written),

@@ -41,7 +41,7 @@ fn items<'a>(d: &'a Data, list: &ListState) -> (Vec<(&'a Process, f64)>, usize) 
         .values()
         .filter(|p| {
             let pid = p.pid.to_string();
-            list.matches(&[&pid, &p.comm])
+            list.matches(&[&pid, d.comm(p.pid)])
         })
         .map(|p| (p, d.process_rates(p.pid).0))
         .collect();
@@ -50,7 +50,7 @@ fn items<'a>(d: &'a Data, list: &ListState) -> (Vec<(&'a Process, f64)>, usize) 
         let o = match list.sort {
             0 => rb.total_cmp(ra).then(total(b).cmp(&total(a))),
             1 => total(b).cmp(&total(a)),
-            3 => a.comm.cmp(&b.comm),
+            3 => d.comm(a.pid).cmp(d.comm(b.pid)),
             _ => std::cmp::Ordering::Equal,
         };
         o.then(a.pid.cmp(&b.pid))
@@ -88,7 +88,7 @@ pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
             };
             Row::new(vec![
                 format!("{mark}{}", p.pid),
-                trunc(&p.comm, 15),
+                trunc(d.comm(p.pid), 15),
                 p.ppid.map_or("-".into(), |pp| pp.to_string()),
                 state,
                 p.fds.len().to_string(),

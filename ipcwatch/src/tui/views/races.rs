@@ -78,7 +78,7 @@ pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
     let detail_area = if st.list.detail && selected.is_some() {
         area
     } else {
-        let list_h = (v.len() as u16 + 3).clamp(4, area.height / 3);
+        let list_h = (v.len() as u16 + 3).max(4).min(area.height / 3);
         let [top, bottom] =
             Layout::vertical([Constraint::Length(list_h), Constraint::Min(4)]).areas(area);
         let rows: Vec<Row> = v

@@ -99,7 +99,7 @@ pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
         render_detail(d, r, t, f, area);
         return;
     }
-    let list_h = (v.len() as u16 + 3).clamp(4, area.height / 2);
+    let list_h = (v.len() as u16 + 3).max(4).min(area.height / 2);
     let [top, bottom] =
         Layout::vertical([Constraint::Length(list_h), Constraint::Min(4)]).areas(area);
     let rows: Vec<Row> = v
