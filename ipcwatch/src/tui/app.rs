@@ -167,6 +167,28 @@ impl Data {
         }
     }
 
+    /// Live only: processes rename themselves (prctl PR_SET_NAME) without
+    /// an event ipcwatch traces, so read the current name of the live
+    /// processes the model knows from /proc (at most 512 per call).
+    pub fn refresh_comms_from_proc(&mut self) {
+        let pids: Vec<u32> = self
+            .model
+            .processes
+            .values()
+            .filter(|p| p.alive)
+            .map(|p| p.pid)
+            .take(512)
+            .collect();
+        for pid in pids {
+            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+                let name = s.trim_end_matches('\n');
+                if !name.is_empty() && self.comms.get(&pid).map(Text::as_str) != Some(name) {
+                    self.comms.insert(pid, Text::from(name));
+                }
+            }
+        }
+    }
+
     pub fn comm(&self, pid: u32) -> &str {
         if let Some(c) = self.comms.get(&pid) {
             return c;
@@ -283,7 +305,13 @@ pub struct App {
     pub label: String,
     /// Quit when the source ends (headless bench).
     pub exit_when_done: bool,
+    /// Panic at the first tick after drawing (tests the terminal restore).
+    pub panic_on_tick: bool,
+    last_proc_scan: Option<Instant>,
 }
+
+/// How often live process names are read again from /proc.
+const PROC_SCAN: Duration = Duration::from_secs(2);
 
 /// Records held while paused beyond this are applied anyway, so a long
 /// pause cannot eat all memory.
@@ -314,6 +342,8 @@ impl App {
             last_draw: Duration::ZERO,
             label: label.into(),
             exit_when_done: false,
+            panic_on_tick: false,
+            last_proc_scan: None,
         }
     }
 
@@ -350,8 +380,17 @@ impl App {
                 false
             }
             AppEvent::Tick => {
+                if self.panic_on_tick && self.last_draw > Duration::ZERO {
+                    panic!(
+                        "IPCWATCH_TUI_TEST_PANIC is set: panicking to test the terminal restore"
+                    );
+                }
                 if self.clock == Clock::Live && !self.paused {
                     self.data.now_ns = self.data.now_ns.max(crate::kernel::monotonic_ns());
+                    if self.last_proc_scan.is_none_or(|t| t.elapsed() >= PROC_SCAN) {
+                        self.last_proc_scan = Some(Instant::now());
+                        self.data.refresh_comms_from_proc();
+                    }
                 }
                 true
             }
@@ -697,11 +736,10 @@ pub fn run_app<B: Backend>(
 ) -> Result<LoopStats, B::Error> {
     let mut stats = LoopStats::default();
     let mut next_draw = Instant::now();
-    let mut dirty = true;
     let mut probes: Vec<Instant> = Vec::new();
     while !app.quit {
-        let now = Instant::now();
-        if dirty && now >= next_draw {
+        if Instant::now() >= next_draw {
+            app.handle(AppEvent::Tick);
             let t0 = Instant::now();
             terminal.draw(|f| app.render(f))?;
             let took = t0.elapsed();
@@ -712,7 +750,6 @@ pub fn run_app<B: Backend>(
             if took > FRAME {
                 stats.draws_over_frame += 1;
             }
-            dirty = false;
             next_draw = Instant::now() + FRAME;
             for sent in probes.drain(..) {
                 let l = Instant::now().saturating_duration_since(sent);
@@ -720,54 +757,39 @@ pub fn run_app<B: Backend>(
                 stats.total_latency += l;
                 stats.latencies += 1;
             }
+            continue;
         }
-        let wait = if dirty {
-            next_draw.saturating_duration_since(Instant::now())
-        } else {
-            FRAME
-        };
-        let ev = match events.recv_timeout(wait) {
+        let ev = match events.recv_timeout(next_draw.saturating_duration_since(Instant::now())) {
             Ok(ev) => ev,
-            Err(RecvTimeoutError::Timeout) => {
-                if !dirty {
-                    // Idle: let a live clock move on.
-                    app.handle(AppEvent::Tick);
-                    dirty = true;
-                }
-                continue;
-            }
+            Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let mut urgent = false;
         let mut one = |app: &mut App, ev: AppEvent, stats: &mut LoopStats| {
             match &ev {
                 AppEvent::Records(b) => stats.records += b.len() as u64,
                 AppEvent::Probe(sent) => probes.push(*sent),
                 _ => {}
             }
-            let key = matches!(
+            let input = matches!(
                 ev,
                 AppEvent::Key(_) | AppEvent::Mouse(_) | AppEvent::Resize(..) | AppEvent::Probe(_)
             );
             let redraw = app.handle(ev);
-            key && redraw
+            input && redraw
         };
-        urgent |= one(app, ev, &mut stats);
-        // Everything already queued, without waiting.
-        while let Ok(ev) = events.try_recv() {
+        let mut urgent = one(app, ev, &mut stats);
+        // What is already queued, without waiting, but never past the
+        // next frame: a flood of records cannot hold the screen back.
+        while !app.quit && Instant::now() < next_draw {
+            let Ok(ev) = events.try_recv() else { break };
             urgent |= one(app, ev, &mut stats);
-            if app.quit {
-                break;
-            }
         }
-        dirty = true;
         if urgent {
+            // Input shows at once.
             next_draw = Instant::now();
         }
     }
-    if dirty {
-        terminal.draw(|f| app.render(f))?;
-    }
+    terminal.draw(|f| app.render(f))?;
     Ok(stats)
 }
 

@@ -138,6 +138,8 @@ pub fn run_replay(path: &str, speed: f64) -> anyhow::Result<()> {
     source::replay(reader, path.to_string(), ctl.clone(), tx).context("starting the replay")?;
     let mut app = App::new(Theme::from_env(), Clock::Trace, format!("replay {path}"));
     app.replay = Some(ctl);
+    // For the end-to-end test of the panic hook.
+    app.panic_on_tick = std::env::var_os("IPCWATCH_TUI_TEST_PANIC").is_some();
     let app = run_on_terminal(app, rx)?;
     if let Some(e) = app.error {
         bail!("{e}");
