@@ -331,7 +331,7 @@ fn empty_model_and_tiny_or_resized_terminals_draw() {
     let mut app = app_with(&[]);
     for v in ['1', '2', '3', '4', '5'] {
         app.handle(key(v));
-        for (w, h) in [(80, 24), (20, 5), (1, 1), (200, 60)] {
+        for (w, h) in [(80, 24), (20, 5), (10, 20), (1, 1), (3, 40), (200, 60)] {
             draw(&mut app, w, h);
         }
     }

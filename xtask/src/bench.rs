@@ -236,7 +236,11 @@ fn tui_load(bin: &Path, args: &BenchArgs, pin: bool) -> Result<String> {
     if !rec.status.success() {
         bail!("record failed: {rec_err}");
     }
-    let rec_rate = rate_of(&rec_err).unwrap_or(f64::NAN) * 4.0;
+    // With -o FILE the workload's own output stays on standard output.
+    let rec_rate = rate_of(&String::from_utf8_lossy(&rec.stdout))
+        .or_else(|| rate_of(&rec_err))
+        .unwrap_or(f64::NAN)
+        * 4.0;
     let rec_lost: f64 = rec_err
         .lines()
         .find_map(|l| {

@@ -85,31 +85,47 @@ fn spawn_signals(tx: Sender<AppEvent>) {
         });
 }
 
-/// Run the app on the real terminal until it quits.
-fn run_on_terminal(mut app: App, rx: mpsc::Receiver<AppEvent>) -> anyhow::Result<App> {
+/// Set the terminal up, start the sources (after standard error is
+/// captured, so a traced command never writes over the screen), run the
+/// app until it quits, restore the terminal.
+fn run_on_terminal(
+    mut app: App,
+    start: impl FnOnce(Sender<AppEvent>) -> anyhow::Result<Option<Live>>,
+) -> anyhow::Result<App> {
+    let (tx, rx) = mpsc::channel();
     let mut guard = terminal::setup().context("setting up the terminal")?;
+    spawn_signals(tx.clone());
+    spawn_input(tx.clone());
+    let mut live = match start(tx) {
+        Ok(l) => l,
+        Err(e) => {
+            drop(guard);
+            return Err(e);
+        }
+    };
     let r = app::run_app(&mut guard.terminal, &mut app, &rx);
     drop(guard);
+    // After the restore: stopping the command and draining take a moment.
+    if let Some(l) = &mut live {
+        l.stop();
+    }
     r.context("drawing")?;
-    Ok(app)
+    match app.error.take() {
+        Some(e) => bail!("{e}"),
+        None => Ok(app),
+    }
 }
 
 /// Live tracing in the TUI: `ipcwatch`, `ipcwatch tui [-- CMD]`, `demo`.
 pub fn run_live(args: RecordArgs, label: &str) -> anyhow::Result<()> {
     // Fail before touching the terminal when tracing cannot work at all.
     crate::preflight::check_privileges()?;
-    let (tx, rx) = mpsc::channel();
-    spawn_signals(tx.clone());
-    spawn_input(tx.clone());
-    let mut live = Live::start(args, tx.clone()).context("starting the collector")?;
-    drop(tx);
     let app = App::new(Theme::from_env(), Clock::Live, label);
-    let result = run_on_terminal(app, rx);
-    live.stop();
-    let app = result?;
-    if let Some(e) = app.error {
-        bail!("{e}");
-    }
+    run_on_terminal(app, |tx| {
+        Live::start(args, tx)
+            .map(Some)
+            .context("starting the collector")
+    })?;
     Ok(())
 }
 
@@ -130,20 +146,16 @@ pub fn open_trace(
 /// `ipcwatch tui --replay FILE`.
 pub fn run_replay(path: &str, speed: f64) -> anyhow::Result<()> {
     let (reader, first) = open_trace(path)?;
-    let (tx, rx) = mpsc::channel();
     let ctl = Arc::new(ReplayControl::new(speed));
-    let _ = tx.send(AppEvent::Records(vec![first]));
-    spawn_signals(tx.clone());
-    spawn_input(tx.clone());
-    source::replay(reader, path.to_string(), ctl.clone(), tx).context("starting the replay")?;
     let mut app = App::new(Theme::from_env(), Clock::Trace, format!("replay {path}"));
-    app.replay = Some(ctl);
+    app.replay = Some(ctl.clone());
     // For the end-to-end test of the panic hook.
     app.panic_on_tick = std::env::var_os("IPCWATCH_TUI_TEST_PANIC").is_some();
-    let app = run_on_terminal(app, rx)?;
-    if let Some(e) = app.error {
-        bail!("{e}");
-    }
+    run_on_terminal(app, |tx| {
+        let _ = tx.send(AppEvent::Records(vec![first]));
+        source::replay(reader, path.to_string(), ctl, tx).context("starting the replay")?;
+        Ok(None)
+    })?;
     Ok(())
 }
 

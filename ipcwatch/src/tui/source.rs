@@ -65,7 +65,7 @@ impl Sink for ChannelSink {
         }
         self.batch.push(record.clone());
         if self.batch.len() >= BATCH
-            || (self.batch.len() % 64 == 0 && self.since.elapsed() >= BATCH_AGE)
+            || (self.batch.len().is_multiple_of(64) && self.since.elapsed() >= BATCH_AGE)
         {
             self.send()?;
         }

@@ -53,18 +53,18 @@ fn render_rates(d: &Data, t: &Theme, f: &mut Frame, area: Rect) {
         };
         f.render_widget(
             Paragraph::new(Span::styled(format!("{kind:<5}"), style)),
-            Rect::new(inner.x, y, label_w, 1),
+            Rect::new(inner.x, y, label_w, 1).intersection(inner),
         );
         let data = series
             .map(|s| s.last(d.now_ns, (spark_w as usize).min(HISTORY)))
             .unwrap_or_default();
         f.render_widget(
             Sparkline::default().data(&data).style(t.spark()),
-            Rect::new(inner.x + label_w, y, spark_w, 1),
+            Rect::new(inner.x + label_w, y, spark_w, 1).intersection(inner),
         );
         f.render_widget(
             Paragraph::new(format!("{:>7}", human(rate))),
-            Rect::new(inner.x + label_w + spark_w + 1, y, rate_w, 1),
+            Rect::new(inner.x + label_w + spark_w + 1, y, rate_w, 1).intersection(inner),
         );
     }
 }

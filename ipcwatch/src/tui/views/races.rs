@@ -59,8 +59,8 @@ fn items<'a>(d: &'a Data, list: &ListState) -> (Vec<&'a Finding>, usize) {
         })
         .collect();
     match list.sort {
-        1 => v.sort_by(|a, b| b.count.cmp(&a.count)),
-        2 => v.sort_by(|a, b| b.last_ts.cmp(&a.last_ts)),
+        1 => v.sort_by_key(|f| std::cmp::Reverse(f.count)),
+        2 => v.sort_by_key(|f| std::cmp::Reverse(f.last_ts)),
         _ => {}
     }
     (v, d.model.findings.len())
