@@ -253,3 +253,63 @@ pub fn replay<R: BufRead + Send + 'static>(
             }
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Warning;
+
+    fn warning(i: u64) -> Record {
+        Record::Warning(Warning {
+            ts_ns: i,
+            message: String::new(),
+            probe: None,
+        })
+    }
+
+    #[test]
+    fn the_sink_batches_without_blocking_and_flush_sends_the_rest() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut sink = ChannelSink::new(tx);
+        for i in 0..(BATCH as u64 + 10) {
+            sink.record(&warning(i)).unwrap();
+        }
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(AppEvent::Source(SourceEvent::Started))
+        ));
+        match rx.try_recv() {
+            Ok(AppEvent::Records(b)) => assert_eq!(b.len(), BATCH),
+            other => panic!("expected a full batch, got {other:?}"),
+        }
+        assert!(rx.try_recv().is_err());
+        sink.flush().unwrap();
+        match rx.try_recv() {
+            Ok(AppEvent::Records(b)) => assert_eq!(b.len(), 10),
+            other => panic!("expected the rest, got {other:?}"),
+        }
+        assert_eq!(sink.sent, BATCH as u64 + 10);
+        // The UI is gone: the collector hears it as a broken pipe.
+        drop(rx);
+        sink.record(&warning(0)).unwrap();
+        assert_eq!(
+            sink.flush().unwrap_err().kind(),
+            std::io::ErrorKind::BrokenPipe
+        );
+    }
+
+    #[test]
+    fn replay_speed_doubles_halves_and_stays_in_bounds() {
+        let c = ReplayControl::new(1.0);
+        assert_eq!(c.speed_label(), "1x");
+        c.scale_speed(2.0);
+        assert_eq!(c.speed_label(), "2x");
+        for _ in 0..20 {
+            c.scale_speed(0.5);
+        }
+        assert_eq!(c.speed_label(), "1/64x");
+        let max = ReplayControl::new(0.0);
+        max.scale_speed(2.0);
+        assert_eq!(max.speed_label(), "max");
+    }
+}
