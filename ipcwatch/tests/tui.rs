@@ -554,3 +554,81 @@ fn no_color_draws_without_colours() {
     assert!(colours(Theme { color: true }) > 0);
     assert_eq!(colours(Theme::plain()), 0);
 }
+
+/// Odd but well-formed input (a trace can hold anything the format
+/// allows) never panics a view.
+#[test]
+fn extreme_values_draw_in_every_view() {
+    let mut v = fixture();
+    v.push(Record::Region(RegionLine {
+        ts_ns: u64::MAX,
+        event: RegionEvent::Existing,
+        region: "file:/huge".into(),
+        kind: RegionKind::File,
+        size: u64::MAX,
+        name: Some("x".repeat(300)),
+        pid: None,
+        comm: None,
+    }));
+    v.push(Record::Fault(FaultLine {
+        ts_ns: 0,
+        region: "file:/huge".into(),
+        offset: u64::MAX,
+        pid: u32::MAX,
+        tid: 0,
+        comm: "".into(),
+        ip: u64::MAX,
+    }));
+    for n in [0usize, 1, 5] {
+        v.push(Record::Race(RaceLine {
+            ts_ns: 1,
+            kind: "k".repeat(100).into(),
+            region: None,
+            channel: None,
+            offset: None,
+            len: u64::MAX,
+            accesses: (0..n)
+                .map(|i| access(i as u32, "", "f", u32::MAX, u64::MAX - i as u64))
+                .collect(),
+            evidence: "".into(),
+            confidence: f64::NAN,
+            explanation: "y".repeat(500),
+        }));
+    }
+    v.push(io(
+        u64::MAX,
+        ChannelKind::Tcp,
+        "tcp:huge",
+        Op::Write,
+        7,
+        "big",
+        -1,
+        u64::MAX,
+    ));
+    for (pid, page) in [(8, 3), (9, 3)] {
+        v.push(Record::Fault(FaultLine {
+            ts_ns: 5,
+            region: "file:/huge".into(),
+            offset: page * 4096,
+            pid,
+            tid: pid,
+            comm: "f".into(),
+            ip: 0,
+        }));
+    }
+    let mut app = app_with(&v);
+    for view in ['1', '2', '3', '4', '5'] {
+        app.handle(key(view));
+        for _ in 0..2 {
+            for (w, h) in [(80, 24), (100, 30), (25, 10)] {
+                draw(&mut app, w, h);
+            }
+            app.handle(code(KeyCode::End));
+            app.handle(code(KeyCode::Enter));
+        }
+        app.handle(code(KeyCode::Esc));
+    }
+    app.handle(key('4'));
+    let s = screen(&draw(&mut app, 100, 30));
+    assert!(s.contains("Races 4"), "{s}");
+}

@@ -21,7 +21,7 @@ pub struct Series {
 
 impl Series {
     pub fn add(&mut self, ts_ns: u64, n: u64) {
-        self.total += n;
+        self.total = self.total.saturating_add(n);
         let sec = ts_ns / NS;
         if self.counts.is_empty() {
             self.start = sec;
@@ -30,7 +30,7 @@ impl Series {
         if sec < self.start {
             // Older than what we keep (records slightly out of order).
             if let Some(first) = self.counts.front_mut() {
-                *first += n;
+                *first = first.saturating_add(n);
             }
             return;
         }
@@ -51,7 +51,7 @@ impl Series {
             }
         }
         let i = (sec - self.start) as usize;
-        self.counts[i] += n;
+        self.counts[i] = self.counts[i].saturating_add(n);
     }
 
     /// The last `n` seconds ending at `now_ns`, oldest first (zeros where
@@ -73,7 +73,10 @@ impl Series {
     /// Average per second over the [`WINDOW`] seconds ending at `now_ns`
     /// (or since `since_ns`, when that is shorter, at least one second).
     pub fn rate(&self, now_ns: u64, since_ns: u64) -> f64 {
-        let sum: u64 = self.last(now_ns, WINDOW as usize).iter().sum();
+        let sum = self
+            .last(now_ns, WINDOW as usize)
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b));
         let span = now_ns
             .saturating_sub(since_ns)
             .div_ceil(NS)
@@ -147,6 +150,16 @@ mod tests {
         s.add(500 * NS, 7);
         assert_eq!(s.last(500 * NS, 2), vec![0, 7]);
         assert_eq!(s.last(600 * NS, 2), vec![0, 0]);
+    }
+
+    #[test]
+    fn huge_counts_saturate_instead_of_overflowing() {
+        let mut s = Series::default();
+        s.add(u64::MAX, u64::MAX);
+        s.add(u64::MAX, u64::MAX);
+        assert_eq!(s.total, u64::MAX);
+        assert_eq!(s.last(u64::MAX, 1), vec![u64::MAX]);
+        assert!(s.rate(u64::MAX, 0) > 0.0);
     }
 
     #[test]

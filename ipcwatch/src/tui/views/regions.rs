@@ -21,7 +21,9 @@ pub struct State {
 }
 
 fn writes(r: &Region) -> u64 {
-    r.pages.values().map(|p| p.writes).sum()
+    r.pages
+        .values()
+        .fold(0u64, |a, p| a.saturating_add(p.writes))
 }
 
 fn items<'a>(d: &'a Data, list: &ListState) -> (Vec<&'a Region>, usize) {
@@ -74,7 +76,7 @@ pub fn heat_strip(r: &Region, width: usize) -> Vec<(char, usize)> {
     let mut sums = vec![0u64; cells];
     for (page, heat) in &r.pages {
         let i = ((page / per) as usize).min(cells - 1);
-        sums[i] += heat.writes;
+        sums[i] = sums[i].saturating_add(heat.writes);
     }
     let max = sums.iter().copied().max().unwrap_or(0).max(1);
     sums.iter()
@@ -82,7 +84,7 @@ pub fn heat_strip(r: &Region, width: usize) -> Vec<(char, usize)> {
             if s == 0 {
                 ('·', 0)
             } else {
-                let level = ((s * 4).div_ceil(max) as usize).clamp(1, 4);
+                let level = ((s as u128 * 4).div_ceil(max as u128) as usize).clamp(1, 4);
                 (['░', '▒', '▓', '█'][level - 1], level.min(3))
             }
         })
