@@ -15,6 +15,12 @@ use crate::model::Model;
 /// Where records go (NDJSON file, TUI channel, a test's Vec...).
 pub trait Sink {
     fn record(&mut self, record: &Record) -> io::Result<()>;
+
+    /// Push out what is buffered (called a few times a second while
+    /// recording, and at the end).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Sink for Vec<Record> {

@@ -20,6 +20,7 @@ pub mod procscan;
 pub mod race;
 pub mod record;
 pub mod spawn;
+pub mod tui;
 pub mod workload;
 
 /// Errors at the edges of the library (kernel, privileges, files).

@@ -27,6 +27,16 @@ enum Command {
     /// it starts CMD, traces only CMD and its descendants, and stops when
     /// CMD exits. The trace always ends with a "summary" line.
     Record(RecordCli),
+    /// Live terminal UI: channels, shared regions, races and processes.
+    ///
+    /// Without `-- CMD` it watches the whole system (or what --pid/--comm
+    /// name). With `--replay FILE` it plays a recorded trace instead. Keys:
+    /// Tab/1-5 views, arrows/j/k move, Enter drills down, Esc back, /
+    /// filter, s sort, p pause, + and - replay speed, ? help, q quit.
+    Tui(TuiCli),
+    /// Start built-in workloads (pipes, a socket pair, a message queue, a
+    /// racy and a locked shared counter) and open the TUI on them.
+    Demo,
     /// Show which kernel features ipcwatch can use here, by trying each.
     Doctor {
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -111,6 +121,11 @@ enum Workload {
         #[arg(long, default_value_t = 64)]
         records: usize,
     },
+    /// The workloads of `ipcwatch demo`, until the parent goes away.
+    Demo {
+        #[arg(long, value_parser = parse_secs)]
+        duration: Option<Duration>,
+    },
 }
 
 fn workload(w: Workload) -> ExitCode {
@@ -129,6 +144,7 @@ fn workload(w: Workload) -> ExitCode {
             size,
             records,
         } => wl::race::pipe_writers(writers, size, records),
+        Workload::Demo { duration } => wl::demo::run(duration),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -312,6 +328,118 @@ fn analyze(file: &str, format: Format, fail_on_race: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+#[derive(clap::Args, Debug, Default)]
+struct TuiCli {
+    /// Play this recorded NDJSON trace instead of tracing live.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<String>,
+    /// Replay speed: 1 is real time, 10 ten times faster, 0 as fast as
+    /// possible. Change it with + and - while playing.
+    #[arg(long, value_name = "X", default_value_t = 1.0, value_parser = parse_speed)]
+    speed: f64,
+    /// Watch only this process (repeatable). Filtered in the kernel.
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Watch only processes with this name (repeatable).
+    #[arg(long = "comm", value_name = "NAME")]
+    comms: Vec<String>,
+    /// Size of the kernel ring buffer in bytes (a power of two).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring)]
+    ring_size: u32,
+    /// Draw on an off-screen 100x30 buffer, stop when CMD exits, and print
+    /// what was measured as JSON (for `cargo xtask bench`).
+    #[arg(long, hide = true)]
+    headless: bool,
+    /// The command to start and watch, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !v.is_finite() || !(0.0..=1024.0).contains(&v) {
+        return Err(format!("`{s}`: the speed must be between 0 and 1024"));
+    }
+    Ok(v)
+}
+
+fn tui(cli: TuiCli) -> ExitCode {
+    use ipcwatch::tui;
+    let live_flags = !cli.command.is_empty() || !cli.pids.is_empty() || !cli.comms.is_empty();
+    if cli.replay.is_some() && (live_flags || cli.headless) {
+        eprintln!(
+            "ipcwatch: error: --replay cannot be combined with --pid, --comm, --headless or `-- CMD`"
+        );
+        return ExitCode::from(2);
+    }
+    if !cli.command.is_empty() && (!cli.pids.is_empty() || !cli.comms.is_empty()) {
+        eprintln!(
+            "ipcwatch: error: --pid/--comm cannot be combined with `-- CMD` (the command and its descendants are traced)"
+        );
+        return ExitCode::from(2);
+    }
+    let args = RecordArgs {
+        // "-": a traced command's standard output goes to standard error,
+        // which the TUI captures while it runs.
+        output: "-".into(),
+        duration: None,
+        filter: Filter {
+            pids: cli.pids,
+            comms: cli.comms,
+        },
+        command: cli.command,
+        ring_bytes: cli.ring_size,
+        ..RecordArgs::default()
+    };
+    let r = match (&cli.replay, cli.headless) {
+        (Some(path), _) => tui::run_replay(path, cli.speed),
+        (None, true) => tui::run_headless(args).and_then(|report| {
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }),
+        (None, false) => {
+            let label = if args.command.is_empty() {
+                "system".to_string()
+            } else {
+                args.command.join(" ")
+            };
+            tui::run_live(args, &label)
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipcwatch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo() -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p.display().to_string(),
+        Err(e) => {
+            eprintln!("ipcwatch: error: cannot find my own executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let args = RecordArgs {
+        output: "-".into(),
+        duration: None,
+        filter: Filter::default(),
+        command: vec![exe, "workload".into(), "demo".into()],
+        ring_bytes: DEFAULT_RING_BYTES,
+        ..RecordArgs::default()
+    };
+    match ipcwatch::tui::run_live(args, "demo") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipcwatch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -340,15 +468,13 @@ fn main() -> ExitCode {
             format,
             fail_on_race,
         }) => analyze(&file, format, fail_on_race),
-        // Until the TUI lands, the default is to record everything to stdout.
-        None => record(RecordCli {
-            output: "-".into(),
+        Some(Command::Tui(t)) => tui(t),
+        Some(Command::Demo) => demo(),
+        // Live monitoring of the whole system in the TUI.
+        None => tui(TuiCli {
+            speed: 1.0,
             ring_size: DEFAULT_RING_BYTES,
-            race_window: 20,
-            race_period: 250,
-            race_delay: 50,
-            race_words: 2,
-            ..RecordCli::default()
+            ..TuiCli::default()
         }),
     }
 }

@@ -49,6 +49,10 @@ impl Sink for NdjsonWriter {
         serde_json::to_writer(&mut self.out, record)?;
         self.out.write_all(b"\n")
     }
+
+    fn flush(&mut self) -> io::Result<()> {
+        NdjsonWriter::flush(self)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

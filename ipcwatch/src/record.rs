@@ -33,6 +33,21 @@ pub struct RecordArgs {
     pub deep: bool,
 }
 
+impl Default for RecordArgs {
+    fn default() -> Self {
+        RecordArgs {
+            output: "-".into(),
+            duration: None,
+            filter: Filter::default(),
+            command: Vec::new(),
+            ring_bytes: crate::loader::DEFAULT_RING_BYTES,
+            detector: DetectorOptions::default(),
+            watch_delay_ns: 50_000,
+            deep: false,
+        }
+    }
+}
+
 /// How a recording ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -40,6 +55,8 @@ pub enum StopReason {
     Duration,
     Signal,
     OutputClosed,
+    /// The frontend asked to stop (the TUI quit).
+    Requested,
 }
 
 impl StopReason {
@@ -49,6 +66,7 @@ impl StopReason {
             StopReason::Duration => "duration",
             StopReason::Signal => "signal",
             StopReason::OutputClosed => "output-closed",
+            StopReason::Requested => "requested",
         }
     }
 }
@@ -98,11 +116,29 @@ fn warn(
 
 /// Everything before the event loop; then the loop; then the summary.
 pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
+    run_with(
+        args,
+        |args| {
+            NdjsonWriter::create(&args.output)
+                .map_err(|e| anyhow::anyhow!("cannot write the trace to {}: {e}", args.output))
+        },
+        None,
+    )
+}
+
+/// [`run`] with another sink (the TUI's) and a way to ask it to stop.
+/// With `-- CMD` and `output` "-", the command's standard output goes to
+/// standard error, as for `record`. A stop request sends SIGTERM to the
+/// command.
+pub fn run_with<S: Sink>(
+    args: RecordArgs,
+    make_sink: impl FnOnce(&RecordArgs) -> anyhow::Result<S>,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> anyhow::Result<Outcome> {
     preflight::check_privileges()?;
     let tracefs_note = preflight::ensure_tracefs()?;
     let memlock_note = preflight::raise_memlock();
-    let mut sink = NdjsonWriter::create(&args.output)
-        .map_err(|e| anyhow::anyhow!("cannot write the trace to {}: {e}", args.output))?;
+    let mut sink = make_sink(&args)?;
 
     let opts = Options {
         filter: args.filter.clone(),
@@ -184,6 +220,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         child,
         args.duration,
         args.detector.clone(),
+        stop,
     ))?;
 
     let dropped = probes.dropped();
@@ -225,10 +262,11 @@ fn log_note(note: &str) {
 async fn event_loop(
     probes: &mut Probes,
     collector: &mut Collector,
-    sink: &mut NdjsonWriter,
+    sink: &mut dyn Sink,
     child: Option<(u32, OwnedFd)>,
     duration: Option<Duration>,
     detector_opts: DetectorOptions,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<(StopReason, Option<i32>)> {
     let ring = probes.take_ring()?;
     // SAFETY: the RingBuf owns its map descriptor, which stays open for as
@@ -260,6 +298,16 @@ async fn event_loop(
         }
     };
     tokio::pin!(child_exit);
+    let stop_requested = async {
+        match stop {
+            // A dropped sender counts as a request too.
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop_requested);
     // The kernel wakes us only when the ring buffer fills up to a mark, so
     // poll it often; losses and the output are checked less often.
     let mut poll = tokio::time::interval(Duration::from_millis(20));
@@ -274,7 +322,7 @@ async fn event_loop(
     fn drain(
         ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
         collector: &mut Collector,
-        sink: &mut NdjsonWriter,
+        sink: &mut dyn Sink,
         detector: &mut Detector,
         probes: &Probes,
         decode_errors: &mut u64,
@@ -342,6 +390,7 @@ async fn event_loop(
             _ = sigterm.recv() => Ok(Some(StopReason::Signal)),
             _ = &mut deadline => Ok(Some(StopReason::Duration)),
             _ = &mut child_exit => Ok(Some(StopReason::CommandExited)),
+            _ = &mut stop_requested => Ok(Some(StopReason::Requested)),
         };
         match step {
             Ok(Some(reason)) => break reason,
@@ -377,6 +426,13 @@ async fn event_loop(
     match last {
         Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None)),
         r => r?,
+    }
+    if reason == StopReason::Requested
+        && let Some(pid) = child_pid
+    {
+        // SAFETY: signalling our own child, which pidfd shows is not yet
+        // reaped, so the pid cannot have been reused.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
     let status = child_pid.and_then(spawn::reap);
     Ok((reason, status))

@@ -153,13 +153,134 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     }
     let table = table(&rows, &ways);
     println!("\n{table}");
+    let tui = tui_load(bin, args, pin)?;
+    println!("\n{tui}");
     let json = serde_json_like(&rows);
     let out = root().join("target/bench.json");
     std::fs::write(&out, json)?;
     eprintln!("bench: wrote {}", out.display());
     if !args.no_docs {
         write_docs(&table, args, pin)?;
+        write_section(
+            "<!-- bench-tui:begin -->",
+            "<!-- bench-tui:end -->",
+            &format!(
+                "Measured by `cargo xtask bench` on {}: pipe ping-pong of 1 byte, {} round trips (4 traced events each).\n\n{tui}",
+                machine(),
+                args.iters * TUI_ITERS_FACTOR
+            ),
+        )?;
     }
+    Ok(())
+}
+
+/// The TUI load test runs this many times `--iters` round trips.
+const TUI_ITERS_FACTOR: u64 = 4;
+
+/// A number field of a flat JSON object.
+fn json_num(text: &str, key: &str) -> Option<f64> {
+    let pat = format!("\"{key}\":");
+    let rest = &text[text.find(&pat)? + pat.len()..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+fn rate_of(stderr: &str) -> Option<f64> {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("round-trips/s "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The TUI under load: the ping-pong traced by `ipcwatch tui --headless`
+/// (the collector thread feeding the UI thread, which applies every record
+/// and draws a 100x30 off-screen frame every 100 ms, cycling through the
+/// five views) next to `record -o /dev/null`. Reports kernel drops, draw
+/// times, and how long a key press waits behind the records.
+fn tui_load(bin: &Path, args: &BenchArgs, pin: bool) -> Result<String> {
+    let iters = (args.iters * TUI_ITERS_FACTOR).to_string();
+    let mut workload: Vec<String> = Vec::new();
+    if pin {
+        workload.extend(["taskset".into(), "-c".into(), "1".into()]);
+    }
+    workload.push(bin.display().to_string());
+    workload.extend(
+        ["workload", "pingpong", "--size", "1", "--iters", &iters]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let out = Command::new(bin)
+        .args(["tui", "--headless", "--"])
+        .args(&workload)
+        .output()
+        .context("running ipcwatch tui --headless")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("tui --headless failed: {stderr}");
+    }
+    let report = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("no report from tui --headless: {stdout}"))?;
+    let num = |k: &str| json_num(report, k).unwrap_or(f64::NAN);
+    let tui_rate = rate_of(&stderr).unwrap_or(f64::NAN) * 4.0;
+
+    let rec = Command::new(bin)
+        .args(["record", "-o", "/dev/null", "--"])
+        .args(&workload)
+        .output()
+        .context("running ipcwatch record")?;
+    let rec_err = String::from_utf8_lossy(&rec.stderr);
+    if !rec.status.success() {
+        bail!("record failed: {rec_err}");
+    }
+    // With -o FILE the workload's own output stays on standard output.
+    let rec_rate = rate_of(&String::from_utf8_lossy(&rec.stdout))
+        .or_else(|| rate_of(&rec_err))
+        .unwrap_or(f64::NAN)
+        * 4.0;
+    let rec_lost: f64 = rec_err
+        .lines()
+        .find_map(|l| {
+            let l = l.strip_prefix("ipcwatch: ")?;
+            let lost = l.split(", ").nth(1)?;
+            lost.split(' ').next()?.parse().ok()
+        })
+        .unwrap_or(f64::NAN);
+    eprintln!("bench: tui --headless {report}");
+    let mut s = String::from(
+        "| pipeline | traced events/s | events | dropped | frames | draw mean / max | key to screen mean / max |\n|---|---|---|---|---|---|---|\n",
+    );
+    let _ = writeln!(
+        s,
+        "| `record -o /dev/null` | {rec_rate:.0} | | {rec_lost} | | | |"
+    );
+    let _ = writeln!(
+        s,
+        "| `tui` (headless 100x30) | {tui_rate:.0} | {} | {} | {} in {:.1} s | {:.2} ms / {:.2} ms | {:.1} ms / {:.1} ms |",
+        num("events"),
+        num("dropped"),
+        num("frames"),
+        num("seconds"),
+        num("draw_mean_us") / 1e3,
+        num("draw_max_us") / 1e3,
+        num("input_latency_mean_ms"),
+        num("input_latency_max_ms"),
+    );
+    Ok(s)
+}
+
+fn write_section(begin: &str, end: &str, text: &str) -> Result<()> {
+    let path = root().join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let body = format!("{begin}\n{text}{end}");
+    let new = match (old.find(begin), old.find(end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{body}{}", &old[..a], &old[b + end.len()..]),
+        _ => format!("{old}\n{body}\n"),
+    };
+    std::fs::write(&path, new)?;
     Ok(())
 }
 

@@ -75,10 +75,19 @@ fn show(cmd: &Command) -> String {
 }
 
 fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(&cargo);
     // The eBPF object is built by aya-build with the nightly toolchain;
     // make sure a RUSTUP_TOOLCHAIN from the outside does not leak in.
     c.env_remove("RUSTUP_TOOLCHAIN");
+    // Without RUSTUP_TOOLCHAIN, the rustc proxy picks its toolchain from
+    // the directory it runs in, and some crates ship a rust-toolchain.toml
+    // (convert_case, under crossterm, asks for 1.83.0). Use the rustc next
+    // to this cargo instead; aya-build removes RUSTC for the eBPF build.
+    let rustc = std::path::Path::new(&cargo).with_file_name("rustc");
+    if rustc.is_absolute() && rustc.exists() {
+        c.env("RUSTC", rustc);
+    }
     c
 }
 

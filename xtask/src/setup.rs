@@ -154,8 +154,39 @@ pub fn path_with_cargo_bin() -> std::ffi::OsString {
     std::env::join_paths(paths).unwrap_or_default()
 }
 
+/// The TUI's end-to-end test drives the real binary in tmux.
+fn ensure_tmux() -> Result<()> {
+    if Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing tmux (for the TUI's end-to-end test)");
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-q", "tmux"])
+        .status()
+        .is_ok_and(|s| s.success())
+        || (Command::new("apt-get")
+            .args(["update", "-q"])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("apt-get")
+                .args(["install", "-y", "-q", "tmux"])
+                .status()
+                .is_ok_and(|s| s.success()));
+    if !ok {
+        anyhow::bail!(
+            "tmux is missing and could not be installed: install it (apt-get install tmux)"
+        );
+    }
+    Ok(())
+}
+
 pub fn ensure() -> Result<()> {
     ensure_toolchain()?;
     ensure_bpf_linker()?;
+    ensure_tmux()?;
     Ok(())
 }

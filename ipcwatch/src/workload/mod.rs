@@ -3,6 +3,7 @@
 //! benchmarks and `ipcwatch demo` use them, so every figure they assert
 //! comes from code in this module.
 
+pub mod demo;
 pub mod race;
 
 use std::io::{Read, Write};

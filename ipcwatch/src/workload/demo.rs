@@ -1,0 +1,292 @@
+//! `ipcwatch workload demo`: the workloads behind `ipcwatch demo`, with
+//! plain libc calls. Each runs in its own processes, at a pace a person
+//! can watch, until ipcwatch goes away (every process asks the kernel for
+//! SIGTERM when its parent dies) or `duration` ends:
+//!
+//! - a pipe pipeline: `demo-src` -> `demo-filter` -> `demo-sink`;
+//! - a unix socket pair between `demo-sock-a` and `demo-sock-b`;
+//! - a POSIX message queue, `demo-mq-send` -> `demo-mq-recv`;
+//! - a counter in MAP_SHARED|MAP_ANONYMOUS memory bumped by two processes
+//!   with no synchronization (`demo-racer`: the race);
+//! - another bumped under a process-shared pthread mutex (`demo-locked`).
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+fn os_err(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// Name this process (its comm) so the TUI shows what it is.
+fn set_name(name: &str) {
+    if let Ok(c) = CString::new(name) {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+    }
+}
+
+/// Die with SIGTERM when the parent goes; exit now if it already went.
+fn die_with_parent(parent: i32) {
+    // SAFETY: plain prctl with an integer argument.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    // SAFETY: getppid cannot fail.
+    if unsafe { libc::getppid() } != parent {
+        std::process::exit(0);
+    }
+}
+
+/// Fork a child running `body` (which never returns).
+fn spawn(name: &str, body: impl FnOnce()) -> Result<i32> {
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    // SAFETY: the demo's processes are single-threaded when they fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(os_err("fork"));
+    }
+    if pid == 0 {
+        die_with_parent(me);
+        set_name(name);
+        body();
+        std::process::exit(0);
+    }
+    Ok(pid)
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn write_all(fd: i32, buf: &[u8]) -> bool {
+    let mut off = 0;
+    while off < buf.len() {
+        // SAFETY: writing from a valid slice.
+        let n = unsafe { libc::write(fd, buf[off..].as_ptr().cast(), buf.len() - off) };
+        if n <= 0 {
+            return false;
+        }
+        off += n as usize;
+    }
+    true
+}
+
+fn read_some(fd: i32, buf: &mut [u8]) -> isize {
+    // SAFETY: reading into a valid slice.
+    unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }
+}
+
+fn pipe() -> Result<[i32; 2]> {
+    let mut fds = [0; 2];
+    // SAFETY: valid out array.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(os_err("pipe"));
+    }
+    Ok(fds)
+}
+
+fn close(fd: i32) {
+    // SAFETY: closing a descriptor this process owns and no longer uses.
+    unsafe { libc::close(fd) };
+}
+
+/// src writes 512-byte chunks every 20 ms; filter copies them on; sink reads.
+fn pipeline() -> Result<()> {
+    let a = pipe()?;
+    let b = pipe()?;
+    spawn("demo-src", || {
+        close(a[0]);
+        close(b[0]);
+        close(b[1]);
+        let buf = [b's'; 512];
+        while write_all(a[1], &buf) {
+            sleep_ms(20);
+        }
+    })?;
+    spawn("demo-filter", || {
+        close(a[1]);
+        close(b[0]);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = read_some(a[0], &mut buf);
+            if n <= 0 || !write_all(b[1], &buf[..n as usize]) {
+                return;
+            }
+        }
+    })?;
+    spawn("demo-sink", || {
+        close(a[0]);
+        close(a[1]);
+        close(b[1]);
+        let mut buf = [0u8; 4096];
+        while read_some(b[0], &mut buf) > 0 {}
+    })?;
+    for fd in a.into_iter().chain(b) {
+        close(fd);
+    }
+    Ok(())
+}
+
+/// Request and reply of 100 and 300 bytes every 50 ms over a socketpair.
+fn socket_pair() -> Result<()> {
+    let mut sv = [0; 2];
+    // SAFETY: valid out array.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()) } != 0 {
+        return Err(os_err("socketpair"));
+    }
+    spawn("demo-sock-a", || {
+        close(sv[1]);
+        let mut buf = [0u8; 300];
+        while write_all(sv[0], &[b'q'; 100]) && read_some(sv[0], &mut buf) > 0 {
+            sleep_ms(50);
+        }
+    })?;
+    spawn("demo-sock-b", || {
+        close(sv[0]);
+        let mut buf = [0u8; 100];
+        while read_some(sv[1], &mut buf) > 0 && write_all(sv[1], &[b'r'; 300]) {}
+    })?;
+    close(sv[0]);
+    close(sv[1]);
+    Ok(())
+}
+
+/// A POSIX queue: 10 messages of 64 bytes a second.
+fn message_queue() -> Result<()> {
+    // SAFETY: getpid cannot fail.
+    let name = CString::new(format!("/ipcwatch-demo-{}", unsafe { libc::getpid() }))
+        .map_err(|_| anyhow::anyhow!("queue name"))?;
+    // SAFETY: an all-zero mq_attr is valid; the fields are set below.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    attr.mq_maxmsg = 8;
+    attr.mq_msgsize = 64;
+    // SAFETY: valid name and attributes; mode and attr are the variadic arguments.
+    let q = unsafe {
+        libc::mq_open(
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_RDWR,
+            0o600 as libc::mode_t,
+            &raw mut attr,
+        )
+    };
+    if q < 0 {
+        return Err(os_err("mq_open"));
+    }
+    // The queue lives as long as the two processes hold it.
+    // SAFETY: a valid name.
+    unsafe { libc::mq_unlink(name.as_ptr()) };
+    spawn("demo-mq-send", || {
+        let msg = [b'm'; 64];
+        // SAFETY: sending from a valid buffer on an open queue.
+        while unsafe { libc::mq_send(q, msg.as_ptr().cast(), msg.len(), 1) } == 0 {
+            sleep_ms(100);
+        }
+    })?;
+    spawn("demo-mq-recv", || {
+        let mut buf = [0u8; 64];
+        let mut prio = 0;
+        // SAFETY: receiving into a buffer of mq_msgsize bytes.
+        while unsafe { libc::mq_receive(q, buf.as_mut_ptr().cast(), buf.len(), &mut prio) } >= 0 {}
+    })?;
+    // SAFETY: closing our copy of the queue descriptor.
+    unsafe { libc::mq_close(q) };
+    Ok(())
+}
+
+/// Shared page: a counter, and a process-shared mutex guarding another.
+#[repr(C)]
+struct Shared {
+    racy: u64,
+    locked: u64,
+    mutex: libc::pthread_mutex_t,
+}
+
+fn shared_counters() -> Result<()> {
+    let size = 4096;
+    // SAFETY: a fresh anonymous shared mapping; checked below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(os_err("mmap"));
+    }
+    let shared = p.cast::<Shared>();
+    // SAFETY: the mapping is page-sized, zeroed and suitably aligned for
+    // Shared; the attribute lives on this stack for the init call only.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        libc::pthread_mutexattr_init(&mut attr);
+        libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        libc::pthread_mutex_init(&raw mut (*shared).mutex, &attr);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
+    let addr = shared as usize;
+    for _ in 0..2 {
+        spawn("demo-racer", move || {
+            let s = addr as *mut Shared;
+            loop {
+                for _ in 0..1000 {
+                    // SAFETY: the mapping outlives the process. The
+                    // unsynchronized read-modify-write is the point: it is
+                    // the race the demo shows (volatile, so it stays a
+                    // plain load and store).
+                    unsafe {
+                        let v = std::ptr::read_volatile(&raw const (*s).racy);
+                        std::ptr::write_volatile(&raw mut (*s).racy, v + 1);
+                    }
+                }
+                sleep_ms(10);
+            }
+        })?;
+        spawn("demo-locked", move || {
+            let s = addr as *mut Shared;
+            loop {
+                for _ in 0..1000 {
+                    // SAFETY: the mutex was initialized process-shared in
+                    // this mapping before the fork; the counter is only
+                    // touched under it.
+                    unsafe {
+                        libc::pthread_mutex_lock(&raw mut (*s).mutex);
+                        let v = std::ptr::read_volatile(&raw const (*s).locked);
+                        std::ptr::write_volatile(&raw mut (*s).locked, v + 1);
+                        libc::pthread_mutex_unlock(&raw mut (*s).mutex);
+                    }
+                }
+                sleep_ms(10);
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Start every demo workload, then wait: until `duration` (killing the
+/// children) or until ipcwatch, the parent, goes away.
+pub fn run(duration: Option<Duration>) -> Result<()> {
+    // SAFETY: getppid cannot fail.
+    die_with_parent(unsafe { libc::getppid() });
+    set_name("demo");
+    pipeline()?;
+    socket_pair()?;
+    message_queue()?;
+    shared_counters()?;
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: reaping our own children without blocking.
+        while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
+        if duration.is_some_and(|d| start.elapsed() >= d) {
+            // Each child dies with us (PR_SET_PDEATHSIG).
+            break;
+        }
+        sleep_ms(200);
+    }
+    Ok(())
+}

@@ -1,0 +1,635 @@
+//! The TUI without a terminal: snapshots of each view drawn from fixed
+//! model states on ratatui's TestBackend, and the app fed a recorded trace
+//! and key presses. No root needed.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ipcwatch::events::*;
+use ipcwatch::tui::app::{App, AppEvent, Clock, SourceEvent, run_app};
+use ipcwatch::tui::source::{ReplayControl, replay};
+use ipcwatch::tui::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+const S: u64 = 1_000_000_000;
+const T0: u64 = 1000 * S;
+
+fn header() -> Record {
+    Record::Header(Header {
+        ts_ns: T0,
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        tool_version: "0.1.0".into(),
+        kernel: "6.18".into(),
+        hostname: "test".into(),
+        start_time: "2026-01-01T00:00:00Z".into(),
+        start_unix_ns: 0,
+        command: None,
+        pids: vec![],
+        comms: vec![],
+    })
+}
+
+fn process(ts: u64, pid: u32, ppid: u32, comm: &str) -> Record {
+    Record::Process(ProcessLine {
+        ts_ns: ts,
+        event: ProcessEvent::Fork,
+        pid,
+        tid: pid,
+        comm: comm.into(),
+        ppid: Some(ppid),
+        filename: None,
+        exit_code: None,
+        signal: None,
+    })
+}
+
+fn open(ts: u64, kind: ChannelKind, ch: &str, pid: u32, comm: &str, fd: i32, end: End) -> Record {
+    Record::Channel(ChannelLine {
+        ts_ns: ts,
+        event: ChannelEvent::Create,
+        kind,
+        channel: ch.into(),
+        pid,
+        tid: pid,
+        comm: comm.into(),
+        fd: Some(fd),
+        end: Some(end),
+        old_fd: None,
+        cloexec: false,
+        path: None,
+        syscall: None,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn io(
+    ts: u64,
+    kind: ChannelKind,
+    ch: &str,
+    op: Op,
+    pid: u32,
+    comm: &str,
+    fd: i32,
+    bytes: u64,
+) -> Record {
+    Record::Io(Io {
+        ts_ns: ts,
+        kind,
+        op,
+        channel: ch.into(),
+        pid,
+        tid: pid,
+        comm: comm.into(),
+        bytes,
+        fd,
+        syscall: "write".into(),
+        start_ns: None,
+    })
+}
+
+fn access(pid: u32, comm: &str, func: &str, line: u32, ts: u64) -> Access {
+    Access {
+        pid,
+        tid: pid,
+        comm: comm.into(),
+        ip: 0x401000 + line as u64,
+        function: Some(func.into()),
+        file: Some("counter.c".into()),
+        line: Some(line),
+        stack: vec![
+            format!("{func} counter.c:{line}"),
+            "worker counter.c:40".into(),
+            "main counter.c:60".into(),
+        ],
+        locks: vec![],
+        ts_ns: ts,
+    }
+}
+
+/// A fixed state with every kind of thing the model holds: processes,
+/// a pipe, a unix socket and a queue with traffic over four seconds, a
+/// shared region with mappings, a lock and page writes, and a race.
+fn fixture() -> Vec<Record> {
+    use ChannelKind::*;
+    let mut v = vec![header()];
+    v.push(process(T0, 100, 1, "producer"));
+    v.push(process(T0, 101, 100, "consumer"));
+    v.push(process(T0, 102, 100, "racer"));
+    v.push(open(T0, Pipe, "pipe:[500]", 100, "producer", 4, End::Write));
+    v.push(open(T0, Pipe, "pipe:[500]", 101, "consumer", 3, End::Read));
+    v.push(open(T0, Unix, "unix:[600]", 100, "producer", 5, End::Both));
+    v.push(open(T0, Unix, "unix:[601]", 102, "racer", 5, End::Both));
+    for s in 0..4u64 {
+        for i in 0..10u64 {
+            let ts = T0 + s * S + i * (S / 10);
+            v.push(io(
+                ts,
+                Pipe,
+                "pipe:[500]",
+                Op::Write,
+                100,
+                "producer",
+                4,
+                4096,
+            ));
+            v.push(io(
+                ts + 1,
+                Pipe,
+                "pipe:[500]",
+                Op::Read,
+                101,
+                "consumer",
+                3,
+                4096,
+            ));
+            if i % 2 == 0 {
+                v.push(io(
+                    ts,
+                    Unix,
+                    "unix:[600]",
+                    Op::Write,
+                    100,
+                    "producer",
+                    5,
+                    100,
+                ));
+                v.push(io(
+                    ts + 2,
+                    Unix,
+                    "unix:[601]",
+                    Op::Write,
+                    102,
+                    "racer",
+                    5,
+                    300,
+                ));
+            }
+            if i % 5 == 0 {
+                v.push(io(ts, Mq, "mq:/jobs", Op::Write, 102, "racer", 6, 64));
+                v.push(io(ts + 3, Mq, "mq:/jobs", Op::Read, 101, "consumer", 7, 64));
+            }
+        }
+    }
+    v.push(Record::Region(RegionLine {
+        ts_ns: T0 + S,
+        event: RegionEvent::Created,
+        region: "anon:0:1234".into(),
+        kind: RegionKind::Anon,
+        size: 8 * 4096,
+        name: None,
+        pid: Some(100),
+        comm: Some("producer".into()),
+    }));
+    for pid in [100u32, 102] {
+        let comm = if pid == 100 { "producer" } else { "racer" };
+        v.push(Record::Mapping(MappingLine {
+            ts_ns: T0 + S,
+            event: MappingEvent::Mapped,
+            region: "anon:0:1234".into(),
+            pid,
+            comm: comm.into(),
+            start: 0x7f00_0000_0000,
+            end: 0x7f00_0000_8000,
+            offset: 0,
+            prot: "rw".into(),
+        }));
+        v.push(Record::Sync(SyncLine {
+            ts_ns: T0 + 2 * S,
+            event: SyncEvent::Acquire,
+            lock: "anon:0:1234+64".into(),
+            pid,
+            tid: pid,
+            comm: comm.into(),
+            primitive: "mutex".into(),
+            ok: true,
+            region: Some("anon:0:1234".into()),
+            offset: Some(64),
+            detail: None,
+        }));
+        for (page, n) in [(0u64, 9), (1, 3), (5, 1)] {
+            for k in 0..n {
+                v.push(Record::Fault(FaultLine {
+                    ts_ns: T0 + 2 * S + k,
+                    region: "anon:0:1234".into(),
+                    offset: page * 4096 + 8,
+                    pid,
+                    tid: pid,
+                    comm: comm.into(),
+                    ip: 0x401000,
+                }));
+            }
+        }
+    }
+    for k in 0..3 {
+        v.push(Record::Race(RaceLine {
+            ts_ns: T0 + 3 * S + k,
+            kind: "shm-write-write".into(),
+            region: Some("anon:0:1234".into()),
+            channel: None,
+            offset: Some(0),
+            len: 8,
+            accesses: vec![
+                access(100, "producer", "bump", 12, T0 + 3 * S),
+                access(102, "racer", "bump", 12, T0 + 3 * S + 40_000),
+            ],
+            evidence: "collision".into(),
+            confidence: 0.95,
+            explanation: "both wrote the counter within 40 µs holding no common lock".into(),
+        }));
+    }
+    v.push(Record::Lost(Lost {
+        ts_ns: T0 + 3 * S,
+        count: 7,
+        total: 7,
+    }));
+    v
+}
+
+fn app_with(records: &[Record]) -> App {
+    let mut app = App::new(Theme::plain(), Clock::Trace, "test");
+    app.handle(AppEvent::Source(SourceEvent::Started));
+    app.apply_records(records);
+    app
+}
+
+fn key(c: char) -> AppEvent {
+    AppEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+fn code(c: KeyCode) -> AppEvent {
+    AppEvent::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn draw(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| app.render(f)).unwrap();
+    t
+}
+
+fn screen(t: &Terminal<TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn snapshot_overview() {
+    let mut app = app_with(&fixture());
+    insta::assert_snapshot!("overview_80x24", draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_channels() {
+    let mut app = app_with(&fixture());
+    app.handle(key('2'));
+    insta::assert_snapshot!("channels_80x24", draw(&mut app, 80, 24).backend());
+    app.handle(code(KeyCode::Enter));
+    insta::assert_snapshot!("channels_detail_80x24", draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_regions() {
+    let mut app = app_with(&fixture());
+    app.handle(key('3'));
+    insta::assert_snapshot!("regions_80x24", draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_races() {
+    let mut app = app_with(&fixture());
+    app.handle(key('4'));
+    insta::assert_snapshot!("races_80x24", draw(&mut app, 80, 24).backend());
+    app.handle(code(KeyCode::Enter));
+    insta::assert_snapshot!("races_detail_100x30", draw(&mut app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_processes() {
+    let mut app = app_with(&fixture());
+    app.handle(key('5'));
+    insta::assert_snapshot!("processes_80x24", draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_help() {
+    let mut app = app_with(&fixture());
+    app.handle(key('?'));
+    insta::assert_snapshot!("help_80x24", draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn empty_model_and_tiny_or_resized_terminals_draw() {
+    let mut app = app_with(&[]);
+    for v in ['1', '2', '3', '4', '5'] {
+        app.handle(key(v));
+        for (w, h) in [(80, 24), (20, 5), (10, 20), (1, 1), (3, 40), (200, 60)] {
+            draw(&mut app, w, h);
+        }
+    }
+    let mut app = app_with(&fixture());
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    for v in ['1', '2', '3', '4', '5'] {
+        app.handle(key(v));
+        app.handle(code(KeyCode::Enter));
+        for (w, h) in [(80, 24), (30, 8), (120, 40)] {
+            t.backend_mut().resize(w, h);
+            app.handle(AppEvent::Resize(w, h));
+            t.autoresize().unwrap();
+            t.draw(|f| app.render(f)).unwrap();
+        }
+    }
+    assert!(screen(&t).contains("Processes"));
+}
+
+#[test]
+fn keys_move_sort_filter_and_drill_down() {
+    let mut app = app_with(&fixture());
+    app.handle(code(KeyCode::Tab));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("Channels 4 sort:bytes/s"), "{s}");
+    // First by bytes/s is the pipe; j moves to the next row.
+    app.handle(key('j'));
+    app.handle(code(KeyCode::Enter));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("unix:[601] (unix)"), "{s}");
+    app.handle(code(KeyCode::Esc));
+    app.handle(key('s'));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("sort:msgs/s"), "{s}");
+    // Filter by a comm: only the queue and the socket racer writes.
+    for c in "/racer".chars() {
+        app.handle(key(c));
+    }
+    app.handle(code(KeyCode::Enter));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("Channels 2/4"), "{s}");
+    assert!(!s.contains("pipe:[500]"), "{s}");
+    // Esc with nothing to go back from clears the filter.
+    app.handle(code(KeyCode::Esc));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("Channels 4 "), "{s}");
+}
+
+#[test]
+fn selecting_a_process_filters_every_view() {
+    let mut app = app_with(&fixture());
+    app.handle(key('5'));
+    // Sorted by bytes/s: producer, consumer, racer. Pick the consumer.
+    app.handle(code(KeyCode::Down));
+    app.handle(code(KeyCode::Enter));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("[pid 101 consumer (Esc clears)]"), "{s}");
+    app.handle(key('2'));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("Channels 2/4"), "{s}");
+    assert!(!s.contains("unix:[600]"), "{s}");
+    app.handle(key('3'));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("Shared regions 0/1"), "{s}");
+    app.handle(key('4'));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("Races 0/1"), "{s}");
+    app.handle(code(KeyCode::Esc));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("Races 1 "), "{s}");
+    assert!(!s.contains("[pid 101"), "{s}");
+}
+
+#[test]
+fn mouse_clicks_tabs_and_scrolls() {
+    let mut app = app_with(&fixture());
+    draw(&mut app, 80, 24);
+    let s = screen(&draw(&mut app, 80, 24));
+    let col = s.lines().next().unwrap().find("4 Races").unwrap() as u16;
+    app.handle(AppEvent::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: col + 1,
+        row: 0,
+        modifiers: KeyModifiers::NONE,
+    }));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("shm-write-write"), "{s}");
+    app.handle(key('2'));
+    app.handle(AppEvent::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 10,
+        row: 10,
+        modifiers: KeyModifiers::NONE,
+    }));
+    app.handle(code(KeyCode::Enter));
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("unix:[601] (unix)"), "{s}");
+}
+
+#[test]
+fn pause_holds_live_records_until_resumed() {
+    let mut app = App::new(Theme::plain(), Clock::Trace, "test");
+    app.handle(key('p'));
+    app.handle(AppEvent::Records(fixture()));
+    assert_eq!(app.data.model.records, 0);
+    let s = screen(&draw(&mut app, 80, 24));
+    assert!(s.contains("PAUSED"), "{s}");
+    app.handle(key('p'));
+    assert_eq!(app.data.model.records, fixture().len() as u64);
+}
+
+fn trace_events() -> Vec<AppEvent> {
+    let text = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/pipes.ndjson"
+    ))
+    .unwrap();
+    let mut r = ipcwatch::ndjson::TraceReader::new(&text[..]);
+    let mut recs = Vec::new();
+    while let Some(rec) = r.next_record().unwrap() {
+        recs.push(rec);
+    }
+    vec![
+        AppEvent::Source(SourceEvent::Started),
+        AppEvent::Records(recs),
+    ]
+}
+
+/// The real loop, fed a recorded trace (three `head | wc` pipelines) and
+/// key presses on one stream, like the terminal would.
+#[test]
+fn app_loop_on_a_recorded_trace_and_keys() {
+    let (tx, rx) = mpsc::channel();
+    for ev in trace_events() {
+        tx.send(ev).unwrap();
+    }
+    for ev in [key('2'), key('s'), key('s'), key('q')] {
+        tx.send(ev).unwrap();
+    }
+    let mut app = App::new(Theme::plain(), Clock::Trace, "trace");
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let stats = run_app(&mut t, &mut app, &rx).unwrap();
+    assert!(app.quit);
+    assert_eq!(stats.records, 191);
+    let s = screen(&t);
+    assert!(s.contains("Channels 5 sort:total"), "{s}");
+    // Three pipes carried exactly 100000 bytes each.
+    assert_eq!(s.matches("97.7KiB").count(), 3, "{s}");
+    for pid in ["17268 head", "17271 head", "17274 head", "17269 wc"] {
+        assert!(s.contains(pid), "{pid} missing:\n{s}");
+    }
+}
+
+/// The replay thread paces a trace into the same loop; at full speed it
+/// ends with the whole trace applied.
+#[test]
+fn replay_plays_a_trace_to_the_end() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pipes.ndjson");
+    let (reader, first) = ipcwatch::tui::open_trace(path).unwrap();
+    let (tx, rx) = mpsc::channel();
+    tx.send(AppEvent::Records(vec![first])).unwrap();
+    let ctl = Arc::new(ReplayControl::new(0.0));
+    replay(reader, path.into(), ctl.clone(), tx).unwrap();
+    let mut app = App::new(Theme::plain(), Clock::Trace, "replay");
+    app.replay = Some(ctl);
+    app.exit_when_done = true;
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    run_app(&mut t, &mut app, &rx).unwrap();
+    assert_eq!(app.data.model.records, 191);
+    assert_eq!(app.data.model.channels.len(), 5);
+    let s = screen(&t);
+    assert!(s.contains("ENDED (end of trace)"), "{s}");
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ipcwatch")
+}
+
+#[test]
+fn a_bad_replay_file_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.ndjson");
+    std::fs::write(&bad, "{\"type\":\"io\"}\n").unwrap();
+    let missing = dir.path().join("missing.ndjson");
+    for (file, want) in [
+        (bad.to_str().unwrap(), "line 1:"),
+        (missing.to_str().unwrap(), "cannot open"),
+    ] {
+        let o = Command::new(bin())
+            .args(["tui", "--replay", file])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("ipcwatch: error: ") && err.contains(want),
+            "{err}"
+        );
+    }
+    let o = Command::new(bin())
+        .args(["tui", "--replay", "x", "--pid", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn no_color_draws_without_colours() {
+    use ratatui::style::Color;
+    let colours = |theme: Theme| {
+        let mut app = App::new(theme, Clock::Trace, "test");
+        app.apply_records(&fixture());
+        let t = draw(&mut app, 80, 24);
+        let buf = t.backend().buffer().clone();
+        buf.content()
+            .iter()
+            .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+            .count()
+    };
+    assert!(colours(Theme { color: true }) > 0);
+    assert_eq!(colours(Theme::plain()), 0);
+}
+
+/// Odd but well-formed input (a trace can hold anything the format
+/// allows) never panics a view.
+#[test]
+fn extreme_values_draw_in_every_view() {
+    let mut v = fixture();
+    v.push(Record::Region(RegionLine {
+        ts_ns: u64::MAX,
+        event: RegionEvent::Existing,
+        region: "file:/huge".into(),
+        kind: RegionKind::File,
+        size: u64::MAX,
+        name: Some("x".repeat(300)),
+        pid: None,
+        comm: None,
+    }));
+    v.push(Record::Fault(FaultLine {
+        ts_ns: 0,
+        region: "file:/huge".into(),
+        offset: u64::MAX,
+        pid: u32::MAX,
+        tid: 0,
+        comm: "".into(),
+        ip: u64::MAX,
+    }));
+    for n in [0usize, 1, 5] {
+        v.push(Record::Race(RaceLine {
+            ts_ns: 1,
+            kind: "k".repeat(100).into(),
+            region: None,
+            channel: None,
+            offset: None,
+            len: u64::MAX,
+            accesses: (0..n)
+                .map(|i| access(i as u32, "", "f", u32::MAX, u64::MAX - i as u64))
+                .collect(),
+            evidence: "".into(),
+            confidence: f64::NAN,
+            explanation: "y".repeat(500),
+        }));
+    }
+    v.push(io(
+        u64::MAX,
+        ChannelKind::Tcp,
+        "tcp:huge",
+        Op::Write,
+        7,
+        "big",
+        -1,
+        u64::MAX,
+    ));
+    for (pid, page) in [(8, 3), (9, 3)] {
+        v.push(Record::Fault(FaultLine {
+            ts_ns: 5,
+            region: "file:/huge".into(),
+            offset: page * 4096,
+            pid,
+            tid: pid,
+            comm: "f".into(),
+            ip: 0,
+        }));
+    }
+    let mut app = app_with(&v);
+    for view in ['1', '2', '3', '4', '5'] {
+        app.handle(key(view));
+        for _ in 0..2 {
+            for (w, h) in [(80, 24), (100, 30), (25, 10)] {
+                draw(&mut app, w, h);
+            }
+            app.handle(code(KeyCode::End));
+            app.handle(code(KeyCode::Enter));
+        }
+        app.handle(code(KeyCode::Esc));
+    }
+    app.handle(key('4'));
+    let s = screen(&draw(&mut app, 100, 30));
+    assert!(s.contains("Races 4"), "{s}");
+}
