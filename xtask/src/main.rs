@@ -4,6 +4,7 @@
 //! rust-src and bpf-linker built against nightly's own LLVM), installing
 //! what is missing. When everything is present that check takes seconds.
 
+mod accuracy;
 mod bench;
 mod fuzz;
 mod setup;
@@ -38,6 +39,9 @@ enum Cmd {
     Test,
     /// Benchmarks: traced vs untraced, side by side in one run.
     Bench(bench::BenchArgs),
+    /// Precision and recall of the race detector over its acceptance
+    /// workloads (docs/races.md).
+    Accuracy(accuracy::AccuracyArgs),
     /// Run the fuzz targets (not part of `test`; minutes per target).
     Fuzz(fuzz::FuzzArgs),
     /// Long run at a high event rate, sampling RSS and losses (not in CI).
@@ -160,6 +164,11 @@ fn main() -> Result<()> {
         Cmd::Fuzz(args) => {
             setup::ensure()?;
             fuzz::run_all(&args)
+        }
+        Cmd::Accuracy(args) => {
+            setup::ensure()?;
+            let bin = build_release()?;
+            accuracy::run(&bin, &args)
         }
         Cmd::Soak(args) => {
             setup::ensure()?;
