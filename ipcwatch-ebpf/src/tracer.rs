@@ -31,7 +31,7 @@ macro_rules! conf {
 }
 
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -63,7 +63,7 @@ const F_SETFD: u64 = 2;
 const F_DUPFD_CLOEXEC: u64 = 1030;
 
 #[inline(always)]
-fn bump(index: u32) {
+pub(crate) fn bump(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, and tracing programs do not preempt each
         // other on one CPU.
@@ -71,7 +71,7 @@ fn bump(index: u32) {
     }
 }
 
-fn header(kind: u32, pid_tgid: u64) -> EventHeader {
+pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
     let seq = match SEQ.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, see `bump`.
         Some(p) => unsafe {
@@ -98,7 +98,7 @@ fn header(kind: u32, pid_tgid: u64) -> EventHeader {
 /// per event costs an inter-processor interrupt, which dominates the cost
 /// of tracing in a virtual machine; the reader polls on a short timer too.
 #[inline(always)]
-fn wake_flags() -> u64 {
+pub(crate) fn wake_flags() -> u64 {
     if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= conf!(wake_bytes) as u64 {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
@@ -107,7 +107,7 @@ fn wake_flags() -> u64 {
 }
 
 /// Write `event` to the ring buffer, counting a drop when it is full.
-fn emit<T: 'static>(event: T) {
+pub(crate) fn emit<T: 'static>(event: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(event);
@@ -144,13 +144,13 @@ fn wanted(file: &FileId) -> bool {
 
 /// Read a kernel value at `base + off`.
 #[inline(always)]
-fn kread<T>(base: u64, off: u32) -> Option<T> {
+pub(crate) fn kread<T>(base: u64, off: u32) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel tolerates any address.
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
 /// `struct file *` of `fd` in the current task, or 0.
-fn file_of_fd(fd: i64) -> u64 {
+pub(crate) fn file_of_fd(fd: i64) -> u64 {
     if !(0..=i32::MAX as i64).contains(&fd) {
         return 0;
     }
@@ -215,6 +215,37 @@ fn classify_fd(fd: i64) -> FileId {
     classify_file(file_of_fd(fd))
 }
 
+/// Channel kinds userspace asked for (`file_kind::bit`s).
+#[inline(always)]
+pub(crate) fn kinds() -> u32 {
+    conf!(kinds)
+}
+
+/// Inode number of a `struct file *`, 0 if unreadable.
+#[inline(always)]
+pub(crate) fn ino_of_file(file: u64) -> u64 {
+    let inode = kread::<u64>(file, conf!(off.file_inode)).unwrap_or(0);
+    kread::<u64>(inode, conf!(off.inode_ino)).unwrap_or(0)
+}
+
+/// Offset of `inode.i_ino`.
+#[inline(always)]
+pub(crate) fn inode_ino_off() -> u32 {
+    conf!(off.inode_ino)
+}
+
+/// Syscall argument `i` (0..=3) from the saved user registers.
+#[inline(always)]
+pub(crate) fn regs_arg(regs: u64, i: usize) -> u64 {
+    let off = match i {
+        0 => conf!(off.regs_arg0),
+        1 => conf!(off.regs_arg1),
+        2 => conf!(off.regs_arg2),
+        _ => conf!(off.regs_arg3),
+    };
+    kread::<u64>(regs, off).unwrap_or(0)
+}
+
 /// Entry of close and close_range only: the descriptor must be classified
 /// before the kernel drops it. Every other syscall is handled at exit.
 #[tracepoint]
@@ -266,6 +297,10 @@ fn sys_enter(ctx: &TracePointContext) {
 
 #[inline(always)]
 fn io(pid_tgid: u64, file: FileId, fd: i32, op: u32, bytes: i64, syscall: u32) {
+    if file.kind == file_kind::SOCKET && bytes > 0 {
+        crate::sock::fd_io(pid_tgid, fd, op, bytes as u64, syscall);
+        return;
+    }
     if bytes <= 0 || !wanted(&file) {
         return;
     }
@@ -305,6 +340,10 @@ fn sys_exit(ctx: &RawTracePointContext) {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     if !allowed((pid_tgid >> 32) as u32) {
+        return;
+    }
+    if (32..64).contains(&code) {
+        crate::sock::sys_exit(regs, pid_tgid, code, ret);
         return;
     }
     let arg = |i: usize| -> u64 {

@@ -6,6 +6,7 @@
 //! [`events::Record`]s and keeps the [`model`] -> sinks ([`ndjson`]). A
 //! recorded trace replays through the same records, model and sinks.
 
+pub mod channels;
 pub mod collector;
 pub mod decode;
 pub mod doctor;
@@ -16,6 +17,7 @@ pub mod model;
 pub mod ndjson;
 pub mod preflight;
 pub mod procscan;
+pub mod sockdiag;
 pub mod record;
 pub mod spawn;
 pub mod workload;

@@ -5,7 +5,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
-use ipcwatch_common::{COMM_LEN, Config, file_kind, filter, sc, stat, traced};
+use ipcwatch_common::{COMM_LEN, Config, SockConfig, file_kind, filter, sc, stat, traced};
 
 use crate::{Error, kernel};
 
@@ -14,6 +14,28 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// Default ring buffer: 8 MiB.
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+
+/// Every channel kind ipcwatch follows.
+pub const ALL_KINDS: u32 = file_kind::bit(file_kind::PIPE)
+    | file_kind::bit(file_kind::FIFO)
+    | file_kind::bit(file_kind::UNIX)
+    | file_kind::bit(file_kind::TCP)
+    | file_kind::bit(file_kind::UDP)
+    | file_kind::bit(file_kind::MQ)
+    | file_kind::bit(file_kind::MSGQ);
+
+/// `kinds` as the kernel needs it: any socket kind also needs the generic
+/// SOCKET bit, so that close and dup of sockets are reported.
+pub fn kernel_kinds(kinds: u32) -> u32 {
+    let sockets = file_kind::bit(file_kind::UNIX)
+        | file_kind::bit(file_kind::TCP)
+        | file_kind::bit(file_kind::UDP);
+    if kinds & sockets != 0 {
+        kinds | file_kind::bit(file_kind::SOCKET)
+    } else {
+        kinds
+    }
+}
 
 /// Which processes the kernel side reports.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +60,7 @@ impl Default for Options {
         Options {
             filter: Filter::default(),
             listed_only: false,
-            kinds: file_kind::bit(file_kind::PIPE) | file_kind::bit(file_kind::FIFO),
+            kinds: ALL_KINDS,
             ring_bytes: DEFAULT_RING_BYTES,
         }
     }
@@ -87,12 +109,16 @@ impl Probes {
         let config = Config {
             self_tgid: std::process::id(),
             filter: mode,
-            kinds: opts.kinds,
+            kinds: kernel_kinds(opts.kinds),
             wake_bytes: opts.ring_bytes / 16,
             off,
         };
+        let sock_config = SockConfig {
+            off: kernel::sock_offsets_from(std::path::Path::new(kernel::VMLINUX_BTF))?,
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &config, true)
+            .override_global("SOCK_CONFIG", &sock_config, true)
             .map_max_entries("EVENTS", opts.ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| load_err("loading the eBPF object", e))?;

@@ -159,6 +159,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         for r in procscan::scan(monotonic_ns(), &want) {
             collector.push(r, &mut sink)?;
         }
+        // Sockets connected before the start, with both ends (sock_diag).
+        for r in collector.channels.existing(monotonic_ns(), &want) {
+            collector.push(r, &mut sink)?;
+        }
     }
     sink.flush()?;
 
@@ -173,6 +177,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         args.duration,
     ))?;
 
+    match collector.finish(&mut sink) {
+        Err(e) if !is_broken_pipe(&e) => return Err(e.into()),
+        _ => {}
+    }
     let dropped = probes.dropped();
     let summary = Record::Summary(Summary {
         ts_ns: monotonic_ns(),
