@@ -11,6 +11,7 @@ pub mod collector;
 pub mod decode;
 pub mod doctor;
 pub mod events;
+pub mod graph;
 pub mod kernel;
 pub mod loader;
 pub mod model;

@@ -25,6 +25,8 @@ pub struct RecordArgs {
     /// `-- CMD ARGS...`
     pub command: Vec<String>,
     pub ring_bytes: u32,
+    /// Channel kinds to trace (`file_kind::bit`s), filtered in the kernel.
+    pub kinds: u32,
 }
 
 /// How a recording ended.
@@ -101,6 +103,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         filter: args.filter.clone(),
         listed_only: !args.command.is_empty(),
         ring_bytes: args.ring_bytes,
+        kinds: args.kinds,
         ..Options::default()
     };
     let mut probes = Probes::load(&opts)?;
