@@ -356,7 +356,6 @@ pub struct ExitEvent {
     pub _pad: u32,
 }
 
-
 /// Values of [`SockEvent::op`] for `kind::SOCK_LIFE`.
 pub mod sock_op {
     /// socket() made it.
@@ -631,7 +630,10 @@ mod tests {
         assert_eq!(size_of::<ExitEvent>(), 48 + 8);
         assert_eq!(size_of::<KernelOffsets>(), 22 * 4);
         assert_eq!(size_of::<Config>(), 16 + 22 * 4);
-        assert_eq!(size_of::<SockEvent>(), 48 + 16 + 32 + 16 + 8 + 32 + 8 + 64 + 112);
+        assert_eq!(
+            size_of::<SockEvent>(),
+            48 + 16 + 32 + 16 + 8 + 32 + 8 + 64 + 112
+        );
         assert_eq!(size_of::<MqEvent>(), 48 + 16 + 24 + 64 + MQ_NAME_LEN);
         assert_eq!(size_of::<MsgEvent>(), 48 + 8 + 8 + 8 + 8);
         assert_eq!(size_of::<SockConfig>(), 16 * 4);

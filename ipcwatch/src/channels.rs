@@ -18,9 +18,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use compact_str::format_compact;
-use ipcwatch_common::{
-    MqEvent, MsgEvent, SockEvent, file_kind, op, sc, sock_op,
-};
+use ipcwatch_common::{MqEvent, MsgEvent, SockEvent, file_kind, op, sc, sock_op};
 
 use crate::collector::Collector;
 use crate::decode::c_str;
@@ -142,14 +140,14 @@ pub fn sockaddr(bytes: &[u8]) -> Option<String> {
 pub fn parse_cmsgs(ctl: &[u8]) -> (Option<Vec<i32>>, Option<Credentials>) {
     let (mut rights, mut creds) = (None::<Vec<i32>>, None);
     let mut off = 0usize;
-    while off + 16 <= ctl.len() {
+    while off <= ctl.len().saturating_sub(16) && ctl.len() >= 16 {
         let len = u64::from_ne_bytes(ctl[off..off + 8].try_into().unwrap_or([0; 8])) as usize;
         let level = i32::from_ne_bytes(ctl[off + 8..off + 12].try_into().unwrap_or([0; 4]));
         let ty = i32::from_ne_bytes(ctl[off + 12..off + 16].try_into().unwrap_or([0; 4]));
         if len < 16 {
             break;
         }
-        let end = (off + len).min(ctl.len());
+        let end = off.saturating_add(len).min(ctl.len());
         let data = &ctl[off + 16..end];
         if level == SOL_SOCKET && ty == SCM_RIGHTS {
             let fds = rights.get_or_insert_with(Vec::new);
@@ -165,7 +163,7 @@ pub fn parse_cmsgs(ctl: &[u8]) -> (Option<Vec<i32>>, Option<Credentials>) {
                 gid: u(8),
             });
         }
-        off += (len + 7) & !7;
+        off = off.saturating_add(len.saturating_add(7) & !7);
     }
     (rights, creds)
 }
@@ -282,7 +280,11 @@ impl Channels {
         // loopback address.
         let local = match &remote {
             Some(r) if is_unspecified(&lip) && is_loopback(r) => {
-                let host = if r.starts_with('[') { "[::1]" } else { "127.0.0.1" };
+                let host = if r.starts_with('[') {
+                    "[::1]"
+                } else {
+                    "127.0.0.1"
+                };
                 format!("{host}:{}", e.sport)
             }
             _ => local,
@@ -402,7 +404,12 @@ impl Channels {
         }));
     }
 
-    fn line(e_hdr: &ipcwatch_common::EventHeader, event: ChannelEvent, kind: ChannelKind, channel: Text) -> ChannelLine {
+    fn line(
+        e_hdr: &ipcwatch_common::EventHeader,
+        event: ChannelEvent,
+        kind: ChannelKind,
+        channel: Text,
+    ) -> ChannelLine {
         ChannelLine {
             ts_ns: e_hdr.ts_ns,
             event,
@@ -437,7 +444,8 @@ impl Channels {
                 if let Some(first) = self.pair_half.remove(&e.hdr.tid) {
                     // Both ends known: one line each, naming the other.
                     for (me, other) in [(&first, e), (e, &first)] {
-                        let mut l = Self::line(&me.hdr, ChannelEvent::Socket, kind, channel.clone());
+                        let mut l =
+                            Self::line(&me.hdr, ChannelEvent::Socket, kind, channel.clone());
                         l.fd = Some(me.fd);
                         l.end = Some(End::Both);
                         l.syscall = Some(syscall(me.syscall));
@@ -498,9 +506,10 @@ impl Channels {
             match (event, &remote) {
                 (ChannelEvent::Connect | ChannelEvent::Accept, Some(r)) => {
                     let port = r.rsplit(':').next().and_then(|p| p.parse().ok());
-                    self.inet_local.get(&(tcp, r.clone())).copied().or_else(|| {
-                        port.and_then(|p: u16| self.listeners.get(&(tcp, p)).copied())
-                    })
+                    self.inet_local
+                        .get(&(tcp, r.clone()))
+                        .copied()
+                        .or_else(|| port.and_then(|p: u16| self.listeners.get(&(tcp, p)).copied()))
                 }
                 _ => None,
             }
@@ -870,7 +879,8 @@ mod tests {
             })
         );
         // Truncated or garbage control data never panics.
-        assert_eq!(parse_cmsgs(&ctl[..20]), (None, None));
+        assert_eq!(parse_cmsgs(&ctl[..20]), (Some(vec![5]), None));
+        assert_eq!(parse_cmsgs(&ctl[..12]), (None, None));
         assert_eq!(parse_cmsgs(&[0xff; 64]).1, None);
     }
 

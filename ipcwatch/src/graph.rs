@@ -103,13 +103,7 @@ impl Graph {
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         let mut s = String::from("digraph ipcwatch {\n  rankdir=LR;\n  node [shape=box];\n");
         for n in &self.nodes {
-            let _ = writeln!(
-                s,
-                "  p{} [label=\"{} ({})\"];",
-                n.pid,
-                esc(&n.comm),
-                n.pid
-            );
+            let _ = writeln!(s, "  p{} [label=\"{} ({})\"];", n.pid, esc(&n.comm), n.pid);
         }
         for e in &self.edges {
             let _ = writeln!(
@@ -172,7 +166,10 @@ mod tests {
         let g = Graph::from_model(&m);
         assert_eq!(g.nodes.len(), 3);
         assert_eq!(g.edges.len(), 2);
-        assert_eq!((g.edges[0].from, g.edges[0].to, g.edges[0].bytes), (1, 2, 7000));
+        assert_eq!(
+            (g.edges[0].from, g.edges[0].to, g.edges[0].bytes),
+            (1, 2, 7000)
+        );
         assert_eq!((g.edges[1].from, g.edges[1].to), (3, 3));
         let dot = g.dot();
         assert!(dot.contains("p1 -> p2 [label=\"unix unix:[1-2]\\n7000 B in 1 msgs\"]"));

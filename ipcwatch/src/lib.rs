@@ -18,8 +18,8 @@ pub mod model;
 pub mod ndjson;
 pub mod preflight;
 pub mod procscan;
-pub mod sockdiag;
 pub mod record;
+pub mod sockdiag;
 pub mod spawn;
 pub mod workload;
 

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::events::{
-    ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, End, EndpointSummary, FaultLine, Io, MappingEvent,
-    MappingLine, Op, ProcessEvent, ProcessLine, RaceLine, Record, RegionEvent, RegionKind,
-    RegionLine, SyncEvent, SyncLine, Text,
+    ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, End, EndpointSummary, FaultLine, Io,
+    MappingEvent, MappingLine, Op, ProcessEvent, ProcessLine, RaceLine, Record, RegionEvent,
+    RegionKind, RegionLine, SyncEvent, SyncLine, Text,
 };
 
 /// Page size used for per-page write heat.

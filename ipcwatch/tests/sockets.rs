@@ -154,7 +154,10 @@ fn done_when_socketpair_abstract_tcp_and_posix_queue_in_one_record() {
             .any(|c| c["event"] == "unlink" && c["name"] == qname)
     );
     let s = summary_channel(&t, &id);
-    assert_eq!((s["bytes_written"].as_u64(), s["reads"].as_u64()), (Some(500), Some(5)));
+    assert_eq!(
+        (s["bytes_written"].as_u64(), s["reads"].as_u64()),
+        (Some(500), Some(5))
+    );
     assert_eq!(s["writers"], serde_json::json!([child]));
     assert_eq!(s["readers"], serde_json::json!([parent]));
     assert_eq!(t.summary()["dropped"], 0);
@@ -183,7 +186,12 @@ fn done_when_socketpair_abstract_tcp_and_posix_queue_in_one_record() {
         .unwrap()
         .iter()
         .filter(|e| e["kind"] != "pipe")
-        .map(|e| (e["kind"].as_str().unwrap().to_string(), e["bytes"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["bytes"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         edges,
@@ -220,7 +228,15 @@ fn unix_stream_dgram_and_seqpacket_by_path() {
     require_root();
     let dir = temp_dir();
     let d = dir.path().to_str().unwrap().to_string();
-    let t = record(&["--", ipcwatch(), "workload", "unix-types", &d, "--bytes", "3000"]);
+    let t = record(&[
+        "--",
+        ipcwatch(),
+        "workload",
+        "unix-types",
+        &d,
+        "--bytes",
+        "3000",
+    ]);
     let out = t.stdout();
     let l = &t.lines;
     for ty in ["stream", "dgram", "seqpacket"] {
@@ -241,19 +257,25 @@ fn unix_stream_dgram_and_seqpacket_by_path() {
             // Unconnected: the destination path names the receiver.
             assert!(io_lines(l, &id).all(|x| x["op"] == "read" || x["addr"] == path));
             assert_eq!(moved(l, &id, "read", parent).1, 3);
-            assert!(
-                t.of_type("channel")
-                    .any(|c| c["event"] == "bind" && c["local"] == path && c["channel"] == id.as_str())
-            );
+            assert!(t.of_type("channel").any(|c| c["event"] == "bind"
+                && c["local"] == path
+                && c["channel"] == id.as_str()));
         } else {
             let c = t
                 .of_type("channel")
                 .find(|c| c["event"] == "connect" && c["channel"] == id.as_str())
                 .unwrap();
-            assert_eq!((&c["remote"], &c["peer_pid"]), (&Value::from(path), &Value::from(parent)));
+            assert_eq!(
+                (&c["remote"], &c["peer_pid"]),
+                (&Value::from(path), &Value::from(parent))
+            );
         }
         if ty == "seqpacket" {
-            assert_eq!(moved(l, &id, "read", parent).1, 3, "records keep their bounds");
+            assert_eq!(
+                moved(l, &id, "read", parent).1,
+                3,
+                "records keep their bounds"
+            );
         }
     }
     assert_schema(&t.lines);
@@ -314,7 +336,16 @@ fn udp_over_ipv4_and_ipv6_loopback() {
 #[test]
 fn sysv_queue_written_by_a_child_read_by_its_parent() {
     require_root();
-    let t = record(&["--", ipcwatch(), "workload", "msgq", "--count", "4", "--size", "64"]);
+    let t = record(&[
+        "--",
+        ipcwatch(),
+        "workload",
+        "msgq",
+        "--count",
+        "4",
+        "--size",
+        "64",
+    ]);
     let out = t.stdout();
     let f = fact(&out, "msgq");
     let (key, id, parent, child) = (
@@ -368,7 +399,10 @@ fn a_connection_made_before_ipcwatch_started_is_resolved_by_sock_diag() {
         .unwrap();
     let t0 = Instant::now();
     while std::fs::read_to_string(&out).map_or(true, |s| !s.contains(&id)) {
-        assert!(t0.elapsed() < Duration::from_secs(20), "ipcwatch did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "ipcwatch did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     wl.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
@@ -378,7 +412,9 @@ fn a_connection_made_before_ipcwatch_started_is_resolved_by_sock_diag() {
     // Both ends found at start, each naming the other (as `ss -xp` would).
     let existing: BTreeSet<(u64, u64, u64)> = lines
         .iter()
-        .filter(|l| l["type"] == "channel" && l["event"] == "existing" && l["channel"] == id.as_str())
+        .filter(|l| {
+            l["type"] == "channel" && l["event"] == "existing" && l["channel"] == id.as_str()
+        })
         .map(|l| {
             (
                 l["pid"].as_u64().unwrap(),
@@ -399,12 +435,22 @@ fn a_connection_made_before_ipcwatch_started_is_resolved_by_sock_diag() {
 #[test]
 fn kind_filter_keeps_only_the_named_kinds() {
     require_root();
-    let t = record(&["--kind", "mq", "--", ipcwatch(), "workload", "channels-demo"]);
+    let t = record(&[
+        "--kind",
+        "mq",
+        "--",
+        ipcwatch(),
+        "workload",
+        "channels-demo",
+    ]);
     let kinds: BTreeSet<&str> = t
         .of_type("io")
         .map(|l| l["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, BTreeSet::from(["mq"]));
-    assert_eq!(t.bytes(&format!("mq:{}", fact(&t.stdout(), "mq")[1]), "write"), 500);
+    assert_eq!(
+        t.bytes(&format!("mq:{}", fact(&t.stdout(), "mq")[1]), "write"),
+        500
+    );
     assert_schema(&t.lines);
 }

@@ -446,7 +446,10 @@ pub fn udp(size: usize) -> Result<()> {
         if total != size * 3 {
             bail!("{tag}: received {total}");
         }
-        say(format!("{tag} port {} parent {me} child {child}", addr.port()))?;
+        say(format!(
+            "{tag} port {} parent {me} child {child}",
+            addr.port()
+        ))?;
     }
     Ok(())
 }
