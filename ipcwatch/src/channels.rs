@@ -424,7 +424,7 @@ impl Channels {
             cloexec: false,
             path: None,
             syscall: None,
-            ext: ChannelExt::default(),
+            ext: Box::default(),
         }
     }
 
@@ -463,11 +463,11 @@ impl Channels {
                 return;
             }
             sock_op::BIND => {
-                if let Some(name) = Self::addr(e) {
-                    if !inet {
-                        self.bound.insert(name.clone(), e.file.ino);
-                        self.socks.entry(e.file.ino).or_default().local = Some(name.clone());
-                    }
+                if let Some(name) = Self::addr(e)
+                    && !inet
+                {
+                    self.bound.insert(name.clone(), e.file.ino);
+                    self.socks.entry(e.file.ino).or_default().local = Some(name);
                 }
                 ChannelEvent::Bind
             }
@@ -799,7 +799,7 @@ impl Channels {
                     cloexec: false,
                     path: None,
                     syscall: None,
-                    ext,
+                    ext: Box::new(ext),
                 }));
             }
         }

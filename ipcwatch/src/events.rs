@@ -272,9 +272,10 @@ pub struct ChannelLine {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syscall: Option<Text>,
-    /// Socket and queue details (absent for pipes).
+    /// Socket and queue details (absent for pipes). Boxed: most channel
+    /// lines are about pipes and leave it empty.
     #[serde(flatten)]
-    pub ext: ChannelExt,
+    pub ext: Box<ChannelExt>,
 }
 
 /// `struct mq_attr`.

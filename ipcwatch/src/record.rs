@@ -104,7 +104,6 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         listed_only: !args.command.is_empty(),
         ring_bytes: args.ring_bytes,
         kinds: args.kinds,
-        ..Options::default()
     };
     let mut probes = Probes::load(&opts)?;
 
