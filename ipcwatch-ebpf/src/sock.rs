@@ -336,7 +336,11 @@ fn msg_io(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
         }
         _ => {
             // sendmmsg/recvmmsg return a message count; sum their lengths.
+            // The first message's address stands for all of them.
             let vec = regs_arg(regs, 1);
+            let name = user::<u64>(vec + MSG_NAME).unwrap_or(0);
+            let namelen = user::<u32>(vec + MSG_NAMELEN).unwrap_or(0);
+            capture_addr(e, name, namelen as u64);
             let count = ret as u64;
             let mut total = 0u64;
             for i in 0..MMSG_MAX {

@@ -69,7 +69,12 @@ pub struct Channels {
     /// sock_diag and /proc, taken when an unknown socket shows up.
     diag: Option<Snapshot>,
     holders: Option<HashMap<u64, Holder>>,
+    /// When /proc was last scanned for holders (scans are rate-limited).
+    holders_at: Option<std::time::Instant>,
 }
+
+/// At most one /proc scan for socket holders per this interval.
+const RESCAN: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn comm(hdr: &ipcwatch_common::EventHeader) -> Text {
     Text::from_utf8_lossy(c_str(&hdr.comm))
@@ -220,11 +225,18 @@ impl Channels {
         if let Some(h) = self.socks.get(&ino).and_then(|s| s.holder.clone()) {
             return Some(h);
         }
-        let holders = self.holders.get_or_insert_with(sockdiag::socket_holders);
-        if !holders.contains_key(&ino) {
-            *holders = sockdiag::socket_holders();
+        let known = self.holders.as_ref().and_then(|h| h.get(&ino).cloned());
+        if known.is_some() {
+            return known;
         }
-        holders.get(&ino).cloned()
+        if self.holders_at.is_some_and(|t| t.elapsed() < RESCAN) {
+            return None;
+        }
+        self.holders_at = Some(std::time::Instant::now());
+        let holders = sockdiag::socket_holders();
+        let found = holders.get(&ino).cloned();
+        self.holders = Some(holders);
+        found
     }
 
     fn diag(&mut self) -> &Snapshot {
@@ -236,6 +248,10 @@ impl Channels {
         if let Some(i) = self.bound.get(name) {
             return Some(*i);
         }
+        if self.diag.is_some() && self.holders_at.is_some_and(|t| t.elapsed() < RESCAN) {
+            return self.diag().bound(name);
+        }
+        self.holders_at = Some(std::time::Instant::now());
         self.diag = None;
         let ino = self.diag().bound(name)?;
         self.bound.insert(name.to_string(), ino);

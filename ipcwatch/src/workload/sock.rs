@@ -153,6 +153,24 @@ pub fn channels_demo() -> Result<()> {
     let qname = format!("/ipcwatch-demo-{me}");
     mq_unlink(&qname);
     let q = mq_open(&qname, libc::O_CREAT | libc::O_RDWR, 10, 128)?;
+    // mq_notify (register, then remove) and mq_getsetattr (mq_getattr).
+    // SAFETY: sigevent is plain data; SIGEV_NONE needs nothing else.
+    let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+    sev.sigev_notify = libc::SIGEV_NONE;
+    // SAFETY: valid queue descriptor and sigevent.
+    if unsafe { libc::mq_notify(q, &sev) } != 0 {
+        return Err(os_err("mq_notify"));
+    }
+    // SAFETY: a null sigevent removes the registration.
+    if unsafe { libc::mq_notify(q, std::ptr::null()) } != 0 {
+        return Err(os_err("mq_notify"));
+    }
+    // SAFETY: mq_attr is plain data; valid out-pointer.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: valid queue descriptor and out-pointer.
+    if unsafe { libc::mq_getattr(q, &mut attr) } != 0 {
+        return Err(os_err("mq_getattr"));
+    }
     let child = fork()?;
     if child == 0 {
         child_run(|| {
@@ -415,8 +433,80 @@ fn recv_fd(sock: RawFd) -> Result<RawFd> {
     bail!("no SCM_RIGHTS in the message")
 }
 
+/// Send `n` datagrams of `size` bytes with one sendmmsg on a connected
+/// socket.
+fn sendmmsg(sock: &UdpSocket, n: usize, size: usize) -> Result<()> {
+    let mut data = vec![8u8; size];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: size,
+    };
+    // SAFETY: mmsghdr is plain data.
+    let mut msgs: Vec<libc::mmsghdr> = (0..n).map(|_| unsafe { std::mem::zeroed() }).collect();
+    for m in &mut msgs {
+        m.msg_hdr.msg_iov = &mut iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every header points to a valid iovec.
+    let sent = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), n as u32, 0) };
+    if sent != n as i32 {
+        return Err(os_err("sendmmsg"));
+    }
+    Ok(())
+}
+
+/// Receive `n` datagrams with recvmmsg (as many calls as needed); returns
+/// the bytes received.
+fn recvmmsg(sock: &UdpSocket, n: usize, size: usize) -> Result<usize> {
+    let mut got = 0;
+    let mut total = 0;
+    let mut bufs = vec![vec![0u8; size + 1]; n];
+    // SAFETY: sockaddr_storage is plain data.
+    let mut names: Vec<libc::sockaddr_storage> =
+        (0..n).map(|_| unsafe { std::mem::zeroed() }).collect();
+    while got < n {
+        let mut iovs: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: mmsghdr is plain data.
+        let mut msgs: Vec<libc::mmsghdr> = (0..n).map(|_| unsafe { std::mem::zeroed() }).collect();
+        for (i, m) in msgs.iter_mut().enumerate() {
+            m.msg_hdr.msg_iov = &mut iovs[i];
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_name = (&raw mut names[i]).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        }
+        let want = (n - got) as u32;
+        // SAFETY: every header points to valid buffers.
+        let r = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                want,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if r <= 0 {
+            return Err(os_err("recvmmsg"));
+        }
+        total += msgs[..r as usize]
+            .iter()
+            .map(|m| m.msg_len as usize)
+            .sum::<usize>();
+        got += r as usize;
+    }
+    Ok(total)
+}
+
 /// UDP over loopback, IPv4 then IPv6: a child sends 3 datagrams of `size`
-/// bytes to its parent. Prints "udp4 port P parent P child C" (and udp6).
+/// bytes to its parent; over IPv4 with one sendmmsg (connected) received
+/// with recvmmsg, over IPv6 with sendto/recvfrom. Prints "udp4 port P
+/// parent P child C" (and udp6).
 pub fn udp(size: usize) -> Result<()> {
     let me = std::process::id();
     for (tag, bind) in [("udp4", "127.0.0.1:0"), ("udp6", "[::1]:0")] {
@@ -431,16 +521,24 @@ pub fn udp(size: usize) -> Result<()> {
                     "[::1]:0"
                 };
                 let c = UdpSocket::bind(local)?;
+                if addr.is_ipv4() {
+                    c.connect(addr)?;
+                    return sendmmsg(&c, 3, size);
+                }
                 for _ in 0..3 {
                     c.send_to(&vec![8u8; size], addr)?;
                 }
                 Ok(())
             });
         }
-        let mut buf = vec![0u8; size + 1];
         let mut total = 0;
-        for _ in 0..3 {
-            total += server.recv_from(&mut buf)?.0;
+        if addr.is_ipv4() {
+            total = recvmmsg(&server, 3, size)?;
+        } else {
+            let mut buf = vec![0u8; size + 1];
+            for _ in 0..3 {
+                total += server.recv_from(&mut buf)?.0;
+            }
         }
         reap(child, tag)?;
         if total != size * 3 {
