@@ -257,6 +257,7 @@ fn graph(cli: GraphCli) -> ExitCode {
                     command: cli.command.clone(),
                     ring_bytes: DEFAULT_RING_BYTES,
                     kinds: kinds_mask(&cli.kinds),
+                    command_stdout_to_stderr: cli.output == "-",
                 };
                 let r = record::run(args);
                 let model = r.and_then(|_| {
@@ -339,6 +340,7 @@ fn record(cli: RecordCli) -> ExitCode {
         command: cli.command,
         ring_bytes: cli.ring_size,
         kinds: kinds_mask(&cli.kinds),
+        command_stdout_to_stderr: false,
     };
     match record::run(args) {
         Ok(o) => {

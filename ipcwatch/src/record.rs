@@ -27,6 +27,9 @@ pub struct RecordArgs {
     pub ring_bytes: u32,
     /// Channel kinds to trace (`file_kind::bit`s), filtered in the kernel.
     pub kinds: u32,
+    /// Send the command's standard output to standard error even when the
+    /// trace goes to a file (`graph` writes its own output to stdout).
+    pub command_stdout_to_stderr: bool,
 }
 
 /// How a recording ended.
@@ -140,7 +143,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
     // Start the command blocked, let the kernel follow it, then release it.
     let mut child = None;
     if !args.command.is_empty() {
-        let blocked = spawn::spawn_blocked(&args.command, args.output == "-")?;
+        let blocked = spawn::spawn_blocked(
+            &args.command,
+            args.output == "-" || args.command_stdout_to_stderr,
+        )?;
         let pid = blocked.pid;
         probes.trace_pid(pid, true)?;
         let pidfd = spawn::pidfd(pid)?;

@@ -237,6 +237,21 @@ fn graph_traces_a_command_and_writes_dot() {
     assert!(dot.contains("3333 B in 1 msgs"), "{dot}");
     // --kind unix: no other kind is drawn.
     assert!(!dot.contains("tcp:") && !dot.contains("mq:"), "{dot}");
+    // To standard output, the command's own output stays out of the graph.
+    let g = Command::new(ipcwatch())
+        .args(["graph", "--format", "json", "--kind", "tcp", "--"])
+        .args([ipcwatch(), "workload", "channels-demo"])
+        .output()
+        .unwrap();
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    let g: Value = serde_json::from_slice(&g.stdout).expect("only JSON on stdout");
+    let edges = g["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 1, "{g}");
+    assert_eq!(
+        (&edges[0]["kind"], &edges[0]["bytes"]),
+        (&Value::from("tcp"), &Value::from(5555))
+    );
+    assert_eq!(g["nodes"].as_array().unwrap().len(), 2);
 }
 
 #[test]
