@@ -335,7 +335,8 @@ fn sys_exit(ctx: &RawTracePointContext) {
         Some(&c) if c != 0 && c != sc::CLOSE && c != sc::CLOSE_RANGE => c,
         _ => return,
     };
-    if ret < 0 {
+    // A non-blocking connect() in progress (-EINPROGRESS) is reported too.
+    if ret < 0 && !(code == sc::CONNECT && ret == -115) {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();

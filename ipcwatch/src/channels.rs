@@ -732,6 +732,14 @@ impl Channels {
         let (snap, _errors) = Snapshot::take();
         let mut out = Vec::new();
         let holders = sockdiag::socket_holders();
+        // Inet sockets by (tcp, local endpoint): the peer of a connection
+        // on this host is the socket whose local end is our remote end.
+        let inet_by_local: HashMap<(bool, String), u64> = snap
+            .inet
+            .values()
+            .filter(|s| s.remote.1 != 0)
+            .map(|s| ((s.tcp, endpoint(s.local.0, s.local.1)), s.inode))
+            .collect();
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return out;
         };
@@ -778,6 +786,7 @@ impl Channels {
                     let prefix = if s.tcp { "tcp" } else { "udp" };
                     let id = if s.remote.1 != 0 {
                         let remote = endpoint(s.remote.0, s.remote.1);
+                        ext.peer_inode = inet_by_local.get(&(s.tcp, remote.clone())).copied();
                         ext.remote = Some(remote.clone());
                         pair_id(prefix, &local, &remote)
                     } else {

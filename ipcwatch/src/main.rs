@@ -97,10 +97,13 @@ enum Workload {
         #[arg(long, default_value_t = 64)]
         size: usize,
     },
-    /// A socketpair connected now, written after a line on stdin.
+    /// A socketpair (or with --tcp a TCP loopback connection) connected
+    /// now, written after a line on stdin.
     SockDelayed {
         #[arg(long)]
         bytes: usize,
+        #[arg(long)]
+        tcp: bool,
     },
     /// Round trips of SIZE bytes over a unix socketpair.
     UnixPingpong {
@@ -131,7 +134,7 @@ fn workload(w: Workload) -> ExitCode {
         Workload::FdPass => wl::fd_pass(),
         Workload::Udp { size } => wl::udp(size),
         Workload::Msgq { count, size } => wl::msgq(count, size),
-        Workload::SockDelayed { bytes } => wl::sock_delayed(bytes),
+        Workload::SockDelayed { bytes, tcp } => wl::sock_delayed(bytes, tcp),
         Workload::UnixPingpong { size, iters } => wl::unix_pingpong(size, iters),
         Workload::MqPingpong { size, iters } => wl::mq_pingpong(size, iters),
     };

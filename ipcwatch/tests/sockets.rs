@@ -480,6 +480,73 @@ fn a_connection_made_before_ipcwatch_started_is_resolved_by_sock_diag() {
 }
 
 #[test]
+fn a_tcp_connection_made_before_ipcwatch_started_names_both_processes() {
+    require_root();
+    let mut wl = Command::new(ipcwatch())
+        .args(["workload", "sock-delayed", "--tcp", "--bytes", "4000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(wl.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let w: Vec<&str> = first.split_whitespace().collect();
+    let (parent, child) = (after(&w, "parent"), after(&w, "child"));
+    let (sport, cport) = (w[6], w[7]);
+    let id = format!("tcp:[127.0.0.1:{cport}-127.0.0.1:{sport}]");
+    let id = if cport < sport {
+        id
+    } else {
+        format!("tcp:[127.0.0.1:{sport}-127.0.0.1:{cport}]")
+    };
+    let dir = temp_dir();
+    let out = dir.path().join("t.ndjson");
+    let mut rec = Command::new(ipcwatch())
+        .args(["record", "-o", out.to_str().unwrap(), "--duration", "3"])
+        .args(["--pid", &parent.to_string(), "--pid", &child.to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&out).map_or(true, |s| !s.contains(&id)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "ipcwatch did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wl.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    assert!(wl.wait().unwrap().success());
+    assert!(rec.wait().unwrap().success());
+    let lines = parse(&out);
+    let existing: BTreeSet<(u64, String, u64)> = lines
+        .iter()
+        .filter(|l| {
+            l["type"] == "channel" && l["event"] == "existing" && l["channel"] == id.as_str()
+        })
+        .map(|l| {
+            (
+                l["pid"].as_u64().unwrap(),
+                l["local"].as_str().unwrap().to_string(),
+                l["peer_pid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        existing,
+        BTreeSet::from([
+            (parent, format!("127.0.0.1:{cport}"), child),
+            (child, format!("127.0.0.1:{sport}"), parent)
+        ])
+    );
+    assert_eq!(moved(&lines, &id, "write", parent), (4000, 4));
+    assert_eq!(moved(&lines, &id, "read", child).0, 4000);
+    assert_schema(&lines);
+}
+
+#[test]
 fn kind_filter_keeps_only_the_named_kinds() {
     require_root();
     let t = record(&[

@@ -600,7 +600,10 @@ pub fn msgq(count: usize, size: usize) -> Result<()> {
 /// input the parent writes `bytes` to the child in 1000-byte writes. For a
 /// connection that exists before ipcwatch starts. Prints "sock parent P
 /// child C inodes A B".
-pub fn sock_delayed(bytes: usize) -> Result<()> {
+pub fn sock_delayed(bytes: usize, tcp: bool) -> Result<()> {
+    if tcp {
+        return tcp_delayed(bytes);
+    }
     let (mut a, b) = UnixStream::pair()?;
     let ino = |s: &UnixStream| super::inode_of(s);
     let (ia, ib) = (ino(&a), ino(&b));
@@ -627,6 +630,40 @@ pub fn sock_delayed(bytes: usize) -> Result<()> {
     }
     drop(a);
     reap(child, "sock-delayed")
+}
+
+/// As `sock_delayed`, over a TCP loopback connection. Prints "tcp parent P
+/// child C ports SERVER CLIENT".
+fn tcp_delayed(bytes: usize) -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let mut client = TcpStream::connect(("127.0.0.1", port))?;
+    let (server, _) = listener.accept()?;
+    drop(listener);
+    let cport = client.local_addr()?.port();
+    let child = fork()?;
+    if child == 0 {
+        child_run(|| {
+            drop(client);
+            let n = drain(&server)?;
+            if n != bytes as u64 {
+                bail!("read {n}");
+            }
+            Ok(())
+        });
+    }
+    drop(server);
+    say(format!(
+        "tcp parent {} child {child} ports {port} {cport}",
+        std::process::id()
+    ))?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    for chunk in vec![9u8; bytes].chunks(1000) {
+        client.write_all(chunk)?;
+    }
+    drop(client);
+    reap(child, "tcp-delayed")
 }
 
 /// Round trips of `size` bytes over a unix socketpair. Prints
