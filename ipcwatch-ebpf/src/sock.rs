@@ -19,8 +19,8 @@ use ipcwatch_common::{
 };
 
 use crate::tracer::{
-    EVENTS, bump, emit, file_of_fd, header, ino_of_file, inode_ino_off, kinds, kread, regs_arg,
-    wake_flags,
+    EVENTS, bump, emit, file_of_fd, header, ino_of_file, inode_ino_off, kinds, kread, mqueue_ino,
+    regs_arg, wake_flags,
 };
 
 /// Written by userspace before load.
@@ -481,6 +481,41 @@ fn mq(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
                 }
             }
         }
+    }
+    entry.submit(wake_flags());
+    bump(stat::EMITTED);
+}
+
+/// close() of a POSIX queue descriptor (seen at syscall entry).
+#[inline(never)]
+pub fn mq_close(pid_tgid: u64, file: u64, fd: i32) {
+    if kinds() & bit(file_kind::MQ) == 0 {
+        return;
+    }
+    let ino = mqueue_ino(file);
+    if ino == 0 {
+        return;
+    }
+    let hdr = header(kind::MQ, pid_tgid);
+    let Some(mut entry) = EVENTS.reserve::<MqEvent>(0) else {
+        bump(stat::DROPPED);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: reserved ring-buffer memory of the right size.
+    unsafe {
+        (*e).hdr = hdr;
+        (*e).ino = ino;
+        (*e).bytes = 0;
+        (*e).prio = 0;
+        (*e).fd = fd;
+        (*e).syscall = sc::CLOSE;
+        (*e).flags = 0;
+        (*e).mode = 0;
+        (*e).has_attr = 0;
+        (*e).attr = [0; 4];
+        (*e).oldattr = [0; 4];
+        (*e).name[0] = 0;
     }
     entry.submit(wake_flags());
     bump(stat::EMITTED);

@@ -228,6 +228,18 @@ pub(crate) fn ino_of_file(file: u64) -> u64 {
     kread::<u64>(inode, conf!(off.inode_ino)).unwrap_or(0)
 }
 
+/// Inode number of a `struct file *` on the mqueue filesystem, else 0.
+#[inline(always)]
+pub(crate) fn mqueue_ino(file: u64) -> u64 {
+    const MQUEUE_MAGIC: u64 = 0x1980_0202;
+    let inode = kread::<u64>(file, conf!(off.file_inode)).unwrap_or(0);
+    let sb = kread::<u64>(inode, conf!(off.inode_sb)).unwrap_or(0);
+    if kread::<u64>(sb, conf!(off.sb_magic)).unwrap_or(0) != MQUEUE_MAGIC {
+        return 0;
+    }
+    kread::<u64>(inode, conf!(off.inode_ino)).unwrap_or(0)
+}
+
 /// Offset of `inode.i_ino`.
 #[inline(always)]
 pub(crate) fn inode_ino_off() -> u32 {
@@ -271,7 +283,8 @@ fn sys_enter(ctx: &TracePointContext) {
     match code {
         sc::CLOSE => {
             let fd = arg(0) as i32;
-            let file = classify_fd(fd as i64);
+            let fptr = file_of_fd(fd as i64);
+            let file = classify_file(fptr);
             if wanted(&file) {
                 emit(FdEvent {
                     hdr: header(kind::CLOSE, pid_tgid),
@@ -281,6 +294,8 @@ fn sys_enter(ctx: &TracePointContext) {
                     flags: 0,
                     syscall: code,
                 });
+            } else if file.kind == file_kind::NONE && fptr != 0 {
+                crate::sock::mq_close(pid_tgid, fptr, fd);
             }
         }
         sc::CLOSE_RANGE => emit(FdEvent {

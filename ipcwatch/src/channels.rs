@@ -588,6 +588,21 @@ impl Channels {
     }
 
     pub fn mq(&mut self, e: &MqEvent, out: &mut Vec<Record>) {
+        if e.syscall == sc::CLOSE {
+            // Only queues whose name is known: the descriptor is gone.
+            if let Some(name) = self.mq_names.get(&e.ino) {
+                let mut l = Self::line(
+                    &e.hdr,
+                    ChannelEvent::Close,
+                    ChannelKind::Mq,
+                    format_compact!("mq:{name}"),
+                );
+                l.fd = Some(e.fd);
+                l.syscall = Some(syscall(e.syscall));
+                out.push(Record::Channel(l));
+            }
+            return;
+        }
         let raw_name = String::from_utf8_lossy(c_str(&e.name)).into_owned();
         let name = match e.syscall {
             sc::MQ_OPEN | sc::MQ_UNLINK => {

@@ -169,6 +169,11 @@ fn done_when_socketpair_abstract_tcp_and_posix_queue_in_one_record() {
     assert_eq!(getattr["channel"], id.as_str());
     assert_eq!(getattr["old_attr"]["maxmsg"], 10);
     assert_eq!(getattr["old_attr"]["curmsgs"], 0);
+    // Both descriptors of the queue were closed (the child's at exit).
+    assert!(
+        t.of_type("channel")
+            .any(|c| c["event"] == "close" && c["channel"] == id.as_str() && c["pid"] == parent)
+    );
     let s = summary_channel(&t, &id);
     assert_eq!(
         (s["bytes_written"].as_u64(), s["reads"].as_u64()),

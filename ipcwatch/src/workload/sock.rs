@@ -189,6 +189,8 @@ pub fn channels_demo() -> Result<()> {
         }
     }
     reap(child, "mq")?;
+    // SAFETY: our own queue descriptor, not used afterwards.
+    unsafe { libc::mq_close(q) };
     mq_unlink(&qname);
     say(format!("mq {qname} parent {me} child {child}"))?;
     Ok(())
