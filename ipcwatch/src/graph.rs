@@ -171,6 +171,13 @@ mod tests {
             (1, 2, 7000)
         );
         assert_eq!((g.edges[1].from, g.edges[1].to), (3, 3));
+        // The model's table: per-process flows, rates, last activity.
+        let c = &m.channels["unix:[1-2]"];
+        assert_eq!(c.endpoints[&1].bytes_written, 7000);
+        assert_eq!(c.endpoints[&2].bytes_read, 7000);
+        assert_eq!((c.first_ts, c.last_ts), (1_000_000_000, 2_000_000_000));
+        assert_eq!(c.rates(), (7000.0, 7000.0));
+        assert_eq!(g.edges[0].rate, 7000.0);
         let dot = g.dot();
         assert!(dot.contains("p1 -> p2 [label=\"unix unix:[1-2]\\n7000 B in 1 msgs\"]"));
         assert!(dot.starts_with("digraph ipcwatch {"));
