@@ -137,6 +137,20 @@ impl Collector {
         result
     }
 
+    /// Losses after the last event received from each CPU, which no later
+    /// event reveals as a gap: `kernel_seqs[cpu]` is the kernel's next
+    /// sequence number for that CPU. Events made after the final drain
+    /// (other processes, when tracing the whole system) also advance it,
+    /// so at most `dropped - seq_gaps` are counted.
+    pub fn count_trailing_gaps(&mut self, kernel_seqs: &[u64], dropped: u64) {
+        let mut trailing = 0;
+        for (cpu, &next_kernel) in kernel_seqs.iter().enumerate() {
+            let next = self.next_seq.get(&(cpu as u32)).copied().unwrap_or(0);
+            trailing += next_kernel.saturating_sub(next);
+        }
+        self.seq_gaps += trailing.min(dropped.saturating_sub(self.seq_gaps));
+    }
+
     /// The channel of a descriptor: from the file itself (pipes, FIFOs),
     /// or, for sockets, from what the model learned of `pid`'s `fd`.
     fn known_channel(&self, file: &FileId, pid: u32, fd: i32) -> Option<(ChannelKind, Text)> {
@@ -439,6 +453,27 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert!(c.model.fd(50, 3).is_none());
         assert!(c.model.fd(50, 9).is_some());
+    }
+
+    #[test]
+    fn losses_after_the_last_event_count_as_gaps_up_to_the_drops() {
+        let mut c = Collector::new();
+        let mut out: Vec<Record> = Vec::new();
+        let io = IoEvent {
+            hdr: hdr(kind::IO, 4, 50),
+            file: PIPE,
+            bytes: 1,
+            fd: 3,
+            op: op::READ,
+            syscall: sc::READ,
+            _pad: 0,
+        };
+        c.ingest(&RawEvent::Io(io), &mut out).unwrap();
+        assert_eq!(c.seq_gaps, 4);
+        // CPU 0 went on to seq 9 (4 more lost), CPU 1 to 2 (2 lost): 6,
+        // but the kernel counted only 8 drops in all.
+        c.count_trailing_gaps(&[9, 2], 8);
+        assert_eq!(c.seq_gaps, 8);
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub struct Probes {
     _ebpf: Ebpf,
     ring: Option<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
+    /// Per-CPU next sequence numbers (`SEQ`), to count trailing losses.
+    seq: Option<PerCpuArray<MapData, u64>>,
     traced: HashMap<MapData, u32, u32>,
     pub skipped: Vec<Skipped>,
 }
@@ -207,10 +209,14 @@ impl Probes {
                 .ok_or_else(|| Error::Load("map TRACED missing".into()))?,
         )
         .map_err(|e| load_err("map TRACED", e))?;
+        let seq = ebpf
+            .take_map("SEQ")
+            .and_then(|m| PerCpuArray::try_from(m).ok());
         let mut probes = Probes {
             _ebpf: ebpf,
             ring: Some(ring),
             stats,
+            seq,
             traced,
             skipped,
         };
@@ -234,6 +240,15 @@ impl Probes {
             .get(&index, 0)
             .map(|v| v.iter().sum())
             .unwrap_or(0)
+    }
+
+    /// The kernel's next sequence number for each CPU (index = CPU).
+    pub fn kernel_seqs(&self) -> Vec<u64> {
+        self.seq
+            .as_ref()
+            .and_then(|m| m.get(&0, 0).ok())
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Events the kernel could not write because the ring buffer was full.

@@ -189,7 +189,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         Err(e) if !is_broken_pipe(&e) => return Err(e.into()),
         _ => {}
     }
+    // Events lost after the last one each CPU delivered leave no gap.
     let dropped = probes.dropped();
+    collector.count_trailing_gaps(&probes.kernel_seqs(), dropped);
     let summary = Record::Summary(Summary {
         ts_ns: monotonic_ns(),
         duration_ns: monotonic_ns().saturating_sub(start_mono),
