@@ -359,6 +359,12 @@ impl Channels {
         if e.sk != 0 && e.file.ino != 0 {
             self.sk_ino.insert(e.sk, e.file.ino);
         }
+        // A connect whose peer has no inode made a new server-side sock,
+        // maybe at the address of a freed one: forget what that address
+        // meant, and wait for the accept.
+        if !io && e.op == sock_op::CONNECT && e.peer_ino == 0 && e.peer_sk != 0 {
+            self.sk_ino.remove(&e.peer_sk);
+        }
         self.remember(e.file.ino, e.hdr.pid, e.fd, comm(&e.hdr));
         // Events held back for this socket's inode can go now.
         if let Some(held) = self.pending.remove(&e.sk) {
@@ -981,10 +987,29 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A freed sock's address reused by a new connection's server end:
+        // the old mapping must not name the new channel.
+        let mut conn = ev(SOCK_LIFE, 400, 0xe, 0xa, 0, sock_op::CONNECT);
+        conn.syscall = sc::CONNECT;
+        c.sock(&conn, false, &mut out);
+        c.sock(&ev(SOCK_IO, 400, 0xe, 0xa, 0, op::WRITE), true, &mut out);
+        assert_eq!(out.len(), 2, "held back until the accept");
+        let mut acc = ev(SOCK_LIFE, 500, 0xa, 0xe, 400, sock_op::ACCEPT);
+        acc.syscall = sc::ACCEPT4;
+        c.sock(&acc, false, &mut out);
+        let ids: Vec<&str> = out[2..]
+            .iter()
+            .map(|r| match r {
+                Record::Io(io) => io.channel.as_str(),
+                Record::Channel(l) => l.channel.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(ids, ["unix:[400-500]"; 3]);
         // Unresolved events are written at the end.
         c.sock(&ev(SOCK_IO, 300, 0xc, 0xd, 0, op::WRITE), true, &mut out);
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 5);
         c.flush(&mut out);
-        assert_eq!(out.len(), 3);
+        assert_eq!(out.len(), 6);
     }
 }
