@@ -42,6 +42,14 @@ pub mod kind {
     /// [`super::SpanEvent`]: when the write reported by the next IO event
     /// of the same thread started (pipe writes larger than PIPE_BUF).
     pub const SPAN: u32 = 12;
+    /// [`super::SockEvent`]: bytes through a socket (`op` is an [`super::op`]).
+    pub const SOCK_IO: u32 = 32;
+    /// [`super::SockEvent`]: socket lifecycle (`op` is a [`super::sock_op`]).
+    pub const SOCK_LIFE: u32 = 33;
+    /// [`super::MqEvent`]: a POSIX message queue syscall.
+    pub const MQ: u32 = 34;
+    /// [`super::MsgEvent`]: a SysV message queue syscall.
+    pub const MSGQ: u32 = 35;
 }
 
 /// What the object behind a file descriptor is, as classified in the kernel
@@ -54,6 +62,16 @@ pub mod file_kind {
     pub const FIFO: u16 = 2;
     /// Any socket.
     pub const SOCKET: u16 = 3;
+    /// Unix-domain socket (refines SOCKET in socket events).
+    pub const UNIX: u16 = 8;
+    /// TCP socket, IPv4 or IPv6.
+    pub const TCP: u16 = 9;
+    /// UDP socket, IPv4 or IPv6.
+    pub const UDP: u16 = 10;
+    /// POSIX message queue (mqueue fs); only a filter bit.
+    pub const MQ: u16 = 11;
+    /// SysV message queue (not a file); only a filter bit.
+    pub const MSGQ: u16 = 12;
 
     /// Bit for `kind` in [`super::Config::kinds`].
     pub const fn bit(kind: u16) -> u32 {
@@ -90,6 +108,57 @@ pub mod sc {
     pub const OPENAT: u32 = 18;
     pub const OPENAT2: u32 = 19;
     pub const CLOSE_RANGE: u32 = 20;
+    // Sockets and message queues: codes 32..63.
+    pub const SOCKET: u32 = 32;
+    pub const SOCKETPAIR: u32 = 33;
+    pub const BIND: u32 = 34;
+    pub const LISTEN: u32 = 35;
+    pub const CONNECT: u32 = 36;
+    pub const ACCEPT: u32 = 37;
+    pub const ACCEPT4: u32 = 38;
+    pub const SENDTO: u32 = 39;
+    pub const RECVFROM: u32 = 40;
+    pub const SENDMSG: u32 = 41;
+    pub const RECVMSG: u32 = 42;
+    pub const SENDMMSG: u32 = 43;
+    pub const RECVMMSG: u32 = 44;
+    pub const MQ_OPEN: u32 = 45;
+    pub const MQ_TIMEDSEND: u32 = 46;
+    pub const MQ_TIMEDRECEIVE: u32 = 47;
+    pub const MQ_NOTIFY: u32 = 48;
+    pub const MQ_UNLINK: u32 = 49;
+    pub const MQ_GETSETATTR: u32 = 50;
+    pub const MSGGET: u32 = 51;
+    pub const MSGSND: u32 = 52;
+    pub const MSGRCV: u32 = 53;
+    pub const MSGCTL: u32 = 54;
+
+    /// Names of the socket and message-queue codes.
+    pub const CHANNEL_NAMES: [(u32, &str); 23] = [
+        (SOCKET, "socket"),
+        (SOCKETPAIR, "socketpair"),
+        (BIND, "bind"),
+        (LISTEN, "listen"),
+        (CONNECT, "connect"),
+        (ACCEPT, "accept"),
+        (ACCEPT4, "accept4"),
+        (SENDTO, "sendto"),
+        (RECVFROM, "recvfrom"),
+        (SENDMSG, "sendmsg"),
+        (RECVMSG, "recvmsg"),
+        (SENDMMSG, "sendmmsg"),
+        (RECVMMSG, "recvmmsg"),
+        (MQ_OPEN, "mq_open"),
+        (MQ_TIMEDSEND, "mq_timedsend"),
+        (MQ_TIMEDRECEIVE, "mq_timedreceive"),
+        (MQ_NOTIFY, "mq_notify"),
+        (MQ_UNLINK, "mq_unlink"),
+        (MQ_GETSETATTR, "mq_getsetattr"),
+        (MSGGET, "msgget"),
+        (MSGSND, "msgsnd"),
+        (MSGRCV, "msgrcv"),
+        (MSGCTL, "msgctl"),
+    ];
 
     /// Every code with its syscall name, as it appears in NDJSON and in
     /// the tracepoint names `syscalls:sys_{enter,exit}_<name>`.
@@ -122,6 +191,13 @@ pub mod sc {
         while i < NAMES.len() {
             if NAMES[i].0 == code {
                 return NAMES[i].1;
+            }
+            i += 1;
+        }
+        let mut i = 0;
+        while i < CHANNEL_NAMES.len() {
+            if CHANNEL_NAMES[i].0 == code {
+                return CHANNEL_NAMES[i].1;
             }
             i += 1;
         }
@@ -300,6 +376,169 @@ pub struct ExitEvent {
     pub _pad: u32,
 }
 
+/// Values of [`SockEvent::op`] for `kind::SOCK_LIFE`.
+pub mod sock_op {
+    /// socket() made it.
+    pub const CREATE: u32 = 1;
+    /// socketpair(): `fd` and `peer_fd` are the two ends.
+    pub const PAIR: u32 = 2;
+    pub const BIND: u32 = 3;
+    pub const LISTEN: u32 = 4;
+    /// connect() succeeded (or is in progress).
+    pub const CONNECT: u32 = 5;
+    /// accept()/accept4(): `fd` is the new socket.
+    pub const ACCEPT: u32 = 6;
+}
+
+/// Bytes of a socket address captured from user memory.
+pub const ADDR_LEN: usize = 112;
+/// Bytes of ancillary data (cmsg) captured from sendmsg/recvmsg.
+pub const CTL_LEN: usize = 64;
+/// Bytes of a message queue name captured.
+pub const MQ_NAME_LEN: usize = 128;
+
+/// A socket: I/O or lifecycle. Addresses are in network byte order, ports
+/// in host order. Built in place in the ring buffer (too big for the BPF
+/// stack).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockEvent {
+    pub hdr: EventHeader,
+    /// The socket's own inode; `kind` is UNIX, TCP or UDP.
+    pub file: FileId,
+    /// Bytes moved (I/O).
+    pub bytes: u64,
+    /// `struct sock *` of this socket and of its unix peer (identities
+    /// only, never dereferenced by userspace or printed).
+    pub sk: u64,
+    pub peer_sk: u64,
+    /// Inode of the unix peer's socket, 0 when unknown (not yet accepted).
+    pub peer_ino: u64,
+    pub fd: i32,
+    /// [`op`] for I/O, [`sock_op`] for lifecycle.
+    pub op: u32,
+    pub syscall: u32,
+    /// Messages moved (sendmmsg/recvmmsg), else 1.
+    pub msgs: u32,
+    pub family: u16,
+    /// SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET.
+    pub sotype: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// Valid bytes of `ctl` / `addr`.
+    pub ctl_len: u32,
+    pub addr_len: u32,
+    /// Ancillary data of sendmsg/recvmsg (cmsghdr list), truncated.
+    pub ctl: [u8; CTL_LEN],
+    /// A `struct sockaddr` from the call: send destination, receive
+    /// source, bind/connect address.
+    pub addr: [u8; ADDR_LEN],
+}
+
+/// A POSIX message queue syscall. The queue is named by userspace from
+/// `name` (mq_open, mq_unlink) or from the inode behind `fd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MqEvent {
+    pub hdr: EventHeader,
+    /// Inode of the queue (mqueue fs), 0 for mq_unlink.
+    pub ino: u64,
+    /// Message bytes (send: the length sent; receive: the length read).
+    pub bytes: u64,
+    pub prio: u32,
+    pub fd: i32,
+    pub syscall: u32,
+    /// mq_open: oflag; mq_notify: 1 when a notification was registered.
+    pub flags: u32,
+    /// mq_open: mode.
+    pub mode: u32,
+    /// 1 when `attr` holds data, 2 when `oldattr` does, 3 both.
+    pub has_attr: u32,
+    /// `struct mq_attr` {flags, maxmsg, msgsize, curmsgs}: mq_open's
+    /// attributes, mq_getsetattr's new ones.
+    pub attr: [i64; 4],
+    /// mq_getsetattr's previous attributes.
+    pub oldattr: [i64; 4],
+    pub name: [u8; MQ_NAME_LEN],
+}
+
+/// A SysV message queue syscall.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsgEvent {
+    pub hdr: EventHeader,
+    /// msgget's key (0 when the syscall does not carry it).
+    pub key: i32,
+    pub id: i32,
+    pub bytes: u64,
+    /// The message type (`mtype`), msgsnd/msgrcv.
+    pub mtype: i64,
+    /// msgget/msgsnd/msgrcv flags; msgctl: the command.
+    pub flags: u32,
+    pub syscall: u32,
+}
+
+/// Byte offsets for the socket probes, from BTF. Kept apart from
+/// [`KernelOffsets`] in the `SOCK_CONFIG` global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOffsets {
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub sk_family: u32,
+    pub sk_type: u32,
+    pub sk_protocol: u32,
+    pub sk_daddr: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_dport: u32,
+    pub sk_num: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub sk_socket: u32,
+    pub unix_peer: u32,
+    /// `socket_alloc.vfs_inode - socket_alloc.socket`: from a `struct
+    /// socket *` to its inode.
+    pub socket_inode: u32,
+    /// `pt_regs` fields of the fifth and sixth syscall arguments.
+    pub regs_arg4: u32,
+    pub regs_arg5: u32,
+}
+
+/// Read-only configuration of the socket and queue probes (global
+/// `SOCK_CONFIG`), written by userspace before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockConfig {
+    pub off: SockOffsets,
+}
+
+impl SockConfig {
+    pub const fn zeroed() -> Self {
+        SockConfig {
+            off: SockOffsets {
+                file_private_data: 0,
+                socket_sk: 0,
+                sk_family: 0,
+                sk_type: 0,
+                sk_protocol: 0,
+                sk_daddr: 0,
+                sk_rcv_saddr: 0,
+                sk_dport: 0,
+                sk_num: 0,
+                sk_v6_daddr: 0,
+                sk_v6_rcv_saddr: 0,
+                sk_socket: 0,
+                unix_peer: 0,
+                socket_inode: 0,
+                regs_arg4: 0,
+                regs_arg5: 0,
+            },
+        }
+    }
+}
+
 /// Byte offsets of the kernel struct fields the probes read, found by
 /// userspace in the running kernel's BTF (`/sys/kernel/btf/vmlinux`).
 #[repr(C)]
@@ -397,6 +636,8 @@ mod user {
     unsafe impl aya::Pod for super::race::WatchKey {}
     // SAFETY: repr(C), Copy, integers and bytes only, no padding.
     unsafe impl aya::Pod for super::race::Slot {}
+    // SAFETY: SockConfig is repr(C), Copy, made only of u32, with no padding.
+    unsafe impl aya::Pod for super::SockConfig {}
 }
 
 #[cfg(test)]
@@ -421,13 +662,25 @@ mod tests {
         assert_eq!(size_of::<Config>(), 24 + 22 * 4);
         assert_eq!(size_of::<race::Slot>(), 48);
         assert_eq!(size_of::<race::CollisionEvent>(), 48 + 32 + 48);
+        assert_eq!(
+            size_of::<SockEvent>(),
+            48 + 16 + 32 + 16 + 8 + 32 + 8 + 64 + 112
+        );
+        assert_eq!(size_of::<MqEvent>(), 48 + 16 + 24 + 64 + MQ_NAME_LEN);
+        assert_eq!(size_of::<MsgEvent>(), 48 + 8 + 8 + 8 + 8);
+        assert_eq!(size_of::<SockConfig>(), 16 * 4);
     }
 
     #[test]
     fn syscall_names_are_unique() {
-        for (i, (a, n)) in sc::NAMES.iter().enumerate() {
+        let all: std::vec::Vec<(u32, &str)> = sc::NAMES
+            .iter()
+            .chain(sc::CHANNEL_NAMES.iter())
+            .copied()
+            .collect();
+        for (i, (a, n)) in all.iter().enumerate() {
             assert_eq!(sc::name(*a), *n);
-            for (b, m) in &sc::NAMES[i + 1..] {
+            for (b, m) in &all[i + 1..] {
                 assert_ne!(a, b);
                 assert_ne!(n, m);
             }

@@ -27,6 +27,8 @@
 #[cfg(target_arch = "bpf")]
 mod probes;
 #[cfg(target_arch = "bpf")]
+mod sock;
+#[cfg(target_arch = "bpf")]
 mod tracer;
 #[cfg(target_arch = "bpf")]
 mod watch;

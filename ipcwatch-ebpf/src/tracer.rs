@@ -35,7 +35,7 @@ macro_rules! conf {
 pub(crate) use conf;
 
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -103,7 +103,7 @@ pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
 /// per event costs an inter-processor interrupt, which dominates the cost
 /// of tracing in a virtual machine; the reader polls on a short timer too.
 #[inline(always)]
-fn wake_flags() -> u64 {
+pub(crate) fn wake_flags() -> u64 {
     if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= conf!(wake_bytes) as u64 {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
@@ -149,13 +149,13 @@ fn wanted(file: &FileId) -> bool {
 
 /// Read a kernel value at `base + off`.
 #[inline(always)]
-fn kread<T>(base: u64, off: u32) -> Option<T> {
+pub(crate) fn kread<T>(base: u64, off: u32) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel tolerates any address.
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
 /// `struct file *` of `fd` in the current task, or 0.
-fn file_of_fd(fd: i64) -> u64 {
+pub(crate) fn file_of_fd(fd: i64) -> u64 {
     if !(0..=i32::MAX as i64).contains(&fd) {
         return 0;
     }
@@ -220,6 +220,49 @@ fn classify_fd(fd: i64) -> FileId {
     classify_file(file_of_fd(fd))
 }
 
+/// Channel kinds userspace asked for (`file_kind::bit`s).
+#[inline(always)]
+pub(crate) fn kinds() -> u32 {
+    conf!(kinds)
+}
+
+/// Inode number of a `struct file *`, 0 if unreadable.
+#[inline(always)]
+pub(crate) fn ino_of_file(file: u64) -> u64 {
+    let inode = kread::<u64>(file, conf!(off.file_inode)).unwrap_or(0);
+    kread::<u64>(inode, conf!(off.inode_ino)).unwrap_or(0)
+}
+
+/// Inode number of a `struct file *` on the mqueue filesystem, else 0.
+#[inline(always)]
+pub(crate) fn mqueue_ino(file: u64) -> u64 {
+    const MQUEUE_MAGIC: u64 = 0x1980_0202;
+    let inode = kread::<u64>(file, conf!(off.file_inode)).unwrap_or(0);
+    let sb = kread::<u64>(inode, conf!(off.inode_sb)).unwrap_or(0);
+    if kread::<u64>(sb, conf!(off.sb_magic)).unwrap_or(0) != MQUEUE_MAGIC {
+        return 0;
+    }
+    kread::<u64>(inode, conf!(off.inode_ino)).unwrap_or(0)
+}
+
+/// Offset of `inode.i_ino`.
+#[inline(always)]
+pub(crate) fn inode_ino_off() -> u32 {
+    conf!(off.inode_ino)
+}
+
+/// Syscall argument `i` (0..=3) from the saved user registers.
+#[inline(always)]
+pub(crate) fn regs_arg(regs: u64, i: usize) -> u64 {
+    let off = match i {
+        0 => conf!(off.regs_arg0),
+        1 => conf!(off.regs_arg1),
+        2 => conf!(off.regs_arg2),
+        _ => conf!(off.regs_arg3),
+    };
+    kread::<u64>(regs, off).unwrap_or(0)
+}
+
 /// Entry of close and close_range (the descriptor must be classified
 /// before the kernel drops it), and of write and writev (when a write
 /// larger than PIPE_BUF to a pipe starts: such writes can interleave).
@@ -247,7 +290,8 @@ fn sys_enter(ctx: &TracePointContext) {
     match code {
         sc::CLOSE => {
             let fd = arg(0) as i32;
-            let file = classify_fd(fd as i64);
+            let fptr = file_of_fd(fd as i64);
+            let file = classify_file(fptr);
             if wanted(&file) {
                 emit(FdEvent {
                     hdr: header(kind::CLOSE, pid_tgid),
@@ -257,6 +301,8 @@ fn sys_enter(ctx: &TracePointContext) {
                     flags: 0,
                     syscall: code,
                 });
+            } else if file.kind == file_kind::NONE && fptr != 0 {
+                crate::sock::mq_close(pid_tgid, fptr, fd);
             }
         }
         sc::CLOSE_RANGE => emit(FdEvent {
@@ -322,6 +368,10 @@ fn span(pid_tgid: u64, ret: i64) {
 
 #[inline(always)]
 fn io(pid_tgid: u64, file: FileId, fd: i32, op: u32, bytes: i64, syscall: u32) {
+    if file.kind == file_kind::SOCKET && bytes > 0 {
+        crate::sock::fd_io(pid_tgid, fd, op, bytes as u64, syscall);
+        return;
+    }
     if bytes <= 0 || !wanted(&file) {
         return;
     }
@@ -356,11 +406,16 @@ fn sys_exit(ctx: &RawTracePointContext) {
         Some(&c) if c != 0 && c != sc::CLOSE && c != sc::CLOSE_RANGE => c,
         _ => return,
     };
-    if ret < 0 {
+    // A non-blocking connect() in progress (-EINPROGRESS) is reported too.
+    if ret < 0 && !(code == sc::CONNECT && ret == -115) {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     if !allowed((pid_tgid >> 32) as u32) {
+        return;
+    }
+    if (32..64).contains(&code) {
+        crate::sock::sys_exit(regs, pid_tgid, code, ret);
         return;
     }
     let arg = |i: usize| -> u64 {

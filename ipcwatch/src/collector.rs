@@ -109,6 +109,8 @@ pub struct Collector {
     pub analyses: crate::race::Analyses,
     /// (tid, start) of the large pipe write whose IO event comes next.
     span: Option<(u32, u64)>,
+    /// Socket and message-queue state (ids, peers, names).
+    pub channels: crate::channels::Channels,
 }
 
 impl Collector {
@@ -175,6 +177,20 @@ impl Collector {
         result
     }
 
+    /// The channel of a descriptor: from the file itself (pipes, FIFOs),
+    /// or, for sockets, from what the model learned of `pid`'s `fd`.
+    fn known_channel(&self, file: &FileId, pid: u32, fd: i32) -> Option<(ChannelKind, Text)> {
+        if let Some(c) = channel_id(file) {
+            return Some(c);
+        }
+        if file.kind != file_kind::SOCKET {
+            return None;
+        }
+        let r = self.model.fd(pid, fd)?;
+        let kind = self.model.channels.get(&r.channel)?.kind;
+        Some((kind, r.channel.clone()))
+    }
+
     fn line(
         &self,
         hdr: &EventHeader,
@@ -197,10 +213,11 @@ impl Collector {
             cloexec: false,
             path: None,
             syscall: None,
+            ext: Default::default(),
         }
     }
 
-    fn convert(&self, raw: &RawEvent, out: &mut Vec<Record>) {
+    fn convert(&mut self, raw: &RawEvent, out: &mut Vec<Record>) {
         let syscall = |code: u32| Some(Text::const_new(ipcwatch_common::sc::name(code)));
         match raw {
             RawEvent::Io(e) => {
@@ -223,6 +240,7 @@ impl Collector {
                     fd: e.fd,
                     syscall: Text::const_new(ipcwatch_common::sc::name(e.syscall)),
                     start_ns: None,
+                    ext: Default::default(),
                 }));
             }
             RawEvent::Pipe(e) => {
@@ -253,8 +271,13 @@ impl Collector {
                 l.syscall = syscall(e.syscall);
                 out.push(Record::Channel(l));
             }
+            RawEvent::SockIo(e) => self.channels.sock(e, true, out),
+            RawEvent::SockLife(e) => self.channels.sock(e, false, out),
+            RawEvent::Mq(e) => self.channels.mq(e, out),
+            RawEvent::Msgq(e) => self.channels.msgq(e, out),
             RawEvent::Dup(e) => {
-                let Some((kind, channel)) = channel_id(&e.file) else {
+                let Some((kind, channel)) = self.known_channel(&e.file, e.hdr.pid, e.arg as i32)
+                else {
                     return;
                 };
                 let mut l = self.line(&e.hdr, ChannelEvent::Dup, kind, channel, e.fd);
@@ -265,7 +288,7 @@ impl Collector {
                 out.push(Record::Channel(l));
             }
             RawEvent::Close(e) => {
-                let Some((kind, channel)) = channel_id(&e.file) else {
+                let Some((kind, channel)) = self.known_channel(&e.file, e.hdr.pid, e.fd) else {
                     return;
                 };
                 let mut l = self.line(&e.hdr, ChannelEvent::Close, kind, channel, e.fd);
@@ -274,7 +297,7 @@ impl Collector {
                 out.push(Record::Channel(l));
             }
             RawEvent::FdFlags(e) => {
-                let Some((kind, channel)) = channel_id(&e.file) else {
+                let Some((kind, channel)) = self.known_channel(&e.file, e.hdr.pid, e.fd) else {
                     return;
                 };
                 let mut l = self.line(&e.hdr, ChannelEvent::Setfd, kind, channel, e.fd);

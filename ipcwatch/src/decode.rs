@@ -4,8 +4,8 @@ use std::mem::size_of;
 
 use ipcwatch_common::race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE};
 use ipcwatch_common::{
-    EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, OpenEvent, PathEvent,
-    PipeEvent, SpanEvent, kind,
+    EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, MqEvent, MsgEvent, OpenEvent,
+    PathEvent, PipeEvent, SockEvent, SpanEvent, kind,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,12 @@ pub enum RawEvent {
     Collision(CollisionEvent),
     WriteSample(CollisionEvent),
     Span(SpanEvent),
+    /// Bytes through a socket.
+    SockIo(SockEvent),
+    /// socket/socketpair/bind/listen/connect/accept.
+    SockLife(SockEvent),
+    Mq(MqEvent),
+    Msgq(MsgEvent),
 }
 
 impl RawEvent {
@@ -40,6 +46,9 @@ impl RawEvent {
             RawEvent::Exit(e) => &e.hdr,
             RawEvent::Collision(e) | RawEvent::WriteSample(e) => &e.hdr,
             RawEvent::Span(e) => &e.hdr,
+            RawEvent::SockIo(e) | RawEvent::SockLife(e) => &e.hdr,
+            RawEvent::Mq(e) => &e.hdr,
+            RawEvent::Msgq(e) => &e.hdr,
         }
     }
 }
@@ -89,6 +98,10 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::SPAN => RawEvent::Span(read(bytes, "span event")?),
         KIND_COLLISION => RawEvent::Collision(read(bytes, "collision event")?),
         KIND_WRITE_SAMPLE => RawEvent::WriteSample(read(bytes, "write sample")?),
+        kind::SOCK_IO => RawEvent::SockIo(read(bytes, "socket io event")?),
+        kind::SOCK_LIFE => RawEvent::SockLife(read(bytes, "socket event")?),
+        kind::MQ => RawEvent::Mq(read(bytes, "mq event")?),
+        kind::MSGQ => RawEvent::Msgq(read(bytes, "msgq event")?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
@@ -188,6 +201,56 @@ mod tests {
             _pad: 0,
         };
         assert_eq!(decode(as_bytes(&exit)), Ok(RawEvent::Exit(exit)));
+        let msg = MsgEvent {
+            hdr: hdr(kind::MSGQ),
+            key: 0x1234,
+            id: 7,
+            bytes: 100,
+            mtype: 3,
+            flags: 0,
+            syscall: sc::MSGSND,
+        };
+        assert_eq!(decode(as_bytes(&msg)), Ok(RawEvent::Msgq(msg)));
+        let mut sock = SockEvent {
+            hdr: hdr(kind::SOCK_IO),
+            file: FileId::default(),
+            bytes: 7000,
+            sk: 1,
+            peer_sk: 2,
+            peer_ino: 99,
+            fd: 3,
+            op: op::WRITE,
+            syscall: sc::SENDTO,
+            msgs: 1,
+            family: 1,
+            sotype: 1,
+            sport: 0,
+            dport: 0,
+            saddr: [0; 16],
+            daddr: [0; 16],
+            ctl_len: 0,
+            addr_len: 0,
+            ctl: [0; ipcwatch_common::CTL_LEN],
+            addr: [0; ipcwatch_common::ADDR_LEN],
+        };
+        assert_eq!(decode(as_bytes(&sock)), Ok(RawEvent::SockIo(sock)));
+        sock.hdr.kind = kind::SOCK_LIFE;
+        assert_eq!(decode(as_bytes(&sock)), Ok(RawEvent::SockLife(sock)));
+        let mq = MqEvent {
+            hdr: hdr(kind::MQ),
+            ino: 5,
+            bytes: 100,
+            prio: 2,
+            fd: 4,
+            syscall: sc::MQ_TIMEDSEND,
+            flags: 0,
+            mode: 0,
+            has_attr: 0,
+            attr: [0; 4],
+            oldattr: [0; 4],
+            name: [0; ipcwatch_common::MQ_NAME_LEN],
+        };
+        assert_eq!(decode(as_bytes(&mq)), Ok(RawEvent::Mq(mq)));
     }
 
     #[test]

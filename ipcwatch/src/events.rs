@@ -139,6 +139,44 @@ pub struct Io {
     /// FIFO only: those may interleave with other writers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ns: Option<u64>,
+    /// Socket and queue details (absent for pipes).
+    #[serde(flatten)]
+    pub ext: IoExt,
+}
+
+/// Credentials passed with SCM_CREDENTIALS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The optional parts of an `io` line for sockets and message queues.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IoExt {
+    /// Messages moved, when more than one (sendmmsg/recvmmsg).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgs: Option<u32>,
+    /// POSIX queue: the message priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// SysV queue: the message type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtype: Option<i64>,
+    /// SysV queue: its key, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<i64>,
+    /// Unconnected socket: the destination (write) or source (read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// SCM_RIGHTS: the descriptors passed, as numbered in the sender
+    /// (write) or in the receiver (read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scm_rights: Option<Vec<i32>>,
+    /// SCM_CREDENTIALS sent or received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scm_credentials: Option<Credentials>,
 }
 
 /// Which way a descriptor faces.
@@ -196,6 +234,22 @@ pub enum ChannelEvent {
     Mkfifo,
     /// The descriptor existed when ipcwatch started (found in /proc).
     Existing,
+    /// socket() (or one end of socketpair, with `peer_*`).
+    Socket,
+    /// bind(): `local` is the address.
+    Bind,
+    /// listen().
+    Listen,
+    /// connect(): `remote` is the address, `peer_*` the other end.
+    Connect,
+    /// accept(): `fd` is the new socket, `peer_*` the connecting end.
+    Accept,
+    /// mq_unlink, or msgctl(IPC_RMID).
+    Unlink,
+    /// mq_notify: `notify` says whether a notification was registered.
+    Notify,
+    /// mq_getsetattr, msgctl (other than IPC_RMID).
+    Control,
 }
 
 /// A change to who holds an end of a channel.
@@ -224,6 +278,68 @@ pub struct ChannelLine {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syscall: Option<Text>,
+    /// Socket and queue details (absent for pipes). Boxed: most channel
+    /// lines are about pipes and leave it empty.
+    #[serde(flatten)]
+    pub ext: Box<ChannelExt>,
+}
+
+/// `struct mq_attr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqAttr {
+    pub flags: i64,
+    pub maxmsg: i64,
+    pub msgsize: i64,
+    pub curmsgs: i64,
+}
+
+/// The optional parts of a `channel` line for sockets and queues.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelExt {
+    /// "stream", "dgram" or "seqpacket".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_type: Option<Text>,
+    /// This end's address: "/path", "@abstract", "ip:port", "[ip6]:port".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    /// The other end's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// This socket's inode ("socket:[INODE]" in /proc/PID/fd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode: Option<u64>,
+    /// The other end: its socket inode and, when known, who holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_inode: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_comm: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_fd: Option<i32>,
+    /// Queues: the name (POSIX) or key (SysV).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<i64>,
+    /// SysV queue id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// mq_open oflag / msgget msgflg / msgctl cmd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u32>,
+    /// mq_open mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// mq_open attributes, mq_getsetattr new attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attr: Option<MqAttr>,
+    /// mq_getsetattr previous attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_attr: Option<MqAttr>,
+    /// mq_notify: true when registering, false when removing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,6 +408,20 @@ pub struct ChannelSummary {
     pub writers: Vec<u32>,
     /// Processes that read from it or hold a read end.
     pub readers: Vec<u32>,
+    /// Per process: what it sent and received (sockets and queues).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointSummary>,
+}
+
+/// One process's traffic on a channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    pub pid: u32,
+    pub comm: Text,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub writes: u64,
+    pub reads: u64,
 }
 
 /// Last line of every trace.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use btf_rs::{Btf, Type};
-use ipcwatch_common::{KernelOffsets, sc};
+use ipcwatch_common::{KernelOffsets, SockOffsets, sc};
 
 use crate::Error;
 
@@ -93,6 +93,41 @@ pub fn offsets_from(path: &Path) -> Result<KernelOffsets, Error> {
     })
 }
 
+/// Offsets for the socket probes (see `SockOffsets`).
+pub fn sock_offsets_from(path: &Path) -> Result<SockOffsets, Error> {
+    let btf = Btf::from_file(path)
+        .map_err(|e| Error::Btf(format!("cannot read {}: {e}", path.display())))?;
+    let off = |s: &str, f: &str| member_offset(&btf, s, f);
+    let common = off("sock", "__sk_common")?;
+    let skc = |f: &str| off("sock_common", f).map(|o| o + common);
+    let vfs_inode = off("socket_alloc", "vfs_inode")?;
+    let socket = off("socket_alloc", "socket")?;
+    Ok(SockOffsets {
+        file_private_data: off("file", "private_data")?,
+        socket_sk: off("socket", "sk")?,
+        sk_family: skc("skc_family")?,
+        sk_type: off("sock", "sk_type")?,
+        sk_protocol: off("sock", "sk_protocol")?,
+        sk_daddr: skc("skc_daddr")?,
+        sk_rcv_saddr: skc("skc_rcv_saddr")?,
+        sk_dport: skc("skc_dport")?,
+        sk_num: skc("skc_num")?,
+        sk_v6_daddr: skc("skc_v6_daddr")?,
+        sk_v6_rcv_saddr: skc("skc_v6_rcv_saddr")?,
+        sk_socket: off("sock", "sk_socket")?,
+        unix_peer: off("unix_sock", "peer")?,
+        socket_inode: vfs_inode.checked_sub(socket).ok_or_else(|| {
+            Error::Btf("socket_alloc.vfs_inode precedes socket_alloc.socket".into())
+        })?,
+        regs_arg4: off("pt_regs", REGS_MORE[0])?,
+        regs_arg5: off("pt_regs", REGS_MORE[1])?,
+    })
+}
+
+/// `struct pt_regs` fields of the fifth and sixth syscall arguments.
+#[cfg(target_arch = "x86_64")]
+const REGS_MORE: [&str; 2] = ["r8", "r9"];
+
 /// `struct pt_regs` fields holding the syscall number and the first four
 /// arguments at syscall exit.
 #[cfg(target_arch = "x86_64")]
@@ -124,6 +159,7 @@ pub fn syscall_numbers() -> Vec<(u32, i64)> {
         (sc::OPENAT2, libc::SYS_openat2),
         (sc::CLOSE_RANGE, libc::SYS_close_range),
     ];
+    v.extend(channel_syscall_numbers());
     #[cfg(target_arch = "x86_64")]
     v.extend([
         (sc::DUP2, libc::SYS_dup2),
@@ -132,6 +168,35 @@ pub fn syscall_numbers() -> Vec<(u32, i64)> {
         (sc::OPEN, libc::SYS_open),
     ]);
     v
+}
+
+/// Socket and message-queue syscalls. socket() itself is left out: a
+/// socket says nothing until it is bound, connected or used.
+fn channel_syscall_numbers() -> [(u32, i64); 22] {
+    [
+        (sc::SOCKETPAIR, libc::SYS_socketpair),
+        (sc::BIND, libc::SYS_bind),
+        (sc::LISTEN, libc::SYS_listen),
+        (sc::CONNECT, libc::SYS_connect),
+        (sc::ACCEPT, libc::SYS_accept),
+        (sc::ACCEPT4, libc::SYS_accept4),
+        (sc::SENDTO, libc::SYS_sendto),
+        (sc::RECVFROM, libc::SYS_recvfrom),
+        (sc::SENDMSG, libc::SYS_sendmsg),
+        (sc::RECVMSG, libc::SYS_recvmsg),
+        (sc::SENDMMSG, libc::SYS_sendmmsg),
+        (sc::RECVMMSG, libc::SYS_recvmmsg),
+        (sc::MQ_OPEN, libc::SYS_mq_open),
+        (sc::MQ_TIMEDSEND, libc::SYS_mq_timedsend),
+        (sc::MQ_TIMEDRECEIVE, libc::SYS_mq_timedreceive),
+        (sc::MQ_NOTIFY, libc::SYS_mq_notify),
+        (sc::MQ_UNLINK, libc::SYS_mq_unlink),
+        (sc::MQ_GETSETATTR, libc::SYS_mq_getsetattr),
+        (sc::MSGGET, libc::SYS_msgget),
+        (sc::MSGSND, libc::SYS_msgsnd),
+        (sc::MSGRCV, libc::SYS_msgrcv),
+        (sc::MSGCTL, libc::SYS_msgctl),
+    ]
 }
 
 /// `uname -r`.
@@ -180,5 +245,9 @@ mod tests {
         // task_struct.tgid immediately follows pid (both pid_t).
         assert_eq!(off.task_tgid, off.task_pid + 4);
         assert!(off.file_inode > 0 && off.inode_sb > 0);
+        let s = sock_offsets_from(Path::new(VMLINUX_BTF)).expect("socket offsets");
+        // skc_num follows skc_dport (both in one u32 of sock_common).
+        assert_eq!(s.sk_num, s.sk_dport + 2);
+        assert!(s.socket_inode > 0 && s.unix_peer > 0);
     }
 }

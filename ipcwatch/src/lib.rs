@@ -7,10 +7,12 @@
 //! recorded trace replays through the same records, model and sinks.
 
 pub mod analyze;
+pub mod channels;
 pub mod collector;
 pub mod decode;
 pub mod doctor;
 pub mod events;
+pub mod graph;
 pub mod kernel;
 pub mod loader;
 pub mod model;
@@ -19,6 +21,7 @@ pub mod preflight;
 pub mod procscan;
 pub mod race;
 pub mod record;
+pub mod sockdiag;
 pub mod spawn;
 pub mod tui;
 pub mod workload;

@@ -7,7 +7,9 @@ use aya::{
 };
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use ipcwatch_common::{COMM_LEN, Config, file_kind, filter, race::WatchKey, sc, stat, traced};
+use ipcwatch_common::{
+    COMM_LEN, Config, SockConfig, file_kind, filter, race::WatchKey, sc, stat, traced,
+};
 
 use crate::{Error, kernel};
 
@@ -16,6 +18,28 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// Default ring buffer: 8 MiB.
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+
+/// Every channel kind ipcwatch follows.
+pub const ALL_KINDS: u32 = file_kind::bit(file_kind::PIPE)
+    | file_kind::bit(file_kind::FIFO)
+    | file_kind::bit(file_kind::UNIX)
+    | file_kind::bit(file_kind::TCP)
+    | file_kind::bit(file_kind::UDP)
+    | file_kind::bit(file_kind::MQ)
+    | file_kind::bit(file_kind::MSGQ);
+
+/// `kinds` as the kernel needs it: any socket kind also needs the generic
+/// SOCKET bit, so that close and dup of sockets are reported.
+pub fn kernel_kinds(kinds: u32) -> u32 {
+    let sockets = file_kind::bit(file_kind::UNIX)
+        | file_kind::bit(file_kind::TCP)
+        | file_kind::bit(file_kind::UDP);
+    if kinds & sockets != 0 {
+        kinds | file_kind::bit(file_kind::SOCKET)
+    } else {
+        kinds
+    }
+}
 
 /// Which processes the kernel side reports.
 #[derive(Debug, Clone, Default)]
@@ -44,7 +68,7 @@ impl Default for Options {
         Options {
             filter: Filter::default(),
             listed_only: false,
-            kinds: file_kind::bit(file_kind::PIPE) | file_kind::bit(file_kind::FIFO),
+            kinds: ALL_KINDS,
             ring_bytes: DEFAULT_RING_BYTES,
             watch_delay_ns: 50_000,
             deep: false,
@@ -66,7 +90,8 @@ pub struct Probes {
     ebpf: Ebpf,
     ring: Option<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
-    seq: PerCpuArray<MapData, u64>,
+    /// Per-CPU next sequence numbers (`SEQ`), to count trailing losses.
+    seq: Option<PerCpuArray<MapData, u64>>,
     traced: HashMap<MapData, u32, u32>,
     pub skipped: Vec<Skipped>,
 }
@@ -96,14 +121,18 @@ impl Probes {
         let config = Config {
             self_tgid: std::process::id(),
             filter: mode,
-            kinds: opts.kinds,
+            kinds: kernel_kinds(opts.kinds),
             wake_bytes: opts.ring_bytes / 16,
             watch_delay_ns: opts.watch_delay_ns,
             deep: opts.deep as u32,
             off,
         };
+        let sock_config = SockConfig {
+            off: kernel::sock_offsets_from(std::path::Path::new(kernel::VMLINUX_BTF))?,
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &config, true)
+            .override_global("SOCK_CONFIG", &sock_config, true)
             .map_max_entries("EVENTS", opts.ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| load_err("loading the eBPF object", e))?;
@@ -188,16 +217,14 @@ impl Probes {
                 .ok_or_else(|| Error::Load("map STATS missing".into()))?,
         )
         .map_err(|e| load_err("map STATS", e))?;
-        let seq = PerCpuArray::try_from(
-            ebpf.take_map("SEQ")
-                .ok_or_else(|| Error::Load("map SEQ missing".into()))?,
-        )
-        .map_err(|e| load_err("map SEQ", e))?;
         let traced = HashMap::try_from(
             ebpf.take_map("TRACED")
                 .ok_or_else(|| Error::Load("map TRACED missing".into()))?,
         )
         .map_err(|e| load_err("map TRACED", e))?;
+        let seq = ebpf
+            .take_map("SEQ")
+            .and_then(|m| PerCpuArray::try_from(m).ok());
         let mut probes = Probes {
             ebpf,
             ring: Some(ring),
@@ -319,10 +346,13 @@ impl Probes {
             .unwrap_or(0)
     }
 
-    /// The next sequence number of every CPU: how many events each CPU
-    /// produced, written or dropped.
-    pub fn sequences(&self) -> Vec<u64> {
-        self.seq.get(&0, 0).map(|v| v.to_vec()).unwrap_or_default()
+    /// The kernel's next sequence number for each CPU (index = CPU).
+    pub fn kernel_seqs(&self) -> Vec<u64> {
+        self.seq
+            .as_ref()
+            .and_then(|m| m.get(&0, 0).ok())
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Events the kernel could not write because the ring buffer was full.

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ipcwatch::doctor;
-use ipcwatch::loader::{DEFAULT_RING_BYTES, Filter};
+use ipcwatch::loader::{ALL_KINDS, DEFAULT_RING_BYTES, Filter};
 use ipcwatch::record::{self, RecordArgs};
 
 /// See how processes talk (pipes, FIFOs...), live or recorded as NDJSON.
@@ -37,6 +37,11 @@ enum Command {
     /// Start built-in workloads (pipes, a socket pair, a message queue, a
     /// racy and a locked shared counter) and open the TUI on them.
     Demo,
+    /// Draw who talks to whom (Graphviz DOT or JSON).
+    ///
+    /// Traces like `record` (the whole system for --duration, or `-- CMD`),
+    /// or reads a trace written by `record` with --input.
+    Graph(GraphCli),
     /// Show which kernel features ipcwatch can use here, by trying each.
     Doctor {
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -126,6 +131,50 @@ enum Workload {
         #[arg(long, value_parser = parse_secs)]
         duration: Option<Duration>,
     },
+    /// Socketpair 7000 B, abstract unix 3333 B, TCP 5555 B, POSIX queue 5 x 100 B.
+    ChannelsDemo,
+    /// Unix stream, dgram and seqpacket sockets under DIR, BYTES each.
+    UnixTypes {
+        dir: String,
+        #[arg(long, default_value_t = 3000)]
+        bytes: usize,
+    },
+    /// SCM_RIGHTS and SCM_CREDENTIALS over a socketpair.
+    FdPass,
+    /// UDP over IPv4 and IPv6 loopback, 3 datagrams of SIZE.
+    Udp {
+        #[arg(long, default_value_t = 400)]
+        size: usize,
+    },
+    /// A SysV message queue, COUNT messages of SIZE from a child.
+    Msgq {
+        #[arg(long, default_value_t = 4)]
+        count: usize,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// A socketpair (or with --tcp a TCP loopback connection) connected
+    /// now, written after a line on stdin.
+    SockDelayed {
+        #[arg(long)]
+        bytes: usize,
+        #[arg(long)]
+        tcp: bool,
+    },
+    /// Round trips of SIZE bytes over a unix socketpair.
+    UnixPingpong {
+        #[arg(long, default_value_t = 1)]
+        size: usize,
+        #[arg(long, default_value_t = 100_000)]
+        iters: u64,
+    },
+    /// Round trips of SIZE bytes over two POSIX queues.
+    MqPingpong {
+        #[arg(long, default_value_t = 1)]
+        size: usize,
+        #[arg(long, default_value_t = 100_000)]
+        iters: u64,
+    },
 }
 
 fn workload(w: Workload) -> ExitCode {
@@ -145,6 +194,14 @@ fn workload(w: Workload) -> ExitCode {
             records,
         } => wl::race::pipe_writers(writers, size, records),
         Workload::Demo { duration } => wl::demo::run(duration),
+        Workload::ChannelsDemo => wl::channels_demo(),
+        Workload::UnixTypes { dir, bytes } => wl::unix_types(&dir, bytes),
+        Workload::FdPass => wl::fd_pass(),
+        Workload::Udp { size } => wl::udp(size),
+        Workload::Msgq { count, size } => wl::msgq(count, size),
+        Workload::SockDelayed { bytes, tcp } => wl::sock_delayed(bytes, tcp),
+        Workload::UnixPingpong { size, iters } => wl::unix_pingpong(size, iters),
+        Workload::MqPingpong { size, iters } => wl::mq_pingpong(size, iters),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -186,6 +243,132 @@ fn parse_ring(s: &str) -> Result<u32, String> {
     Ok(v)
 }
 
+/// A channel kind for --kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KindArg {
+    Pipe,
+    Fifo,
+    Unix,
+    Tcp,
+    Udp,
+    Mq,
+    Msgq,
+}
+
+fn kinds_mask(kinds: &[KindArg]) -> u32 {
+    use ipcwatch_common::file_kind as fk;
+    if kinds.is_empty() {
+        return ALL_KINDS;
+    }
+    kinds
+        .iter()
+        .map(|k| {
+            fk::bit(match k {
+                KindArg::Pipe => fk::PIPE,
+                KindArg::Fifo => fk::FIFO,
+                KindArg::Unix => fk::UNIX,
+                KindArg::Tcp => fk::TCP,
+                KindArg::Udp => fk::UDP,
+                KindArg::Mq => fk::MQ,
+                KindArg::Msgq => fk::MSGQ,
+            })
+        })
+        .fold(0, |a, b| a | b)
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+struct GraphCli {
+    /// Where to write the graph; `-` is standard output.
+    #[arg(short, long, value_name = "FILE", default_value = "-")]
+    output: String,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    format: GraphFormat,
+    /// Stop tracing after this many seconds (fractions allowed).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    duration: Option<Duration>,
+    /// Draw from this trace (written by `record`) instead of tracing.
+    #[arg(long, value_name = "TRACE", conflicts_with_all = ["duration", "command"])]
+    input: Option<std::path::PathBuf>,
+    /// Only these channel kinds (repeatable). Filtered in the kernel.
+    #[arg(long = "kind", value_enum, value_name = "KIND")]
+    kinds: Vec<KindArg>,
+    /// The command to start and trace, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+fn graph(cli: GraphCli) -> ExitCode {
+    if cli.input.is_none() && cli.command.is_empty() && cli.duration.is_none() {
+        eprintln!(
+            "ipcwatch: error: graph needs `-- CMD`, --duration SECS or --input TRACE (it draws what it saw)"
+        );
+        return ExitCode::from(2);
+    }
+    let result = (|| -> anyhow::Result<String> {
+        let model = match &cli.input {
+            Some(path) => ipcwatch::graph::model_from_trace(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None => {
+                let dir = std::env::temp_dir();
+                let trace = dir.join(format!("ipcwatch-graph-{}.ndjson", std::process::id()));
+                let _ = std::fs::remove_file(&trace);
+                let args = RecordArgs {
+                    output: trace.to_string_lossy().into_owned(),
+                    duration: cli.duration,
+                    filter: Filter::default(),
+                    command: cli.command.clone(),
+                    ring_bytes: DEFAULT_RING_BYTES,
+                    kinds: kinds_mask(&cli.kinds),
+                    command_stdout_to_stderr: cli.output == "-",
+                    // A graph needs no race detection.
+                    detector: ipcwatch::race::detector::DetectorOptions {
+                        enabled: false,
+                        ..Default::default()
+                    },
+                    ..RecordArgs::default()
+                };
+                let r = record::run(args);
+                let model = r.and_then(|_| {
+                    ipcwatch::graph::model_from_trace(&trace).map_err(anyhow::Error::from)
+                });
+                let _ = std::fs::remove_file(&trace);
+                model?
+            }
+        };
+        let g = ipcwatch::graph::Graph::from_model(&model);
+        Ok(match cli.format {
+            GraphFormat::Dot => g.dot(),
+            GraphFormat::Json => serde_json::to_string_pretty(&g)? + "\n",
+        })
+    })();
+    let text = match result {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ipcwatch: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = if cli.output == "-" {
+        use std::io::Write;
+        std::io::stdout().write_all(text.as_bytes())
+    } else {
+        std::fs::write(&cli.output, text)
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipcwatch: error: cannot write {}: {e}", cli.output);
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[derive(clap::Args, Debug, Default)]
 struct RecordCli {
     /// Where to write the trace; `-` is standard output. A file is created
@@ -202,6 +385,10 @@ struct RecordCli {
     /// in /proc/PID/comm). Filtered in the kernel.
     #[arg(long = "comm", value_name = "NAME")]
     comms: Vec<String>,
+    /// Trace only these channel kinds (repeatable; default: all).
+    /// Filtered in the kernel.
+    #[arg(long = "kind", value_enum, value_name = "KIND")]
+    kinds: Vec<KindArg>,
     /// Size of the kernel ring buffer in bytes (a power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring)]
     ring_size: u32,
@@ -261,6 +448,8 @@ fn record(cli: RecordCli) -> ExitCode {
         },
         watch_delay_ns: cli.race_delay * 1000,
         deep: cli.deep,
+        kinds: kinds_mask(&cli.kinds),
+        command_stdout_to_stderr: false,
     };
     let fail_on_race = cli.fail_on_race;
     match record::run(args) {
@@ -444,6 +633,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Record(r)) => record(r),
+        Some(Command::Graph(g)) => graph(g),
         Some(Command::Doctor { format }) => {
             let report = doctor::run();
             match format {

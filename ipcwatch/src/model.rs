@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::events::{
-    ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, End, FaultLine, Io, MappingEvent,
-    MappingLine, Op, ProcessEvent, ProcessLine, RaceLine, Record, RegionEvent, RegionKind,
-    RegionLine, SyncEvent, SyncLine, Text,
+    ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, End, EndpointSummary, FaultLine, Io,
+    MappingEvent, MappingLine, Op, ProcessEvent, ProcessLine, RaceLine, Record, RegionEvent,
+    RegionKind, RegionLine, SyncEvent, SyncLine, Text,
 };
 
 /// Page size used for per-page write heat.
@@ -140,9 +140,35 @@ pub struct Channel {
     pub read: BTreeSet<u32>,
     pub first_ts: u64,
     pub last_ts: u64,
+    /// Per process: what it sent and received on this channel.
+    pub endpoints: BTreeMap<u32, Flow>,
+}
+
+/// One process's traffic on one channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub comm: Text,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub writes: u64,
+    pub reads: u64,
+    pub last_ts: u64,
 }
 
 impl Channel {
+    /// Bytes per second through the channel (written, read) between its
+    /// first and last activity.
+    pub fn rates(&self) -> (f64, f64) {
+        let secs = (self.last_ts.saturating_sub(self.first_ts)) as f64 / 1e9;
+        if secs <= 0.0 {
+            return (0.0, 0.0);
+        }
+        (
+            self.bytes_written as f64 / secs,
+            self.bytes_read as f64 / secs,
+        )
+    }
+
     fn new(id: Text, kind: ChannelKind, ts: u64) -> Self {
         Channel {
             id,
@@ -157,6 +183,7 @@ impl Channel {
             read: BTreeSet::new(),
             first_ts: ts,
             last_ts: ts,
+            endpoints: BTreeMap::new(),
         }
     }
 
@@ -195,6 +222,21 @@ impl Channel {
             reads: self.reads,
             writers: self.writers().into_iter().collect(),
             readers: self.readers().into_iter().collect(),
+            endpoints: if matches!(self.kind, ChannelKind::Pipe | ChannelKind::Fifo) {
+                Vec::new()
+            } else {
+                self.endpoints
+                    .iter()
+                    .map(|(pid, f)| EndpointSummary {
+                        pid: *pid,
+                        comm: f.comm.clone(),
+                        bytes_written: f.bytes_written,
+                        bytes_read: f.bytes_read,
+                        writes: f.writes,
+                        reads: f.reads,
+                    })
+                    .collect()
+            },
         }
     }
 }
@@ -429,13 +471,20 @@ impl Model {
         }
         let known = p.fds.contains_key(&io.fd);
         let c = self.channel(&io.channel, io.kind, io.ts_ns);
+        let flow = c.endpoints.entry(io.pid).or_default();
+        flow.comm.clone_from(&io.comm);
+        flow.last_ts = flow.last_ts.max(io.ts_ns);
         match io.op {
             Op::Write => {
+                flow.bytes_written += io.bytes;
+                flow.writes += 1;
                 c.bytes_written += io.bytes;
                 c.writes += 1;
                 c.wrote.insert(io.pid);
             }
             Op::Read => {
+                flow.bytes_read += io.bytes;
+                flow.reads += 1;
                 c.bytes_read += io.bytes;
                 c.reads += 1;
                 c.read.insert(io.pid);
@@ -464,7 +513,14 @@ impl Model {
         }
         let Some(fd) = line.fd else { return };
         match line.event {
-            ChannelEvent::Create | ChannelEvent::Open | ChannelEvent::Existing => {
+            ChannelEvent::Create
+            | ChannelEvent::Open
+            | ChannelEvent::Existing
+            | ChannelEvent::Socket
+            | ChannelEvent::Bind
+            | ChannelEvent::Listen
+            | ChannelEvent::Connect
+            | ChannelEvent::Accept => {
                 let end = line.end.unwrap_or(End::Both);
                 let fdref = FdRef {
                     channel: line.channel.clone(),
@@ -498,7 +554,10 @@ impl Model {
                     r.cloexec = line.cloexec;
                 }
             }
-            ChannelEvent::Mkfifo => {}
+            ChannelEvent::Mkfifo
+            | ChannelEvent::Unlink
+            | ChannelEvent::Notify
+            | ChannelEvent::Control => {}
         }
     }
 
@@ -574,6 +633,7 @@ mod tests {
             cloexec: false,
             path: None,
             syscall: None,
+            ext: Default::default(),
         })
     }
 
@@ -782,6 +842,7 @@ mod tests {
                 fd: 9,
                 syscall: "write".into(),
                 start_ns: None,
+                ext: Default::default(),
             }));
         }
         let c = &m.channels["pipe:[7]"];

@@ -99,6 +99,7 @@ pub fn scan_process(pid: u32, ts_ns: u64, before_exec: bool, out: &mut Vec<Recor
             cloexec,
             path,
             syscall: None,
+            ext: Default::default(),
         }));
     }
 }

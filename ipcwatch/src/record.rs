@@ -31,6 +31,11 @@ pub struct RecordArgs {
     pub watch_delay_ns: u32,
     /// Deep mode: happens-before analysis of every sampled write.
     pub deep: bool,
+    /// Channel kinds to trace (`file_kind::bit`s), filtered in the kernel.
+    pub kinds: u32,
+    /// Send the command's standard output to standard error even when the
+    /// trace goes to a file (`graph` writes its own output to stdout).
+    pub command_stdout_to_stderr: bool,
 }
 
 impl Default for RecordArgs {
@@ -44,6 +49,8 @@ impl Default for RecordArgs {
             detector: DetectorOptions::default(),
             watch_delay_ns: 50_000,
             deep: false,
+            kinds: crate::loader::Options::default().kinds,
+            command_stdout_to_stderr: false,
         }
     }
 }
@@ -146,7 +153,7 @@ pub fn run_with<S: Sink>(
         ring_bytes: args.ring_bytes,
         watch_delay_ns: args.watch_delay_ns,
         deep: args.deep,
-        ..Options::default()
+        kinds: args.kinds,
     };
     let mut probes = Probes::load(&opts)?;
 
@@ -186,7 +193,10 @@ pub fn run_with<S: Sink>(
     // Start the command blocked, let the kernel follow it, then release it.
     let mut child = None;
     if !args.command.is_empty() {
-        let blocked = spawn::spawn_blocked(&args.command, args.output == "-")?;
+        let blocked = spawn::spawn_blocked(
+            &args.command,
+            args.output == "-" || args.command_stdout_to_stderr,
+        )?;
         let pid = blocked.pid;
         probes.trace_pid(pid, true)?;
         let pidfd = spawn::pidfd(pid)?;
@@ -207,6 +217,10 @@ pub fn run_with<S: Sink>(
         for r in procscan::scan(monotonic_ns(), &want) {
             collector.push(r, &mut sink)?;
         }
+        // Sockets connected before the start, with both ends (sock_diag).
+        for r in collector.channels.existing(monotonic_ns(), &want) {
+            collector.push(r, &mut sink)?;
+        }
     }
     sink.flush()?;
 
@@ -223,8 +237,13 @@ pub fn run_with<S: Sink>(
         stop,
     ))?;
 
+    match collector.finish(&mut sink) {
+        Err(e) if !is_broken_pipe(&e) => return Err(e.into()),
+        _ => {}
+    }
+    // Events lost after the last one each CPU delivered leave no gap.
     let dropped = probes.dropped();
-    collector.close_sequences(&probes.sequences());
+    collector.close_sequences(&probes.kernel_seqs());
     let summary = Record::Summary(Summary {
         ts_ns: monotonic_ns(),
         duration_ns: monotonic_ns().saturating_sub(start_mono),

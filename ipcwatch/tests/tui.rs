@@ -62,6 +62,7 @@ fn open(ts: u64, kind: ChannelKind, ch: &str, pid: u32, comm: &str, fd: i32, end
         cloexec: false,
         path: None,
         syscall: None,
+        ext: Default::default(),
     })
 }
 
@@ -88,6 +89,7 @@ fn io(
         fd,
         syscall: "write".into(),
         start_ns: None,
+        ext: Default::default(),
     })
 }
 

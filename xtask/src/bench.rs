@@ -111,14 +111,18 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
         eprintln!("bench: strace not installed; its column is left out");
     }
     let workloads = [
-        ("pipe ping-pong 1 B", 1usize),
-        ("pipe ping-pong 4 KiB", 4096),
+        ("pipe ping-pong 1 B", "pingpong", 1usize),
+        ("pipe ping-pong 4 KiB", "pingpong", 4096),
+        ("unix socket ping-pong 1 B", "unix-pingpong", 1),
+        ("unix socket ping-pong 4 KiB", "unix-pingpong", 4096),
+        ("POSIX queue ping-pong 1 B", "mq-pingpong", 1),
+        ("POSIX queue ping-pong 4 KiB", "mq-pingpong", 4096),
     ];
     let mut rows = Vec::new();
-    for (name, size) in workloads {
+    for (name, workload, size) in workloads {
         let wl: Vec<String> = [
             "workload",
-            "pingpong",
+            workload,
             "--size",
             &size.to_string(),
             "--iters",

@@ -271,6 +271,7 @@ mod tests {
             fd: 3,
             syscall: "write".into(),
             start_ns: None,
+            ext: Default::default(),
         })
     }
 

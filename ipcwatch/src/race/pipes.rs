@@ -118,6 +118,7 @@ mod tests {
             fd: 1,
             syscall: "write".into(),
             start_ns: Some(start),
+            ext: Default::default(),
         })
     }
 

@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+mod sock;
+pub use sock::{
+    channels_demo, fd_pass, mq_pingpong, msgq, sock_delayed, udp, unix_pingpong, unix_types,
+};
+
 fn pipe() -> Result<(std::fs::File, std::fs::File)> {
     let mut fds = [0; 2];
     // SAFETY: valid out array.
