@@ -42,6 +42,9 @@ pub mod kind {
     /// [`super::SpanEvent`]: when the write reported by the next IO event
     /// of the same thread started (pipe writes larger than PIPE_BUF).
     pub const SPAN: u32 = 12;
+    /// [`super::DataEvent`]: payload of the next IO event of the same
+    /// thread (only with `--capture-bytes`).
+    pub const DATA: u32 = 13;
     /// [`super::SockEvent`]: bytes through a socket (`op` is an [`super::op`]).
     pub const SOCK_IO: u32 = 32;
     /// [`super::SockEvent`]: socket lifecycle (`op` is a [`super::sock_op`]).
@@ -289,6 +292,20 @@ pub struct IoEvent {
 pub struct SpanEvent {
     pub hdr: EventHeader,
     pub start_ns: u64,
+}
+
+/// Most payload bytes captured per syscall (`--capture-bytes`).
+pub const MAX_CAPTURE: usize = 256;
+
+/// The first bytes a read or write moved, sent just before its IO event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataEvent {
+    pub hdr: EventHeader,
+    /// Valid bytes in `data`.
+    pub len: u32,
+    pub _pad: u32,
+    pub data: [u8; MAX_CAPTURE],
 }
 
 /// Writes larger than this to a pipe may interleave with other writers.
@@ -588,6 +605,10 @@ pub struct Config {
     pub watch_delay_ns: u32,
     /// Deep mode: report every trapped write, not only collisions.
     pub deep: u32,
+    /// Payload bytes to copy per read/write (0: never; at most
+    /// [`MAX_CAPTURE`]).
+    pub capture_bytes: u32,
+    pub _pad: u32,
     pub off: KernelOffsets,
 }
 
@@ -600,6 +621,8 @@ impl Config {
             wake_bytes: 0,
             watch_delay_ns: 0,
             deep: 0,
+            capture_bytes: 0,
+            _pad: 0,
             off: KernelOffsets {
                 task_files: 0,
                 task_tgid: 0,
@@ -659,7 +682,8 @@ mod tests {
         assert_eq!(size_of::<ExecEvent>(), 48 + 8 + PATH_LEN);
         assert_eq!(size_of::<ExitEvent>(), 48 + 8);
         assert_eq!(size_of::<KernelOffsets>(), 22 * 4);
-        assert_eq!(size_of::<Config>(), 24 + 22 * 4);
+        assert_eq!(size_of::<Config>(), 32 + 22 * 4);
+        assert_eq!(size_of::<DataEvent>(), 48 + 8 + MAX_CAPTURE);
         assert_eq!(size_of::<race::Slot>(), 48);
         assert_eq!(size_of::<race::CollisionEvent>(), 48 + 32 + 48);
         assert_eq!(

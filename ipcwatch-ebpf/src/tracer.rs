@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use ipcwatch_common::{
     COMM_LEN, Config, EventHeader, ExecEvent, ExitEvent, FdEvent, FileId, ForkEvent, IoEvent,
-    MAX_SYSCALL_NR, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, SpanEvent, file_kind, filter, kind,
+    DataEvent, MAX_CAPTURE, MAX_SYSCALL_NR, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, SpanEvent, file_kind, filter, kind,
     op, sc, stat, traced,
 };
 
@@ -349,6 +349,52 @@ fn iov_len(iov: u64, count: u64) -> u64 {
     total
 }
 
+/// The user buffer of a read/write (readv/writev: the first iovec's).
+#[inline(always)]
+fn user_buf(code: u32, arg1: u64) -> u64 {
+    if code == sc::READV || code == sc::WRITEV {
+        // SAFETY: user pointer; probe_read tolerates faults.
+        unsafe { bpf_probe_read_user(arg1 as *const u64) }.unwrap_or(0)
+    } else {
+        arg1
+    }
+}
+
+/// With `--capture-bytes`: before the IO event, the first bytes moved.
+#[inline(always)]
+fn capture(pid_tgid: u64, file: &FileId, buf: u64, ret: i64) {
+    let cap = conf!(capture_bytes) as i64;
+    if cap == 0 || ret <= 0 || buf == 0 || !wanted(file) {
+        return;
+    }
+    let n = if ret < cap { ret } else { cap } as u32;
+    let hdr = header(kind::DATA, pid_tgid);
+    let Some(mut entry) = EVENTS.reserve::<DataEvent>(0) else {
+        bump(stat::DROPPED);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // Bounded for the verifier: 1..=MAX_CAPTURE.
+    let len = if n as usize > MAX_CAPTURE { MAX_CAPTURE as u32 } else { n };
+    // SAFETY: `e` is reserved ring-buffer memory of DataEvent's size; the
+    // read is at most MAX_CAPTURE bytes into `data`, from a user pointer.
+    unsafe {
+        (*e).hdr = hdr;
+        (*e).len = len;
+        (*e)._pad = 0;
+        let rc = aya_ebpf::helpers::generated::bpf_probe_read_user(
+            (*e).data.as_mut_ptr().cast(),
+            len,
+            buf as *const core::ffi::c_void,
+        );
+        if rc != 0 {
+            (*e).len = 0;
+        }
+    }
+    entry.submit(wake_flags());
+    bump(stat::EMITTED);
+}
+
 /// Before the IO event of a large pipe write: when it started.
 #[inline(always)]
 fn span(pid_tgid: u64, ret: i64) {
@@ -430,7 +476,9 @@ fn sys_exit(ctx: &RawTracePointContext) {
     match code {
         sc::READ | sc::READV => {
             let fd = arg(0) as i32;
-            io(pid_tgid, classify_fd(fd as i64), fd, op::READ, ret, code)
+            let file = classify_fd(fd as i64);
+            capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
+            io(pid_tgid, file, fd, op::READ, ret, code)
         }
         sc::WRITE | sc::WRITEV => {
             let fd = arg(0) as i32;
@@ -438,6 +486,7 @@ fn sys_exit(ctx: &RawTracePointContext) {
             if file.kind == file_kind::PIPE || file.kind == file_kind::FIFO {
                 span(pid_tgid, ret);
             }
+            capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
             io(pid_tgid, file, fd, op::WRITE, ret, code)
         }
         sc::VMSPLICE => {

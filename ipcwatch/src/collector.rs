@@ -109,6 +109,8 @@ pub struct Collector {
     pub analyses: crate::race::Analyses,
     /// (tid, start) of the large pipe write whose IO event comes next.
     span: Option<(u32, u64)>,
+    /// (tid, hex payload) for the IO event that comes next.
+    data: Option<(u32, String)>,
     /// Socket and message-queue state (ids, peers, names).
     pub channels: crate::channels::Channels,
 }
@@ -158,6 +160,12 @@ impl Collector {
             self.span = Some((e.hdr.tid, e.start_ns));
             return Ok(());
         }
+        if let RawEvent::Data(e) = raw {
+            let len = (e.len as usize).min(e.data.len());
+            let hex: String = e.data[..len].iter().map(|b| format!("{b:02x}")).collect();
+            self.data = Some((e.hdr.tid, hex));
+            return Ok(());
+        }
         let mut out = std::mem::take(&mut self.out);
         self.convert(raw, &mut out);
         if let Some((tid, start)) = self.span.take()
@@ -165,6 +173,12 @@ impl Collector {
             && io.tid == tid
         {
             io.start_ns = Some(start);
+        }
+        if let Some((tid, hex)) = self.data.take()
+            && let Some(Record::Io(io)) = out.first_mut()
+            && io.tid == tid
+        {
+            io.ext.data = Some(hex);
         }
         let mut result = Ok(());
         for r in out.drain(..) {
@@ -371,7 +385,7 @@ impl Collector {
                 signal: None,
             })),
             // Turned into findings by the race detector, not here.
-            RawEvent::Collision(_) | RawEvent::WriteSample(_) | RawEvent::Span(_) => {}
+            RawEvent::Collision(_) | RawEvent::WriteSample(_) | RawEvent::Span(_) | RawEvent::Data(_) => {}
             RawEvent::Exit(e) => {
                 let (exit_code, signal) = wait_status(e.exit_code);
                 out.push(Record::Process(ProcessLine {

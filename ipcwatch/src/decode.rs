@@ -5,7 +5,7 @@ use std::mem::size_of;
 use ipcwatch_common::race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE};
 use ipcwatch_common::{
     EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, MqEvent, MsgEvent, OpenEvent,
-    PathEvent, PipeEvent, SockEvent, SpanEvent, kind,
+    PathEvent, PipeEvent, SockEvent, SpanEvent, kind, DataEvent,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,7 @@ pub enum RawEvent {
     Collision(CollisionEvent),
     WriteSample(CollisionEvent),
     Span(SpanEvent),
+    Data(DataEvent),
     /// Bytes through a socket.
     SockIo(SockEvent),
     /// socket/socketpair/bind/listen/connect/accept.
@@ -46,6 +47,7 @@ impl RawEvent {
             RawEvent::Exit(e) => &e.hdr,
             RawEvent::Collision(e) | RawEvent::WriteSample(e) => &e.hdr,
             RawEvent::Span(e) => &e.hdr,
+            RawEvent::Data(e) => &e.hdr,
             RawEvent::SockIo(e) | RawEvent::SockLife(e) => &e.hdr,
             RawEvent::Mq(e) => &e.hdr,
             RawEvent::Msgq(e) => &e.hdr,
@@ -96,6 +98,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::EXEC => RawEvent::Exec(read(bytes, "exec event")?),
         kind::EXIT => RawEvent::Exit(read(bytes, "exit event")?),
         kind::SPAN => RawEvent::Span(read(bytes, "span event")?),
+        kind::DATA => RawEvent::Data(read(bytes, "data event")?),
         KIND_COLLISION => RawEvent::Collision(read(bytes, "collision event")?),
         KIND_WRITE_SAMPLE => RawEvent::WriteSample(read(bytes, "write sample")?),
         kind::SOCK_IO => RawEvent::SockIo(read(bytes, "socket io event")?),

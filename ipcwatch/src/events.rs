@@ -177,6 +177,10 @@ pub struct IoExt {
     /// SCM_CREDENTIALS sent or received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scm_credentials: Option<Credentials>,
+    /// With `--capture-bytes N`: the first N bytes moved, in hex. Never
+    /// present otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 /// Which way a descriptor faces.

@@ -61,6 +61,8 @@ pub struct Options {
     pub watch_delay_ns: u32,
     /// Deep mode: every trapped write is reported.
     pub deep: bool,
+    /// Payload bytes copied per read/write (0: none).
+    pub capture_bytes: u32,
 }
 
 impl Default for Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             ring_bytes: DEFAULT_RING_BYTES,
             watch_delay_ns: 50_000,
             deep: false,
+            capture_bytes: 0,
         }
     }
 }
@@ -125,6 +128,8 @@ impl Probes {
             wake_bytes: opts.ring_bytes / 16,
             watch_delay_ns: opts.watch_delay_ns,
             deep: opts.deep as u32,
+            capture_bytes: opts.capture_bytes.min(ipcwatch_common::MAX_CAPTURE as u32),
+            _pad: 0,
             off,
         };
         let sock_config = SockConfig {

@@ -395,6 +395,11 @@ struct RecordCli {
     /// Exit with status 3 when a race was found.
     #[arg(long)]
     fail_on_race: bool,
+    /// Copy the first N bytes (at most 256) of every read and write on a
+    /// pipe, FIFO or socket into the trace (`data`, hex). Off by default:
+    /// ipcwatch never records payloads unless asked.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
+    capture_bytes: u32,
     /// Deep mode, for races whose writes never collide in time: every
     /// trapped write is reported and checked by a happens-before analysis
     /// (vector clocks across processes over locks, semaphores, futexes,
@@ -448,6 +453,7 @@ fn record(cli: RecordCli) -> ExitCode {
         },
         watch_delay_ns: cli.race_delay * 1000,
         deep: cli.deep,
+        capture_bytes: cli.capture_bytes,
         kinds: kinds_mask(&cli.kinds),
         command_stdout_to_stderr: false,
     };

@@ -31,6 +31,8 @@ pub struct RecordArgs {
     pub watch_delay_ns: u32,
     /// Deep mode: happens-before analysis of every sampled write.
     pub deep: bool,
+    /// Payload bytes copied per read/write (0: none, the default).
+    pub capture_bytes: u32,
     /// Channel kinds to trace (`file_kind::bit`s), filtered in the kernel.
     pub kinds: u32,
     /// Send the command's standard output to standard error even when the
@@ -49,6 +51,7 @@ impl Default for RecordArgs {
             detector: DetectorOptions::default(),
             watch_delay_ns: 50_000,
             deep: false,
+            capture_bytes: 0,
             kinds: crate::loader::Options::default().kinds,
             command_stdout_to_stderr: false,
         }
@@ -153,6 +156,7 @@ pub fn run_with<S: Sink>(
         ring_bytes: args.ring_bytes,
         watch_delay_ns: args.watch_delay_ns,
         deep: args.deep,
+        capture_bytes: args.capture_bytes,
         kinds: args.kinds,
     };
     let mut probes = Probes::load(&opts)?;

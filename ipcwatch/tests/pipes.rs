@@ -306,3 +306,20 @@ fn sigint_stops_a_system_wide_recording_with_a_summary() {
     );
     assert_schema(&lines);
 }
+
+#[test]
+fn payload_bytes_are_captured_only_when_asked_and_capped() {
+    require_root();
+    let script = "printf 'secret-payload' | cat > /dev/null";
+    let plain = record(&["--", "sh", "-c", script]);
+    assert!(plain.of_type("io").all(|l| l.get("data").is_none()));
+    let t = record(&["--capture-bytes", "6", "--", "sh", "-c", script]);
+    let datas: Vec<&str> = t
+        .of_type("io")
+        .filter(|l| l["kind"] == "pipe")
+        .map(|l| l["data"].as_str().unwrap())
+        .collect();
+    // The write by printf and the read by cat: "secret" in hex.
+    assert_eq!(datas, vec!["736563726574", "736563726574"]);
+    assert_schema(&t.lines);
+}
