@@ -6,6 +6,8 @@
 //! every byte. Userspace decodes them in `ipcwatch::decode`.
 #![no_std]
 
+pub mod shm;
+
 /// Length of `task_struct.comm`.
 pub const COMM_LEN: usize = 16;
 /// Bytes of a path captured in the kernel (longer paths are truncated).
@@ -120,7 +122,7 @@ pub mod sc {
             }
             i += 1;
         }
-        "?"
+        crate::shm::sc::name(code)
     }
 }
 

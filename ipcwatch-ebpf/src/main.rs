@@ -23,7 +23,11 @@
 #[cfg(target_arch = "bpf")]
 mod probes;
 #[cfg(target_arch = "bpf")]
+mod shm;
+#[cfg(target_arch = "bpf")]
 mod tracer;
+#[cfg(target_arch = "bpf")]
+mod uprobes;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

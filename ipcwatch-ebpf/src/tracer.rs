@@ -19,7 +19,7 @@ use ipcwatch_common::{
 
 /// Written by userspace before load.
 #[unsafe(no_mangle)]
-static CONFIG: Config = Config::zeroed();
+pub(crate) static CONFIG: Config = Config::zeroed();
 
 /// Read one field of CONFIG. `read_volatile` keeps the compiler from
 /// folding the zero initializer into the code.
@@ -31,7 +31,7 @@ macro_rules! conf {
 }
 
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -41,7 +41,7 @@ static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// tgid -> `traced::*` flags. Used when `CONFIG.filter` has `LISTED`.
 #[map]
-static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+pub(crate) static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
 /// comm -> 1. Used when `CONFIG.filter` has `COMM`.
 #[map]
@@ -63,7 +63,7 @@ const F_SETFD: u64 = 2;
 const F_DUPFD_CLOEXEC: u64 = 1030;
 
 #[inline(always)]
-fn bump(index: u32) {
+pub(crate) fn bump(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, and tracing programs do not preempt each
         // other on one CPU.
@@ -71,7 +71,7 @@ fn bump(index: u32) {
     }
 }
 
-fn header(kind: u32, pid_tgid: u64) -> EventHeader {
+pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
     let seq = match SEQ.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, see `bump`.
         Some(p) => unsafe {
@@ -98,7 +98,7 @@ fn header(kind: u32, pid_tgid: u64) -> EventHeader {
 /// per event costs an inter-processor interrupt, which dominates the cost
 /// of tracing in a virtual machine; the reader polls on a short timer too.
 #[inline(always)]
-fn wake_flags() -> u64 {
+pub(crate) fn wake_flags() -> u64 {
     if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= conf!(wake_bytes) as u64 {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
@@ -107,7 +107,7 @@ fn wake_flags() -> u64 {
 }
 
 /// Write `event` to the ring buffer, counting a drop when it is full.
-fn emit<T: 'static>(event: T) {
+pub(crate) fn emit<T: 'static>(event: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(event);
@@ -118,7 +118,7 @@ fn emit<T: 'static>(event: T) {
     }
 }
 
-fn allowed(tgid: u32) -> bool {
+pub(crate) fn allowed(tgid: u32) -> bool {
     if tgid == conf!(self_tgid) {
         return false;
     }
@@ -144,13 +144,13 @@ fn wanted(file: &FileId) -> bool {
 
 /// Read a kernel value at `base + off`.
 #[inline(always)]
-fn kread<T>(base: u64, off: u32) -> Option<T> {
+pub(crate) fn kread<T>(base: u64, off: u32) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel tolerates any address.
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
 /// `struct file *` of `fd` in the current task, or 0.
-fn file_of_fd(fd: i64) -> u64 {
+pub(crate) fn file_of_fd(fd: i64) -> u64 {
     if !(0..=i32::MAX as i64).contains(&fd) {
         return 0;
     }
@@ -300,6 +300,10 @@ fn sys_exit(ctx: &RawTracePointContext) {
         Some(&c) if c != 0 && c != sc::CLOSE && c != sc::CLOSE_RANGE => c,
         _ => return,
     };
+    // Shared memory and locks (ipcwatch-ebpf/src/shm.rs) see failures too.
+    if crate::shm::sys_exit(regs, code, ret) {
+        return;
+    }
     if ret < 0 {
         return;
     }
@@ -504,6 +508,7 @@ fn fork(ctx: &RawTracePointContext) {
         return; // a new thread
     }
     let child_tid = kread::<u32>(child, conf!(off.task_pid)).unwrap_or(child_tgid);
+    crate::shm::fork(parent, child_tgid);
     if let Some(flags) = TRACED.get_ptr(parent) {
         // SAFETY: pointer from the map, valid for this read.
         let flags = unsafe { *flags };
@@ -581,6 +586,7 @@ fn exit() {
     if traced {
         let _ = TRACED.remove(tgid);
     }
+    crate::shm::exit(tgid);
     if !allow {
         return;
     }

@@ -98,6 +98,10 @@ pub struct Collector {
     pub seq_gaps: u64,
     /// Reused buffer of records made from one event.
     out: Vec<Record>,
+    /// Shared regions and mappings (see `regions`).
+    pub regions: crate::regions::Tracker,
+    /// Locks and write faults (see `locks`).
+    pub locks: crate::locks::Locks,
 }
 
 impl Collector {
@@ -160,7 +164,7 @@ impl Collector {
         }
     }
 
-    fn convert(&self, raw: &RawEvent, out: &mut Vec<Record>) {
+    fn convert(&mut self, raw: &RawEvent, out: &mut Vec<Record>) {
         let syscall = |code: u32| Some(Text::const_new(ipcwatch_common::sc::name(code)));
         match raw {
             RawEvent::Io(e) => {
@@ -284,17 +288,26 @@ impl Collector {
                 l.syscall = syscall(e.syscall);
                 out.push(Record::Channel(l));
             }
-            RawEvent::Fork(e) => out.push(Record::Process(ProcessLine {
-                ts_ns: e.hdr.ts_ns,
-                event: ProcessEvent::Fork,
-                pid: e.child_pid,
-                tid: e.child_tid,
-                comm: comm(&e.hdr),
-                ppid: Some(e.hdr.pid),
-                filename: None,
-                exit_code: None,
-                signal: None,
-            })),
+            RawEvent::Fork(e) => {
+                out.push(Record::Process(ProcessLine {
+                    ts_ns: e.hdr.ts_ns,
+                    event: ProcessEvent::Fork,
+                    pid: e.child_pid,
+                    tid: e.child_tid,
+                    comm: comm(&e.hdr),
+                    ppid: Some(e.hdr.pid),
+                    filename: None,
+                    exit_code: None,
+                    signal: None,
+                }));
+                let c = comm(&e.hdr);
+                self.regions
+                    .fork(&self.model, e.hdr.pid, e.child_pid, &c, e.hdr.ts_ns, out);
+            }
+            RawEvent::Mem(e) => self.regions.mem(&self.model, e, out),
+            RawEvent::Lock(e) => self.locks.lock(&self.model, e, out),
+            RawEvent::Fault(e) => self.locks.fault(&self.model, e, out),
+            RawEvent::Uprobe(e) => self.locks.uprobe(&self.model, e, out),
             RawEvent::Exec(e) => out.push(Record::Process(ProcessLine {
                 ts_ns: e.hdr.ts_ns,
                 event: ProcessEvent::Exec,

@@ -5,6 +5,7 @@ use std::mem::size_of;
 use ipcwatch_common::{
     EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, OpenEvent, PathEvent,
     PipeEvent, kind,
+    shm::{self, FaultEvent, LockEvent, MemEvent, UprobeEvent},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,11 @@ pub enum RawEvent {
     Fork(ForkEvent),
     Exec(ExecEvent),
     Exit(ExitEvent),
+    /// Shared memory (see `ipcwatch_common::shm`).
+    Mem(MemEvent),
+    Lock(LockEvent),
+    Fault(FaultEvent),
+    Uprobe(UprobeEvent),
 }
 
 impl RawEvent {
@@ -34,6 +40,10 @@ impl RawEvent {
             RawEvent::Fork(e) => &e.hdr,
             RawEvent::Exec(e) => &e.hdr,
             RawEvent::Exit(e) => &e.hdr,
+            RawEvent::Mem(e) => &e.hdr,
+            RawEvent::Lock(e) => &e.hdr,
+            RawEvent::Fault(e) => &e.hdr,
+            RawEvent::Uprobe(e) => &e.hdr,
         }
     }
 }
@@ -80,6 +90,10 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::FORK => RawEvent::Fork(read(bytes, "fork event")?),
         kind::EXEC => RawEvent::Exec(read(bytes, "exec event")?),
         kind::EXIT => RawEvent::Exit(read(bytes, "exit event")?),
+        shm::kind::MEM => RawEvent::Mem(read(bytes, "memory event")?),
+        shm::kind::LOCK => RawEvent::Lock(read(bytes, "lock event")?),
+        shm::kind::FAULT => RawEvent::Fault(read(bytes, "fault event")?),
+        shm::kind::UPROBE => RawEvent::Uprobe(read(bytes, "uprobe event")?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

@@ -12,11 +12,14 @@ pub mod doctor;
 pub mod events;
 pub mod kernel;
 pub mod loader;
+pub mod locks;
 pub mod model;
 pub mod ndjson;
 pub mod preflight;
 pub mod procscan;
 pub mod record;
+pub mod regions;
+pub mod shmprobes;
 pub mod spawn;
 pub mod workload;
 

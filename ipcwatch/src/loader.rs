@@ -31,6 +31,9 @@ pub struct Options {
     /// Bitmask of `file_kind::bit`.
     pub kinds: u32,
     pub ring_bytes: u32,
+    /// `--lock-probes`: uprobes on the hot lock calls of every process
+    /// that maps shared memory.
+    pub lock_probes: bool,
 }
 
 impl Default for Options {
@@ -40,6 +43,7 @@ impl Default for Options {
             listed_only: false,
             kinds: file_kind::bit(file_kind::PIPE) | file_kind::bit(file_kind::FIFO),
             ring_bytes: DEFAULT_RING_BYTES,
+            lock_probes: false,
         }
     }
 }
@@ -60,6 +64,10 @@ pub struct Probes {
     stats: PerCpuArray<MapData, u64>,
     traced: HashMap<MapData, u32, u32>,
     pub skipped: Vec<Skipped>,
+    /// Shared memory: processes that map it (kernel filter for faults).
+    shm_procs: HashMap<MapData, u32, u32>,
+    /// `--lock-probes`, when on.
+    lock_probes: Option<crate::shmprobes::LockProbes>,
 }
 
 fn comm_key(name: &str) -> [u8; COMM_LEN] {
@@ -91,8 +99,10 @@ impl Probes {
             wake_bytes: opts.ring_bytes / 16,
             off,
         };
+        let shm_config = crate::shmprobes::config(std::path::Path::new(kernel::VMLINUX_BTF))?;
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &config, true)
+            .override_global("SHM_CONFIG", &shm_config, true)
             .map_max_entries("EVENTS", opts.ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| load_err("loading the eBPF object", e))?;
@@ -165,6 +175,8 @@ impl Probes {
             "sched_process_exit",
             &mut skipped,
         );
+        crate::shmprobes::attach(&mut ebpf, &mut skipped);
+        let shm_procs = crate::shmprobes::shm_procs(&mut ebpf)?;
 
         let ring = RingBuf::try_from(
             ebpf.take_map("EVENTS")
@@ -187,6 +199,10 @@ impl Probes {
             stats,
             traced,
             skipped,
+            shm_procs,
+            lock_probes: opts
+                .lock_probes
+                .then(crate::shmprobes::LockProbes::default),
         };
         for pid in &opts.filter.pids {
             probes.trace_pid(*pid, false)?;
@@ -200,6 +216,22 @@ impl Probes {
         self.traced
             .insert(pid, flags, 0)
             .map_err(|e| load_err("filling TRACED", e))
+    }
+
+    /// `pid` maps shared memory (found at start): report its write faults.
+    pub fn mark_shared(&mut self, pid: u32) -> Result<(), Error> {
+        self.shm_procs
+            .insert(pid, 1, 0)
+            .map_err(|e| load_err("filling SHM_PROCS", e))
+    }
+
+    /// With `--lock-probes`, attach the hot-call uprobes to `pid`; returns
+    /// the probes that could not be attached.
+    pub fn attach_lock_probes(&mut self, pid: u32) -> Vec<Skipped> {
+        match &mut self.lock_probes {
+            Some(lp) => lp.attach(&mut self._ebpf, pid),
+            None => Vec::new(),
+        }
     }
 
     /// Kernel-side counter `index` (one of `stat::*`), summed over CPUs.

@@ -140,6 +140,15 @@ struct RecordCli {
     /// Size of the kernel ring buffer in bytes (a power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring)]
     ring_size: u32,
+    /// Also trace every pthread mutex/rwlock/spinlock and semaphore call
+    /// (lock, trylock, timedlock, unlock, wait, post...) with uprobes,
+    /// attached to each process when its first shared mapping appears.
+    /// COSTLY: a uprobe hit costs about 8-10 us in a virtual machine, and a
+    /// lock-heavy program can run tens of times slower (a two-process
+    /// mutex counter: about 30x). Without it, contended locks are still
+    /// seen through futex, and flock/fcntl locks always.
+    #[arg(long)]
+    lock_probes: bool,
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -161,6 +170,7 @@ fn record(cli: RecordCli) -> ExitCode {
         },
         command: cli.command,
         ring_bytes: cli.ring_size,
+        lock_probes: cli.lock_probes,
     };
     match record::run(args) {
         Ok(o) => {

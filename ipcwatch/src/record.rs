@@ -25,6 +25,8 @@ pub struct RecordArgs {
     /// `-- CMD ARGS...`
     pub command: Vec<String>,
     pub ring_bytes: u32,
+    /// `--lock-probes`: uprobes on hot lock calls (costly, opt-in).
+    pub lock_probes: bool,
 }
 
 /// How a recording ended.
@@ -101,6 +103,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         filter: args.filter.clone(),
         listed_only: !args.command.is_empty(),
         ring_bytes: args.ring_bytes,
+        lock_probes: args.lock_probes,
         ..Options::default()
     };
     let mut probes = Probes::load(&opts)?;
@@ -156,7 +159,13 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
                 || filter.pids.contains(&pid)
                 || filter.comms.iter().any(|c| c.as_str() == comm)
         };
-        for r in procscan::scan(monotonic_ns(), &want) {
+        let found = procscan::scan(monotonic_ns(), &want);
+        let regions = crate::regions::scan_existing(&found, monotonic_ns());
+        for r in found.into_iter().chain(regions) {
+            if let Record::Mapping(m) = &r {
+                probes.mark_shared(m.pid)?;
+                collector.regions.note_mapper(m.pid);
+            }
             collector.push(r, &mut sink)?;
         }
     }
@@ -276,15 +285,31 @@ async fn event_loop(
         Ok(())
     };
 
+    // With --lock-probes, give each new mapper of shared memory its uprobes.
+    let attach_new = |probes: &mut Probes,
+                      collector: &mut Collector,
+                      sink: &mut NdjsonWriter|
+     -> io::Result<()> {
+        for pid in std::mem::take(&mut collector.regions.new_mappers) {
+            for s in probes.attach_lock_probes(pid) {
+                let msg = format!("probe {} not attached: {}", s.probe, s.reason);
+                warn(collector, sink, Some(s.probe), msg)?;
+            }
+        }
+        Ok(())
+    };
+
     let reason = loop {
         let step: io::Result<Option<StopReason>> = tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 let r = drain(guard.get_inner_mut(), collector, sink);
                 guard.clear_ready();
-                r.map(|()| None)
+                r.and_then(|()| attach_new(probes, collector, sink)).map(|()| None)
             }
-            _ = poll.tick() => drain(ring.get_mut(), collector, sink).map(|()| None),
+            _ = poll.tick() => drain(ring.get_mut(), collector, sink)
+                .and_then(|()| attach_new(probes, collector, sink))
+                .map(|()| None),
             _ = tick.tick() => {
                 let dropped = probes.dropped();
                 let mut r = Ok(());
