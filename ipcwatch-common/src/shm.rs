@@ -273,7 +273,8 @@ pub struct ShmConfig {
     pub file_dentry: u32,
     pub dentry_name: u32,
     pub flags: u32,
-    pub _pad: u32,
+    /// `struct vm_area_struct` -> `vm_file`.
+    pub vma_file: u32,
 }
 
 impl ShmConfig {
@@ -284,7 +285,7 @@ impl ShmConfig {
             file_dentry: 0,
             dentry_name: 0,
             flags: 0,
-            _pad: 0,
+            vma_file: 0,
         }
     }
 }

@@ -16,6 +16,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
         bpf_probe_read_user_str_bytes,
+        generated::{bpf_find_vma, bpf_get_current_task_btf},
     },
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuArray},
@@ -342,7 +343,25 @@ fn memory(regs: u64, code: u32, ret: i64, pid_tgid: u64, tgid: u32) {
             ev.arg = arg(regs, 5);
             mark_shared(tgid);
             if flags & MAP_ANONYMOUS != 0 {
+                // The kernel backs shared anonymous memory with a shmem
+                // file: find it through the new vma.
+                let mut found = VmaFile { file: 0 };
+                // SAFETY: helper call; the callback only reads kernel
+                // memory through bpf_probe_read_kernel and writes `found`.
+                unsafe {
+                    bpf_find_vma(
+                        bpf_get_current_task_btf(),
+                        ret as u64,
+                        vma_file_cb as *mut core::ffi::c_void,
+                        (&raw mut found).cast(),
+                        0,
+                    );
+                }
+                let (ino, dev, magic) = file_ident(found.file);
                 ev.id = -1;
+                ev.ino = ino;
+                ev.dev = dev;
+                ev.magic = magic;
                 emit_mem(pid_tgid, ev, Name::None);
             } else {
                 let fd = arg(regs, 4) as i32 as i64;
@@ -400,6 +419,21 @@ fn memory(regs: u64, code: u32, ret: i64, pid_tgid: u64, tgid: u32) {
         }
         _ => {}
     }
+}
+
+/// Out-parameter of [`vma_file_cb`].
+#[repr(C)]
+struct VmaFile {
+    file: u64,
+}
+
+/// `bpf_find_vma` callback: the vma's `vm_file`.
+#[inline(never)]
+extern "C" fn vma_file_cb(_task: u64, vma: u64, ctx: *mut VmaFile) -> i64 {
+    let file = kread::<u64>(vma, shm_conf!(vma_file)).unwrap_or(0);
+    // SAFETY: `ctx` is the caller's VmaFile on its stack.
+    unsafe { (*ctx).file = file };
+    0
 }
 
 #[inline(always)]

@@ -22,7 +22,7 @@ use crate::tracer::{allowed, emit, header};
 static PENDING: HashMap<u32, u64> = HashMap::with_max_entries(16384, 0);
 
 /// glibc `PTHREAD_MUTEXATTR_FLAG_PSHARED` in `pthread_mutexattr_t`.
-const MUTEXATTR_PSHARED: u32 = 0x1000_0000;
+const MUTEXATTR_PSHARED: u32 = 0x8000_0000;
 const UNKNOWN: u32 = 2;
 
 #[uprobe]

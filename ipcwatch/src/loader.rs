@@ -200,9 +200,7 @@ impl Probes {
             traced,
             skipped,
             shm_procs,
-            lock_probes: opts
-                .lock_probes
-                .then(crate::shmprobes::LockProbes::default),
+            lock_probes: opts.lock_probes.then(crate::shmprobes::LockProbes::default),
         };
         for pid in &opts.filter.pids {
             probes.trace_pid(*pid, false)?;

@@ -39,7 +39,11 @@ fn comm(hdr: &ipcwatch_common::EventHeader) -> Text {
 
 /// Identity of the lock at `addr` in `pid`: (lock, region, offset,
 /// primitive of the known object containing it).
-pub fn lock_at(model: &Model, pid: u32, addr: u64) -> (Text, Option<Text>, Option<u64>, Option<Text>) {
+pub fn lock_at(
+    model: &Model,
+    pid: u32,
+    addr: u64,
+) -> (Text, Option<Text>, Option<u64>, Option<Text>) {
     let Some((region, offset)) = locate(model, pid, addr) else {
         return (format_compact!("futex:{pid}:{addr:#x}"), None, None, None);
     };
@@ -104,7 +108,15 @@ fn futex_cmd(op: u32) -> (&'static str, SyncEvent) {
 #[derive(Debug, Default)]
 pub struct Locks {
     attrs: HashMap<(u32, u64), bool>,
+    /// tid -> (address, time) of its last pthread_spin_unlock.
+    spin_unlock: HashMap<u32, (u64, u64)>,
 }
+
+/// glibc makes pthread_spin_init an alias of pthread_spin_unlock (same
+/// code), so with `--lock-probes` one unlock hits both probes; the
+/// inventory's "init" that follows the unlock within this many
+/// nanoseconds, on the same thread and address, is that same call.
+const SPIN_ALIAS_NS: u64 = 100_000;
 
 impl Locks {
     pub fn new() -> Self {
@@ -248,6 +260,16 @@ impl Locks {
             func::SEM_POST => ("sem", SyncEvent::Release, "post"),
             _ => return,
         };
+        if e.func == func::SPIN_UNLOCK {
+            self.spin_unlock.insert(e.hdr.tid, (e.addr, e.hdr.ts_ns));
+        }
+        if e.func == func::SPIN_INIT
+            && let Some((addr, ts)) = self.spin_unlock.remove(&e.hdr.tid)
+            && addr == e.addr
+            && e.hdr.ts_ns.saturating_sub(ts) < SPIN_ALIAS_NS
+        {
+            return;
+        }
         if e.func == func::SEM_OPEN && (e.addr == 0 || e.addr == u64::MAX) {
             return; // SEM_FAILED
         }

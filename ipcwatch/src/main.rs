@@ -70,6 +70,47 @@ enum Workload {
     },
     /// Read the FIFO at PATH to the end.
     FifoRead { path: String },
+    /// Children bump a counter in a shared region under a process-shared lock.
+    ShmCounter {
+        /// sysv, posix, memfd, file or anon.
+        #[arg(long, default_value = "sysv")]
+        region: String,
+        /// Name of a posix object or path of a file.
+        #[arg(long, default_value = "ipcwatch-counter")]
+        name: String,
+        /// none, mutex, rwlock, spin, sem or cond.
+        #[arg(long, default_value = "mutex")]
+        lock: String,
+        #[arg(long, default_value_t = 2)]
+        children: usize,
+        /// Seconds each child runs (when --iters is 0).
+        #[arg(long, default_value_t = 1.0)]
+        secs: f64,
+        /// Increments per child (0: run for --secs).
+        #[arg(long, default_value_t = 0)]
+        iters: u64,
+        /// One child after the other (uncontended).
+        #[arg(long)]
+        serial: bool,
+        /// Seconds each child sleeps before it starts.
+        #[arg(long, default_value_t = 0.0)]
+        settle: f64,
+    },
+    /// One of two unrelated processes sharing a POSIX shm object.
+    ShmPosixPeer {
+        name: String,
+        /// create or open.
+        #[arg(long)]
+        role: String,
+    },
+    /// Two processes contend for a file lock (flock, fcntl, ofd, lockf).
+    FileLock { kind: String, path: String },
+    /// Map a region, wait for a line on stdin, write it, remove it.
+    ShmHold {
+        kind: String,
+        #[arg(long, default_value = "ipcwatch-hold")]
+        name: String,
+    },
 }
 
 fn workload(w: Workload) -> ExitCode {
@@ -80,6 +121,30 @@ fn workload(w: Workload) -> ExitCode {
         Workload::PipeDelayed { delay, bytes } => wl::pipe_delayed(delay, bytes),
         Workload::FifoWrite { path, bytes } => wl::fifo_write(&path, bytes),
         Workload::FifoRead { path } => wl::fifo_read(&path),
+        Workload::ShmCounter {
+            region,
+            name,
+            lock,
+            children,
+            secs,
+            iters,
+            serial,
+            settle,
+        } => wl::shm::LockKind::parse(&lock).and_then(|lock| {
+            wl::shm::counter(&wl::shm::CounterArgs {
+                region,
+                name,
+                lock,
+                children,
+                secs,
+                iters,
+                serial,
+                settle,
+            })
+        }),
+        Workload::ShmPosixPeer { name, role } => wl::shm::posix_peer(&name, &role),
+        Workload::FileLock { kind, path } => wl::shm::filelock(&kind, &path),
+        Workload::ShmHold { kind, name } => wl::shm::hold(&kind, &name),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,9 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use ipcwatch_common::shm::{MemEvent, sc};
 
 use crate::decode::c_str;
-use crate::events::{
-    MappingEvent, MappingLine, Record, RegionEvent, RegionKind, RegionLine, Text,
-};
+use crate::events::{MappingEvent, MappingLine, Record, RegionEvent, RegionKind, RegionLine, Text};
 use crate::model::{Mapping, Model};
 
 const PAGE: u64 = 4096;
@@ -229,13 +227,7 @@ pub fn scan_sysv(ts: u64, out: &mut Vec<Record>) {
 /// Records for the shared mappings of `pid` that exist now: a region line
 /// the first time a region is seen (tracked in `seen`), then a mapping
 /// line per shared mapping.
-pub fn scan_maps(
-    pid: u32,
-    comm: &Text,
-    ts: u64,
-    seen: &mut HashSet<Text>,
-    out: &mut Vec<Record>,
-) {
+pub fn scan_maps(pid: u32, comm: &Text, ts: u64, seen: &mut HashSet<Text>, out: &mut Vec<Record>) {
     for l in read_maps(pid) {
         if l.perms.as_bytes().get(3) != Some(&b's') {
             continue;
@@ -599,8 +591,11 @@ impl Tracker {
     }
 
     /// MAP_SHARED|MAP_ANONYMOUS: the shmem inode the kernel made for it,
-    /// from /proc/<pid>/maps.
+    /// found by the probe (bpf_find_vma), else in /proc/<pid>/maps.
     fn anon_region(&mut self, e: &MemEvent) -> Text {
+        if e.ino != 0 {
+            return compact_str::format_compact!("anon:{}:{}", e.dev, e.ino);
+        }
         read_maps(e.hdr.pid)
             .iter()
             .find(|l| l.start == e.addr)
@@ -685,7 +680,8 @@ mod tests {
             .unwrap();
         assert_eq!((l.offset, l.end - l.start), (0x1000, 0x2000));
         assert_eq!(region_of_maps_line(&l).unwrap(), "posix:/ipcw");
-        let l = parse_maps_line("1000-2000 rw-s 00000000 00:01 2049 /memfd:ring (deleted)").unwrap();
+        let l =
+            parse_maps_line("1000-2000 rw-s 00000000 00:01 2049 /memfd:ring (deleted)").unwrap();
         assert_eq!(region_of_maps_line(&l).unwrap(), "memfd:ring:2049");
         let l = parse_maps_line("1000-2000 rw-s 00000000 00:01 7 /dev/zero (deleted)").unwrap();
         assert_eq!(region_of_maps_line(&l).unwrap(), "anon:1:7");

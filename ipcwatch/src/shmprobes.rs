@@ -8,8 +8,8 @@ use std::path::Path;
 
 use aya::Ebpf;
 use aya::maps::{HashMap, MapData};
-use aya::programs::{TracePoint, UProbe};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::{TracePoint, UProbe};
 use btf_rs::Btf;
 use ipcwatch_common::shm::{ShmConfig, func, shm_flags};
 
@@ -61,7 +61,7 @@ pub fn config(btf_path: &Path) -> Result<ShmConfig, Error> {
         file_dentry: off("file", "f_path")? + off("path", "dentry")?,
         dentry_name: off("dentry", "d_name")? + off("qstr", "name")?,
         flags: shm_flags::FAULTS,
-        _pad: 0,
+        vma_file: off("vm_area_struct", "vm_file")?,
     })
 }
 
@@ -75,18 +75,24 @@ pub fn libc_of(pid: u32) -> Option<String> {
     })
 }
 
-fn attach_one(
-    ebpf: &mut Ebpf,
-    f: u32,
-    target: &str,
-    scope: UProbeScope,
-) -> Result<(), String> {
+fn attach_one(ebpf: &mut Ebpf, f: u32, target: &str, scope: UProbeScope) -> Result<(), String> {
     let prog = if func::at_return(f) && f == func::SEM_OPEN {
         "ipcwatch_uretprobe"
     } else {
         "ipcwatch_uprobe"
     };
     let symbol = func::symbol(f);
+    // x86 uprobes refuse a lock-prefixed first instruction, and glibc's
+    // pthread_spin_lock starts with `lock decl (%rdi)` (3 bytes): probe
+    // the next instruction, where %rdi still holds the lock. (Its return
+    // probe is taken there too; the return address is still on top.)
+    let location = || {
+        if f == func::SPIN_LOCK && cfg!(target_arch = "x86_64") {
+            UProbeAttachLocation::SymbolOffset(symbol, 3)
+        } else {
+            UProbeAttachLocation::Symbol(symbol)
+        }
+    };
     let p: &mut UProbe = ebpf
         .program_mut(prog)
         .ok_or("program missing")?
@@ -94,7 +100,7 @@ fn attach_one(
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
     p.attach(
         UProbeAttachPoint {
-            location: UProbeAttachLocation::Symbol(symbol),
+            location: location(),
             cookie: Some(f as u64),
         },
         target,
@@ -109,7 +115,7 @@ fn attach_one(
             .map_err(|e: aya::programs::ProgramError| e.to_string())?;
         r.attach(
             UProbeAttachPoint {
-                location: UProbeAttachLocation::Symbol(symbol),
+                location: location(),
                 cookie: Some(f as u64),
             },
             target,
@@ -149,7 +155,8 @@ pub fn attach(ebpf: &mut Ebpf, skipped: &mut Vec<Skipped>) {
             reason: format!("{reason} (no fault lines or page heat)"),
         });
     }
-    let loaded = load_prog(ebpf, "ipcwatch_uprobe").and_then(|()| load_prog(ebpf, "ipcwatch_uretprobe"));
+    let loaded =
+        load_prog(ebpf, "ipcwatch_uprobe").and_then(|()| load_prog(ebpf, "ipcwatch_uretprobe"));
     if let Err(reason) = loaded {
         skipped.push(Skipped {
             probe: "uprobe:libc".into(),
@@ -199,7 +206,11 @@ impl LockProbes {
             return skipped;
         };
         let target = format!("/proc/{pid}/root{libc}");
-        let target = if Path::new(&target).exists() { target } else { libc };
+        let target = if Path::new(&target).exists() {
+            target
+        } else {
+            libc
+        };
         for f in HOT {
             if let Err(reason) = attach_one(ebpf, f, &target, scope) {
                 skipped.push(Skipped {

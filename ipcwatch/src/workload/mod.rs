@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod shm;
+
 fn pipe() -> Result<(std::fs::File, std::fs::File)> {
     let mut fds = [0; 2];
     // SAFETY: valid out array.
