@@ -161,6 +161,10 @@ pub mod func {
 /// Bytes of a name captured in the kernel (memfd name, /dev/shm path,
 /// dentry name of a mapped file).
 pub const NAME_LEN: usize = 64;
+/// Path components of a mapped file captured in the kernel (innermost
+/// first), and the bytes of each.
+pub const PATH_PARTS: usize = 10;
+pub const PART_LEN: usize = 64;
 
 /// A change to shared memory. Which fields mean what depends on `syscall`:
 ///
@@ -200,6 +204,12 @@ pub struct MemEvent {
     /// Superblock magic of the file (tmpfs/shmem, hugetlbfs...).
     pub magic: u64,
     pub name: [u8; NAME_LEN],
+    /// mmap of a file: how many of `parts` hold its path's components,
+    /// innermost first, up to the root of the mount tree (0: none;
+    /// more than `PATH_PARTS`: too deep, not captured).
+    pub nparts: u32,
+    pub _pad: u32,
+    pub parts: [[u8; PART_LEN]; PATH_PARTS],
 }
 
 /// A synchronization syscall.
@@ -275,6 +285,15 @@ pub struct ShmConfig {
     pub flags: u32,
     /// `struct vm_area_struct` -> `vm_file`.
     pub vma_file: u32,
+    /// For the path walk: `file` -> `f_path.mnt`, `dentry` -> `d_parent`,
+    /// `struct mount` -> `mnt` (the embedded vfsmount), `mnt_parent`,
+    /// `mnt_mountpoint`, and `vfsmount` -> `mnt_root`.
+    pub file_mnt: u32,
+    pub dentry_parent: u32,
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    pub vfsmount_root: u32,
 }
 
 impl ShmConfig {
@@ -286,6 +305,12 @@ impl ShmConfig {
             dentry_name: 0,
             flags: 0,
             vma_file: 0,
+            file_mnt: 0,
+            dentry_parent: 0,
+            mount_mnt: 0,
+            mount_parent: 0,
+            mount_mountpoint: 0,
+            vfsmount_root: 0,
         }
     }
 }
@@ -303,11 +328,14 @@ mod tests {
 
     #[test]
     fn layouts_have_no_padding() {
-        assert_eq!(size_of::<MemEvent>(), 48 + 6 * 8 + 16 + 8 + NAME_LEN);
+        assert_eq!(
+            size_of::<MemEvent>(),
+            48 + 6 * 8 + 16 + 8 + NAME_LEN + 8 + PATH_PARTS * PART_LEN
+        );
         assert_eq!(size_of::<LockEvent>(), 48 + 5 * 8 + 24);
         assert_eq!(size_of::<FaultEvent>(), 48 + 24);
         assert_eq!(size_of::<UprobeEvent>(), 48 + 24);
-        assert_eq!(size_of::<ShmConfig>(), 24);
+        assert_eq!(size_of::<ShmConfig>(), 48);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
         bpf_probe_read_user_str_bytes,
-        generated::{bpf_find_vma, bpf_get_current_task_btf},
+        generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_loop},
     },
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuArray},
@@ -24,7 +24,7 @@ use aya_ebpf::{
 };
 use ipcwatch_common::{
     sc as base_sc,
-    shm::{FaultEvent, LockEvent, MemEvent, ShmConfig, kind, sc, shm_flags},
+    shm::{FaultEvent, LockEvent, MemEvent, PATH_PARTS, ShmConfig, kind, sc, shm_flags},
     stat,
 };
 
@@ -187,6 +187,12 @@ fn emit_mem(pid_tgid: u64, ev: &MemEvent, name: Name) {
                 }
             }
         }
+        (*e).nparts = 0;
+        (*e)._pad = 0;
+    }
+    if let Name::Dentry(file) = name {
+        // SAFETY: as above: `e` is the reserved entry.
+        unsafe { (*e).nparts = path_parts(file, e, name_off) };
     }
     entry.submit(wake_flags());
     bump(stat::EMITTED);
@@ -420,6 +426,90 @@ fn memory(regs: u64, code: u32, ret: i64, pid_tgid: u64, tgid: u32) {
         _ => {}
     }
 }
+
+/// State of the path walk, passed to [`path_step`] by `bpf_loop` (a
+/// callback is verified once, where an unrolled loop made the verifier
+/// give up).
+#[repr(C)]
+struct PathWalk {
+    dentry: u64,
+    mnt: u64,
+    e: u64,
+    n: u32,
+    name_off: u32,
+}
+
+/// Walk a file's path up to the root of the mount tree, writing each
+/// component (innermost first) into `e.parts`. Returns how many were
+/// written, or `PATH_PARTS + 1` when the path is too deep.
+#[inline(always)]
+fn path_parts(file: u64, e: *mut MemEvent, name_off: u32) -> u32 {
+    let dentry = kread::<u64>(file, shm_conf!(file_dentry)).unwrap_or(0);
+    let vfsmnt = kread::<u64>(file, shm_conf!(file_mnt)).unwrap_or(0);
+    if dentry == 0 || vfsmnt == 0 {
+        return 0;
+    }
+    let mut walk = PathWalk {
+        dentry,
+        mnt: vfsmnt - shm_conf!(mount_mnt) as u64,
+        e: e as u64,
+        n: 0,
+        name_off,
+    };
+    // SAFETY: helper call; the callback reads kernel memory with
+    // bpf_probe_read_kernel and writes only `walk` and the entry `e`.
+    unsafe {
+        bpf_loop(
+            PATH_STEPS,
+            path_step as *mut core::ffi::c_void,
+            (&raw mut walk).cast(),
+            0,
+        );
+    }
+    walk.n
+}
+
+/// One step of the path walk: 1 stops the loop.
+#[inline(never)]
+extern "C" fn path_step(_index: u64, ctx: *mut PathWalk) -> i64 {
+    // SAFETY: `ctx` is the caller's PathWalk on its stack.
+    let w = unsafe { &mut *ctx };
+    let mount_mnt = shm_conf!(mount_mnt) as u64;
+    let root = kread::<u64>(w.mnt + mount_mnt, shm_conf!(vfsmount_root)).unwrap_or(0);
+    if w.dentry == root {
+        let parent = kread::<u64>(w.mnt, shm_conf!(mount_parent)).unwrap_or(0);
+        if parent == w.mnt || parent == 0 {
+            return 1;
+        }
+        w.dentry = kread::<u64>(w.mnt, shm_conf!(mount_mountpoint)).unwrap_or(0);
+        w.mnt = parent;
+        return 0;
+    }
+    let parent = kread::<u64>(w.dentry, shm_conf!(dentry_parent)).unwrap_or(0);
+    if parent == w.dentry || parent == 0 {
+        return 1;
+    }
+    let n = w.n as usize;
+    if n >= PATH_PARTS {
+        w.n = PATH_PARTS as u32 + 1;
+        return 1;
+    }
+    let name = kread::<u64>(w.dentry, w.name_off).unwrap_or(0);
+    let e = w.e as *mut MemEvent;
+    // SAFETY: `e` is the reserved ring-buffer entry; `n` is checked above.
+    unsafe {
+        if bpf_probe_read_kernel_str_bytes(name as *const u8, &mut (*e).parts[n]).is_err() {
+            (*e).parts[n][0] = 0;
+        }
+    }
+    w.n += 1;
+    w.dentry = parent;
+    0
+}
+
+/// Steps of the path walk: components plus mount crossings. Running out
+/// of steps means too deep.
+const PATH_STEPS: u32 = 16;
 
 /// Out-parameter of [`vma_file_cb`].
 #[repr(C)]

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use ipcwatch_common::shm::{MemEvent, sc};
+use ipcwatch_common::shm::{MemEvent, PATH_PARTS, sc};
 
 use crate::decode::c_str;
 use crate::events::{MappingEvent, MappingLine, Record, RegionEvent, RegionKind, RegionLine, Text};
@@ -308,6 +308,20 @@ fn dev_shm_name_of(ino: u64, hint: &str) -> Option<String> {
     })
 }
 
+/// The path the probe walked for a mapped file, if it got all of it.
+pub fn kernel_path(e: &MemEvent) -> Option<String> {
+    let n = e.nparts as usize;
+    if n == 0 || n > PATH_PARTS {
+        return None;
+    }
+    let mut path = String::new();
+    for part in e.parts[..n].iter().rev() {
+        path.push('/');
+        path.push_str(&String::from_utf8_lossy(c_str(part)));
+    }
+    Some(path)
+}
+
 /// State that turns memory events into records. Everything it needs about
 /// mappings comes from the model, so replay and live agree.
 #[derive(Debug, Default)]
@@ -405,6 +419,8 @@ impl Tracker {
         } else if e.magic == TMPFS_MAGIC && Some(e.dev) == self.dev_shm() {
             let n = dev_shm_name_of(e.ino, &name).unwrap_or(name);
             compact_str::format_compact!("posix:/{n}")
+        } else if let Some(p) = kernel_path(e) {
+            compact_str::format_compact!("file:{p}")
         } else {
             let path = fs::read_link(format!(
                 "/proc/{}/map_files/{:x}-{:x}",

@@ -62,6 +62,12 @@ pub fn config(btf_path: &Path) -> Result<ShmConfig, Error> {
         dentry_name: off("dentry", "d_name")? + off("qstr", "name")?,
         flags: shm_flags::FAULTS,
         vma_file: off("vm_area_struct", "vm_file")?,
+        file_mnt: off("file", "f_path")? + off("path", "mnt")?,
+        dentry_parent: off("dentry", "d_parent")?,
+        mount_mnt: off("mount", "mnt")?,
+        mount_parent: off("mount", "mnt_parent")?,
+        mount_mountpoint: off("mount", "mnt_mountpoint")?,
+        vfsmount_root: off("vfsmount", "mnt_root")?,
     })
 }
 
