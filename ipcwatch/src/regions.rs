@@ -684,6 +684,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn maps_lines_name_their_regions() {
@@ -703,6 +704,136 @@ mod tests {
         assert_eq!(region_of_maps_line(&l).unwrap(), "anon:1:7");
         let l = parse_maps_line("1000-2000 r--s 00000000 08:01 99 /var/db/x y").unwrap();
         assert_eq!(region_of_maps_line(&l).unwrap(), "file:/var/db/x y");
+    }
+
+    use crate::collector::Collector;
+    use crate::decode::RawEvent;
+    use crate::events::{MappingEvent, SyncEvent};
+    use ipcwatch_common::shm::{LockEvent, UprobeEvent, func, kind};
+    use ipcwatch_common::{EventHeader, ForkEvent, kind as base_kind};
+
+    fn hdr(kind: u32, seq: u64, pid: u32) -> EventHeader {
+        EventHeader {
+            kind,
+            cpu: 0,
+            seq,
+            ts_ns: 1000 + seq,
+            pid,
+            tid: pid,
+            comm: *b"w\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        }
+    }
+
+    fn mem(seq: u64, pid: u32, syscall: u32) -> MemEvent {
+        MemEvent {
+            hdr: hdr(kind::MEM, seq, pid),
+            id: 0,
+            addr: 0,
+            len: 0,
+            arg: 0,
+            new_addr: 0,
+            ino: 0,
+            dev: 0,
+            flags: 0,
+            prot: 3,
+            syscall,
+            magic: 0,
+            name: [0; ipcwatch_common::shm::NAME_LEN],
+            nparts: 0,
+            _pad: 0,
+            parts: [[0; ipcwatch_common::shm::PART_LEN]; PATH_PARTS],
+        }
+    }
+
+    fn mappings(out: &[Record]) -> Vec<(MappingEvent, u32, u64, u64, u64)> {
+        out.iter()
+            .filter_map(|r| match r {
+                Record::Mapping(m) => Some((m.event, m.pid, m.start, m.end, m.offset)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// shmget, shmat, fork, a partial munmap, and futex words translated
+    /// to the lock object they belong to: all without root.
+    #[test]
+    fn sysv_segment_through_fork_munmap_and_locks() {
+        let mut c = Collector::new();
+        let mut out: Vec<Record> = Vec::new();
+        let mut get = mem(0, 10, sc::SHMGET);
+        get.id = 77;
+        get.len = 3 * PAGE;
+        get.flags = IPC_CREAT;
+        c.ingest(&RawEvent::Mem(get), &mut out).unwrap();
+        let mut at = mem(1, 10, sc::SHMAT);
+        at.id = 77;
+        at.addr = 0x10000;
+        c.ingest(&RawEvent::Mem(at), &mut out).unwrap();
+        let fork = ForkEvent {
+            hdr: hdr(base_kind::FORK, 2, 10),
+            child_pid: 11,
+            child_tid: 11,
+        };
+        c.ingest(&RawEvent::Fork(fork), &mut out).unwrap();
+        assert_eq!(
+            c.model.regions["sysv:77"].mappers(),
+            BTreeSet::from([10, 11])
+        );
+        assert_eq!(c.regions.new_mappers, vec![10, 11]);
+        // The child unmaps the middle page: two pieces are left.
+        let mut un = mem(3, 11, sc::MUNMAP);
+        un.addr = 0x11000;
+        un.len = PAGE;
+        out.clear();
+        c.ingest(&RawEvent::Mem(un), &mut out).unwrap();
+        assert_eq!(
+            mappings(&out),
+            vec![
+                (MappingEvent::Unmapped, 11, 0x10000, 0x13000, 0),
+                (MappingEvent::Mapped, 11, 0x10000, 0x11000, 0),
+                (MappingEvent::Mapped, 11, 0x12000, 0x13000, 0x2000),
+            ]
+        );
+        assert_eq!(
+            locate(&c.model, 11, 0x12010),
+            Some(("sysv:77".into(), 0x2010))
+        );
+        assert_eq!(locate(&c.model, 11, 0x11010), None);
+        // An rwlock initialized at offset 0x2000 by the parent...
+        let init = UprobeEvent {
+            hdr: hdr(kind::UPROBE, 4, 10),
+            addr: 0x12000,
+            arg: 0,
+            pshared: 1,
+            func: func::RWLOCK_INIT,
+        };
+        c.ingest(&RawEvent::Uprobe(init), &mut out).unwrap();
+        // ...and the child waits on its word 12 bytes in.
+        let wait = LockEvent {
+            hdr: hdr(kind::LOCK, 5, 11),
+            addr: 0x1200c,
+            ret: 0,
+            op: 9, // FUTEX_WAIT_BITSET, not private
+            syscall: sc::FUTEX,
+            ..LockEvent::default()
+        };
+        out.clear();
+        c.ingest(&RawEvent::Lock(wait), &mut out).unwrap();
+        match &out[..] {
+            [Record::Sync(s)] => {
+                assert_eq!(s.lock, "sysv:77+8192");
+                assert_eq!((s.event, s.ok), (SyncEvent::Wait, true));
+                assert_eq!(s.offset, Some(0x2000));
+                assert_eq!(s.detail.as_deref(), Some("wait_bitset rwlock+12"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.model.locks["sysv:77+8192"].pids, BTreeSet::from([10, 11]));
+        // IPC_RMID removes the region; exit drops the child's mappings.
+        let mut rm = mem(6, 10, sc::SHMCTL);
+        rm.id = 77;
+        c.ingest(&RawEvent::Mem(rm), &mut out).unwrap();
+        assert!(c.model.regions["sysv:77"].removed);
     }
 
     #[test]

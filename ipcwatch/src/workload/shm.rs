@@ -152,6 +152,27 @@ pub fn create(kind: &str, name: &str) -> Result<Region> {
                 cleanup: Cleanup::Unmap,
             })
         }
+        "private" => {
+            // SAFETY: a fresh private mapping chosen by the kernel.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    SIZE,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(os_err("mmap"));
+            }
+            Ok(Region {
+                id: "private".into(),
+                base: p.cast(),
+                cleanup: Cleanup::Unmap,
+            })
+        }
         "anon" => {
             let base = mmap_shared(-1, SIZE)?;
             let (dev, ino) =
@@ -356,20 +377,26 @@ pub fn counter(a: &CounterArgs) -> Result<()> {
     unsafe { init_lock(base, a.lock)? };
     println!("region {} pid {}", region.id, std::process::id());
     std::io::stdout().flush()?;
+    let work = |i: usize| {
+        if a.settle > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(a.settle));
+        }
+        let end = Instant::now() + Duration::from_secs_f64(a.secs);
+        let mut n = 0;
+        while (a.iters > 0 && n < a.iters) || (a.iters == 0 && Instant::now() < end) {
+            // SAFETY: the region was initialized before fork.
+            unsafe { bump(base, a.lock, (i % 2) as u32) };
+            n += 1;
+        }
+    };
+    if a.children == 0 {
+        work(0);
+    }
     let mut children = Vec::new();
     for i in 0..a.children {
         let pid = fork()?;
         if pid == 0 {
-            if a.settle > 0.0 {
-                std::thread::sleep(Duration::from_secs_f64(a.settle));
-            }
-            let end = Instant::now() + Duration::from_secs_f64(a.secs);
-            let mut n = 0;
-            while (a.iters > 0 && n < a.iters) || (a.iters == 0 && Instant::now() < end) {
-                // SAFETY: the region was initialized before fork.
-                unsafe { bump(base, a.lock, (i % 2) as u32) };
-                n += 1;
-            }
+            work(i);
             std::process::exit(0);
         }
         children.push(pid);
@@ -393,6 +420,9 @@ pub fn counter(a: &CounterArgs) -> Result<()> {
         std::process::id(),
         list.join(",")
     );
+    if a.iters == 0 {
+        println!("increments/s {:.1}", total as f64 / a.secs);
+    }
     region.finish()
 }
 
