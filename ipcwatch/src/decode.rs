@@ -8,6 +8,9 @@ use ipcwatch_common::{
     shm::{self, FaultEvent, LockEvent, MemEvent, UprobeEvent},
 };
 
+// Events are decoded one at a time and never kept in bulk, so the size of
+// the largest variant (a memory event with a file's path) does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawEvent {
     Io(IoEvent),

@@ -200,15 +200,15 @@ impl Locks {
                 let whence = (e.kind >> 16) as i32;
                 line.primitive = Text::const_new(if ofd { "ofd" } else { "fcntl" });
                 line.lock = format_compact!("fcntl:{}:{}+{}", e.dev, e.ino, e.start as i64);
-                line.event = if l_type == libc::F_UNLCK as i32 {
+                line.event = if l_type == libc::F_UNLCK {
                     SyncEvent::Release
                 } else {
                     SyncEvent::Acquire
                 };
                 line.ok = e.ret == 0;
                 let ty = match l_type {
-                    t if t == libc::F_RDLCK as i32 => "rdlck",
-                    t if t == libc::F_WRLCK as i32 => "wrlck",
+                    t if t == libc::F_RDLCK => "rdlck",
+                    t if t == libc::F_WRLCK => "wrlck",
                     _ => "unlck",
                 };
                 let mut d = format_compact!("{ty} len={}", e.len as i64);

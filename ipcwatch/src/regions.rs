@@ -372,7 +372,7 @@ impl Tracker {
         if model.regions.contains_key(id)
             || out
                 .iter()
-                .any(|r| matches!(r, Record::Region(l) if &l.region == id))
+                .any(|r| matches!(r, Record::Region(l) if l.region == *id))
         {
             return;
         }
