@@ -65,6 +65,8 @@ const MAP_SHARED_VALIDATE: u64 = 0x03;
 const MAP_ANONYMOUS: u64 = 0x20;
 const FUTEX_PRIVATE_FLAG: u64 = 128;
 const IPC_RMID: u64 = 0;
+const SHM_RDONLY: u32 = 0o10000;
+const PROT_WRITE: u32 = 0x2;
 const F_SETLK: u64 = 6;
 const F_SETLKW: u64 = 7;
 const F_OFD_SETLK: u64 = 37;
@@ -86,23 +88,40 @@ fn arg(regs: u64, i: u32) -> u64 {
     kread::<u64>(regs, off).unwrap_or(0)
 }
 
+/// `SHM_PROCS` values: the process has a shared mapping (its munmap,
+/// mremap and shmdt matter), and a writable one (its write faults matter).
+const MAPS_SHARED: u32 = 1;
+const MAPS_WRITABLE: u32 = 2;
+
 #[inline(always)]
-fn maps_shared(tgid: u32) -> bool {
-    SHM_PROCS.get_ptr(tgid).is_some()
+fn shared_bits(tgid: u32) -> u32 {
+    match SHM_PROCS.get_ptr(tgid) {
+        // SAFETY: pointer from the map, valid for this read.
+        Some(v) => unsafe { *v },
+        None => 0,
+    }
 }
 
 #[inline(always)]
-fn mark_shared(tgid: u32) {
-    if !maps_shared(tgid) {
-        let _ = SHM_PROCS.insert(tgid, 1, 0);
+fn maps_shared(tgid: u32) -> bool {
+    shared_bits(tgid) & MAPS_SHARED != 0
+}
+
+#[inline(always)]
+fn mark_shared(tgid: u32, writable: bool) {
+    let old = shared_bits(tgid);
+    let new = old | MAPS_SHARED | if writable { MAPS_WRITABLE } else { 0 };
+    if new != old {
+        let _ = SHM_PROCS.insert(tgid, new, 0);
     }
 }
 
 /// A fork: the child inherits the parent's shared mappings.
 #[inline(always)]
 pub(crate) fn fork(parent: u32, child: u32) {
-    if maps_shared(parent) {
-        let _ = SHM_PROCS.insert(child, 1, 0);
+    let bits = shared_bits(parent);
+    if bits != 0 {
+        let _ = SHM_PROCS.insert(child, bits, 0);
     }
 }
 
@@ -317,7 +336,7 @@ fn memory(regs: u64, code: u32, ret: i64, pid_tgid: u64, tgid: u32) {
             ev.id = arg(regs, 0) as i64;
             ev.addr = ret as u64;
             ev.flags = arg(regs, 2) as u32;
-            mark_shared(tgid);
+            mark_shared(tgid, ev.flags & SHM_RDONLY == 0);
             emit_mem(pid_tgid, ev, Name::None);
         }
         sc::SHMDT => {
@@ -347,7 +366,9 @@ fn memory(regs: u64, code: u32, ret: i64, pid_tgid: u64, tgid: u32) {
             ev.prot = arg(regs, 2) as u32;
             ev.flags = flags as u32;
             ev.arg = arg(regs, 5);
-            mark_shared(tgid);
+            // Read-only shared mappings (locale caches...) cannot be
+            // written: no faults to report for them.
+            mark_shared(tgid, ev.prot & PROT_WRITE != 0);
             if flags & MAP_ANONYMOUS != 0 {
                 // The kernel backs shared anonymous memory with a shmem
                 // file: find it through the new vma.
@@ -616,7 +637,7 @@ fn page_fault(ctx: &TracePointContext) {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if !maps_shared(tgid) || !allowed(tgid) {
+    if shared_bits(tgid) & MAPS_WRITABLE == 0 || !allowed(tgid) {
         return;
     }
     emit(FaultEvent {

@@ -308,18 +308,22 @@ impl Collector {
             RawEvent::Lock(e) => self.locks.lock(&self.model, e, out),
             RawEvent::Fault(e) => self.locks.fault(&self.model, e, out),
             RawEvent::Uprobe(e) => self.locks.uprobe(&self.model, e, out),
-            RawEvent::Exec(e) => out.push(Record::Process(ProcessLine {
-                ts_ns: e.hdr.ts_ns,
-                event: ProcessEvent::Exec,
-                pid: e.hdr.pid,
-                tid: e.hdr.tid,
-                comm: comm(&e.hdr),
-                ppid: None,
-                filename: Some(lossy(&e.filename)),
-                exit_code: None,
-                signal: None,
-            })),
+            RawEvent::Exec(e) => {
+                self.regions.process_gone(e.hdr.pid);
+                out.push(Record::Process(ProcessLine {
+                    ts_ns: e.hdr.ts_ns,
+                    event: ProcessEvent::Exec,
+                    pid: e.hdr.pid,
+                    tid: e.hdr.tid,
+                    comm: comm(&e.hdr),
+                    ppid: None,
+                    filename: Some(lossy(&e.filename)),
+                    exit_code: None,
+                    signal: None,
+                }));
+            }
             RawEvent::Exit(e) => {
+                self.regions.process_gone(e.hdr.pid);
                 let (exit_code, signal) = wait_status(e.exit_code);
                 out.push(Record::Process(ProcessLine {
                     ts_ns: e.hdr.ts_ns,

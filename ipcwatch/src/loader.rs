@@ -218,8 +218,10 @@ impl Probes {
 
     /// `pid` maps shared memory (found at start): report its write faults.
     pub fn mark_shared(&mut self, pid: u32) -> Result<(), Error> {
+        // Both bits of the kernel's SHM_PROCS value: maps shared memory,
+        // writable.
         self.shm_procs
-            .insert(pid, 1, 0)
+            .insert(pid, 3, 0)
             .map_err(|e| load_err("filling SHM_PROCS", e))
     }
 
@@ -229,6 +231,13 @@ impl Probes {
         match &mut self.lock_probes {
             Some(lp) => lp.attach(&mut self._ebpf, pid),
             None => Vec::new(),
+        }
+    }
+
+    /// Detach `pid`'s `--lock-probes` (it exec'd or exited).
+    pub fn detach_lock_probes(&mut self, pid: u32) {
+        if let Some(lp) = &mut self.lock_probes {
+            lp.detach(&mut self._ebpf, pid);
         }
     }
 

@@ -162,7 +162,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
         let found = procscan::scan(monotonic_ns(), &want);
         let regions = crate::regions::scan_existing(&found, monotonic_ns());
         for r in found.into_iter().chain(regions) {
-            if let Record::Mapping(m) = &r {
+            if let Record::Mapping(m) = &r
+                && m.prot.contains('w')
+            {
                 probes.mark_shared(m.pid)?;
                 collector.regions.note_mapper(m.pid);
             }
@@ -290,6 +292,9 @@ async fn event_loop(
                       collector: &mut Collector,
                       sink: &mut NdjsonWriter|
      -> io::Result<()> {
+        for pid in std::mem::take(&mut collector.regions.gone) {
+            probes.detach_lock_probes(pid);
+        }
         for pid in std::mem::take(&mut collector.regions.new_mappers) {
             for s in probes.attach_lock_probes(pid) {
                 let msg = format!("probe {} not attached: {}", s.probe, s.reason);

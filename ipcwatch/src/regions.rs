@@ -337,6 +337,8 @@ pub struct Tracker {
     /// Processes whose first shared mapping just appeared (for
     /// `--lock-probes`); the recorder drains it.
     pub new_mappers: Vec<u32>,
+    /// Mappers that exec'd or exited since; the recorder drains it.
+    pub gone: Vec<u32>,
 }
 
 fn header_comm(e: &MemEvent) -> Text {
@@ -352,11 +354,22 @@ impl Tracker {
         *self.dev_shm.get_or_insert_with(dev_shm_kdev)
     }
 
-    /// Note a process that maps shared memory.
+    /// Note a process that maps shared memory writable (read-only shared
+    /// mappings, such as locale caches, hold no locks).
     pub fn note_mapper(&mut self, pid: u32) {
         if self.mappers.insert(pid) {
             self.new_mappers.push(pid);
         }
+    }
+
+    /// A process exec'd or exited: it lost its mappings (and its
+    /// `--lock-probes` must go, since a uprobe follows the task into the
+    /// new program).
+    pub fn process_gone(&mut self, pid: u32) {
+        if self.mappers.remove(&pid) {
+            self.gone.push(pid);
+        }
+        self.new_mappers.retain(|p| *p != pid);
     }
 
     /// A region line the first time `id` is seen.
@@ -390,7 +403,7 @@ impl Tracker {
         region: Text,
         m: (u64, u64, u64, Text),
     ) -> Record {
-        if event != MappingEvent::Unmapped {
+        if event != MappingEvent::Unmapped && m.3.contains('w') {
             self.note_mapper(e.hdr.pid);
         }
         Record::Mapping(MappingLine {
@@ -408,10 +421,19 @@ impl Tracker {
 
     /// The region behind a file mapped MAP_SHARED (or opened/created).
     fn file_region(&mut self, e: &MemEvent) -> Text {
+        let name = String::from_utf8_lossy(c_str(&e.name)).into_owned();
+        // A /dev/shm object is named by where its inode is now: sem_open
+        // maps a temporary file, links it to its final name and removes
+        // the temporary one, all before userspace sees the mmap.
+        let in_dev_shm = e.magic == TMPFS_MAGIC && Some(e.dev) == self.dev_shm();
+        if in_dev_shm && let Some(n) = dev_shm_name_of(e.ino, &name) {
+            let id = compact_str::format_compact!("posix:/{n}");
+            self.names.insert((e.dev, e.ino), id.clone());
+            return id;
+        }
         if let Some(id) = self.names.get(&(e.dev, e.ino)) {
             return id.clone();
         }
-        let name = String::from_utf8_lossy(c_str(&e.name)).into_owned();
         let id = if e.magic == TMPFS_MAGIC && name.starts_with("memfd:") {
             compact_str::format_compact!("{name}:{}", e.ino)
         } else if e.magic == TMPFS_MAGIC && name.starts_with("SYSV") {
@@ -665,7 +687,9 @@ impl Tracker {
         out: &mut Vec<Record>,
     ) {
         for (id, m) in mappings_of(model, parent) {
-            self.note_mapper(child);
+            if m.prot.contains('w') {
+                self.note_mapper(child);
+            }
             out.push(Record::Mapping(MappingLine {
                 ts_ns: ts,
                 event: MappingEvent::Mapped,
@@ -834,6 +858,71 @@ mod tests {
         rm.id = 77;
         c.ingest(&RawEvent::Mem(rm), &mut out).unwrap();
         assert!(c.model.regions["sysv:77"].removed);
+    }
+
+    /// A shared anonymous mapping (named by the inode the probe found)
+    /// moved and grown by mremap, then unmapped.
+    #[test]
+    fn anon_mapping_through_mremap_and_munmap() {
+        let mut c = Collector::new();
+        let mut out: Vec<Record> = Vec::new();
+        let mut m = mem(0, 20, sc::MMAP);
+        m.id = -1;
+        m.addr = 0x40000;
+        m.len = 100; // rounded up to a page
+        m.ino = 1234;
+        m.dev = 1;
+        c.ingest(&RawEvent::Mem(m), &mut out).unwrap();
+        match &out[0] {
+            Record::Region(r) => {
+                assert_eq!(
+                    (r.region.as_str(), r.event),
+                    ("anon:1:1234", RegionEvent::Created)
+                );
+                assert_eq!(r.size, 100);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut r = mem(1, 20, sc::MREMAP);
+        r.addr = 0x40000;
+        r.len = PAGE;
+        r.arg = 2 * PAGE;
+        r.new_addr = 0x80000;
+        out.clear();
+        c.ingest(&RawEvent::Mem(r), &mut out).unwrap();
+        assert_eq!(
+            mappings(&out),
+            vec![
+                (MappingEvent::Unmapped, 20, 0x40000, 0x41000, 0),
+                (MappingEvent::Mapped, 20, 0x80000, 0x82000, 0),
+            ]
+        );
+        assert_eq!(
+            locate(&c.model, 20, 0x81008),
+            Some(("anon:1:1234".into(), 0x1008))
+        );
+        let mut un = mem(2, 20, sc::MUNMAP);
+        un.addr = 0x80000;
+        un.len = 2 * PAGE;
+        out.clear();
+        c.ingest(&RawEvent::Mem(un), &mut out).unwrap();
+        assert_eq!(
+            mappings(&out),
+            vec![(MappingEvent::Unmapped, 20, 0x80000, 0x82000, 0)]
+        );
+        assert!(c.model.regions["anon:1:1234"].mappings.is_empty());
+    }
+
+    #[test]
+    fn kernel_path_joins_components_innermost_first() {
+        let mut e = mem(0, 1, sc::MMAP);
+        for (i, p) in ["f.bin", "sub", "tmp"].iter().enumerate() {
+            e.parts[i][..p.len()].copy_from_slice(p.as_bytes());
+        }
+        e.nparts = 3;
+        assert_eq!(kernel_path(&e).as_deref(), Some("/tmp/sub/f.bin"));
+        e.nparts = PATH_PARTS as u32 + 1;
+        assert_eq!(kernel_path(&e), None);
     }
 
     #[test]

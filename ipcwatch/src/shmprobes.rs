@@ -2,13 +2,13 @@
 //! global, the write-fault tracepoint, the set-up uprobes on libc, and the
 //! per-process hot-call uprobes of `--lock-probes`.
 
-use std::collections::HashSet;
+use std::collections::HashMap as StdHashMap;
 use std::num::NonZeroU32;
 use std::path::Path;
 
 use aya::Ebpf;
 use aya::maps::{HashMap, MapData};
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{TracePoint, UProbe};
 use btf_rs::Btf;
 use ipcwatch_common::shm::{ShmConfig, func, shm_flags};
@@ -81,7 +81,15 @@ pub fn libc_of(pid: u32) -> Option<String> {
     })
 }
 
-fn attach_one(ebpf: &mut Ebpf, f: u32, target: &str, scope: UProbeScope) -> Result<(), String> {
+/// Attach the probe(s) of function `f`; returns the links made (program
+/// name, link).
+fn attach_one(
+    ebpf: &mut Ebpf,
+    f: u32,
+    target: &str,
+    scope: UProbeScope,
+) -> Result<Vec<(&'static str, UProbeLinkId)>, String> {
+    let mut links = Vec::new();
     let prog = if func::at_return(f) && f == func::SEM_OPEN {
         "ipcwatch_uretprobe"
     } else {
@@ -104,22 +112,8 @@ fn attach_one(ebpf: &mut Ebpf, f: u32, target: &str, scope: UProbeScope) -> Resu
         .ok_or("program missing")?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-    p.attach(
-        UProbeAttachPoint {
-            location: location(),
-            cookie: Some(f as u64),
-        },
-        target,
-        scope,
-    )
-    .map_err(|e| format!("{symbol}: {e}"))?;
-    if func::at_return(f) && f != func::SEM_OPEN {
-        let r: &mut UProbe = ebpf
-            .program_mut("ipcwatch_uretprobe")
-            .ok_or("program missing")?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        r.attach(
+    let id = p
+        .attach(
             UProbeAttachPoint {
                 location: location(),
                 cookie: Some(f as u64),
@@ -127,9 +121,27 @@ fn attach_one(ebpf: &mut Ebpf, f: u32, target: &str, scope: UProbeScope) -> Resu
             target,
             scope,
         )
-        .map_err(|e| format!("{symbol} (return): {e}"))?;
+        .map_err(|e| format!("{symbol}: {e}"))?;
+    links.push((prog, id));
+    if func::at_return(f) && f != func::SEM_OPEN {
+        let r: &mut UProbe = ebpf
+            .program_mut("ipcwatch_uretprobe")
+            .ok_or("program missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        let id = r
+            .attach(
+                UProbeAttachPoint {
+                    location: location(),
+                    cookie: Some(f as u64),
+                },
+                target,
+                scope,
+            )
+            .map_err(|e| format!("{symbol} (return): {e}"))?;
+        links.push(("ipcwatch_uretprobe", id));
     }
-    Ok(())
+    Ok(links)
 }
 
 fn load_prog(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
@@ -187,10 +199,10 @@ pub fn attach(ebpf: &mut Ebpf, skipped: &mut Vec<Skipped>) {
     }
 }
 
-/// Processes already given their hot-call uprobes.
+/// Processes given their hot-call uprobes, with the links to detach.
 #[derive(Debug, Default)]
 pub struct LockProbes {
-    done: HashSet<u32>,
+    links: StdHashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
 }
 
 impl LockProbes {
@@ -198,9 +210,10 @@ impl LockProbes {
     /// be attached.
     pub fn attach(&mut self, ebpf: &mut Ebpf, pid: u32) -> Vec<Skipped> {
         let mut skipped = Vec::new();
-        if !self.done.insert(pid) {
+        if self.links.contains_key(&pid) {
             return skipped;
         }
+        let mine = self.links.entry(pid).or_default();
         let Some(scope) = NonZeroU32::new(pid).map(UProbeScope::OneProcess) else {
             return skipped;
         };
@@ -218,14 +231,26 @@ impl LockProbes {
             libc
         };
         for f in HOT {
-            if let Err(reason) = attach_one(ebpf, f, &target, scope) {
-                skipped.push(Skipped {
+            match attach_one(ebpf, f, &target, scope) {
+                Ok(links) => mine.extend(links),
+                Err(reason) => skipped.push(Skipped {
                     probe: format!("uprobe:{}:pid {pid}", func::symbol(f)),
                     reason,
-                });
+                }),
             }
         }
         skipped
+    }
+
+    /// Detach `pid`'s hot-call uprobes (it exec'd or exited).
+    pub fn detach(&mut self, ebpf: &mut Ebpf, pid: u32) {
+        for (prog, id) in self.links.remove(&pid).unwrap_or_default() {
+            let p: Option<&mut UProbe> = ebpf.program_mut(prog).and_then(|p| p.try_into().ok());
+            if let Some(p) = p {
+                // An error means the link is already gone.
+                let _ = p.detach(id);
+            }
+        }
     }
 }
 

@@ -250,6 +250,47 @@ fn contended_locks_are_seen_through_futex() {
     }
 }
 
+/// A named semaphore lives in its own /dev/shm object: its sem_open is the
+/// inventory's "init" and both children's futex operations carry the same
+/// identity, "posix:/sem.<name>+0", although sem_open made it under a
+/// temporary name and linked it.
+#[test]
+fn named_semaphore_has_one_identity() {
+    require_root();
+    let (t, c) = shm_counter(
+        &[],
+        &["--region", "anon", "--lock", "named-sem", "--secs", "1"],
+    );
+    let out = t.stdout();
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("semaphore /dev/shm/"))
+        .unwrap_or_else(|| panic!("{out:?}"));
+    let region = format!("posix:/{path}");
+    let lock = format!("{region}+0");
+    let init: Vec<_> = syncs(&t, &lock).filter(|l| l["event"] == "init").collect();
+    assert_eq!(
+        init.len(),
+        1,
+        "{:?}",
+        t.of_type("sync")
+            .filter(|l| l["event"] == "init")
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(init[0]["primitive"], "sem");
+    assert_eq!(init[0]["pid"], c.parent);
+    let mapped = pids_of(
+        t.of_type("mapping")
+            .filter(|l| l["region"] == region.as_str() && l["event"] == "mapped"),
+    );
+    let mut all = BTreeSet::from([c.parent]);
+    all.extend(&c.children);
+    assert_eq!(mapped, all);
+    let futex = pids_of(syncs(&t, &lock).filter(|l| l["primitive"] == "futex"));
+    let children: BTreeSet<u32> = c.children.iter().copied().collect();
+    assert_eq!(futex, children);
+}
+
 /// With --lock-probes, every uncontended operation is seen, exactly.
 #[test]
 fn uncontended_locks_are_seen_with_lock_probes() {

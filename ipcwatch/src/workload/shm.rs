@@ -16,6 +16,8 @@ pub const LOCK_OFFSET: usize = 0;
 pub const COND_OFFSET: usize = 64;
 pub const TURN_OFFSET: usize = 128;
 pub const COUNTER_OFFSET: usize = 256;
+/// Where the named semaphore's address is kept for the children.
+const SEM_PTR_OFFSET: usize = 192;
 const SIZE: usize = 4096;
 
 fn os_err(what: &str) -> anyhow::Error {
@@ -227,6 +229,8 @@ pub enum LockKind {
     Spin,
     Sem,
     Cond,
+    /// A named semaphore (sem_open), in its own /dev/shm object.
+    NamedSem,
 }
 
 impl LockKind {
@@ -238,7 +242,10 @@ impl LockKind {
             "spin" => LockKind::Spin,
             "sem" => LockKind::Sem,
             "cond" => LockKind::Cond,
-            _ => bail!("unknown lock kind {s:?}: none, mutex, rwlock, spin, sem or cond"),
+            "named-sem" => LockKind::NamedSem,
+            _ => {
+                bail!("unknown lock kind {s:?}: none, mutex, rwlock, spin, sem, cond or named-sem")
+            }
         })
     }
 }
@@ -281,6 +288,18 @@ unsafe fn init_lock(base: *mut u8, kind: LockKind) -> Result<()> {
                 if libc::sem_init(lock.cast(), 1, 1) != 0 {
                     return Err(os_err("sem_init"));
                 }
+                0
+            }
+            LockKind::NamedSem => {
+                let name = CString::new(format!("/ipcwatch-sem-{}", std::process::id()))?;
+                let sem = libc::sem_open(name.as_ptr(), libc::O_CREAT | libc::O_EXCL, 0o600, 1);
+                if sem == libc::SEM_FAILED {
+                    return Err(os_err("sem_open"));
+                }
+                // Children inherit the mapping: keep the pointer in the region.
+                std::ptr::write(base.add(SEM_PTR_OFFSET).cast::<u64>(), sem as u64);
+                println!("semaphore /dev/shm/sem.{}", &name.to_str()?[1..]);
+                libc::sem_unlink(name.as_ptr());
                 0
             }
         };
@@ -330,6 +349,13 @@ unsafe fn bump(base: *mut u8, kind: LockKind, me: u32) {
                 libc::sem_wait(lock.cast());
                 inc();
                 libc::sem_post(lock.cast());
+            }
+            LockKind::NamedSem => {
+                let sem =
+                    std::ptr::read(base.add(SEM_PTR_OFFSET).cast::<u64>()) as *mut libc::sem_t;
+                libc::sem_wait(sem);
+                inc();
+                libc::sem_post(sem);
             }
             LockKind::Cond => {
                 let cond = base.add(COND_OFFSET).cast();
