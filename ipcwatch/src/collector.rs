@@ -309,7 +309,7 @@ impl Collector {
             RawEvent::Fault(e) => self.locks.fault(&self.model, e, out),
             RawEvent::Uprobe(e) => self.locks.uprobe(&self.model, e, out),
             RawEvent::Exec(e) => {
-                self.regions.process_gone(e.hdr.pid);
+                self.regions.process_gone(e.hdr.pid, true);
                 out.push(Record::Process(ProcessLine {
                     ts_ns: e.hdr.ts_ns,
                     event: ProcessEvent::Exec,
@@ -323,7 +323,7 @@ impl Collector {
                 }));
             }
             RawEvent::Exit(e) => {
-                self.regions.process_gone(e.hdr.pid);
+                self.regions.process_gone(e.hdr.pid, false);
                 let (exit_code, signal) = wait_status(e.exit_code);
                 out.push(Record::Process(ProcessLine {
                     ts_ns: e.hdr.ts_ns,

@@ -337,7 +337,7 @@ pub struct Tracker {
     /// Processes whose first shared mapping just appeared (for
     /// `--lock-probes`); the recorder drains it.
     pub new_mappers: Vec<u32>,
-    /// Mappers that exec'd or exited since; the recorder drains it.
+    /// Mappers that exec'd since; the recorder drains it.
     pub gone: Vec<u32>,
 }
 
@@ -362,11 +362,13 @@ impl Tracker {
         }
     }
 
-    /// A process exec'd or exited: it lost its mappings (and its
-    /// `--lock-probes` must go, since a uprobe follows the task into the
-    /// new program).
-    pub fn process_gone(&mut self, pid: u32) {
-        if self.mappers.remove(&pid) {
+    /// A process exec'd (`exec`) or exited: it lost its mappings. After an
+    /// exec its `--lock-probes` must go, since a uprobe follows the task
+    /// into the new program. After an exit they are left to ipcwatch's own
+    /// exit: detaching costs tens of milliseconds per probe and would stall
+    /// the event loop.
+    pub fn process_gone(&mut self, pid: u32, exec: bool) {
+        if self.mappers.remove(&pid) && exec {
             self.gone.push(pid);
         }
         self.new_mappers.retain(|p| *p != pid);
