@@ -58,7 +58,10 @@ fn syncs<'a>(t: &'a Trace, lock: &'a str) -> impl Iterator<Item = &'a Value> + '
 #[test]
 fn sysv_mutex_counter_shows_two_mappers_and_one_lock_from_two_pids() {
     require_root();
-    let (t, c) = shm_counter(&[], &["--region", "sysv", "--lock", "mutex", "--secs", "2"]);
+    let (t, c) = shm_counter(
+        &["--ring-size", "67108864"],
+        &["--region", "sysv", "--lock", "mutex", "--secs", "2"],
+    );
     assert!(c.region.starts_with("sysv:"), "{}", c.region);
     assert_eq!(c.children.len(), 2);
     // The region: created by the parent, 4096 bytes, removed at the end.
@@ -207,7 +210,13 @@ fn every_region_kind_has_its_id_mappers_and_end() {
 fn contended_locks_are_seen_through_futex() {
     require_root();
     for lock in ["mutex", "rwlock", "sem", "cond"] {
-        let (t, c) = shm_counter(&[], &["--region", "anon", "--lock", lock, "--secs", "1"]);
+        // Contention makes a futex call every few operations: keep it
+        // short, with room to spare in the ring buffer (the test binary's
+        // collector is a debug build, on a busy machine).
+        let (t, c) = shm_counter(
+            &["--ring-size", "67108864"],
+            &["--region", "anon", "--lock", lock, "--secs", "0.5"],
+        );
         let object = format!("{}+0", c.region);
         let init: Vec<_> = t.of_type("sync").filter(|l| l["event"] == "init").collect();
         let want_init = if lock == "cond" { "mutex" } else { lock };
