@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod race;
+pub mod shm;
 
 /// Length of `task_struct.comm`.
 pub const COMM_LEN: usize = 16;
@@ -204,7 +205,7 @@ pub mod sc {
             }
             i += 1;
         }
-        "?"
+        crate::shm::sc::name(code)
     }
 }
 

@@ -27,9 +27,13 @@
 #[cfg(target_arch = "bpf")]
 mod probes;
 #[cfg(target_arch = "bpf")]
+mod shm;
+#[cfg(target_arch = "bpf")]
 mod sock;
 #[cfg(target_arch = "bpf")]
 mod tracer;
+#[cfg(target_arch = "bpf")]
+mod uprobes;
 #[cfg(target_arch = "bpf")]
 mod watch;
 

@@ -15,9 +15,9 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use ipcwatch_common::{
-    COMM_LEN, Config, EventHeader, ExecEvent, ExitEvent, FdEvent, FileId, ForkEvent, IoEvent,
-    DataEvent, MAX_CAPTURE, MAX_SYSCALL_NR, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, SpanEvent, file_kind, filter, kind,
-    op, sc, stat, traced,
+    COMM_LEN, Config, DataEvent, EventHeader, ExecEvent, ExitEvent, FdEvent, FileId, ForkEvent,
+    IoEvent, MAX_CAPTURE, MAX_SYSCALL_NR, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, SpanEvent,
+    file_kind, filter, kind, op, sc, stat, traced,
 };
 
 /// Written by userspace before load.
@@ -45,7 +45,7 @@ static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// tgid -> `traced::*` flags. Used when `CONFIG.filter` has `LISTED`.
 #[map]
-static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+pub(crate) static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
 /// comm -> 1. Used when `CONFIG.filter` has `COMM`.
 #[map]
@@ -123,7 +123,7 @@ pub(crate) fn emit<T: 'static>(event: T) {
     }
 }
 
-fn allowed(tgid: u32) -> bool {
+pub(crate) fn allowed(tgid: u32) -> bool {
     if tgid == conf!(self_tgid) {
         return false;
     }
@@ -361,7 +361,7 @@ fn user_buf(code: u32, arg1: u64) -> u64 {
 }
 
 /// With `--capture-bytes`: before the IO event, the first bytes moved.
-#[inline(always)]
+#[inline(never)]
 fn capture(pid_tgid: u64, file: &FileId, buf: u64, ret: i64) {
     let cap = conf!(capture_bytes) as i64;
     if cap == 0 || ret <= 0 || buf == 0 || !wanted(file) {
@@ -375,7 +375,11 @@ fn capture(pid_tgid: u64, file: &FileId, buf: u64, ret: i64) {
     };
     let e = entry.as_mut_ptr();
     // Bounded for the verifier: 1..=MAX_CAPTURE.
-    let len = if n as usize > MAX_CAPTURE { MAX_CAPTURE as u32 } else { n };
+    let len = if n as usize > MAX_CAPTURE {
+        MAX_CAPTURE as u32
+    } else {
+        n
+    };
     // SAFETY: `e` is reserved ring-buffer memory of DataEvent's size; the
     // read is at most MAX_CAPTURE bytes into `data`, from a user pointer.
     unsafe {
@@ -396,7 +400,7 @@ fn capture(pid_tgid: u64, file: &FileId, buf: u64, ret: i64) {
 }
 
 /// Before the IO event of a large pipe write: when it started.
-#[inline(always)]
+#[inline(never)]
 fn span(pid_tgid: u64, ret: i64) {
     if ret as u64 <= PIPE_BUF {
         return;
@@ -414,16 +418,24 @@ fn span(pid_tgid: u64, ret: i64) {
 
 #[inline(always)]
 fn io(pid_tgid: u64, file: FileId, fd: i32, op: u32, bytes: i64, syscall: u32) {
+    io_event(pid_tgid, &file, fd, (op << 16) | syscall, bytes);
+}
+
+/// The IO event itself, in its own BPF function (its own stack frame:
+/// `sys_exit` handles many syscalls and must stay under 512 bytes).
+#[inline(never)]
+fn io_event(pid_tgid: u64, file: &FileId, fd: i32, op_sc: u32, bytes: i64) {
+    let (op, syscall) = (op_sc >> 16, op_sc & 0xffff);
     if file.kind == file_kind::SOCKET && bytes > 0 {
         crate::sock::fd_io(pid_tgid, fd, op, bytes as u64, syscall);
         return;
     }
-    if bytes <= 0 || !wanted(&file) {
+    if bytes <= 0 || !wanted(file) {
         return;
     }
     emit(IoEvent {
         hdr: header(kind::IO, pid_tgid),
-        file,
+        file: *file,
         bytes: bytes as u64,
         fd,
         op,
@@ -452,6 +464,10 @@ fn sys_exit(ctx: &RawTracePointContext) {
         Some(&c) if c != 0 && c != sc::CLOSE && c != sc::CLOSE_RANGE => c,
         _ => return,
     };
+    // Shared memory and locks (ipcwatch-ebpf/src/shm.rs) see failures too.
+    if crate::shm::sys_exit(regs, code, ret) {
+        return;
+    }
     // A non-blocking connect() in progress (-EINPROGRESS) is reported too.
     if ret < 0 && !(code == sc::CONNECT && ret == -115) {
         return;
@@ -668,6 +684,7 @@ fn fork(ctx: &RawTracePointContext) {
         return; // a new thread
     }
     let child_tid = kread::<u32>(child, conf!(off.task_pid)).unwrap_or(child_tgid);
+    crate::shm::fork(parent, child_tgid);
     if let Some(flags) = TRACED.get_ptr(parent) {
         // SAFETY: pointer from the map, valid for this read.
         let flags = unsafe { *flags };
@@ -745,6 +762,7 @@ fn exit() {
     if traced {
         let _ = TRACED.remove(tgid);
     }
+    crate::shm::exit(tgid);
     if !allow {
         return;
     }

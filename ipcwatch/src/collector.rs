@@ -113,6 +113,10 @@ pub struct Collector {
     data: Option<(u32, String)>,
     /// Socket and message-queue state (ids, peers, names).
     pub channels: crate::channels::Channels,
+    /// Shared regions and mappings (see `regions`).
+    pub regions: crate::regions::Tracker,
+    /// Locks and write faults (see `locks`).
+    pub locks: crate::locks::Locks,
 }
 
 impl Collector {
@@ -362,31 +366,47 @@ impl Collector {
                 l.syscall = syscall(e.syscall);
                 out.push(Record::Channel(l));
             }
-            RawEvent::Fork(e) => out.push(Record::Process(ProcessLine {
-                ts_ns: e.hdr.ts_ns,
-                event: ProcessEvent::Fork,
-                pid: e.child_pid,
-                tid: e.child_tid,
-                comm: comm(&e.hdr),
-                ppid: Some(e.hdr.pid),
-                filename: None,
-                exit_code: None,
-                signal: None,
-            })),
-            RawEvent::Exec(e) => out.push(Record::Process(ProcessLine {
-                ts_ns: e.hdr.ts_ns,
-                event: ProcessEvent::Exec,
-                pid: e.hdr.pid,
-                tid: e.hdr.tid,
-                comm: comm(&e.hdr),
-                ppid: None,
-                filename: Some(lossy(&e.filename)),
-                exit_code: None,
-                signal: None,
-            })),
+            RawEvent::Fork(e) => {
+                out.push(Record::Process(ProcessLine {
+                    ts_ns: e.hdr.ts_ns,
+                    event: ProcessEvent::Fork,
+                    pid: e.child_pid,
+                    tid: e.child_tid,
+                    comm: comm(&e.hdr),
+                    ppid: Some(e.hdr.pid),
+                    filename: None,
+                    exit_code: None,
+                    signal: None,
+                }));
+                let c = comm(&e.hdr);
+                self.regions
+                    .fork(&self.model, e.hdr.pid, e.child_pid, &c, e.hdr.ts_ns, out);
+            }
+            RawEvent::Mem(e) => self.regions.mem(&self.model, e, out),
+            RawEvent::Lock(e) => self.locks.lock(&self.model, e, out),
+            RawEvent::Fault(e) => self.locks.fault(&self.model, e, out),
+            RawEvent::Uprobe(e) => self.locks.uprobe(&self.model, e, out),
+            RawEvent::Exec(e) => {
+                self.regions.process_gone(e.hdr.pid, true);
+                out.push(Record::Process(ProcessLine {
+                    ts_ns: e.hdr.ts_ns,
+                    event: ProcessEvent::Exec,
+                    pid: e.hdr.pid,
+                    tid: e.hdr.tid,
+                    comm: comm(&e.hdr),
+                    ppid: None,
+                    filename: Some(lossy(&e.filename)),
+                    exit_code: None,
+                    signal: None,
+                }));
+            }
             // Turned into findings by the race detector, not here.
-            RawEvent::Collision(_) | RawEvent::WriteSample(_) | RawEvent::Span(_) | RawEvent::Data(_) => {}
+            RawEvent::Collision(_)
+            | RawEvent::WriteSample(_)
+            | RawEvent::Span(_)
+            | RawEvent::Data(_) => {}
             RawEvent::Exit(e) => {
+                self.regions.process_gone(e.hdr.pid, false);
                 let (exit_code, signal) = wait_status(e.exit_code);
                 out.push(Record::Process(ProcessLine {
                     ts_ns: e.hdr.ts_ns,

@@ -4,10 +4,14 @@ use std::mem::size_of;
 
 use ipcwatch_common::race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE};
 use ipcwatch_common::{
-    EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, MqEvent, MsgEvent, OpenEvent,
-    PathEvent, PipeEvent, SockEvent, SpanEvent, kind, DataEvent,
+    DataEvent, EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, MqEvent, MsgEvent,
+    OpenEvent, PathEvent, PipeEvent, SockEvent, SpanEvent, kind,
+    shm::{self, FaultEvent, LockEvent, MemEvent, UprobeEvent},
 };
 
+// Events are decoded one at a time and never kept in bulk, so the size of
+// the largest variant (a memory event with a file's path) does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawEvent {
     Io(IoEvent),
@@ -31,6 +35,11 @@ pub enum RawEvent {
     SockLife(SockEvent),
     Mq(MqEvent),
     Msgq(MsgEvent),
+    /// Shared memory (see `ipcwatch_common::shm`).
+    Mem(MemEvent),
+    Lock(LockEvent),
+    Fault(FaultEvent),
+    Uprobe(UprobeEvent),
 }
 
 impl RawEvent {
@@ -51,6 +60,10 @@ impl RawEvent {
             RawEvent::SockIo(e) | RawEvent::SockLife(e) => &e.hdr,
             RawEvent::Mq(e) => &e.hdr,
             RawEvent::Msgq(e) => &e.hdr,
+            RawEvent::Mem(e) => &e.hdr,
+            RawEvent::Lock(e) => &e.hdr,
+            RawEvent::Fault(e) => &e.hdr,
+            RawEvent::Uprobe(e) => &e.hdr,
         }
     }
 }
@@ -105,6 +118,10 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::SOCK_LIFE => RawEvent::SockLife(read(bytes, "socket event")?),
         kind::MQ => RawEvent::Mq(read(bytes, "mq event")?),
         kind::MSGQ => RawEvent::Msgq(read(bytes, "msgq event")?),
+        shm::kind::MEM => RawEvent::Mem(read(bytes, "memory event")?),
+        shm::kind::LOCK => RawEvent::Lock(read(bytes, "lock event")?),
+        shm::kind::FAULT => RawEvent::Fault(read(bytes, "fault event")?),
+        shm::kind::UPROBE => RawEvent::Uprobe(read(bytes, "uprobe event")?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

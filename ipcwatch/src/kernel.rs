@@ -12,7 +12,7 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// Byte offset of `field` in `struct name`, looking through anonymous
 /// struct and union members the way C does.
-fn member_offset(btf: &Btf, name: &str, field: &str) -> Result<u32, Error> {
+pub(crate) fn member_offset(btf: &Btf, name: &str, field: &str) -> Result<u32, Error> {
     let missing = || Error::Btf(format!("struct {name} has no field {field}"));
     let types = btf
         .resolve_types_by_name(name)
@@ -167,6 +167,7 @@ pub fn syscall_numbers() -> Vec<(u32, i64)> {
         (sc::MKNOD, libc::SYS_mknod),
         (sc::OPEN, libc::SYS_open),
     ]);
+    v.extend(crate::regions::syscall_numbers());
     v
 }
 

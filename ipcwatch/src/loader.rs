@@ -63,6 +63,9 @@ pub struct Options {
     pub deep: bool,
     /// Payload bytes copied per read/write (0: none).
     pub capture_bytes: u32,
+    /// `--lock-probes`: uprobes on the hot lock calls of every process
+    /// that maps shared memory.
+    pub lock_probes: bool,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             watch_delay_ns: 50_000,
             deep: false,
             capture_bytes: 0,
+            lock_probes: false,
         }
     }
 }
@@ -97,6 +101,10 @@ pub struct Probes {
     seq: Option<PerCpuArray<MapData, u64>>,
     traced: HashMap<MapData, u32, u32>,
     pub skipped: Vec<Skipped>,
+    /// Shared memory: processes that map it (kernel filter for faults).
+    shm_procs: HashMap<MapData, u32, u32>,
+    /// `--lock-probes`, when on.
+    lock_probes: Option<crate::shmprobes::LockProbes>,
 }
 
 fn comm_key(name: &str) -> [u8; COMM_LEN] {
@@ -135,9 +143,11 @@ impl Probes {
         let sock_config = SockConfig {
             off: kernel::sock_offsets_from(std::path::Path::new(kernel::VMLINUX_BTF))?,
         };
+        let shm_config = crate::shmprobes::config(std::path::Path::new(kernel::VMLINUX_BTF))?;
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &config, true)
             .override_global("SOCK_CONFIG", &sock_config, true)
+            .override_global("SHM_CONFIG", &shm_config, true)
             .map_max_entries("EVENTS", opts.ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| load_err("loading the eBPF object", e))?;
@@ -211,6 +221,8 @@ impl Probes {
             "sched_process_exit",
             &mut skipped,
         );
+        crate::shmprobes::attach(&mut ebpf, &mut skipped);
+        let shm_procs = crate::shmprobes::shm_procs(&mut ebpf)?;
 
         let ring = RingBuf::try_from(
             ebpf.take_map("EVENTS")
@@ -237,6 +249,8 @@ impl Probes {
             seq,
             traced,
             skipped,
+            shm_procs,
+            lock_probes: opts.lock_probes.then(crate::shmprobes::LockProbes::default),
         };
         for pid in &opts.filter.pids {
             probes.trace_pid(*pid, false)?;
@@ -341,6 +355,31 @@ impl Probes {
             .and_then(|m| m.get(&id, 0).ok())
             .map(|st| st.frames().iter().map(|f| f.ip).collect())
             .unwrap_or_default()
+    }
+
+    /// `pid` maps shared memory (found at start): report its write faults.
+    pub fn mark_shared(&mut self, pid: u32) -> Result<(), Error> {
+        // Both bits of the kernel's SHM_PROCS value: maps shared memory,
+        // writable.
+        self.shm_procs
+            .insert(pid, 3, 0)
+            .map_err(|e| load_err("filling SHM_PROCS", e))
+    }
+
+    /// With `--lock-probes`, attach the hot-call uprobes to `pid`; returns
+    /// the probes that could not be attached.
+    pub fn attach_lock_probes(&mut self, pid: u32) -> Vec<Skipped> {
+        match &mut self.lock_probes {
+            Some(lp) => lp.attach(&mut self.ebpf, pid),
+            None => Vec::new(),
+        }
+    }
+
+    /// Detach `pid`'s `--lock-probes` (it exec'd or exited).
+    pub fn detach_lock_probes(&mut self, pid: u32) {
+        if let Some(lp) = &mut self.lock_probes {
+            lp.detach(&mut self.ebpf, pid);
+        }
     }
 
     /// Kernel-side counter `index` (one of `stat::*`), summed over CPUs.

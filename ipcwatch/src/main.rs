@@ -175,6 +175,47 @@ enum Workload {
         #[arg(long, default_value_t = 100_000)]
         iters: u64,
     },
+    /// Children bump a counter in a shared region under a process-shared lock.
+    ShmCounter {
+        /// sysv, posix, memfd, file or anon.
+        #[arg(long, default_value = "sysv")]
+        region: String,
+        /// Name of a posix object or path of a file.
+        #[arg(long, default_value = "ipcwatch-counter")]
+        name: String,
+        /// none, mutex, rwlock, spin, sem or cond.
+        #[arg(long, default_value = "mutex")]
+        lock: String,
+        #[arg(long, default_value_t = 2)]
+        children: usize,
+        /// Seconds each child runs (when --iters is 0).
+        #[arg(long, default_value_t = 1.0)]
+        secs: f64,
+        /// Increments per child (0: run for --secs).
+        #[arg(long, default_value_t = 0)]
+        iters: u64,
+        /// One child after the other (uncontended).
+        #[arg(long)]
+        serial: bool,
+        /// Seconds each child sleeps before it starts.
+        #[arg(long, default_value_t = 0.0)]
+        settle: f64,
+    },
+    /// One of two unrelated processes sharing a POSIX shm object.
+    ShmPosixPeer {
+        name: String,
+        /// create or open.
+        #[arg(long)]
+        role: String,
+    },
+    /// Two processes contend for a file lock (flock, fcntl, ofd, lockf).
+    FileLock { kind: String, path: String },
+    /// Map a region, wait for a line on stdin, write it, remove it.
+    ShmHold {
+        kind: String,
+        #[arg(long, default_value = "ipcwatch-hold")]
+        name: String,
+    },
 }
 
 fn workload(w: Workload) -> ExitCode {
@@ -202,6 +243,30 @@ fn workload(w: Workload) -> ExitCode {
         Workload::SockDelayed { bytes, tcp } => wl::sock_delayed(bytes, tcp),
         Workload::UnixPingpong { size, iters } => wl::unix_pingpong(size, iters),
         Workload::MqPingpong { size, iters } => wl::mq_pingpong(size, iters),
+        Workload::ShmCounter {
+            region,
+            name,
+            lock,
+            children,
+            secs,
+            iters,
+            serial,
+            settle,
+        } => wl::shm::LockKind::parse(&lock).and_then(|lock| {
+            wl::shm::counter(&wl::shm::CounterArgs {
+                region,
+                name,
+                lock,
+                children,
+                secs,
+                iters,
+                serial,
+                settle,
+            })
+        }),
+        Workload::ShmPosixPeer { name, role } => wl::shm::posix_peer(&name, &role),
+        Workload::FileLock { kind, path } => wl::shm::filelock(&kind, &path),
+        Workload::ShmHold { kind, name } => wl::shm::hold(&kind, &name),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -423,6 +488,15 @@ struct RecordCli {
     /// Race detector: words armed at once (a thread has 4 debug registers).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=4))]
     race_words: u64,
+    /// Also trace every pthread mutex/rwlock/spinlock and semaphore call
+    /// (lock, trylock, timedlock, unlock, wait, post...) with uprobes,
+    /// attached to each process when its first shared mapping appears.
+    /// COSTLY: a uprobe hit costs about 8-10 us in a virtual machine, and a
+    /// lock-heavy program can run tens of times slower (a two-process
+    /// mutex counter: about 30x). Without it, contended locks are still
+    /// seen through futex, and flock/fcntl locks always.
+    #[arg(long)]
+    lock_probes: bool,
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -456,6 +530,7 @@ fn record(cli: RecordCli) -> ExitCode {
         capture_bytes: cli.capture_bytes,
         kinds: kinds_mask(&cli.kinds),
         command_stdout_to_stderr: false,
+        lock_probes: cli.lock_probes,
     };
     let fail_on_race = cli.fail_on_race;
     match record::run(args) {

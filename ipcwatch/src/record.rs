@@ -38,6 +38,8 @@ pub struct RecordArgs {
     /// Send the command's standard output to standard error even when the
     /// trace goes to a file (`graph` writes its own output to stdout).
     pub command_stdout_to_stderr: bool,
+    /// `--lock-probes`: uprobes on hot lock calls (costly, opt-in).
+    pub lock_probes: bool,
 }
 
 impl Default for RecordArgs {
@@ -54,6 +56,7 @@ impl Default for RecordArgs {
             capture_bytes: 0,
             kinds: crate::loader::Options::default().kinds,
             command_stdout_to_stderr: false,
+            lock_probes: false,
         }
     }
 }
@@ -158,6 +161,7 @@ pub fn run_with<S: Sink>(
         deep: args.deep,
         capture_bytes: args.capture_bytes,
         kinds: args.kinds,
+        lock_probes: args.lock_probes,
     };
     let mut probes = Probes::load(&opts)?;
 
@@ -218,7 +222,15 @@ pub fn run_with<S: Sink>(
                 || filter.pids.contains(&pid)
                 || filter.comms.iter().any(|c| c.as_str() == comm)
         };
-        for r in procscan::scan(monotonic_ns(), &want) {
+        let found = procscan::scan(monotonic_ns(), &want);
+        let regions = crate::regions::scan_existing(&found, monotonic_ns());
+        for r in found.into_iter().chain(regions) {
+            if let Record::Mapping(m) = &r
+                && m.prot.contains('w')
+            {
+                probes.mark_shared(m.pid)?;
+                collector.regions.note_mapper(m.pid);
+            }
             collector.push(r, &mut sink)?;
         }
         // Sockets connected before the start, with both ends (sock_diag).
@@ -384,17 +396,34 @@ async fn event_loop(
         Ok(())
     }
 
+    // With --lock-probes, give each new mapper of shared memory its uprobes.
+    let attach_new =
+        |probes: &mut Probes, collector: &mut Collector, sink: &mut dyn Sink| -> io::Result<()> {
+            for pid in std::mem::take(&mut collector.regions.gone) {
+                probes.detach_lock_probes(pid);
+            }
+            for pid in std::mem::take(&mut collector.regions.new_mappers) {
+                for s in probes.attach_lock_probes(pid) {
+                    let msg = format!("probe {} not attached: {}", s.probe, s.reason);
+                    warn(collector, sink, Some(s.probe), msg)?;
+                }
+            }
+            Ok(())
+        };
+
     let reason = loop {
         let step: io::Result<Option<StopReason>> = tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 let r = drain(guard.get_inner_mut(), collector, sink, &mut detector, probes, &mut decode_errors);
                 guard.clear_ready();
-                r.map(|()| None)
+                r.and_then(|()| attach_new(probes, collector, sink)).map(|()| None)
             }
             _ = poll.tick() => {
                 detector.tick(&collector.model, probes, std::time::Instant::now());
-                drain(ring.get_mut(), collector, sink, &mut detector, probes, &mut decode_errors).map(|()| None)
+                drain(ring.get_mut(), collector, sink, &mut detector, probes, &mut decode_errors)
+                    .and_then(|()| attach_new(probes, collector, sink))
+                    .map(|()| None)
             }
             _ = tick.tick() => {
                 let dropped = probes.dropped();

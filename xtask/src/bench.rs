@@ -26,6 +26,8 @@ pub struct BenchArgs {
 enum Way {
     Untraced,
     Ipcwatch,
+    /// `ipcwatch record --lock-probes`.
+    LockProbes,
     Strace,
 }
 
@@ -34,6 +36,7 @@ impl Way {
         match self {
             Way::Untraced => "untraced",
             Way::Ipcwatch => "ipcwatch",
+            Way::LockProbes => "ipcwatch --lock-probes",
             Way::Strace => "strace -f",
         }
     }
@@ -66,6 +69,12 @@ fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
             c.args(["record", "-o", "/dev/null", "--"]).args(&argv);
             c
         }
+        Way::LockProbes => {
+            let mut c = Command::new(bin);
+            c.args(["record", "--lock-probes", "-o", "/dev/null", "--"])
+                .args(&argv);
+            c
+        }
         Way::Strace => {
             let mut c = Command::new("strace");
             c.args(["-f", "-o", "/dev/null"]).args(&argv);
@@ -82,7 +91,10 @@ fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .find_map(|l| l.strip_prefix("round-trips/s "))
+        .find_map(|l| {
+            l.strip_prefix("round-trips/s ")
+                .or_else(|| l.strip_prefix("increments/s "))
+        })
         .and_then(|v| v.trim().parse().ok())
         .with_context(|| format!("no rate in the workload's output: {text}"))
 }
@@ -104,33 +116,67 @@ struct Row {
 
 pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    let mut ways = vec![Way::Untraced, Way::Ipcwatch];
+    let mut ways = vec![Way::Untraced, Way::Ipcwatch, Way::LockProbes];
     if have("strace") {
         ways.push(Way::Strace);
     } else {
         eprintln!("bench: strace not installed; its column is left out");
     }
-    let workloads = [
-        ("pipe ping-pong 1 B", "pingpong", 1usize),
-        ("pipe ping-pong 4 KiB", "pingpong", 4096),
-        ("unix socket ping-pong 1 B", "unix-pingpong", 1),
-        ("unix socket ping-pong 4 KiB", "unix-pingpong", 4096),
-        ("POSIX queue ping-pong 1 B", "mq-pingpong", 1),
-        ("POSIX queue ping-pong 4 KiB", "mq-pingpong", 4096),
-    ];
-    let mut rows = Vec::new();
-    for (name, workload, size) in workloads {
-        let wl: Vec<String> = [
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let iters = args.iters.to_string();
+    let mut workloads: Vec<(&str, Vec<String>)> = Vec::new();
+    for (name, workload, size) in [
+        ("pipe ping-pong 1 B", "pingpong", "1"),
+        ("pipe ping-pong 4 KiB", "pingpong", "4096"),
+        ("unix socket ping-pong 1 B", "unix-pingpong", "1"),
+        ("unix socket ping-pong 4 KiB", "unix-pingpong", "4096"),
+        ("POSIX queue ping-pong 1 B", "mq-pingpong", "1"),
+        ("POSIX queue ping-pong 4 KiB", "mq-pingpong", "4096"),
+    ] {
+        workloads.push((
+            name,
+            strings(&["workload", workload, "--size", size, "--iters", &iters]),
+        ));
+    }
+    // Two processes bump a counter in a SysV segment under a
+    // process-shared mutex; each waits 0.5 s first, so that --lock-probes
+    // is attached before the measured second starts.
+    workloads.push((
+        "shm mutex counter, 2 processes (increments/s)",
+        strings(&[
             "workload",
-            workload,
-            "--size",
-            &size.to_string(),
-            "--iters",
-            &args.iters.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+            "shm-counter",
+            "--region",
+            "sysv",
+            "--lock",
+            "mutex",
+            "--secs",
+            "1",
+            "--settle",
+            "0.5",
+        ]),
+    ));
+    // The same loop on a private mutex in private memory: a process that
+    // shares nothing, which --lock-probes leaves alone.
+    workloads.push((
+        "private mutex counter, shares nothing (increments/s)",
+        strings(&[
+            "workload",
+            "shm-counter",
+            "--region",
+            "private",
+            "--lock",
+            "mutex",
+            "--children",
+            "0",
+            "--secs",
+            "1",
+            "--settle",
+            "0.5",
+        ]),
+    ));
+    let mut rows = Vec::new();
+    for (name, wl) in workloads {
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
         for round in 0..args.rounds {
             // Alternate the order each round so drift hits every way alike.
@@ -312,7 +358,7 @@ fn table(rows: &[Row], ways: &[Way]) -> String {
         let _ = write!(s, "| {} |", r.workload);
         for (w, v) in &r.medians {
             if *w == Way::Untraced {
-                let _ = write!(s, " {v:.0} round trips/s |");
+                let _ = write!(s, " {v:.0}/s |");
             } else {
                 let _ = write!(s, " {:.2}x ({v:.0}/s) |", v / base);
             }
@@ -362,7 +408,7 @@ fn write_docs(table: &str, args: &BenchArgs, pin: bool) -> Result<()> {
     let begin = "<!-- bench:begin -->";
     let end = "<!-- bench:end -->";
     let body = format!(
-        "{begin}\nMeasured by `cargo xtask bench` on {} (a virtual machine), {} alternating rounds of {} round trips each, medians{}.\n\n{table}{end}",
+        "{begin}\nMeasured by `cargo xtask bench` on {} (a virtual machine), {} alternating rounds (ping-pong: {} round trips; counters: 1 s), medians{}. Rates: round trips/s for the ping-pongs, increments/s for the counters.\n\n{table}{end}",
         machine(),
         args.rounds,
         args.iters,

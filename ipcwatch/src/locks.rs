@@ -1,0 +1,334 @@
+//! Synchronization and write faults: kernel lock, uprobe and fault events
+//! to `sync` and `fault` records.
+//!
+//! A lock in shared memory has one identity in every process,
+//! `<region>+<offset>`, found with [`crate::regions::locate`]. When the
+//! futex word lies inside an object the inventory knows (a pthread mutex,
+//! rwlock, semaphore seen at its init), the identity is the object's,
+//! so a contended rwlock (whose futex words sit 4..12 bytes in) and its
+//! init line agree. Elsewhere: `futex:<pid>:<addr>` (a private address),
+//! `flock:<dev>:<ino>` (flock), `fcntl:<dev>:<ino>+<start>` (fcntl and OFD
+//! record locks, lockf).
+
+use std::collections::HashMap;
+
+use compact_str::format_compact;
+use ipcwatch_common::shm::{FaultEvent, LockEvent, UprobeEvent, func, sc};
+
+use crate::decode::c_str;
+use crate::events::{FaultLine, Record, SyncEvent, SyncLine, Text};
+use crate::model::Model;
+use crate::regions::locate;
+
+/// Size in bytes of each lock object (glibc, x86_64): a futex address
+/// inside [object, object + size) belongs to that object.
+pub fn object_size(primitive: &str) -> u64 {
+    match primitive {
+        "mutex" => 40,
+        "rwlock" => 56,
+        "cond" => 48,
+        "sem" => 32,
+        "spin" => 4,
+        _ => 0,
+    }
+}
+
+fn comm(hdr: &ipcwatch_common::EventHeader) -> Text {
+    Text::from_utf8_lossy(c_str(&hdr.comm))
+}
+
+/// Identity of the lock at `addr` in `pid`: (lock, region, offset,
+/// primitive of the known object containing it).
+pub fn lock_at(
+    model: &Model,
+    pid: u32,
+    addr: u64,
+) -> (Text, Option<Text>, Option<u64>, Option<Text>) {
+    let Some((region, offset)) = locate(model, pid, addr) else {
+        return (format_compact!("futex:{pid}:{addr:#x}"), None, None, None);
+    };
+    // An object of the inventory that contains this word?
+    if let Some(r) = model.regions.get(&region) {
+        for id in &r.locks {
+            if let Some(l) = model.locks.get(id)
+                && let Some(o) = l.offset
+                && (o..o + object_size(&l.primitive)).contains(&offset)
+            {
+                return (id.clone(), Some(region), Some(o), Some(l.primitive.clone()));
+            }
+        }
+    }
+    (
+        format_compact!("{region}+{offset}"),
+        Some(region),
+        Some(offset),
+        None,
+    )
+}
+
+fn errno_name(ret: i64) -> &'static str {
+    match -ret as i32 {
+        libc::EAGAIN => "EAGAIN",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EINTR => "EINTR",
+        libc::EDEADLK => "EDEADLK",
+        libc::EINVAL => "EINVAL",
+        libc::ENOLCK => "ENOLCK",
+        libc::EBADF => "EBADF",
+        libc::EPERM => "EPERM",
+        libc::ESRCH => "ESRCH",
+        libc::EBUSY => "EBUSY",
+        _ => "error",
+    }
+}
+
+const FUTEX_CMD_MASK: u32 = 0x7f;
+
+fn futex_cmd(op: u32) -> (&'static str, SyncEvent) {
+    match op & FUTEX_CMD_MASK {
+        0 => ("wait", SyncEvent::Wait),
+        1 => ("wake", SyncEvent::Wake),
+        3 => ("requeue", SyncEvent::Wake),
+        4 => ("cmp_requeue", SyncEvent::Wake),
+        5 => ("wake_op", SyncEvent::Wake),
+        6 => ("lock_pi", SyncEvent::Acquire),
+        7 => ("unlock_pi", SyncEvent::Release),
+        8 => ("trylock_pi", SyncEvent::Acquire),
+        9 => ("wait_bitset", SyncEvent::Wait),
+        10 => ("wake_bitset", SyncEvent::Wake),
+        11 => ("wait_requeue_pi", SyncEvent::Wait),
+        12 => ("cmp_requeue_pi", SyncEvent::Wake),
+        13 => ("lock_pi2", SyncEvent::Acquire),
+        _ => ("other", SyncEvent::Wait),
+    }
+}
+
+/// What the inventory learned from pthread_*attr_setpshared: (pid, attr
+/// address) -> process-shared.
+#[derive(Debug, Default)]
+pub struct Locks {
+    attrs: HashMap<(u32, u64), bool>,
+    /// tid -> (address, time) of its last pthread_spin_unlock.
+    spin_unlock: HashMap<u32, (u64, u64)>,
+}
+
+/// glibc makes pthread_spin_init an alias of pthread_spin_unlock (same
+/// code), so with `--lock-probes` one unlock hits both probes; the
+/// inventory's "init" that follows the unlock within this many
+/// nanoseconds, on the same thread and address, is that same call.
+const SPIN_ALIAS_NS: u64 = 100_000;
+
+impl Locks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn lock(&mut self, model: &Model, e: &LockEvent, out: &mut Vec<Record>) {
+        let (pid, tid) = (e.hdr.pid, e.hdr.tid);
+        let mut line = SyncLine {
+            ts_ns: e.hdr.ts_ns,
+            event: SyncEvent::Acquire,
+            lock: Text::default(),
+            pid,
+            tid,
+            comm: comm(&e.hdr),
+            primitive: Text::const_new("futex"),
+            ok: e.ret >= 0,
+            region: None,
+            offset: None,
+            detail: None,
+        };
+        match e.syscall {
+            sc::FUTEX => {
+                let (name, event) = futex_cmd(e.op);
+                let (lock, region, offset, object) = lock_at(model, pid, e.addr);
+                line.event = event;
+                line.lock = lock;
+                line.region = region;
+                line.offset = offset;
+                line.ok = match event {
+                    SyncEvent::Wake => e.ret >= 0,
+                    _ => e.ret == 0,
+                };
+                let mut d = format_compact!("{name}");
+                if let Some(o) = object {
+                    d.push_str(&format!(" {o}"));
+                    if let Some(base) = line.offset
+                        && let Some((_, off)) = locate(model, pid, e.addr)
+                        && off != base
+                    {
+                        d.push_str(&format!("+{}", off - base));
+                    }
+                }
+                if event == SyncEvent::Wake && e.ret >= 0 {
+                    d.push_str(&format!(" woke={}", e.ret));
+                } else if e.ret < 0 {
+                    d.push_str(&format!(" {}", errno_name(e.ret)));
+                }
+                line.detail = Some(d);
+            }
+            sc::FLOCK => {
+                let op = e.op as i32;
+                line.primitive = Text::const_new("flock");
+                line.lock = format_compact!("flock:{}:{}", e.dev, e.ino);
+                line.event = if op & libc::LOCK_UN != 0 {
+                    SyncEvent::Release
+                } else {
+                    SyncEvent::Acquire
+                };
+                line.ok = e.ret == 0;
+                let mut d = Text::const_new(if op & libc::LOCK_UN != 0 {
+                    "un"
+                } else if op & libc::LOCK_EX != 0 {
+                    "ex"
+                } else {
+                    "sh"
+                });
+                if op & libc::LOCK_NB != 0 {
+                    d.push_str(" nb");
+                }
+                if e.ret < 0 {
+                    d.push_str(&format!(" {}", errno_name(e.ret)));
+                }
+                line.detail = Some(d);
+            }
+            c if c == ipcwatch_common::sc::FCNTL => {
+                let cmd = e.op as i32;
+                let ofd = cmd == libc::F_OFD_SETLK || cmd == libc::F_OFD_SETLKW;
+                let wait = cmd == libc::F_SETLKW || cmd == libc::F_OFD_SETLKW;
+                let l_type = (e.kind & 0xffff) as i16 as i32;
+                let whence = (e.kind >> 16) as i32;
+                line.primitive = Text::const_new(if ofd { "ofd" } else { "fcntl" });
+                line.lock = format_compact!("fcntl:{}:{}+{}", e.dev, e.ino, e.start as i64);
+                line.event = if l_type == libc::F_UNLCK {
+                    SyncEvent::Release
+                } else {
+                    SyncEvent::Acquire
+                };
+                line.ok = e.ret == 0;
+                let ty = match l_type {
+                    t if t == libc::F_RDLCK => "rdlck",
+                    t if t == libc::F_WRLCK => "wrlck",
+                    _ => "unlck",
+                };
+                let mut d = format_compact!("{ty} len={}", e.len as i64);
+                if wait {
+                    d.push_str(" wait");
+                }
+                if whence != libc::SEEK_SET {
+                    d.push_str(&format!(" whence={whence}"));
+                }
+                if e.ret < 0 {
+                    d.push_str(&format!(" {}", errno_name(e.ret)));
+                }
+                line.detail = Some(d);
+            }
+            _ => return,
+        }
+        out.push(Record::Sync(line));
+    }
+
+    pub fn uprobe(&mut self, model: &Model, e: &UprobeEvent, out: &mut Vec<Record>) {
+        let pid = e.hdr.pid;
+        let (primitive, event, detail): (&str, SyncEvent, &str) = match e.func {
+            func::MUTEXATTR_SETPSHARED | func::RWLOCKATTR_SETPSHARED => {
+                self.attrs.insert((pid, e.addr), e.arg != 0);
+                return;
+            }
+            func::MUTEX_INIT => ("mutex", SyncEvent::Init, "init"),
+            func::RWLOCK_INIT => ("rwlock", SyncEvent::Init, "init"),
+            func::SPIN_INIT => ("spin", SyncEvent::Init, "init"),
+            func::SEM_INIT => ("sem", SyncEvent::Init, "init"),
+            func::SEM_OPEN => ("sem", SyncEvent::Init, "sem_open"),
+            func::MUTEX_LOCK => ("mutex", SyncEvent::Acquire, "lock"),
+            func::MUTEX_TRYLOCK => ("mutex", SyncEvent::Acquire, "trylock"),
+            func::MUTEX_TIMEDLOCK => ("mutex", SyncEvent::Acquire, "timedlock"),
+            func::MUTEX_UNLOCK => ("mutex", SyncEvent::Release, "unlock"),
+            func::RWLOCK_RDLOCK => ("rwlock", SyncEvent::Acquire, "rdlock"),
+            func::RWLOCK_TRYRDLOCK => ("rwlock", SyncEvent::Acquire, "tryrdlock"),
+            func::RWLOCK_TIMEDRDLOCK => ("rwlock", SyncEvent::Acquire, "timedrdlock"),
+            func::RWLOCK_WRLOCK => ("rwlock", SyncEvent::Acquire, "wrlock"),
+            func::RWLOCK_TRYWRLOCK => ("rwlock", SyncEvent::Acquire, "trywrlock"),
+            func::RWLOCK_TIMEDWRLOCK => ("rwlock", SyncEvent::Acquire, "timedwrlock"),
+            func::RWLOCK_UNLOCK => ("rwlock", SyncEvent::Release, "unlock"),
+            func::SPIN_LOCK => ("spin", SyncEvent::Acquire, "lock"),
+            func::SPIN_TRYLOCK => ("spin", SyncEvent::Acquire, "trylock"),
+            func::SPIN_UNLOCK => ("spin", SyncEvent::Release, "unlock"),
+            func::SEM_WAIT => ("sem", SyncEvent::Acquire, "wait"),
+            func::SEM_TRYWAIT => ("sem", SyncEvent::Acquire, "trywait"),
+            func::SEM_TIMEDWAIT => ("sem", SyncEvent::Acquire, "timedwait"),
+            func::SEM_POST => ("sem", SyncEvent::Release, "post"),
+            _ => return,
+        };
+        if e.func == func::SPIN_UNLOCK {
+            self.spin_unlock.insert(e.hdr.tid, (e.addr, e.hdr.ts_ns));
+        }
+        if e.func == func::SPIN_INIT
+            && let Some((addr, ts)) = self.spin_unlock.remove(&e.hdr.tid)
+            && addr == e.addr
+            && e.hdr.ts_ns.saturating_sub(ts) < SPIN_ALIAS_NS
+        {
+            return;
+        }
+        if e.func == func::SEM_OPEN && (e.addr == 0 || e.addr == u64::MAX) {
+            return; // SEM_FAILED
+        }
+        let (lock, region, offset) = match locate(model, pid, e.addr) {
+            Some((r, o)) => (format_compact!("{r}+{o}"), Some(r), Some(o)),
+            None => (format_compact!("futex:{pid}:{:#x}", e.addr), None, None),
+        };
+        let mut d = Text::from(detail);
+        let ok = if event == SyncEvent::Init {
+            let pshared = match e.pshared {
+                1 => Some(true),
+                0 => Some(false),
+                _ => None,
+            }
+            .or_else(|| self.attrs.get(&(pid, e.arg)).copied());
+            match pshared {
+                Some(true) => d.push_str(" pshared"),
+                Some(false) => d.push_str(" private"),
+                None if e.func == func::SEM_OPEN => d.push_str(" pshared"),
+                None => {}
+            }
+            true
+        } else if crate::locks::at_return(e.func) {
+            e.arg as i32 == 0
+        } else {
+            true
+        };
+        out.push(Record::Sync(SyncLine {
+            ts_ns: e.hdr.ts_ns,
+            event,
+            lock,
+            pid,
+            tid: e.hdr.tid,
+            comm: comm(&e.hdr),
+            primitive: Text::from(primitive),
+            ok,
+            region,
+            offset,
+            detail: Some(d),
+        }));
+    }
+
+    /// A write fault: kept when it lands in a shared region.
+    pub fn fault(&mut self, model: &Model, e: &FaultEvent, out: &mut Vec<Record>) {
+        let Some((region, offset)) = locate(model, e.hdr.pid, e.addr) else {
+            return;
+        };
+        out.push(Record::Fault(FaultLine {
+            ts_ns: e.hdr.ts_ns,
+            region,
+            offset,
+            pid: e.hdr.pid,
+            tid: e.hdr.tid,
+            comm: comm(&e.hdr),
+            ip: e.ip,
+        }));
+    }
+}
+
+fn at_return(f: u32) -> bool {
+    func::at_return(f) && f != func::SEM_OPEN
+}

@@ -1,0 +1,263 @@
+//! Loading and attaching the shared-memory probes: the `SHM_CONFIG`
+//! global, the write-fault tracepoint, the set-up uprobes on libc, and the
+//! per-process hot-call uprobes of `--lock-probes`.
+
+use std::collections::HashMap as StdHashMap;
+use std::num::NonZeroU32;
+use std::path::Path;
+
+use aya::Ebpf;
+use aya::maps::{HashMap, MapData};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
+use aya::programs::{TracePoint, UProbe};
+use btf_rs::Btf;
+use ipcwatch_common::shm::{ShmConfig, func, shm_flags};
+
+use crate::Error;
+use crate::kernel::member_offset;
+use crate::loader::Skipped;
+
+/// The set-up calls, always probed (they are rare).
+pub const INVENTORY: [u32; 7] = [
+    func::MUTEX_INIT,
+    func::RWLOCK_INIT,
+    func::SPIN_INIT,
+    func::SEM_INIT,
+    func::SEM_OPEN,
+    func::MUTEXATTR_SETPSHARED,
+    func::RWLOCKATTR_SETPSHARED,
+];
+
+/// The hot calls probed with `--lock-probes`.
+pub const HOT: [u32; 18] = [
+    func::MUTEX_LOCK,
+    func::MUTEX_TRYLOCK,
+    func::MUTEX_TIMEDLOCK,
+    func::MUTEX_UNLOCK,
+    func::RWLOCK_RDLOCK,
+    func::RWLOCK_TRYRDLOCK,
+    func::RWLOCK_TIMEDRDLOCK,
+    func::RWLOCK_WRLOCK,
+    func::RWLOCK_TRYWRLOCK,
+    func::RWLOCK_TIMEDWRLOCK,
+    func::RWLOCK_UNLOCK,
+    func::SPIN_LOCK,
+    func::SPIN_TRYLOCK,
+    func::SPIN_UNLOCK,
+    func::SEM_WAIT,
+    func::SEM_TRYWAIT,
+    func::SEM_TIMEDWAIT,
+    func::SEM_POST,
+];
+
+/// The configuration the shared-memory probes read.
+pub fn config(btf_path: &Path) -> Result<ShmConfig, Error> {
+    let btf = Btf::from_file(btf_path)
+        .map_err(|e| Error::Btf(format!("cannot read {}: {e}", btf_path.display())))?;
+    let off = |s: &str, f: &str| member_offset(&btf, s, f);
+    Ok(ShmConfig {
+        regs_arg4: off("pt_regs", "r8")?,
+        regs_arg5: off("pt_regs", "r9")?,
+        file_dentry: off("file", "f_path")? + off("path", "dentry")?,
+        dentry_name: off("dentry", "d_name")? + off("qstr", "name")?,
+        flags: shm_flags::FAULTS,
+        vma_file: off("vm_area_struct", "vm_file")?,
+        file_mnt: off("file", "f_path")? + off("path", "mnt")?,
+        dentry_parent: off("dentry", "d_parent")?,
+        mount_mnt: off("mount", "mnt")?,
+        mount_parent: off("mount", "mnt_parent")?,
+        mount_mountpoint: off("mount", "mnt_mountpoint")?,
+        vfsmount_root: off("vfsmount", "mnt_root")?,
+    })
+}
+
+/// The C library a process runs with, from its /proc/<pid>/maps.
+pub fn libc_of(pid: u32) -> Option<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines().find_map(|l| {
+        let path = l.split_whitespace().nth(5)?;
+        let base = path.rsplit('/').next()?;
+        (base.starts_with("libc.so") || base.starts_with("libc-")).then(|| path.to_string())
+    })
+}
+
+/// Attach the probe(s) of function `f`; returns the links made (program
+/// name, link).
+fn attach_one(
+    ebpf: &mut Ebpf,
+    f: u32,
+    target: &str,
+    scope: UProbeScope,
+) -> Result<Vec<(&'static str, UProbeLinkId)>, String> {
+    let mut links = Vec::new();
+    let prog = if func::at_return(f) && f == func::SEM_OPEN {
+        "ipcwatch_uretprobe"
+    } else {
+        "ipcwatch_uprobe"
+    };
+    let symbol = func::symbol(f);
+    // x86 uprobes refuse a lock-prefixed first instruction, and glibc's
+    // pthread_spin_lock starts with `lock decl (%rdi)` (3 bytes): probe
+    // the next instruction, where %rdi still holds the lock. (Its return
+    // probe is taken there too; the return address is still on top.)
+    let location = || {
+        if f == func::SPIN_LOCK && cfg!(target_arch = "x86_64") {
+            UProbeAttachLocation::SymbolOffset(symbol, 3)
+        } else {
+            UProbeAttachLocation::Symbol(symbol)
+        }
+    };
+    let p: &mut UProbe = ebpf
+        .program_mut(prog)
+        .ok_or("program missing")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    let id = p
+        .attach(
+            UProbeAttachPoint {
+                location: location(),
+                cookie: Some(f as u64),
+            },
+            target,
+            scope,
+        )
+        .map_err(|e| format!("{symbol}: {e}"))?;
+    links.push((prog, id));
+    if func::at_return(f) && f != func::SEM_OPEN {
+        let r: &mut UProbe = ebpf
+            .program_mut("ipcwatch_uretprobe")
+            .ok_or("program missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        let id = r
+            .attach(
+                UProbeAttachPoint {
+                    location: location(),
+                    cookie: Some(f as u64),
+                },
+                target,
+                scope,
+            )
+            .map_err(|e| format!("{symbol} (return): {e}"))?;
+        links.push(("ipcwatch_uretprobe", id));
+    }
+    Ok(links)
+}
+
+fn load_prog(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
+    let p: &mut UProbe = ebpf
+        .program_mut(name)
+        .ok_or("program missing")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    p.load().map_err(|e| e.to_string())
+}
+
+/// Attach the fault tracepoint and the set-up uprobes; load the uprobe
+/// programs for later per-process attachment. Failures are skipped probes.
+pub fn attach(ebpf: &mut Ebpf, skipped: &mut Vec<Skipped>) {
+    let fault = (|| -> Result<(), String> {
+        let p: &mut TracePoint = ebpf
+            .program_mut("ipcwatch_page_fault")
+            .ok_or("program missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        p.load().map_err(|e| e.to_string())?;
+        p.attach("exceptions", "page_fault_user")
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })();
+    if let Err(reason) = fault {
+        skipped.push(Skipped {
+            probe: "exceptions:page_fault_user".into(),
+            reason: format!("{reason} (no fault lines or page heat)"),
+        });
+    }
+    let loaded =
+        load_prog(ebpf, "ipcwatch_uprobe").and_then(|()| load_prog(ebpf, "ipcwatch_uretprobe"));
+    if let Err(reason) = loaded {
+        skipped.push(Skipped {
+            probe: "uprobe:libc".into(),
+            reason: format!("{reason} (no lock inventory, no --lock-probes)"),
+        });
+        return;
+    }
+    let Some(libc) = libc_of(std::process::id()) else {
+        skipped.push(Skipped {
+            probe: "uprobe:libc".into(),
+            reason: "the C library was not found in /proc/self/maps (no lock inventory)".into(),
+        });
+        return;
+    };
+    for f in INVENTORY {
+        if let Err(reason) = attach_one(ebpf, f, &libc, UProbeScope::AllProcesses) {
+            skipped.push(Skipped {
+                probe: format!("uprobe:{libc}:{}", func::symbol(f)),
+                reason,
+            });
+        }
+    }
+}
+
+/// Processes given their hot-call uprobes, with the links to detach.
+#[derive(Debug, Default)]
+pub struct LockProbes {
+    links: StdHashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
+}
+
+impl LockProbes {
+    /// Attach the hot-call uprobes to `pid` (once). Returns what could not
+    /// be attached.
+    pub fn attach(&mut self, ebpf: &mut Ebpf, pid: u32) -> Vec<Skipped> {
+        let mut skipped = Vec::new();
+        if self.links.contains_key(&pid) {
+            return skipped;
+        }
+        let mine = self.links.entry(pid).or_default();
+        let Some(scope) = NonZeroU32::new(pid).map(UProbeScope::OneProcess) else {
+            return skipped;
+        };
+        let Some(libc) = libc_of(pid) else {
+            skipped.push(Skipped {
+                probe: format!("uprobe:pid {pid}"),
+                reason: "no C library in its /proc/PID/maps (static binary, or it exited)".into(),
+            });
+            return skipped;
+        };
+        let target = format!("/proc/{pid}/root{libc}");
+        let target = if Path::new(&target).exists() {
+            target
+        } else {
+            libc
+        };
+        for f in HOT {
+            match attach_one(ebpf, f, &target, scope) {
+                Ok(links) => mine.extend(links),
+                Err(reason) => skipped.push(Skipped {
+                    probe: format!("uprobe:{}:pid {pid}", func::symbol(f)),
+                    reason,
+                }),
+            }
+        }
+        skipped
+    }
+
+    /// Detach `pid`'s hot-call uprobes (it exec'd or exited).
+    pub fn detach(&mut self, ebpf: &mut Ebpf, pid: u32) {
+        for (prog, id) in self.links.remove(&pid).unwrap_or_default() {
+            let p: Option<&mut UProbe> = ebpf.program_mut(prog).and_then(|p| p.try_into().ok());
+            if let Some(p) = p {
+                // An error means the link is already gone.
+                let _ = p.detach(id);
+            }
+        }
+    }
+}
+
+/// The `SHM_PROCS` map: processes that map shared memory.
+pub fn shm_procs(ebpf: &mut Ebpf) -> Result<HashMap<MapData, u32, u32>, Error> {
+    let map = ebpf
+        .take_map("SHM_PROCS")
+        .ok_or_else(|| Error::Load("map SHM_PROCS missing".into()))?;
+    HashMap::try_from(map).map_err(|e| Error::Load(format!("map SHM_PROCS: {e}")))
+}
