@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::{ipcwatch, require_root, temp_dir};
 
-/// The race detector (issue 5) is not built yet, so the demo's race cannot
-/// be shown. Set this to true when it lands: the test then requires the
-/// demo's unsynchronized counter to appear in view 4 within 30 seconds.
-const RACE_DETECTOR_LANDED: bool = false;
 
 fn tmux(args: &[&str]) -> String {
     let o = Command::new("tmux")
@@ -120,9 +116,8 @@ fn demo_shows_every_view_and_q_exits_0_with_the_terminal_restored() {
     s.wait_for(&["Shared regions"], 5);
     s.keys("4");
     s.wait_for(&["Races", "Detail"], 5);
-    if RACE_DETECTOR_LANDED {
-        s.wait_for(&["shm-write-write", "demo-racer"], 30);
-    }
+    // The demo's unsynchronized counter is flagged within 30 seconds.
+    s.wait_for(&["shm-write-write", "demo-racer"], 30);
     s.keys("5");
     s.wait_for(
         &[
