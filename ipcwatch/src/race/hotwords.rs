@@ -83,10 +83,16 @@ impl HotWords {
 
     /// One sample of every region shared by at least two processes.
     pub fn sample(&mut self, model: &Model) {
-        self.views
-            .retain(|id, _| model.regions.get(id).is_some_and(|r| !r.removed));
+        // A region marked for removal (IPC_RMID, shm_unlink) lives on while
+        // it is mapped: what counts is who maps it.
+        self.views.retain(|id, _| {
+            model
+                .regions
+                .get(id)
+                .is_some_and(|r| r.mappers().len() >= 2)
+        });
         for (id, region) in &model.regions {
-            if region.removed || region.mappers().len() < 2 {
+            if region.mappers().len() < 2 {
                 continue;
             }
             if !self.views.contains_key(id) {
@@ -98,7 +104,12 @@ impl HotWords {
                     Some(v) => {
                         self.views.insert(id.clone(), v);
                     }
-                    None => continue,
+                    None => {
+                        if std::env::var_os("IPCWATCH_DEBUG").is_some() {
+                            eprintln!("hotwords: cannot map {id} ({:?})", region.mappings);
+                        }
+                        continue;
+                    }
                 }
             }
             let Some(view) = self.views.get_mut(id) else {
