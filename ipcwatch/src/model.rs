@@ -338,7 +338,7 @@ impl Model {
     }
 
     pub fn apply(&mut self, record: &Record) {
-        self.records += 1;
+        self.records = self.records.saturating_add(1);
         match record {
             Record::Io(io) => self.apply_io(io),
             Record::Channel(line) => self.apply_channel(line),
@@ -426,10 +426,10 @@ impl Model {
         l.pids.insert(line.pid);
         l.last_ts = l.last_ts.max(line.ts_ns);
         match line.event {
-            SyncEvent::Acquire if line.ok => l.acquires += 1,
-            SyncEvent::Release => l.releases += 1,
-            SyncEvent::Wait => l.waits += 1,
-            SyncEvent::Wake => l.wakes += 1,
+            SyncEvent::Acquire if line.ok => l.acquires = l.acquires.saturating_add(1),
+            SyncEvent::Release => l.releases = l.releases.saturating_add(1),
+            SyncEvent::Wait => l.waits = l.waits.saturating_add(1),
+            SyncEvent::Wake => l.wakes = l.wakes.saturating_add(1),
             _ => {}
         }
     }
@@ -438,7 +438,7 @@ impl Model {
         self.process(line.pid, &line.comm, line.ts_ns);
         let r = self.region(&line.region, Self::kind_of(&line.region), line.ts_ns);
         let page = r.pages.entry(line.offset / PAGE).or_default();
-        page.writes += 1;
+        page.writes = page.writes.saturating_add(1);
         page.pids.insert(line.pid);
         page.last_ts = page.last_ts.max(line.ts_ns);
     }
@@ -448,7 +448,7 @@ impl Model {
         match self.finding_index.get(&key) {
             Some(&i) => {
                 let f = &mut self.findings[i];
-                f.count += 1;
+                f.count = f.count.saturating_add(1);
                 f.last_ts = f.last_ts.max(race.ts_ns);
             }
             None => {
@@ -466,8 +466,8 @@ impl Model {
     fn apply_io(&mut self, io: &Io) {
         let p = self.process(io.pid, &io.comm, io.ts_ns);
         match io.op {
-            Op::Write => p.bytes_written += io.bytes,
-            Op::Read => p.bytes_read += io.bytes,
+            Op::Write => p.bytes_written = p.bytes_written.saturating_add(io.bytes),
+            Op::Read => p.bytes_read = p.bytes_read.saturating_add(io.bytes),
         }
         let known = p.fds.contains_key(&io.fd);
         let c = self.channel(&io.channel, io.kind, io.ts_ns);
@@ -476,17 +476,17 @@ impl Model {
         flow.last_ts = flow.last_ts.max(io.ts_ns);
         match io.op {
             Op::Write => {
-                flow.bytes_written += io.bytes;
-                flow.writes += 1;
-                c.bytes_written += io.bytes;
-                c.writes += 1;
+                flow.bytes_written = flow.bytes_written.saturating_add(io.bytes);
+                flow.writes = flow.writes.saturating_add(1);
+                c.bytes_written = c.bytes_written.saturating_add(io.bytes);
+                c.writes = c.writes.saturating_add(1);
                 c.wrote.insert(io.pid);
             }
             Op::Read => {
-                flow.bytes_read += io.bytes;
-                flow.reads += 1;
-                c.bytes_read += io.bytes;
-                c.reads += 1;
+                flow.bytes_read = flow.bytes_read.saturating_add(io.bytes);
+                flow.reads = flow.reads.saturating_add(1);
+                c.bytes_read = c.bytes_read.saturating_add(io.bytes);
+                c.reads = c.reads.saturating_add(1);
                 c.read.insert(io.pid);
             }
         }
@@ -824,6 +824,30 @@ mod tests {
         assert_eq!(r.pages[&1].writes, 2);
         m.apply(&proc_line(ProcessEvent::Exit, 2, None));
         assert_eq!(m.regions["sysv:9"].mappers(), BTreeSet::from([1]));
+    }
+
+    #[test]
+    fn huge_byte_counts_saturate_instead_of_overflowing() {
+        // Found by the decode fuzz target: counters must not panic on a
+        // replayed or corrupted trace.
+        let mut m = Model::new();
+        for _ in 0..2 {
+            m.apply(&Record::Io(Io {
+                ts_ns: 1,
+                kind: ChannelKind::Pipe,
+                op: Op::Read,
+                channel: "pipe:[1]".into(),
+                pid: 1,
+                tid: 1,
+                comm: "x".into(),
+                bytes: u64::MAX,
+                fd: 3,
+                syscall: "read".into(),
+                start_ns: None,
+                ext: Default::default(),
+            }));
+        }
+        assert_eq!(m.channels["pipe:[1]"].bytes_read, u64::MAX);
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::{ipcwatch, require_root, temp_dir};
 
-
 fn tmux(args: &[&str]) -> String {
     let o = Command::new("tmux")
         .args(args)

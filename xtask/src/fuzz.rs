@@ -77,10 +77,8 @@ pub fn run_all(args: &FuzzArgs) -> Result<()> {
         );
         eprintln!("fuzz {t}: {execs} runs, crashed: {crashed}");
         if crashed {
-            eprintln!(
-                "{}",
-                log.lines().rev().take(40).collect::<Vec<_>>().join("\n")
-            );
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("{}", lines[lines.len().saturating_sub(60)..].join("\n"));
             bail!("fuzz target {t} found a crash; the input is in fuzz/artifacts/{t}");
         }
         // Keep the corpus small enough for the repo.

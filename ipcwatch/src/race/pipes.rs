@@ -53,7 +53,7 @@ impl PipeInterleave {
             bytes: io.bytes,
         };
         let spans = self.recent.entry(io.channel.clone()).or_default();
-        spans.retain(|s| s.end + KEEP_NS >= cur.start);
+        spans.retain(|s| s.end.saturating_add(KEEP_NS) >= cur.start);
         let other = spans
             .iter()
             .find(|s| s.pid != cur.pid && s.start < cur.end && cur.start < s.end)
