@@ -28,6 +28,8 @@ enum Way {
     Ipcwatch,
     /// `ipcwatch record --lock-probes`.
     LockProbes,
+    /// `ipcwatch record --deep`: the race detector's deep mode.
+    Deep,
     Strace,
 }
 
@@ -37,6 +39,7 @@ impl Way {
             Way::Untraced => "untraced",
             Way::Ipcwatch => "ipcwatch",
             Way::LockProbes => "ipcwatch --lock-probes",
+            Way::Deep => "ipcwatch --deep",
             Way::Strace => "strace -f",
         }
     }
@@ -72,6 +75,12 @@ fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
         Way::LockProbes => {
             let mut c = Command::new(bin);
             c.args(["record", "--lock-probes", "-o", "/dev/null", "--"])
+                .args(&argv);
+            c
+        }
+        Way::Deep => {
+            let mut c = Command::new(bin);
+            c.args(["record", "--deep", "-o", "/dev/null", "--"])
                 .args(&argv);
             c
         }
@@ -116,7 +125,7 @@ struct Row {
 
 pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    let mut ways = vec![Way::Untraced, Way::Ipcwatch, Way::LockProbes];
+    let mut ways = vec![Way::Untraced, Way::Ipcwatch, Way::LockProbes, Way::Deep];
     if have("strace") {
         ways.push(Way::Strace);
     } else {
@@ -150,6 +159,23 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
             "sysv",
             "--lock",
             "mutex",
+            "--secs",
+            "1",
+            "--settle",
+            "0.5",
+        ]),
+    ));
+    // The same two processes with no lock at all: the race detector's
+    // racy counter.
+    workloads.push((
+        "racy shm counter, 2 processes, no lock (increments/s)",
+        strings(&[
+            "workload",
+            "shm-counter",
+            "--region",
+            "anon",
+            "--lock",
+            "none",
             "--secs",
             "1",
             "--settle",
