@@ -469,7 +469,8 @@ struct RecordCli {
     /// trapped write is reported and checked by a happens-before analysis
     /// (vector clocks across processes over locks, semaphores, futexes,
     /// messages and fork) with a lockset check. Costs one trap (~9 µs in a
-    /// VM) plus the hold per armed write, and the lock probes' uprobes.
+    /// VM) plus the hold per armed write. Uncontended pthread locks are
+    /// edges only with --lock-probes too (and its cost).
     #[arg(long)]
     deep: bool,
     /// Turn the race detector off (no watchpoints are ever armed).
