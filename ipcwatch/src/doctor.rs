@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use aya::{
-    Btf, Ebpf, EbpfLoader,
+    Btf, EbpfLoader,
     programs::{
         BtfTracePoint, FEntry, KProbe, PerfEvent, RawTracePoint, TracePoint, UProbe,
         perf_event::{
@@ -16,7 +16,11 @@ use aya::{
 use ipcwatch_common::Config;
 use serde::Serialize;
 
-use crate::{kernel, loader::EBPF_OBJECT, preflight};
+use crate::{
+    kernel,
+    loader::{EBPF_OBJECT, program},
+    preflight,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -74,16 +78,6 @@ fn result(r: Result<String, String>) -> (bool, String) {
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
-}
-
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from the object"))?
-        .try_into()
-        .map_err(err)
 }
 
 pub fn run() -> Report {

@@ -444,42 +444,45 @@ fn attach_syscalls(
     Ok(())
 }
 
-fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>) {
-    let result = (|| -> Result<(), String> {
-        let program: &mut RawTracePoint = ebpf
-            .program_mut(prog)
-            .ok_or("program missing")?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        program.load().map_err(|e| e.to_string())?;
-        program.attach(tp).map_err(|e| e.to_string())?;
-        Ok(())
-    })();
-    if let Err(reason) = result {
-        skipped.push(Skipped {
-            probe: format!("raw_tp:{tp}"),
-            reason,
-        });
+/// The program `name` of the object, as its type `T`.
+pub(crate) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())
+}
+
+/// Run `attach`; a failure is recorded as a skipped probe: tracing goes on
+/// without it.
+fn attach_or_skip(
+    skipped: &mut Vec<Skipped>,
+    probe: String,
+    attach: impl FnOnce() -> Result<(), String>,
+) {
+    if let Err(reason) = attach() {
+        skipped.push(Skipped { probe, reason });
     }
 }
 
+fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>) {
+    attach_or_skip(skipped, format!("raw_tp:{tp}"), || {
+        let program: &mut RawTracePoint = program(ebpf, prog)?;
+        program.load().map_err(|e| e.to_string())?;
+        program.attach(tp).map_err(|e| e.to_string())?;
+        Ok(())
+    });
+}
+
 fn attach_tp(ebpf: &mut Ebpf, prog: &str, cat: &str, tp: &str, skipped: &mut Vec<Skipped>) {
-    let result = (|| -> Result<(), String> {
-        let program: &mut TracePoint = ebpf
-            .program_mut(prog)
-            .ok_or("program missing")?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    attach_or_skip(skipped, format!("{cat}:{tp}"), || {
+        let program: &mut TracePoint = program(ebpf, prog)?;
         program.load().map_err(|e| e.to_string())?;
         program.attach(cat, tp).map_err(|e| e.to_string())?;
         Ok(())
-    })();
-    if let Err(reason) = result {
-        skipped.push(Skipped {
-            probe: format!("{cat}:{tp}"),
-            reason,
-        });
-    }
+    });
 }
 
 /// A write watchpoint (PERF_TYPE_BREAKPOINT) on the 8 bytes at `addr` in
