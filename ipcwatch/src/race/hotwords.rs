@@ -11,17 +11,26 @@ use crate::events::Text;
 use crate::model::Model;
 
 /// Largest part of a region compared per sample; bigger regions are
-/// sampled a window at a time, round robin.
+/// sampled a window at a time: the window around the latest write fault
+/// every other sample, otherwise round robin.
 pub const MAX_SAMPLE: usize = 1 << 20;
+
+/// Snapshots kept per region (so at most 4 MiB of copies per region).
+const MAX_WINDOWS: usize = 4;
 
 struct View {
     ptr: *const u8,
     len: usize,
     /// Region offset of `ptr`.
     base: u64,
-    prev: Vec<u8>,
+    /// The last snapshot of each window compared (window start -> bytes);
+    /// at most [`MAX_WINDOWS`] are kept.
+    prev: HashMap<usize, Vec<u8>>,
     /// Next window to sample in a region larger than MAX_SAMPLE.
     cursor: usize,
+    /// Alternates between the most recently write-faulted window and the
+    /// round-robin cursor.
+    fault_turn: bool,
 }
 
 impl Drop for View {
@@ -57,8 +66,9 @@ fn open_view(pid: u32, start: u64, end: u64, offset: u64) -> Option<View> {
         ptr: ptr as *const u8,
         len,
         base: offset,
-        prev: Vec::new(),
+        prev: HashMap::new(),
         cursor: 0,
+        fault_turn: false,
     })
 }
 
@@ -116,21 +126,29 @@ impl HotWords {
                 continue;
             };
             let window = view.len.min(MAX_SAMPLE);
+            // A region too big to compare whole: every other sample looks
+            // at the window around the page with the latest write fault.
+            view.fault_turn = !view.fault_turn;
+            let faulted = region
+                .pages
+                .iter()
+                .max_by_key(|(_, h)| h.last_ts)
+                .map(|(page, _)| (page * crate::model::PAGE).saturating_sub(view.base) as usize);
             let from = if view.len > MAX_SAMPLE {
-                view.cursor
+                match faulted {
+                    Some(at) if view.fault_turn => at.min(view.len - window),
+                    _ => view.cursor,
+                }
             } else {
                 0
             };
             let to = (from + window).min(view.len);
             // SAFETY: [from, to) lies inside the live read-only mapping.
             let now = unsafe { std::slice::from_raw_parts(view.ptr.add(from), to - from) };
-            if view.prev.len() == now.len() {
-                for (i, (a, b)) in view
-                    .prev
-                    .chunks_exact(8)
-                    .zip(now.chunks_exact(8))
-                    .enumerate()
-                {
+            if let Some(prev) = view.prev.get(&from)
+                && prev.len() == now.len()
+            {
+                for (i, (a, b)) in prev.chunks_exact(8).zip(now.chunks_exact(8)).enumerate() {
                     if a != b {
                         let off = view.base + (from + i * 8) as u64;
                         let h = self.words.entry((id.clone(), off)).or_default();
@@ -139,9 +157,16 @@ impl HotWords {
                     }
                 }
             }
-            view.prev.clear();
-            view.prev.extend_from_slice(now);
-            if view.len > MAX_SAMPLE {
+            if !view.prev.contains_key(&from)
+                && view.prev.len() >= MAX_WINDOWS
+                && let Some(&k) = view.prev.keys().find(|&&k| k != from)
+            {
+                view.prev.remove(&k);
+            }
+            let slot = view.prev.entry(from).or_default();
+            slot.clear();
+            slot.extend_from_slice(now);
+            if view.len > MAX_SAMPLE && !(view.fault_turn && faulted.is_some()) {
                 view.cursor = if to >= view.len { 0 } else { to };
             }
         }
