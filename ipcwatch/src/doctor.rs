@@ -76,8 +76,16 @@ fn result(r: Result<String, String>) -> (bool, String) {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+/// An error with its causes ("opening X: No such file or directory").
+fn err(e: impl std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 pub fn run() -> Report {
