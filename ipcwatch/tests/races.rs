@@ -211,3 +211,39 @@ fn pipe_writers_of_512_byte_records_do_not() {
         "2000",
     ]);
 }
+
+#[test]
+fn record_fail_on_race_exits_3_only_when_a_race_was_found() {
+    require_root();
+    let run = |sync: &str| {
+        Command::new(ipcwatch())
+            .args(["record", "-o", "/dev/null", "--fail-on-race", "--"])
+            .args([
+                ipcwatch(),
+                "workload",
+                "counter",
+                "--memory",
+                "anon",
+                "--sync",
+                sync,
+                "--secs",
+                "3",
+            ])
+            .output()
+            .unwrap()
+    };
+    let racy = run("none");
+    assert_eq!(
+        racy.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&racy.stderr)
+    );
+    let clean = run("mutex");
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+}
