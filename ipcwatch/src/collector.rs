@@ -96,8 +96,13 @@ fn fd_path(pid: u32, fd: i32) -> Option<String> {
 #[derive(Debug, Default)]
 pub struct Collector {
     pub model: Model,
-    /// Events received per CPU.
+    /// Events received per CPU (below `cutoff`, once it is set).
     received: HashMap<u32, u64>,
+    /// Each CPU's next sequence number when recording stopped: events
+    /// numbered later (traced processes go on running) are not counted.
+    cutoff: Option<Vec<u64>>,
+    /// The kernel's drop counter when recording stopped.
+    pub dropped_at_stop: Option<u64>,
     /// Kernel events ingested.
     pub events: u64,
     /// Events missing from the per-CPU sequences.
@@ -130,6 +135,7 @@ impl Collector {
     /// unique even when tracing programs preempt each other and arrive out
     /// of order).
     pub fn close_sequences(&mut self, produced: &[u64]) {
+        let produced = self.cutoff.clone().unwrap_or_else(|| produced.to_vec());
         self.seq_gaps = produced
             .iter()
             .enumerate()
@@ -137,6 +143,14 @@ impl Collector {
                 n.saturating_sub(self.received.get(&(cpu as u32)).copied().unwrap_or(0))
             })
             .sum();
+    }
+
+    /// Recording stops: `produced` is each CPU's next sequence number now,
+    /// `dropped` the drop counter. Events numbered from then on are not
+    /// counted as received nor as lost.
+    pub fn stop_at(&mut self, produced: Vec<u64>, dropped: u64) {
+        self.cutoff = Some(produced);
+        self.dropped_at_stop = Some(dropped);
     }
 
     /// Apply a record that did not come from the kernel (header, /proc
@@ -159,7 +173,14 @@ impl Collector {
 
     pub fn ingest(&mut self, raw: &RawEvent, sink: &mut dyn Sink) -> io::Result<()> {
         self.events += 1;
-        *self.received.entry(raw.header().cpu).or_insert(0) += 1;
+        let hdr = raw.header();
+        let counted = match &self.cutoff {
+            Some(c) => c.get(hdr.cpu as usize).is_none_or(|&n| hdr.seq < n),
+            None => true,
+        };
+        if counted {
+            *self.received.entry(hdr.cpu).or_insert(0) += 1;
+        }
         if let RawEvent::Span(e) = raw {
             self.span = Some((e.hdr.tid, e.start_ns));
             return Ok(());

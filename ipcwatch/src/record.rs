@@ -258,7 +258,9 @@ pub fn run_with<S: Sink>(
         _ => {}
     }
     // Events lost after the last one each CPU delivered leave no gap.
-    let dropped = probes.dropped();
+    let dropped = collector
+        .dropped_at_stop
+        .unwrap_or_else(|| probes.dropped());
     collector.close_sequences(&probes.kernel_seqs());
     let summary = Record::Summary(Summary {
         ts_ns: monotonic_ns(),
@@ -453,6 +455,8 @@ async fn event_loop(
     };
     // Everything the kernel wrote before the stop.
     detector.disarm(probes);
+    let seqs = probes.kernel_seqs();
+    collector.stop_at(seqs, probes.dropped());
     let last = drain(
         ring.get_mut(),
         collector,
@@ -462,7 +466,9 @@ async fn event_loop(
         &mut decode_errors,
     )
     .and_then(|()| {
-        let dropped = probes.dropped();
+        let dropped = collector
+            .dropped_at_stop
+            .unwrap_or_else(|| probes.dropped());
         if dropped > lost_reported {
             collector.push(
                 Record::Lost(Lost {

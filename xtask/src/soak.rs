@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -48,6 +49,9 @@ pub fn run(bin: &Path, args: &SoakArgs) -> Result<()> {
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so that SIGINT reaches the workload too,
+        // as Ctrl-C would in a terminal.
+        .process_group(0)
         .spawn()
         .context("starting ipcwatch record")?;
     let pid = child.id();
@@ -96,8 +100,8 @@ pub fn run(bin: &Path, args: &SoakArgs) -> Result<()> {
         eprint!("soak: {row}");
         table.push_str(&row);
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    // SAFETY: signalling our own child's process group.
+    unsafe { libc::kill(-(pid as i32), libc::SIGINT) };
     let status = child.wait()?;
     reader.join().ok();
     let mut err = String::new();
