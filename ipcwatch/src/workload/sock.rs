@@ -606,32 +606,16 @@ pub fn sock_delayed(bytes: usize, tcp: bool) -> Result<()> {
     if tcp {
         return tcp_delayed(bytes);
     }
-    let (mut a, b) = UnixStream::pair()?;
+    let (a, b) = UnixStream::pair()?;
     let ino = |s: &UnixStream| super::inode_of(s);
     let (ia, ib) = (ino(&a), ino(&b));
-    let child = fork()?;
-    if child == 0 {
-        child_run(|| {
-            drop(a);
-            let n = drain(&b)?;
-            if n != bytes as u64 {
-                bail!("read {n}");
-            }
-            Ok(())
-        });
-    }
-    drop(b);
-    say(format!(
-        "sock parent {} child {child} inodes {ia} {ib}",
-        std::process::id()
-    ))?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    for chunk in vec![9u8; bytes].chunks(1000) {
-        a.write_all(chunk)?;
-    }
-    drop(a);
-    reap(child, "sock-delayed")
+    let banner = move |child| {
+        format!(
+            "sock parent {} child {child} inodes {ia} {ib}",
+            std::process::id()
+        )
+    };
+    connected_then_written(a, b, bytes, banner, "sock-delayed")
 }
 
 /// As `sock_delayed`, over a TCP loopback connection. Prints "tcp parent P
@@ -639,33 +623,50 @@ pub fn sock_delayed(bytes: usize, tcp: bool) -> Result<()> {
 fn tcp_delayed(bytes: usize) -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    let mut client = TcpStream::connect(("127.0.0.1", port))?;
+    let client = TcpStream::connect(("127.0.0.1", port))?;
     let (server, _) = listener.accept()?;
     drop(listener);
     let cport = client.local_addr()?.port();
+    let banner = move |child| {
+        format!(
+            "tcp parent {} child {child} ports {port} {cport}",
+            std::process::id()
+        )
+    };
+    connected_then_written(client, server, bytes, banner, "tcp-delayed")
+}
+
+/// A connection made now, used later: a child reads `reader` to the end
+/// (and checks it got `bytes`); the parent prints `banner(child pid)`,
+/// waits for a line on standard input, then writes `bytes` to `writer` in
+/// 1000-byte writes.
+fn connected_then_written<W: Write, R: Read>(
+    mut writer: W,
+    reader: R,
+    bytes: usize,
+    banner: impl FnOnce(i32) -> String,
+    what: &str,
+) -> Result<()> {
     let child = fork()?;
     if child == 0 {
         child_run(|| {
-            drop(client);
-            let n = drain(&server)?;
+            drop(writer);
+            let n = drain(reader)?;
             if n != bytes as u64 {
                 bail!("read {n}");
             }
             Ok(())
         });
     }
-    drop(server);
-    say(format!(
-        "tcp parent {} child {child} ports {port} {cport}",
-        std::process::id()
-    ))?;
+    drop(reader);
+    say(banner(child))?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     for chunk in vec![9u8; bytes].chunks(1000) {
-        client.write_all(chunk)?;
+        writer.write_all(chunk)?;
     }
-    drop(client);
-    reap(child, "tcp-delayed")
+    drop(writer);
+    reap(child, what)
 }
 
 /// Round trips of `size` bytes over a unix socketpair. Prints
