@@ -19,8 +19,8 @@ use ipcwatch_common::{
 };
 
 use crate::tracer::{
-    EVENTS, bump, emit, file_of_fd, header, ino_of_file, inode_ino_off, kinds, kread, mqueue_ino,
-    regs_arg, wake_flags,
+    EVENTS, Regs, bump, emit, file_of_fd, header, ino_of_file, inode_ino_off, kinds, kread,
+    mqueue_ino, wake_flags,
 };
 
 /// Written by userspace before load.
@@ -61,13 +61,13 @@ fn bit(k: u16) -> u32 {
 
 /// Fifth and sixth syscall arguments.
 #[inline(always)]
-fn regs_arg_more(regs: u64, i: usize) -> u64 {
+fn regs_arg_more(regs: &Regs, i: usize) -> u64 {
     let off = if i == 4 {
         sconf!(off.regs_arg4)
     } else {
         sconf!(off.regs_arg5)
     };
-    kread::<u64>(regs, off).unwrap_or(0)
+    regs.u64(off).unwrap_or(0)
 }
 
 #[inline(always)]
@@ -133,6 +133,19 @@ fn sock_event(
     s: &Sock,
     fd: i32,
 ) -> Option<RingBufEntry<SockEvent>> {
+    sock_event_ino(ev_kind, pid_tgid, file, 0, s, fd)
+}
+
+/// [`sock_event`] when the inode number is known already (0: read it).
+#[inline(always)]
+fn sock_event_ino(
+    ev_kind: u32,
+    pid_tgid: u64,
+    file: u64,
+    ino: u64,
+    s: &Sock,
+    fd: i32,
+) -> Option<RingBufEntry<SockEvent>> {
     let hdr = header(ev_kind, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
         bump(stat::DROPPED);
@@ -164,7 +177,7 @@ fn sock_event(
             daddr = kread::<[u8; 16]>(sk, sconf!(off.sk_v6_daddr)).unwrap_or([0; 16]);
         }
     }
-    let ino = ino_of_file(file);
+    let ino = if ino == 0 { ino_of_file(file) } else { ino };
     let e = entry.as_mut_ptr();
     // SAFETY: `e` points to reserved ring-buffer memory of the right size.
     unsafe {
@@ -236,14 +249,17 @@ fn capture_ctl(e: *mut SockEvent, src: u64, len: u64) {
     }
 }
 
-/// Bytes through a socket by read/write/readv/writev/splice.
+/// Bytes through a socket by read/write/readv/writev/splice: `file` is
+/// the `struct file *` and `ino` its inode number (the caller classified
+/// it); `fd_op_sc` packs the descriptor, the direction and the syscall.
 #[inline(never)]
-pub fn fd_io(pid_tgid: u64, fd: i32, dir: u32, bytes: u64, syscall: u32) {
-    let file = file_of_fd(fd as i64);
+pub fn fd_io(pid_tgid: u64, file: u64, fd_op_sc: u64, bytes: u64, ino: u64) {
+    let fd = (fd_op_sc >> 32) as i32;
+    let (dir, syscall) = ((fd_op_sc >> 16) as u32 & 0xffff, fd_op_sc as u32 & 0xffff);
     let Some(s) = sock_of_file(file) else {
         return;
     };
-    let Some(mut entry) = sock_event(kind::SOCK_IO, pid_tgid, file, &s, fd) else {
+    let Some(mut entry) = sock_event_ino(kind::SOCK_IO, pid_tgid, file, ino, &s, fd) else {
         return;
     };
     let e = entry.as_mut_ptr();
@@ -258,7 +274,7 @@ pub fn fd_io(pid_tgid: u64, fd: i32, dir: u32, bytes: u64, syscall: u32) {
 }
 
 #[inline(never)]
-pub fn sys_exit(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+pub fn sys_exit(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     match code {
         sc::SENDTO | sc::RECVFROM | sc::SENDMSG | sc::RECVMSG | sc::SENDMMSG | sc::RECVMMSG => {
             msg_io(regs, pid_tgid, code, ret)
@@ -267,7 +283,7 @@ pub fn sys_exit(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
             life(regs, pid_tgid, code, ret)
         }
         sc::SOCKETPAIR => {
-            let Some(fds) = user::<[i32; 2]>(regs_arg(regs, 3)) else {
+            let Some(fds) = user::<[i32; 2]>(regs.arg(3)) else {
                 return;
             };
             pair_end(pid_tgid, fds[0], code);
@@ -299,11 +315,11 @@ fn pair_end(pid_tgid: u64, fd: i32, code: u32) {
 
 /// sendto/recvfrom/sendmsg/recvmsg/sendmmsg/recvmmsg.
 #[inline(never)]
-fn msg_io(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+fn msg_io(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     if ret <= 0 {
         return;
     }
-    let fd = regs_arg(regs, 0) as i32;
+    let fd = regs.arg(0) as i32;
     let file = file_of_fd(fd as i64);
     let Some(s) = sock_of_file(file) else {
         return;
@@ -326,7 +342,7 @@ fn msg_io(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
             capture_addr(e, regs_arg_more(regs, 4), len as u64);
         }
         sc::SENDMSG | sc::RECVMSG => {
-            let msg = regs_arg(regs, 1);
+            let msg = regs.arg(1);
             let name = user::<u64>(msg + MSG_NAME).unwrap_or(0);
             let namelen = user::<u32>(msg + MSG_NAMELEN).unwrap_or(0);
             capture_addr(e, name, namelen as u64);
@@ -337,7 +353,7 @@ fn msg_io(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
         _ => {
             // sendmmsg/recvmmsg return a message count; sum their lengths.
             // The first message's address stands for all of them.
-            let vec = regs_arg(regs, 1);
+            let vec = regs.arg(1);
             let name = user::<u64>(vec + MSG_NAME).unwrap_or(0);
             let namelen = user::<u32>(vec + MSG_NAMELEN).unwrap_or(0);
             capture_addr(e, name, namelen as u64);
@@ -366,10 +382,10 @@ fn msg_io(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
 
 /// socket, bind, listen, connect, accept, accept4.
 #[inline(never)]
-fn life(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+fn life(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     let fd = match code {
         sc::SOCKET | sc::ACCEPT | sc::ACCEPT4 => ret as i32,
-        _ => regs_arg(regs, 0) as i32,
+        _ => regs.arg(0) as i32,
     };
     let file = file_of_fd(fd as i64);
     let Some(s) = sock_of_file(file) else {
@@ -392,14 +408,14 @@ fn life(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
         (*e).syscall = code;
         // accept: the listening descriptor, for the model.
         if what == sock_op::ACCEPT {
-            (*e).msgs = regs_arg(regs, 0) as u32;
+            (*e).msgs = regs.arg(0) as u32;
         }
     }
     match code {
-        sc::BIND | sc::CONNECT => capture_addr(e, regs_arg(regs, 1), regs_arg(regs, 2)),
+        sc::BIND | sc::CONNECT => capture_addr(e, regs.arg(1), regs.arg(2)),
         sc::ACCEPT | sc::ACCEPT4 => {
-            let len = user::<u32>(regs_arg(regs, 2)).unwrap_or(0);
-            capture_addr(e, regs_arg(regs, 1), len as u64);
+            let len = user::<u32>(regs.arg(2)).unwrap_or(0);
+            capture_addr(e, regs.arg(1), len as u64);
         }
         _ => {}
     }
@@ -409,14 +425,14 @@ fn life(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
 
 /// POSIX message queues.
 #[inline(never)]
-fn mq(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+fn mq(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     if kinds() & bit(file_kind::MQ) == 0 {
         return;
     }
     let fd = match code {
         sc::MQ_OPEN => ret as i32,
         sc::MQ_UNLINK => -1,
-        _ => regs_arg(regs, 0) as i32,
+        _ => regs.arg(0) as i32,
     };
     let ino = if fd >= 0 {
         ino_of_file(file_of_fd(fd as i64))
@@ -445,16 +461,16 @@ fn mq(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
         (*e).name[0] = 0;
         match code {
             sc::MQ_OPEN | sc::MQ_UNLINK => {
-                let name = regs_arg(regs, 0);
+                let name = regs.arg(0);
                 if bpf_probe_read_user_str_bytes(name as *const u8, &mut (*e).name).is_err() {
                     (*e).name[0] = 0;
                 }
                 if code == sc::MQ_OPEN {
-                    let flags = regs_arg(regs, 1);
+                    let flags = regs.arg(1);
                     (*e).flags = flags as u32;
-                    (*e).mode = regs_arg(regs, 2) as u32;
+                    (*e).mode = regs.arg(2) as u32;
                     if flags & O_CREAT != 0
-                        && let Some(a) = user::<[i64; 4]>(regs_arg(regs, 3))
+                        && let Some(a) = user::<[i64; 4]>(regs.arg(3))
                     {
                         (*e).attr = a;
                         (*e).has_attr = 1;
@@ -462,20 +478,20 @@ fn mq(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
                 }
             }
             sc::MQ_TIMEDSEND => {
-                (*e).bytes = regs_arg(regs, 2);
-                (*e).prio = regs_arg(regs, 3) as u32;
+                (*e).bytes = regs.arg(2);
+                (*e).prio = regs.arg(3) as u32;
             }
             sc::MQ_TIMEDRECEIVE => {
                 (*e).bytes = ret as u64;
-                (*e).prio = user::<u32>(regs_arg(regs, 3)).unwrap_or(0);
+                (*e).prio = user::<u32>(regs.arg(3)).unwrap_or(0);
             }
-            sc::MQ_NOTIFY => (*e).flags = (regs_arg(regs, 1) != 0) as u32,
+            sc::MQ_NOTIFY => (*e).flags = (regs.arg(1) != 0) as u32,
             _ => {
-                if let Some(a) = user::<[i64; 4]>(regs_arg(regs, 1)) {
+                if let Some(a) = user::<[i64; 4]>(regs.arg(1)) {
                     (*e).attr = a;
                     (*e).has_attr |= 1;
                 }
-                if let Some(a) = user::<[i64; 4]>(regs_arg(regs, 2)) {
+                if let Some(a) = user::<[i64; 4]>(regs.arg(2)) {
                     (*e).oldattr = a;
                     (*e).has_attr |= 2;
                 }
@@ -523,29 +539,29 @@ pub fn mq_close(pid_tgid: u64, file: u64, fd: i32) {
 
 /// SysV message queues.
 #[inline(never)]
-fn msgq(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+fn msgq(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     if kinds() & bit(file_kind::MSGQ) == 0 {
         return;
     }
-    let a0 = regs_arg(regs, 0);
+    let a0 = regs.arg(0);
     let (key, id) = if code == sc::MSGGET {
         (a0 as i32, ret as i32)
     } else {
         (0, a0 as i32)
     };
     let (bytes, mtype, flags) = match code {
-        sc::MSGGET => (0, 0, regs_arg(regs, 1) as u32),
+        sc::MSGGET => (0, 0, regs.arg(1) as u32),
         sc::MSGSND => (
-            regs_arg(regs, 2),
-            user::<i64>(regs_arg(regs, 1)).unwrap_or(0),
-            regs_arg(regs, 3) as u32,
+            regs.arg(2),
+            user::<i64>(regs.arg(1)).unwrap_or(0),
+            regs.arg(3) as u32,
         ),
         sc::MSGRCV => (
             ret as u64,
-            user::<i64>(regs_arg(regs, 1)).unwrap_or(0),
+            user::<i64>(regs.arg(1)).unwrap_or(0),
             regs_arg_more(regs, 4) as u32,
         ),
-        _ => (0, 0, regs_arg(regs, 1) as u32),
+        _ => (0, 0, regs.arg(1) as u32),
     };
     emit(MsgEvent {
         hdr: header(kind::MSGQ, pid_tgid),

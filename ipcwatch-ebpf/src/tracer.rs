@@ -154,6 +154,120 @@ pub(crate) fn kread<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
+/// Up to `W` words of a kernel object read in one helper call. The fields
+/// the probes need sit within a few cache lines of each other, and one
+/// bpf_probe_read_kernel costs far more than the bytes it copies, so each
+/// object is read once; a field outside the block (another kernel's
+/// layout) is read on its own.
+pub(crate) struct Block<const W: usize> {
+    base: u64,
+    lo: u32,
+    ok: bool,
+    words: [u64; W],
+}
+
+impl<const W: usize> Block<W> {
+    /// The block of `base` that starts at offset `lo` (rounded down to a
+    /// word).
+    #[inline(always)]
+    pub(crate) fn read(base: u64, lo: u32) -> Self {
+        let lo = lo & !7;
+        // SAFETY: bpf_probe_read_kernel tolerates any address.
+        match unsafe { bpf_probe_read_kernel((base + lo as u64) as *const [u64; W]) } {
+            Ok(words) => Block {
+                base,
+                lo,
+                ok: true,
+                words,
+            },
+            Err(_) => Block {
+                base,
+                lo,
+                ok: false,
+                words: [0; W],
+            },
+        }
+    }
+
+    /// The word holding the `size` bytes at `off`, and the shift to them.
+    #[inline(always)]
+    fn word(&self, off: u32, size: u32) -> Option<(u64, u32)> {
+        let d = off.wrapping_sub(self.lo);
+        let i = (d / 8) as usize;
+        if self.ok && d % size == 0 && i < W {
+            Some((self.words[i], (d % 8) * 8))
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn u64(&self, off: u32) -> Option<u64> {
+        match self.word(off, 8) {
+            Some((w, _)) => Some(w),
+            None => kread::<u64>(self.base, off),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn u32(&self, off: u32) -> Option<u32> {
+        match self.word(off, 4) {
+            Some((w, shift)) => Some((w >> shift) as u32),
+            None => kread::<u32>(self.base, off),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn u16(&self, off: u32) -> Option<u16> {
+        match self.word(off, 2) {
+            Some((w, shift)) => Some((w >> shift) as u16),
+            None => kread::<u16>(self.base, off),
+        }
+    }
+}
+
+/// The saved user registers of a syscall: its number and its arguments
+/// sit within 72 bytes of each other on x86_64, read once.
+pub(crate) type Regs = Block<9>;
+
+impl Regs {
+    /// The registers of `regs` (a `struct pt_regs *`).
+    #[inline(always)]
+    pub(crate) fn of(regs: u64) -> Self {
+        let lo = min(
+            min(conf!(off.regs_nr), conf!(off.regs_arg0)),
+            min(
+                min(conf!(off.regs_arg1), conf!(off.regs_arg2)),
+                conf!(off.regs_arg3),
+            ),
+        );
+        Block::read(regs, lo)
+    }
+
+    /// The syscall number.
+    #[inline(always)]
+    pub(crate) fn nr(&self) -> Option<u64> {
+        self.u64(conf!(off.regs_nr))
+    }
+
+    /// Syscall argument `i` (0..=3).
+    #[inline(always)]
+    pub(crate) fn arg(&self, i: usize) -> u64 {
+        let off = match i {
+            0 => conf!(off.regs_arg0),
+            1 => conf!(off.regs_arg1),
+            2 => conf!(off.regs_arg2),
+            _ => conf!(off.regs_arg3),
+        };
+        self.u64(off).unwrap_or(0)
+    }
+}
+
+#[inline(always)]
+fn min(a: u32, b: u32) -> u32 {
+    if a < b { a } else { b }
+}
+
 /// `struct file *` of `fd` in the current task, or 0.
 pub(crate) fn file_of_fd(fd: i64) -> u64 {
     if !(0..=i32::MAX as i64).contains(&fd) {
@@ -167,47 +281,60 @@ pub(crate) fn file_of_fd(fd: i64) -> u64 {
     let Some(fdt) = kread::<u64>(files, conf!(off.files_fdt)) else {
         return 0;
     };
-    let Some(max) = kread::<u32>(fdt, conf!(off.fdt_max_fds)) else {
+    let (max_off, fd_off) = (conf!(off.fdt_max_fds), conf!(off.fdt_fd));
+    let table = Block::<2>::read(fdt, min(max_off, fd_off));
+    let Some(max) = table.u32(max_off) else {
         return 0;
     };
     if fd as u64 >= max as u64 {
         return 0;
     }
-    let Some(array) = kread::<u64>(fdt, conf!(off.fdt_fd)) else {
+    let Some(array) = table.u64(fd_off) else {
         return 0;
     };
     kread::<u64>(array + (fd as u64) * 8, 0).unwrap_or(0)
 }
 
-/// Classify a `struct file *`: kind, inode and device.
+/// Classify a `struct file *`: kind, inode and device. Three reads: the
+/// file, its inode and the inode's superblock, each as one block.
+#[inline(never)]
 fn classify_file(file: u64) -> FileId {
     let none = FileId::default();
     if file == 0 {
         return none;
     }
-    let Some(inode) = kread::<u64>(file, conf!(off.file_inode)) else {
+    let (inode_off, fmode_off) = (conf!(off.file_inode), conf!(off.file_mode));
+    let f = Block::<6>::read(file, min(inode_off, fmode_off));
+    let Some(inode) = f.u64(inode_off) else {
         return none;
     };
-    let Some(mode) = kread::<u16>(inode, conf!(off.inode_mode)) else {
+    let fmode = f.u32(fmode_off).unwrap_or(0);
+    let (mode_off, sb_off, ino_off) = (
+        conf!(off.inode_mode),
+        conf!(off.inode_sb),
+        conf!(off.inode_ino),
+    );
+    let i = Block::<10>::read(inode, min(mode_off, min(sb_off, ino_off)));
+    let Some(mode) = i.u16(mode_off) else {
         return none;
     };
-    let kind = match mode as u32 & S_IFMT {
-        S_IFIFO => {
-            let sb = kread::<u64>(inode, conf!(off.inode_sb)).unwrap_or(0);
-            let magic = kread::<u64>(sb, conf!(off.sb_magic)).unwrap_or(0);
-            if magic == PIPEFS_MAGIC {
-                file_kind::PIPE
-            } else {
-                file_kind::FIFO
-            }
-        }
-        S_IFSOCK => file_kind::SOCKET,
+    let is_fifo = match mode as u32 & S_IFMT {
+        S_IFIFO => true,
+        S_IFSOCK => false,
         _ => return none,
     };
-    let ino = kread::<u64>(inode, conf!(off.inode_ino)).unwrap_or(0);
-    let sb = kread::<u64>(inode, conf!(off.inode_sb)).unwrap_or(0);
-    let dev = kread::<u32>(sb, conf!(off.sb_dev)).unwrap_or(0);
-    let fmode = kread::<u32>(file, conf!(off.file_mode)).unwrap_or(0);
+    let ino = i.u64(ino_off).unwrap_or(0);
+    let sb = i.u64(sb_off).unwrap_or(0);
+    let (dev_off, magic_off) = (conf!(off.sb_dev), conf!(off.sb_magic));
+    let s = Block::<14>::read(sb, min(dev_off, magic_off));
+    let dev = s.u32(dev_off).unwrap_or(0);
+    let kind = if !is_fifo {
+        file_kind::SOCKET
+    } else if s.u64(magic_off).unwrap_or(0) == PIPEFS_MAGIC {
+        file_kind::PIPE
+    } else {
+        file_kind::FIFO
+    };
     FileId {
         ino,
         dev,
@@ -263,30 +390,34 @@ pub(crate) fn regs_arg(regs: u64, i: usize) -> u64 {
     kread::<u64>(regs, off).unwrap_or(0)
 }
 
-/// Entry of close and close_range (the descriptor must be classified
-/// before the kernel drops it), and of write and writev (when a write
-/// larger than PIPE_BUF to a pipe starts: such writes can interleave).
-/// Every other syscall is handled at exit.
-#[tracepoint]
-pub fn ipcwatch_sys_enter(ctx: TracePointContext) -> u32 {
+/// `sys_enter(struct pt_regs *regs, long id)`, for every syscall: entry of
+/// close and close_range (the descriptor must be classified before the
+/// kernel drops it), and of write and writev larger than PIPE_BUF to a
+/// pipe (such writes can interleave: their start is kept). A raw
+/// tracepoint costs far less per call than the syscalls:sys_enter_* ones
+/// (no perf buffer), and the syscall number comes as an argument, so
+/// every other syscall is turned away after one array lookup.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn ipcwatch_sys_enter(ctx: RawTracePointContext) -> i32 {
     sys_enter(&ctx);
     0
 }
 
-fn sys_enter(ctx: &TracePointContext) {
+fn sys_enter(ctx: &RawTracePointContext) {
+    let nr: u64 = ctx.arg(1);
+    let code = match SYSCALLS.get(nr as u32) {
+        Some(&c) if matches!(c, sc::CLOSE | sc::CLOSE_RANGE | sc::WRITE | sc::WRITEV) => c,
+        _ => return,
+    };
+    let regs: u64 = ctx.arg(0);
+    let arg = |i: usize| regs_arg(regs, i);
+    if code == sc::WRITE && arg(2) <= PIPE_BUF {
+        return;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     if !allowed((pid_tgid >> 32) as u32) {
         return;
     }
-    // SAFETY: __syscall_nr is an int at offset 8 of every syscall tracepoint.
-    let nr = unsafe { ctx.read_at::<i32>(8).unwrap_or(-1) };
-    let Some(&code) = SYSCALLS.get(nr as u32) else {
-        return;
-    };
-    let arg = |i: usize| -> u64 {
-        // SAFETY: syscall tracepoints hold six 8-byte arguments from offset 16.
-        unsafe { ctx.read_at::<u64>(16 + 8 * i).unwrap_or(0) }
-    };
     match code {
         sc::CLOSE => {
             let fd = arg(0) as i32;
@@ -313,13 +444,8 @@ fn sys_enter(ctx: &TracePointContext) {
             flags: arg(2) as u32,
             syscall: code,
         }),
-        sc::WRITE | sc::WRITEV => {
-            let len = if code == sc::WRITE {
-                arg(2)
-            } else {
-                iov_len(arg(1), arg(2))
-            };
-            if len <= PIPE_BUF {
+        _ => {
+            if code == sc::WRITEV && iov_len(arg(1), arg(2)) <= PIPE_BUF {
                 return;
             }
             let file = classify_fd(arg(0) as i64);
@@ -329,7 +455,6 @@ fn sys_enter(ctx: &TracePointContext) {
                 let _ = WRITE_START.insert(pid_tgid as u32, now, 0);
             }
         }
-        _ => {}
     }
 }
 
@@ -418,16 +543,30 @@ fn span(pid_tgid: u64, ret: i64) {
 
 #[inline(always)]
 fn io(pid_tgid: u64, file: FileId, fd: i32, op: u32, bytes: i64, syscall: u32) {
-    io_event(pid_tgid, &file, fd, (op << 16) | syscall, bytes);
+    io_event(pid_tgid, &file, 0, pack(fd, op, syscall), bytes);
+}
+
+/// A descriptor, a direction and a syscall code in one argument (BPF
+/// functions take at most five).
+#[inline(always)]
+fn pack(fd: i32, op: u32, syscall: u32) -> u64 {
+    ((fd as u32 as u64) << 32) | ((op as u64) << 16) | syscall as u64
 }
 
 /// The IO event itself, in its own BPF function (its own stack frame:
 /// `sys_exit` handles many syscalls and must stay under 512 bytes).
+/// `fptr` is the `struct file *` when the caller has it (0: look it up).
 #[inline(never)]
-fn io_event(pid_tgid: u64, file: &FileId, fd: i32, op_sc: u32, bytes: i64) {
-    let (op, syscall) = (op_sc >> 16, op_sc & 0xffff);
+fn io_event(pid_tgid: u64, file: &FileId, fptr: u64, fd_op_sc: u64, bytes: i64) {
+    let fd = (fd_op_sc >> 32) as i32;
+    let (op, syscall) = ((fd_op_sc >> 16) as u32 & 0xffff, fd_op_sc as u32 & 0xffff);
     if file.kind == file_kind::SOCKET && bytes > 0 {
-        crate::sock::fd_io(pid_tgid, fd, op, bytes as u64, syscall);
+        let fptr = if fptr == 0 {
+            file_of_fd(fd as i64)
+        } else {
+            fptr
+        };
+        crate::sock::fd_io(pid_tgid, fptr, fd_op_sc, bytes as u64, file.ino);
         return;
     }
     if bytes <= 0 || !wanted(file) {
@@ -457,7 +596,8 @@ pub fn ipcwatch_sys_exit(ctx: RawTracePointContext) -> i32 {
 fn sys_exit(ctx: &RawTracePointContext) {
     let regs: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
-    let Some(nr) = kread::<u64>(regs, conf!(off.regs_nr)) else {
+    let r = Regs::of(regs);
+    let Some(nr) = r.nr() else {
         return;
     };
     let code = match SYSCALLS.get(nr as u32) {
@@ -477,33 +617,31 @@ fn sys_exit(ctx: &RawTracePointContext) {
         return;
     }
     if (32..64).contains(&code) {
-        crate::sock::sys_exit(regs, pid_tgid, code, ret);
+        crate::sock::sys_exit(&r, pid_tgid, code, ret);
         return;
     }
-    let arg = |i: usize| -> u64 {
-        let off = match i {
-            0 => conf!(off.regs_arg0),
-            1 => conf!(off.regs_arg1),
-            2 => conf!(off.regs_arg2),
-            _ => conf!(off.regs_arg3),
-        };
-        kread::<u64>(regs, off).unwrap_or(0)
-    };
+    let arg = |i: usize| r.arg(i);
     match code {
         sc::READ | sc::READV => {
             let fd = arg(0) as i32;
-            let file = classify_fd(fd as i64);
-            capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
-            io(pid_tgid, file, fd, op::READ, ret, code)
+            let fptr = file_of_fd(fd as i64);
+            let file = classify_file(fptr);
+            if conf!(capture_bytes) != 0 {
+                capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
+            }
+            io_event(pid_tgid, &file, fptr, pack(fd, op::READ, code), ret)
         }
         sc::WRITE | sc::WRITEV => {
             let fd = arg(0) as i32;
-            let file = classify_fd(fd as i64);
+            let fptr = file_of_fd(fd as i64);
+            let file = classify_file(fptr);
             if file.kind == file_kind::PIPE || file.kind == file_kind::FIFO {
                 span(pid_tgid, ret);
             }
-            capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
-            io(pid_tgid, file, fd, op::WRITE, ret, code)
+            if conf!(capture_bytes) != 0 {
+                capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
+            }
+            io_event(pid_tgid, &file, fptr, pack(fd, op::WRITE, code), ret)
         }
         sc::VMSPLICE => {
             let fd = arg(0) as i32;

@@ -8,7 +8,7 @@ use aya::{
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use ipcwatch_common::{
-    COMM_LEN, Config, SockConfig, file_kind, filter, race::WatchKey, sc, stat, traced,
+    COMM_LEN, Config, SockConfig, file_kind, filter, race::WatchKey, stat, traced,
 };
 
 use crate::{Error, kernel};
@@ -189,18 +189,7 @@ impl Probes {
         }
         // close must be seen at entry, before the descriptor is gone; the
         // start of large pipe writes too (they may interleave).
-        let at_entry: Vec<(u32, i64)> = numbers
-            .iter()
-            .copied()
-            .filter(|(c, _)| matches!(*c, sc::CLOSE | sc::CLOSE_RANGE | sc::WRITE | sc::WRITEV))
-            .collect();
-        attach_syscalls(
-            &mut ebpf,
-            "ipcwatch_sys_enter",
-            "sys_enter",
-            &at_entry,
-            &mut skipped,
-        )?;
+        attach_raw(&mut ebpf, "ipcwatch_sys_enter", "sys_enter", &mut skipped);
         attach_raw(
             &mut ebpf,
             "ipcwatch_fork",
@@ -410,38 +399,6 @@ impl Probes {
             .take()
             .ok_or_else(|| Error::Load("the ring buffer was already taken".into()))
     }
-}
-
-fn attach_syscalls(
-    ebpf: &mut Ebpf,
-    prog: &str,
-    prefix: &str,
-    numbers: &[(u32, i64)],
-    skipped: &mut Vec<Skipped>,
-) -> Result<(), Error> {
-    let program: &mut TracePoint = ebpf
-        .program_mut(prog)
-        .ok_or_else(|| Error::Load(format!("program {prog} missing")))?
-        .try_into()
-        .map_err(|e| load_err(prog, e))?;
-    program.load().map_err(|e| load_err(prog, e))?;
-    let mut attached = 0;
-    for (code, _) in numbers {
-        let name = format!("{prefix}_{}", sc::name(*code));
-        match program.attach("syscalls", &name) {
-            Ok(_) => attached += 1,
-            Err(e) => skipped.push(Skipped {
-                probe: format!("syscalls:{name}"),
-                reason: e.to_string(),
-            }),
-        }
-    }
-    if attached == 0 {
-        return Err(Error::Load(format!(
-            "no syscalls:{prefix}_* tracepoint could be attached (is tracefs mounted at /sys/kernel/tracing?)"
-        )));
-    }
-    Ok(())
 }
 
 /// The program `name` of the object, as its type `T`.
