@@ -12,6 +12,7 @@ pub mod collector;
 pub mod decode;
 pub mod doctor;
 pub mod events;
+pub mod floor;
 pub mod graph;
 pub mod kernel;
 pub mod loader;

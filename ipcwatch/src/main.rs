@@ -84,6 +84,12 @@ enum Workload {
         #[arg(long, default_value_t = 100_000)]
         iters: u64,
     },
+    /// Run CMD with empty programs on the raw sys_enter and sys_exit
+    /// tracepoints: the cost of ipcwatch's hooks alone (benchmarks).
+    EmptyHooks {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// A pipe made now, written after DELAY seconds (or a line on stdin).
     PipeDelayed {
         #[arg(long, value_parser = parse_secs)]
@@ -223,6 +229,16 @@ fn workload(w: Workload) -> ExitCode {
     let r = match w {
         Workload::PipeParentChild { count, size } => wl::pipe_parent_child(count, size),
         Workload::Pingpong { size, iters } => wl::pingpong(size, iters),
+        Workload::EmptyHooks { cmd } => {
+            return match ipcwatch::floor::run(&cmd) {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(code) => ExitCode::from(code.clamp(1, 255) as u8),
+                Err(e) => {
+                    eprintln!("ipcwatch: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Workload::PipeDelayed { delay, bytes } => wl::pipe_delayed(delay, bytes),
         Workload::FifoWrite { path, bytes } => wl::fifo_write(&path, bytes),
         Workload::FifoRead { path } => wl::fifo_read(&path),

@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: each workload untraced, under ipcwatch and under
-//! strace, alternating in one run; medians and ratios to untraced.
+//! `cargo xtask bench`: each workload untraced, under the empty hooks,
+//! under ipcwatch (three modes), under an equivalent bpftrace script and
+//! under strace, alternating in one run; medians and ratios to untraced.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -25,11 +26,17 @@ pub struct BenchArgs {
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
     Untraced,
+    /// Empty programs on the raw sys_enter/sys_exit tracepoints that
+    /// ipcwatch hooks: what the kernel charges before ipcwatch does any
+    /// work (`ipcwatch workload empty-hooks`).
+    Hooks,
     Ipcwatch,
     /// `ipcwatch record --lock-probes`.
     LockProbes,
     /// `ipcwatch record --deep`: the race detector's deep mode.
     Deep,
+    /// `bpftrace xtask/bench/ipc.bt -c CMD`: the same tracing as a script.
+    Bpftrace,
     Strace,
 }
 
@@ -37,9 +44,11 @@ impl Way {
     fn name(self) -> &'static str {
         match self {
             Way::Untraced => "untraced",
+            Way::Hooks => "empty hooks",
             Way::Ipcwatch => "ipcwatch",
             Way::LockProbes => "ipcwatch --lock-probes",
             Way::Deep => "ipcwatch --deep",
+            Way::Bpftrace => "bpftrace",
             Way::Strace => "strace -f",
         }
     }
@@ -50,6 +59,26 @@ fn have(tool: &str) -> bool {
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// bpftrace, installed from the distribution's packages when missing.
+fn ensure_bpftrace() -> bool {
+    if have("bpftrace") {
+        return true;
+    }
+    if have("apt-get") {
+        eprintln!("bench: installing bpftrace (apt-get install bpftrace)");
+        let ok = Command::new("apt-get")
+            .args(["install", "-y", "-q", "bpftrace"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok && have("bpftrace") {
+            return true;
+        }
+    }
+    eprintln!("bench: bpftrace could not be installed; its column is left out");
+    false
 }
 
 /// Run the workload one way; returns round trips per second.
@@ -67,6 +96,11 @@ fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
             c.args(&argv[1..]);
             c
         }
+        Way::Hooks => {
+            let mut c = Command::new(bin);
+            c.args(["workload", "empty-hooks", "--"]).args(&argv);
+            c
+        }
         Way::Ipcwatch => {
             let mut c = Command::new(bin);
             c.args(["record", "-o", "/dev/null", "--"]).args(&argv);
@@ -82,6 +116,17 @@ fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
             let mut c = Command::new(bin);
             c.args(["record", "--deep", "-o", "/dev/null", "--"])
                 .args(&argv);
+            c
+        }
+        Way::Bpftrace => {
+            // bpftrace starts CMD itself (-c, no shell) once its probes
+            // are attached; its output goes where ipcwatch's does.
+            let mut c = Command::new("bpftrace");
+            c.arg("-o")
+                .arg("/dev/null")
+                .arg(root().join("xtask/bench/ipc.bt"))
+                .arg("-c")
+                .arg(argv.join(" "));
             c
         }
         Way::Strace => {
@@ -125,7 +170,16 @@ struct Row {
 
 pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    let mut ways = vec![Way::Untraced, Way::Ipcwatch, Way::LockProbes, Way::Deep];
+    let mut ways = vec![
+        Way::Untraced,
+        Way::Hooks,
+        Way::Ipcwatch,
+        Way::LockProbes,
+        Way::Deep,
+    ];
+    if ensure_bpftrace() {
+        ways.push(Way::Bpftrace);
+    }
     if have("strace") {
         ways.push(Way::Strace);
     } else {
