@@ -213,7 +213,8 @@ pub mod sc {
 pub mod stat {
     /// Ring-buffer reservations that failed: events lost.
     pub const DROPPED: u32 = 0;
-    /// Events written to the ring buffer.
+    /// Unused: counting every event cost an atomic add per event, and the
+    /// per-CPU sequence numbers already count them.
     pub const EMITTED: u32 = 1;
     /// Watchpoint traps (collision sampling).
     pub const WATCH_TRAPS: u32 = 2;

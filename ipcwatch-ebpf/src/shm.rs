@@ -214,7 +214,6 @@ fn emit_mem(pid_tgid: u64, ev: &MemEvent, name: Name) {
         unsafe { (*e).nparts = path_parts(file, e, name_off) };
     }
     entry.submit(wake_flags());
-    bump(stat::EMITTED);
 }
 
 /// The per-CPU scratch event, cleared, for `syscall`.
@@ -240,12 +239,18 @@ fn mem(syscall: u32) -> Option<&'static mut MemEvent> {
 
 /// Handle a syscall exit. Returns true when the syscall belongs to this
 /// module only (the caller stops), false to let the pipe code see it too.
-#[inline(never)]
+#[inline(always)]
 pub(crate) fn sys_exit(regs: u64, code: u32, ret: i64) -> bool {
     let mine = (64..128).contains(&code);
     if !mine && code != base_sc::FCNTL && code != base_sc::OPENAT && code != base_sc::OPEN {
         return false;
     }
+    sys_exit_mine(regs, code, ret, mine)
+}
+
+/// [`sys_exit`] for the syscalls shm.rs follows (its own stack frame).
+#[inline(never)]
+fn sys_exit_mine(regs: u64, code: u32, ret: i64, mine: bool) -> bool {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if !allowed(tgid) {

@@ -270,7 +270,6 @@ pub fn fd_io(pid_tgid: u64, file: u64, fd_op_sc: u64, bytes: u64, ino: u64) {
         (*e).syscall = syscall;
     }
     entry.submit(wake_flags());
-    bump(stat::EMITTED);
 }
 
 #[inline(never)]
@@ -310,7 +309,6 @@ fn pair_end(pid_tgid: u64, fd: i32, code: u32) {
         (*e).syscall = code;
     }
     entry.submit(wake_flags());
-    bump(stat::EMITTED);
 }
 
 /// sendto/recvfrom/sendmsg/recvmsg/sendmmsg/recvmmsg.
@@ -377,7 +375,6 @@ fn msg_io(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
         }
     }
     entry.submit(wake_flags());
-    bump(stat::EMITTED);
 }
 
 /// socket, bind, listen, connect, accept, accept4.
@@ -420,7 +417,6 @@ fn life(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
         _ => {}
     }
     entry.submit(wake_flags());
-    bump(stat::EMITTED);
 }
 
 /// POSIX message queues.
@@ -499,7 +495,6 @@ fn mq(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
         }
     }
     entry.submit(wake_flags());
-    bump(stat::EMITTED);
 }
 
 /// close() of a POSIX queue descriptor (seen at syscall entry).
@@ -534,7 +529,6 @@ pub fn mq_close(pid_tgid: u64, file: u64, fd: i32) {
         (*e).name[0] = 0;
     }
     entry.submit(wake_flags());
-    bump(stat::EMITTED);
 }
 
 /// SysV message queues.
