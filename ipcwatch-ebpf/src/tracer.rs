@@ -8,11 +8,11 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
-        generated::{bpf_get_current_task, bpf_get_smp_processor_id},
+        generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id},
     },
-    macros::{map, raw_tracepoint, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
-    programs::{RawTracePointContext, TracePointContext},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use ipcwatch_common::{
     COMM_LEN, Config, DataEvent, EventHeader, ExecEvent, ExitEvent, FdEvent, FileId, ForkEvent,
@@ -243,6 +243,32 @@ impl Regs {
         Block::read(regs, lo)
     }
 
+    /// [`Regs::of`] where `regs` is a BTF pointer (tp_btf): direct loads.
+    #[inline(always)]
+    pub(crate) fn of_btf(regs: u64) -> Self {
+        let lo = min(
+            min(conf!(off.regs_nr), conf!(off.regs_arg0)),
+            min(
+                min(conf!(off.regs_arg1), conf!(off.regs_arg2)),
+                conf!(off.regs_arg3),
+            ),
+        ) & !7;
+        let mut words = [0u64; 9];
+        let mut i = 0;
+        while i < 9 {
+            // SAFETY: `regs` is the kernel's `struct pt_regs *` of a
+            // tp_btf program; the verifier checks the load against BTF.
+            words[i] = unsafe { core::ptr::read_volatile((regs + lo as u64 + 8 * i as u64) as *const u64) };
+            i += 1;
+        }
+        Block {
+            base: regs,
+            lo,
+            ok: true,
+            words,
+        }
+    }
+
     /// The syscall number.
     #[inline(always)]
     pub(crate) fn nr(&self) -> Option<u64> {
@@ -265,6 +291,40 @@ impl Regs {
 #[inline(always)]
 fn min(a: u32, b: u32) -> u32 {
     if a < b { a } else { b }
+}
+
+/// [`file_of_fd`] in a tp_btf program: the task, its files and fdtable
+/// are typed pointers, loaded directly; only the array slot needs a
+/// helper.
+#[inline(always)]
+fn file_of_fd_btf(fd: i64) -> u64 {
+    if !(0..=i32::MAX as i64).contains(&fd) {
+        return 0;
+    }
+    let load = |base: u64, off: u32| -> u64 {
+        // SAFETY: `base` is a BTF-typed kernel pointer in a tp_btf
+        // program; the verifier checks the load and the JIT turns faults
+        // into zeros.
+        unsafe { core::ptr::read_volatile((base + off as u64) as *const u64) }
+    };
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    let files = load(task, conf!(off.task_files));
+    if files == 0 {
+        return 0;
+    }
+    let fdt = load(files, conf!(off.files_fdt));
+    if fdt == 0 {
+        return 0;
+    }
+    let max_at = fdt + conf!(off.fdt_max_fds) as u64;
+    // SAFETY: as above, a u32 field.
+    let max = unsafe { core::ptr::read_volatile(max_at as *const u32) };
+    if fd as u64 >= max as u64 {
+        return 0;
+    }
+    let array = load(fdt, conf!(off.fdt_fd));
+    kread::<u64>(array + (fd as u64) * 8, 0).unwrap_or(0)
 }
 
 /// `struct file *` of `fd` in the current task, or 0.
@@ -588,14 +648,27 @@ fn io_event(pid_tgid: u64, file: &FileId, fptr: u64, fd_op_sc: u64, bytes: i64) 
 /// kept between entry and exit.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn ipcwatch_sys_exit(ctx: RawTracePointContext) -> i32 {
-    sys_exit(&ctx);
+    sys_exit::<false>(ctx.arg(0), ctx.arg(1));
     0
 }
 
-fn sys_exit(ctx: &RawTracePointContext) {
-    let regs: u64 = ctx.arg(0);
-    let ret: i64 = ctx.arg(1);
-    let r = Regs::of(regs);
+/// The same on a BTF-enabled tracepoint (tp_btf), where the registers and
+/// the task's descriptor table are typed pointers: the verifier lets the
+/// program load through them directly, without a helper call each.
+/// Loaded when the kernel allows it; the raw tracepoint otherwise.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ipcwatch_sys_exit_btf(ctx: BtfTracePointContext) -> i32 {
+    sys_exit::<true>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
+    let r = if BTF {
+        Regs::of_btf(regs)
+    } else {
+        Regs::of(regs)
+    };
     let Some(nr) = r.nr() else {
         return;
     };
@@ -623,7 +696,11 @@ fn sys_exit(ctx: &RawTracePointContext) {
     match code {
         sc::READ | sc::READV => {
             let fd = arg(0) as i32;
-            let fptr = file_of_fd(fd as i64);
+            let fptr = if BTF {
+                file_of_fd_btf(fd as i64)
+            } else {
+                file_of_fd(fd as i64)
+            };
             let file = classify_file(fptr);
             if conf!(capture_bytes) != 0 {
                 capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
@@ -632,7 +709,11 @@ fn sys_exit(ctx: &RawTracePointContext) {
         }
         sc::WRITE | sc::WRITEV => {
             let fd = arg(0) as i32;
-            let fptr = file_of_fd(fd as i64);
+            let fptr = if BTF {
+                file_of_fd_btf(fd as i64)
+            } else {
+                file_of_fd(fd as i64)
+            };
             let file = classify_file(fptr);
             if file.kind == file_kind::PIPE || file.kind == file_kind::FIFO {
                 span(pid_tgid, ret);

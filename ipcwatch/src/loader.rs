@@ -180,11 +180,23 @@ impl Probes {
         let mut skipped = Vec::new();
         // Everything but close is handled at syscall exit, by one raw
         // tracepoint that reads the arguments back from the registers.
-        attach_raw(&mut ebpf, "ipcwatch_sys_exit", "sys_exit", &mut skipped);
-        if skipped.iter().any(|s| s.probe == "raw_tp:sys_exit") {
+        // The tp_btf variant loads through typed pointers (fewer helper
+        // calls); kernels that refuse it get the raw tracepoint.
+        let btf_exit = attach_or_skip(&mut skipped, "tp_btf:sys_exit".into(), || {
+            let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
+            let program: &mut aya::programs::BtfTracePoint =
+                program(&mut ebpf, "ipcwatch_sys_exit_btf")?;
+            program.load("sys_exit", &btf).map_err(|e| e.to_string())?;
+            program.attach().map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        if !btf_exit {
+            attach_raw(&mut ebpf, "ipcwatch_sys_exit", "sys_exit", &mut skipped);
+        }
+        if let Some(s) = skipped.iter().find(|s| s.probe == "raw_tp:sys_exit") {
             return Err(Error::Load(format!(
                 "cannot attach the sys_exit raw tracepoint: {}",
-                skipped[0].reason
+                s.reason
             )));
         }
         // close must be seen at entry, before the descriptor is gone; the
@@ -418,9 +430,13 @@ fn attach_or_skip(
     skipped: &mut Vec<Skipped>,
     probe: String,
     attach: impl FnOnce() -> Result<(), String>,
-) {
-    if let Err(reason) = attach() {
-        skipped.push(Skipped { probe, reason });
+) -> bool {
+    match attach() {
+        Ok(()) => true,
+        Err(reason) => {
+            skipped.push(Skipped { probe, reason });
+            false
+        }
     }
 }
 
