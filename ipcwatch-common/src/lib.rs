@@ -586,7 +586,8 @@ pub struct KernelOffsets {
     pub regs_arg1: u32,
     pub regs_arg2: u32,
     pub regs_arg3: u32,
-    pub _pad: u32,
+    /// `task_struct.comm`.
+    pub task_comm: u32,
 }
 
 /// Read-only configuration written by userspace before load
@@ -647,7 +648,7 @@ impl Config {
                 regs_arg1: 0,
                 regs_arg2: 0,
                 regs_arg3: 0,
-                _pad: 0,
+                task_comm: 0,
             },
         }
     }

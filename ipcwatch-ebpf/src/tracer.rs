@@ -80,7 +80,41 @@ pub(crate) fn bump(index: u32) {
     }
 }
 
+/// [`header`] in a tp_btf program: the name is loaded from the task
+/// directly instead of through bpf_get_current_comm.
+#[inline(always)]
+fn header_btf(kind: u32, pid_tgid: u64) -> EventHeader {
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    let at = task + conf!(off.task_comm) as u64;
+    // SAFETY: `task` is a BTF-typed pointer in a tp_btf program; the
+    // verifier checks both loads against task_struct.comm.
+    let (lo, hi) = unsafe {
+        (
+            core::ptr::read_volatile(at as *const u64),
+            core::ptr::read_volatile((at + 8) as *const u64),
+        )
+    };
+    let mut hdr = header_no_comm(kind, pid_tgid);
+    let lo = lo.to_le_bytes();
+    let hi = hi.to_le_bytes();
+    let mut i = 0;
+    while i < 8 {
+        hdr.comm[i] = lo[i];
+        hdr.comm[i + 8] = hi[i];
+        i += 1;
+    }
+    hdr
+}
+
 pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
+    let mut hdr = header_no_comm(kind, pid_tgid);
+    hdr.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    hdr
+}
+
+#[inline(always)]
+fn header_no_comm(kind: u32, pid_tgid: u64) -> EventHeader {
     let seq = match SEQ.get_ptr_mut(0) {
         // SAFETY: a valid, aligned per-CPU slot; atomic, see `bump`.
         Some(p) => unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) },
@@ -95,7 +129,7 @@ pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
         ts_ns: unsafe { bpf_ktime_get_ns() },
         pid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
-        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+        comm: [0; COMM_LEN],
     }
 }
 
@@ -602,7 +636,7 @@ fn span(pid_tgid: u64, ret: i64) {
 
 #[inline(always)]
 fn io(pid_tgid: u64, file: FileId, fd: i32, op: u32, bytes: i64, syscall: u32) {
-    io_event(pid_tgid, &file, 0, pack(fd, op, syscall), bytes);
+    io_event::<false>(pid_tgid, &file, 0, pack(fd, op, syscall), bytes);
 }
 
 /// A descriptor, a direction and a syscall code in one argument (BPF
@@ -616,7 +650,7 @@ fn pack(fd: i32, op: u32, syscall: u32) -> u64 {
 /// `sys_exit` handles many syscalls and must stay under 512 bytes).
 /// `fptr` is the `struct file *` when the caller has it (0: look it up).
 #[inline(never)]
-fn io_event(pid_tgid: u64, file: &FileId, fptr: u64, fd_op_sc: u64, bytes: i64) {
+fn io_event<const BTF: bool>(pid_tgid: u64, file: &FileId, fptr: u64, fd_op_sc: u64, bytes: i64) {
     let fd = (fd_op_sc >> 32) as i32;
     let (op, syscall) = ((fd_op_sc >> 16) as u32 & 0xffff, fd_op_sc as u32 & 0xffff);
     if file.kind == file_kind::SOCKET && bytes > 0 {
@@ -632,7 +666,11 @@ fn io_event(pid_tgid: u64, file: &FileId, fptr: u64, fd_op_sc: u64, bytes: i64) 
         return;
     }
     emit(IoEvent {
-        hdr: header(kind::IO, pid_tgid),
+        hdr: if BTF {
+            header_btf(kind::IO, pid_tgid)
+        } else {
+            header(kind::IO, pid_tgid)
+        },
         file: *file,
         bytes: bytes as u64,
         fd,
@@ -705,7 +743,7 @@ fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
             if conf!(capture_bytes) != 0 {
                 capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
             }
-            io_event(pid_tgid, &file, fptr, pack(fd, op::READ, code), ret)
+            io_event::<BTF>(pid_tgid, &file, fptr, pack(fd, op::READ, code), ret)
         }
         sc::WRITE | sc::WRITEV => {
             let fd = arg(0) as i32;
@@ -721,7 +759,7 @@ fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
             if conf!(capture_bytes) != 0 {
                 capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
             }
-            io_event(pid_tgid, &file, fptr, pack(fd, op::WRITE, code), ret)
+            io_event::<BTF>(pid_tgid, &file, fptr, pack(fd, op::WRITE, code), ret)
         }
         sc::VMSPLICE => {
             let fd = arg(0) as i32;

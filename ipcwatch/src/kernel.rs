@@ -89,7 +89,7 @@ pub fn offsets_from(path: &Path) -> Result<KernelOffsets, Error> {
         regs_arg1: off("pt_regs", REGS[2])?,
         regs_arg2: off("pt_regs", REGS[3])?,
         regs_arg3: off("pt_regs", REGS[4])?,
-        _pad: 0,
+        task_comm: off("task_struct", "comm")?,
     })
 }
 
