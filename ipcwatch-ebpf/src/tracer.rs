@@ -493,20 +493,37 @@ pub(crate) fn regs_arg(regs: u64, i: usize) -> u64 {
 /// every other syscall is turned away after one array lookup.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn ipcwatch_sys_enter(ctx: RawTracePointContext) -> i32 {
-    sys_enter(&ctx);
+    sys_enter::<false>(ctx.arg(0), ctx.arg(1));
     0
 }
 
-fn sys_enter(ctx: &RawTracePointContext) {
-    let nr: u64 = ctx.arg(1);
+/// The same on tp_btf (see `ipcwatch_sys_exit_btf`): a write's length is
+/// loaded from the registers directly.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn ipcwatch_sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
+    sys_enter::<true>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn sys_enter<const BTF: bool>(regs: u64, nr: u64) {
     let code = match SYSCALLS.get(nr as u32) {
         Some(&c) if matches!(c, sc::CLOSE | sc::CLOSE_RANGE | sc::WRITE | sc::WRITEV) => c,
         _ => return,
     };
-    let regs: u64 = ctx.arg(0);
     let arg = |i: usize| regs_arg(regs, i);
-    if code == sc::WRITE && arg(2) <= PIPE_BUF {
-        return;
+    if code == sc::WRITE {
+        let len = if BTF {
+            let at = regs + conf!(off.regs_arg2) as u64;
+            // SAFETY: `regs` is the kernel's `struct pt_regs *` of a
+            // tp_btf program; the verifier checks the load against BTF.
+            unsafe { core::ptr::read_volatile(at as *const u64) }
+        } else {
+            arg(2)
+        };
+        if len <= PIPE_BUF {
+            return;
+        }
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     if !allowed((pid_tgid >> 32) as u32) {

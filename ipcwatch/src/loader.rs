@@ -180,19 +180,7 @@ impl Probes {
         let mut skipped = Vec::new();
         // Everything but close is handled at syscall exit, by one raw
         // tracepoint that reads the arguments back from the registers.
-        // The tp_btf variant loads through typed pointers (fewer helper
-        // calls); kernels that refuse it get the raw tracepoint.
-        let btf_exit = attach_or_skip(&mut skipped, "tp_btf:sys_exit".into(), || {
-            let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
-            let program: &mut aya::programs::BtfTracePoint =
-                program(&mut ebpf, "ipcwatch_sys_exit_btf")?;
-            program.load("sys_exit", &btf).map_err(|e| e.to_string())?;
-            program.attach().map_err(|e| e.to_string())?;
-            Ok(())
-        });
-        if !btf_exit {
-            attach_raw(&mut ebpf, "ipcwatch_sys_exit", "sys_exit", &mut skipped);
-        }
+        attach_btf_or_raw(&mut ebpf, "ipcwatch_sys_exit", "sys_exit", &mut skipped);
         if let Some(s) = skipped.iter().find(|s| s.probe == "raw_tp:sys_exit") {
             return Err(Error::Load(format!(
                 "cannot attach the sys_exit raw tracepoint: {}",
@@ -201,7 +189,7 @@ impl Probes {
         }
         // close must be seen at entry, before the descriptor is gone; the
         // start of large pipe writes too (they may interleave).
-        attach_raw(&mut ebpf, "ipcwatch_sys_enter", "sys_enter", &mut skipped);
+        attach_btf_or_raw(&mut ebpf, "ipcwatch_sys_enter", "sys_enter", &mut skipped);
         attach_raw(
             &mut ebpf,
             "ipcwatch_fork",
@@ -447,6 +435,23 @@ fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>)
         program.attach(tp).map_err(|e| e.to_string())?;
         Ok(())
     });
+}
+
+/// Program `prog`_btf on tp_btf `tp`, which loads through typed pointers
+/// (fewer helper calls); kernels that refuse it get `prog` on the raw
+/// tracepoint.
+fn attach_btf_or_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>) {
+    let btf_prog = format!("{prog}_btf");
+    let attached = attach_or_skip(skipped, format!("tp_btf:{tp}"), || {
+        let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
+        let program: &mut aya::programs::BtfTracePoint = program(ebpf, &btf_prog)?;
+        program.load(tp, &btf).map_err(|e| e.to_string())?;
+        program.attach().map_err(|e| e.to_string())?;
+        Ok(())
+    });
+    if !attached {
+        attach_raw(ebpf, prog, tp, skipped);
+    }
 }
 
 fn attach_tp(ebpf: &mut Ebpf, prog: &str, cat: &str, tp: &str, skipped: &mut Vec<Skipped>) {
