@@ -292,7 +292,9 @@ impl Regs {
         while i < 9 {
             // SAFETY: `regs` is the kernel's `struct pt_regs *` of a
             // tp_btf program; the verifier checks the load against BTF.
-            words[i] = unsafe { core::ptr::read_volatile((regs + lo as u64 + 8 * i as u64) as *const u64) };
+            words[i] = unsafe {
+                core::ptr::read_volatile((regs + lo as u64 + 8 * i as u64) as *const u64)
+            };
             i += 1;
         }
         Block {

@@ -438,11 +438,14 @@ fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>)
 }
 
 /// Program `prog`_btf on tp_btf `tp`, which loads through typed pointers
-/// (fewer helper calls); kernels that refuse it get `prog` on the raw
-/// tracepoint.
+/// (fewer helper calls); kernels that refuse it, or the environment
+/// variable IPCWATCH_NO_TP_BTF, get `prog` on the raw tracepoint.
 fn attach_btf_or_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>) {
     let btf_prog = format!("{prog}_btf");
     let attached = attach_or_skip(skipped, format!("tp_btf:{tp}"), || {
+        if std::env::var_os("IPCWATCH_NO_TP_BTF").is_some() {
+            return Err("IPCWATCH_NO_TP_BTF is set: using the raw tracepoint".into());
+        }
         let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
         let program: &mut aya::programs::BtfTracePoint = program(ebpf, &btf_prog)?;
         program.load(tp, &btf).map_err(|e| e.to_string())?;

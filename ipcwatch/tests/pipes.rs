@@ -66,6 +66,66 @@ fn head_to_wc_moves_exactly_100000_bytes_through_one_pipe() {
     assert_schema(&t.lines);
 }
 
+/// Kernels without tp_btf get the raw tracepoints, which read everything
+/// through helpers: forced here, the same pipeline gives the same facts.
+#[test]
+fn raw_tracepoint_fallback_moves_the_same_100000_bytes() {
+    require_root();
+    let with = |no_btf: bool| {
+        let dir = temp_dir();
+        let out = dir.path().join("trace.ndjson");
+        let mut cmd = Command::new(ipcwatch());
+        cmd.args(["record", "-o"]).arg(&out).args([
+            "--",
+            "sh",
+            "-c",
+            "head -c 100000 /dev/zero | wc -c",
+        ]);
+        if no_btf {
+            cmd.env("IPCWATCH_NO_TP_BTF", "1");
+        }
+        let output = cmd.output().expect("run ipcwatch");
+        assert!(output.status.success(), "{output:?}");
+        Trace {
+            lines: parse(&out),
+            output,
+        }
+    };
+    for no_btf in [false, true] {
+        let t = with(no_btf);
+        let skipped: BTreeSet<String> = t
+            .of_type("warning")
+            .filter_map(|l| l["probe"].as_str().map(str::to_string))
+            .filter(|p| p.starts_with("tp_btf:"))
+            .collect();
+        let expected: BTreeSet<String> = if no_btf {
+            ["tp_btf:sys_enter", "tp_btf:sys_exit"]
+                .map(String::from)
+                .into()
+        } else {
+            BTreeSet::new()
+        };
+        assert_eq!(skipped, expected, "no_btf={no_btf}");
+        let pipe = t
+            .of_type("channel")
+            .find(|l| l["event"] == "create")
+            .map(|l| l["channel"].as_str().unwrap().to_string())
+            .expect("the shell's pipe");
+        assert_eq!(t.bytes(&pipe, "write"), 100_000, "no_btf={no_btf}");
+        assert_eq!(t.bytes(&pipe, "read"), 100_000, "no_btf={no_btf}");
+        let comms: BTreeSet<String> = t
+            .of_type("io")
+            .filter(|l| l["channel"] == pipe.as_str())
+            .map(|l| l["comm"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            comms,
+            BTreeSet::from(["head".to_string(), "wc".to_string()]),
+            "no_btf={no_btf}"
+        );
+    }
+}
+
 #[test]
 fn parent_writes_3_times_1000_bytes_to_its_child() {
     require_root();
