@@ -12,6 +12,23 @@ use crate::events::{FORMAT_NAME, FORMAT_VERSION, Record};
 /// Longest line the reader accepts.
 pub const MAX_LINE: usize = 1 << 20;
 
+/// The output of a trace, as [`NdjsonWriter::create`] opens it: `-` is
+/// standard output; a file is created with mode 0600 and is never opened
+/// through a symbolic link.
+pub fn open_output(path: &str) -> io::Result<Box<dyn Write + Send>> {
+    if path == "-" {
+        return Ok(Box::new(io::stdout()));
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(Path::new(path))?;
+    Ok(Box::new(file))
+}
+
 pub struct NdjsonWriter {
     out: BufWriter<Box<dyn Write + Send>>,
 }
@@ -26,17 +43,7 @@ impl NdjsonWriter {
     /// `-` is standard output. A file is created with mode 0600 and is
     /// never opened through a symbolic link.
     pub fn create(path: &str) -> io::Result<Self> {
-        if path == "-" {
-            return Ok(Self::new(Box::new(io::stdout())));
-        }
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(Path::new(path))?;
-        Ok(Self::new(Box::new(file)))
+        Ok(Self::new(open_output(path)?))
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
