@@ -21,7 +21,7 @@ use compact_str::format_compact;
 use ipcwatch_common::{MqEvent, MsgEvent, SockEvent, file_kind, op, sc, sock_op};
 
 use crate::collector::Collector;
-use crate::decode::c_str;
+use crate::decode::{c_str, comm};
 use crate::events::{
     ChannelEvent, ChannelExt, ChannelKind, ChannelLine, Credentials, End, Io, IoExt, MqAttr, Op,
     Record, Text,
@@ -75,10 +75,6 @@ pub struct Channels {
 
 /// At most one /proc scan for socket holders per this interval.
 const RESCAN: std::time::Duration = std::time::Duration::from_millis(250);
-
-fn comm(hdr: &ipcwatch_common::EventHeader) -> Text {
-    Text::from_utf8_lossy(c_str(&hdr.comm))
-}
 
 fn syscall(code: u32) -> Text {
     Text::const_new(sc::name(code))

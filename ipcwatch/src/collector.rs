@@ -6,7 +6,7 @@ use std::io;
 
 use ipcwatch_common::{EventHeader, FileId, file_kind, op};
 
-use crate::decode::{RawEvent, c_str};
+use crate::decode::{RawEvent, c_str, comm};
 use crate::events::{
     ChannelEvent, ChannelKind, ChannelLine, End, Io, Op, ProcessEvent, ProcessLine, Record, Text,
 };
@@ -67,10 +67,6 @@ pub fn pipe_id(ino: u64) -> Text {
 /// "fifo:[major:minor:ino]": a FIFO's device and inode.
 pub fn fifo_id(major: u32, minor: u32, ino: u64) -> Text {
     compact_str::format_compact!("fifo:[{major}:{minor}:{ino}]")
-}
-
-fn comm(hdr: &EventHeader) -> Text {
-    Text::from_utf8_lossy(c_str(&hdr.comm))
 }
 
 fn lossy(bytes: &[u8]) -> String {
