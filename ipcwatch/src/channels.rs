@@ -14,7 +14,7 @@
 //! server's socket an inode. Its events are held back (by the peer's
 //! `struct sock` address) until the accept, then written with the right id.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use compact_str::format_compact;
@@ -68,7 +68,7 @@ pub struct Channels {
     pair_half: HashMap<u32, SockEvent>,
     /// sock_diag and /proc, taken when an unknown socket shows up.
     diag: Option<Snapshot>,
-    holders: Option<HashMap<u64, Holder>>,
+    holders: Option<std::collections::HashMap<u64, Holder>>,
     /// When /proc was last scanned for holders (scans are rate-limited).
     holders_at: Option<std::time::Instant>,
 }

@@ -1,7 +1,7 @@
 //! Kernel events in, records out: the collector turns each decoded event
 //! into NDJSON records, applies them to the model, and hands them to a sink.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::io;
 
 use ipcwatch_common::{EventHeader, FileId, file_kind, op};
