@@ -61,7 +61,14 @@ pub fn channel_id(file: &FileId) -> Option<(ChannelKind, Text)> {
 
 /// "pipe:[ino]", as the kernel names a pipe in /proc/<pid>/fd.
 pub fn pipe_id(ino: u64) -> Text {
-    compact_str::format_compact!("pipe:[{ino}]")
+    // Once per pipe event: itoa rather than format!, which costs more.
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(ino);
+    let mut id = Text::with_capacity(7 + digits.len());
+    id.push_str("pipe:[");
+    id.push_str(digits);
+    id.push(']');
+    id
 }
 
 /// "fifo:[major:minor:ino]": a FIFO's device and inode.
@@ -202,12 +209,13 @@ impl Collector {
             io.ext.data = Some(hex);
         }
         let mut result = Ok(());
-        for r in out.drain(..) {
-            self.model.apply(&r);
+        for r in &out {
+            self.model.apply(r);
             if result.is_ok() {
-                result = sink.record(&r).and_then(|()| self.deep(&r, sink));
+                result = sink.record(r).and_then(|()| self.deep(r, sink));
             }
         }
+        out.clear();
         self.out = out;
         result
     }
@@ -535,6 +543,14 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert!(c.model.fd(50, 3).is_none());
         assert!(c.model.fd(50, 9).is_some());
+    }
+
+    #[test]
+    fn channel_ids() {
+        assert_eq!(pipe_id(0), "pipe:[0]");
+        assert_eq!(pipe_id(123_456), "pipe:[123456]");
+        assert_eq!(pipe_id(u64::MAX), format!("pipe:[{}]", u64::MAX));
+        assert_eq!(fifo_id(8, 1, 77), "fifo:[8:1:77]");
     }
 
     #[test]
