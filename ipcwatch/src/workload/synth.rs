@@ -630,7 +630,7 @@ impl Write for Counted {
         let n = self.inner.write(buf)?;
         let lines = newlines(&buf[..n]);
         self.counts.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        self.counts.lines.fetch_add(lines as u64, Ordering::Relaxed);
+        self.counts.lines.fetch_add(lines, Ordering::Relaxed);
         Ok(n)
     }
 
