@@ -61,14 +61,16 @@ pub fn channel_id(file: &FileId) -> Option<(ChannelKind, Text)> {
 
 /// "pipe:[ino]", as the kernel names a pipe in /proc/<pid>/fd.
 pub fn pipe_id(ino: u64) -> Text {
-    // Once per pipe event: itoa rather than format!, which costs more.
+    // Once per pipe event: put together on the stack and made text once
+    // (format! and push_str cost more).
     let mut digits = itoa::Buffer::new();
-    let digits = digits.format(ino);
-    let mut id = Text::with_capacity(7 + digits.len());
-    id.push_str("pipe:[");
-    id.push_str(digits);
-    id.push(']');
-    id
+    let digits = digits.format(ino).as_bytes();
+    let mut id = [0u8; 32];
+    id[..6].copy_from_slice(b"pipe:[");
+    id[6..6 + digits.len()].copy_from_slice(digits);
+    let len = 7 + digits.len();
+    id[len - 1] = b']';
+    Text::from_utf8(&id[..len]).unwrap_or_default()
 }
 
 /// "fifo:[major:minor:ino]": a FIFO's device and inode.
