@@ -2,7 +2,7 @@
 //! that name the line.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufRead, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -29,17 +29,22 @@ pub fn open_output(path: &str) -> io::Result<Box<dyn Write + Send>> {
     Ok(Box::new(file))
 }
 
+/// Bytes of whole lines held before they are written out.
+const BUFFER: usize = 1 << 16;
+
 pub struct NdjsonWriter {
-    out: BufWriter<Box<dyn Write + Send>>,
-    /// The line being written, reused from line to line.
-    line: Vec<u8>,
+    out: Box<dyn Write + Send>,
+    /// Lines not written out yet. Records are encoded straight into it, so
+    /// a line is copied once, by the write (a BufWriter would copy it in
+    /// first).
+    buf: Vec<u8>,
 }
 
 impl NdjsonWriter {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         NdjsonWriter {
-            out: BufWriter::with_capacity(1 << 16, out),
-            line: Vec::with_capacity(512),
+            out,
+            buf: Vec::with_capacity(BUFFER + 4096),
         }
     }
 
@@ -49,8 +54,26 @@ impl NdjsonWriter {
         Ok(Self::new(open_output(path)?))
     }
 
+    /// Write out the buffered lines (dropped if that fails).
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = self.out.write_all(&self.buf);
+        self.buf.clear();
+        written
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
+        self.write_out()?;
         self.out.flush()
+    }
+}
+
+impl Drop for NdjsonWriter {
+    fn drop(&mut self) {
+        // As a BufWriter does: what can be written is.
+        let _ = self.write_out();
     }
 }
 
@@ -145,9 +168,15 @@ mod fast {
 
 impl Sink for NdjsonWriter {
     fn record(&mut self, record: &Record) -> io::Result<()> {
-        self.line.clear();
-        encode(&mut self.line, record)?;
-        self.out.write_all(&self.line)
+        let start = self.buf.len();
+        if let Err(e) = encode(&mut self.buf, record) {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        if self.buf.len() >= BUFFER {
+            self.write_out()?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -379,6 +408,45 @@ mod tests {
             let want = serde_json::to_string(&record).unwrap() + "\n";
             assert_eq!(String::from_utf8(line).unwrap(), want);
         }
+    }
+
+    /// An output the test can look at after the writer has it.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_writer_buffers_whole_lines_until_flush_or_drop() {
+        let out = Shared::default();
+        let mut w = NdjsonWriter::new(Box::new(out.clone()));
+        let h: Record = serde_json::from_str(&header(1)).unwrap();
+        w.record(&h).unwrap();
+        assert!(out.0.lock().unwrap().is_empty());
+        NdjsonWriter::flush(&mut w).unwrap();
+        assert_eq!(
+            *out.0.lock().unwrap(),
+            format!("{}\n", header(1)).into_bytes()
+        );
+        // Past the buffer size, whole lines go out without a flush.
+        let n = BUFFER / header(1).len() + 2;
+        for _ in 0..n {
+            w.record(&h).unwrap();
+        }
+        let len = out.0.lock().unwrap().len();
+        assert!(len > BUFFER && len % (header(1).len() + 1) == 0, "{len}");
+        w.record(&h).unwrap();
+        drop(w);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), n + 2);
     }
 
     #[test]
