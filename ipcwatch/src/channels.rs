@@ -14,14 +14,14 @@
 //! server's socket an inode. Its events are held back (by the peer's
 //! `struct sock` address) until the accept, then written with the right id.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use compact_str::format_compact;
 use ipcwatch_common::{MqEvent, MsgEvent, SockEvent, file_kind, op, sc, sock_op};
 
 use crate::collector::Collector;
-use crate::decode::c_str;
+use crate::decode::{c_str, comm};
 use crate::events::{
     ChannelEvent, ChannelExt, ChannelKind, ChannelLine, Credentials, End, Io, IoExt, MqAttr, Op,
     Record, Text,
@@ -68,17 +68,13 @@ pub struct Channels {
     pair_half: HashMap<u32, SockEvent>,
     /// sock_diag and /proc, taken when an unknown socket shows up.
     diag: Option<Snapshot>,
-    holders: Option<HashMap<u64, Holder>>,
+    holders: Option<std::collections::HashMap<u64, Holder>>,
     /// When /proc was last scanned for holders (scans are rate-limited).
     holders_at: Option<std::time::Instant>,
 }
 
 /// At most one /proc scan for socket holders per this interval.
 const RESCAN: std::time::Duration = std::time::Duration::from_millis(250);
-
-fn comm(hdr: &ipcwatch_common::EventHeader) -> Text {
-    Text::from_utf8_lossy(c_str(&hdr.comm))
-}
 
 fn syscall(code: u32) -> Text {
     Text::const_new(sc::name(code))

@@ -1,12 +1,12 @@
 //! Kernel events in, records out: the collector turns each decoded event
 //! into NDJSON records, applies them to the model, and hands them to a sink.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::io;
 
 use ipcwatch_common::{EventHeader, FileId, file_kind, op};
 
-use crate::decode::{RawEvent, c_str};
+use crate::decode::{RawEvent, c_str, comm};
 use crate::events::{
     ChannelEvent, ChannelKind, ChannelLine, End, Io, Op, ProcessEvent, ProcessLine, Record, Text,
 };
@@ -61,16 +61,21 @@ pub fn channel_id(file: &FileId) -> Option<(ChannelKind, Text)> {
 
 /// "pipe:[ino]", as the kernel names a pipe in /proc/<pid>/fd.
 pub fn pipe_id(ino: u64) -> Text {
-    compact_str::format_compact!("pipe:[{ino}]")
+    // Once per pipe event: put together on the stack and made text once
+    // (format! and push_str cost more).
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(ino).as_bytes();
+    let mut id = [0u8; 32];
+    id[..6].copy_from_slice(b"pipe:[");
+    id[6..6 + digits.len()].copy_from_slice(digits);
+    let len = 7 + digits.len();
+    id[len - 1] = b']';
+    Text::from_utf8(&id[..len]).unwrap_or_default()
 }
 
 /// "fifo:[major:minor:ino]": a FIFO's device and inode.
 pub fn fifo_id(major: u32, minor: u32, ino: u64) -> Text {
     compact_str::format_compact!("fifo:[{major}:{minor}:{ino}]")
-}
-
-fn comm(hdr: &EventHeader) -> Text {
-    Text::from_utf8_lossy(c_str(&hdr.comm))
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -206,12 +211,13 @@ impl Collector {
             io.ext.data = Some(hex);
         }
         let mut result = Ok(());
-        for r in out.drain(..) {
-            self.model.apply(&r);
+        for r in &out {
+            self.model.apply(r);
             if result.is_ok() {
-                result = sink.record(&r).and_then(|()| self.deep(&r, sink));
+                result = sink.record(r).and_then(|()| self.deep(r, sink));
             }
         }
+        out.clear();
         self.out = out;
         result
     }
@@ -539,6 +545,14 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert!(c.model.fd(50, 3).is_none());
         assert!(c.model.fd(50, 9).is_some());
+    }
+
+    #[test]
+    fn channel_ids() {
+        assert_eq!(pipe_id(0), "pipe:[0]");
+        assert_eq!(pipe_id(123_456), "pipe:[123456]");
+        assert_eq!(pipe_id(u64::MAX), format!("pipe:[{}]", u64::MAX));
+        assert_eq!(fifo_id(8, 1, 77), "fifo:[8:1:77]");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::mem::size_of;
 
+use crate::events::Text;
 use ipcwatch_common::race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE};
 use ipcwatch_common::{
     DataEvent, EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, MqEvent, MsgEvent,
@@ -140,6 +141,21 @@ pub fn c_str(bytes: &[u8]) -> &[u8] {
     &bytes[..end]
 }
 
+/// A process name from the kernel (`comm`), as text. Valid UTF-8, the
+/// usual case, is copied as it is; anything else is converted lossily.
+pub fn comm_text(bytes: &[u8]) -> Text {
+    let name = c_str(bytes);
+    match std::str::from_utf8(name) {
+        Ok(s) => Text::new(s),
+        Err(_) => Text::from_utf8_lossy(name),
+    }
+}
+
+/// The name of the process an event comes from.
+pub fn comm(hdr: &EventHeader) -> Text {
+    comm_text(&hdr.comm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +287,13 @@ mod tests {
             name: [0; ipcwatch_common::MQ_NAME_LEN],
         };
         assert_eq!(decode(as_bytes(&mq)), Ok(RawEvent::Mq(mq)));
+    }
+
+    #[test]
+    fn comms_become_text() {
+        assert_eq!(comm_text(b"cat\0\0\0junk"), "cat");
+        assert_eq!(comm_text(b"0123456789abcdef"), "0123456789abcdef");
+        assert_eq!(comm_text(b"a\xffb\0"), "a\u{fffd}b");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use compact_str::format_compact;
 use ipcwatch_common::shm::{FaultEvent, LockEvent, UprobeEvent, func, sc};
 
-use crate::decode::c_str;
+use crate::decode::comm;
 use crate::events::{FaultLine, Record, SyncEvent, SyncLine, Text};
 use crate::model::Model;
 use crate::regions::locate;
@@ -31,10 +31,6 @@ pub fn object_size(primitive: &str) -> u64 {
         "spin" => 4,
         _ => 0,
     }
-}
-
-fn comm(hdr: &ipcwatch_common::EventHeader) -> Text {
-    Text::from_utf8_lossy(c_str(&hdr.comm))
 }
 
 /// Identity of the lock at `addr` in `pid`: (lock, region, offset,

@@ -167,6 +167,15 @@ enum Workload {
         #[arg(long)]
         tcp: bool,
     },
+    /// Synthetic kernel events through the decoder, the collector and the
+    /// NDJSON writer on one thread; prints events/s (no kernel, no root).
+    CollectorThroughput {
+        #[arg(long, default_value_t = ipcwatch::workload::synth::DEFAULT_EVENTS)]
+        events: u64,
+        /// Where the NDJSON goes.
+        #[arg(long, default_value = "/dev/null")]
+        output: String,
+    },
     /// Round trips of SIZE bytes over a unix socketpair.
     UnixPingpong {
         #[arg(long, default_value_t = 1)]
@@ -257,6 +266,9 @@ fn workload(w: Workload) -> ExitCode {
         Workload::Udp { size } => wl::udp(size),
         Workload::Msgq { count, size } => wl::msgq(count, size),
         Workload::SockDelayed { bytes, tcp } => wl::sock_delayed(bytes, tcp),
+        Workload::CollectorThroughput { events, output } => {
+            wl::synth::collector_throughput(events, &output)
+        }
         Workload::UnixPingpong { size, iters } => wl::unix_pingpong(size, iters),
         Workload::MqPingpong { size, iters } => wl::mq_pingpong(size, iters),
         Workload::ShmCounter {

@@ -4,7 +4,9 @@
 //! The model is fed records only (live or replayed), so the same code
 //! answers for a running system and for a trace file.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 
 use crate::events::{
     ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, End, EndpointSummary, FaultLine, Io,

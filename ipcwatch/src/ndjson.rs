@@ -2,7 +2,7 @@
 //! that name the line.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufRead, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -12,42 +12,171 @@ use crate::events::{FORMAT_NAME, FORMAT_VERSION, Record};
 /// Longest line the reader accepts.
 pub const MAX_LINE: usize = 1 << 20;
 
+/// The output of a trace, as [`NdjsonWriter::create`] opens it: `-` is
+/// standard output; a file is created with mode 0600 and is never opened
+/// through a symbolic link.
+pub fn open_output(path: &str) -> io::Result<Box<dyn Write + Send>> {
+    if path == "-" {
+        return Ok(Box::new(io::stdout()));
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(Path::new(path))?;
+    Ok(Box::new(file))
+}
+
+/// Bytes of whole lines held before they are written out.
+const BUFFER: usize = 1 << 16;
+
 pub struct NdjsonWriter {
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: Box<dyn Write + Send>,
+    /// Lines not written out yet. Records are encoded straight into it, so
+    /// a line is copied once, by the write (a BufWriter would copy it in
+    /// first).
+    buf: Vec<u8>,
 }
 
 impl NdjsonWriter {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         NdjsonWriter {
-            out: BufWriter::with_capacity(1 << 16, out),
+            out,
+            buf: Vec::with_capacity(BUFFER + 4096),
         }
     }
 
     /// `-` is standard output. A file is created with mode 0600 and is
     /// never opened through a symbolic link.
     pub fn create(path: &str) -> io::Result<Self> {
-        if path == "-" {
-            return Ok(Self::new(Box::new(io::stdout())));
+        Ok(Self::new(open_output(path)?))
+    }
+
+    /// Write out the buffered lines (dropped if that fails).
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(Path::new(path))?;
-        Ok(Self::new(Box::new(file)))
+        let written = self.out.write_all(&self.buf);
+        self.buf.clear();
+        written
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
+        self.write_out()?;
         self.out.flush()
+    }
+}
+
+impl Drop for NdjsonWriter {
+    fn drop(&mut self) {
+        // As a BufWriter does: what can be written is.
+        let _ = self.write_out();
+    }
+}
+
+/// One record as one NDJSON line, newline included, into `line`.
+pub fn encode(line: &mut Vec<u8>, record: &Record) -> io::Result<()> {
+    match record {
+        Record::Io(r) if fast::io_line(line, r) => {}
+        _ => serde_json::to_writer(&mut *line, record)?,
+    }
+    line.push(b'\n');
+    Ok(())
+}
+
+/// `io` lines, most lines of a trace, written directly: the bytes
+/// serde_json writes for them (a test checks), without a call per field
+/// and per token. Lines with rare parts go through serde_json.
+mod fast {
+    use crate::events::{Io, Op};
+
+    fn num(line: &mut Vec<u8>, n: impl itoa::Integer) {
+        line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    /// A JSON string, escaped as serde_json escapes it.
+    fn string(line: &mut Vec<u8>, s: &str) {
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            line.push(b'"');
+            line.extend_from_slice(s.as_bytes());
+            line.push(b'"');
+        } else {
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *line, s);
+        }
+    }
+
+    /// Write `io` and return true, or return false (nothing written) for
+    /// serde_json to write it.
+    pub fn io_line(line: &mut Vec<u8>, io: &Io) -> bool {
+        let ext = &io.ext;
+        if ext.addr.is_some() || ext.scm_rights.is_some() || ext.scm_credentials.is_some() {
+            return false;
+        }
+        line.extend_from_slice(b"{\"type\":\"io\",\"ts_ns\":");
+        num(line, io.ts_ns);
+        line.extend_from_slice(b",\"kind\":\"");
+        line.extend_from_slice(io.kind.as_str().as_bytes());
+        line.extend_from_slice(match io.op {
+            Op::Read => b"\",\"op\":\"read\",\"channel\":",
+            Op::Write => b"\",\"op\":\"write\",\"channel\":",
+        });
+        string(line, &io.channel);
+        line.extend_from_slice(b",\"pid\":");
+        num(line, io.pid);
+        line.extend_from_slice(b",\"tid\":");
+        num(line, io.tid);
+        line.extend_from_slice(b",\"comm\":");
+        string(line, &io.comm);
+        line.extend_from_slice(b",\"bytes\":");
+        num(line, io.bytes);
+        line.extend_from_slice(b",\"fd\":");
+        num(line, io.fd);
+        line.extend_from_slice(b",\"syscall\":");
+        string(line, &io.syscall);
+        if let Some(t) = io.start_ns {
+            line.extend_from_slice(b",\"start_ns\":");
+            num(line, t);
+        }
+        if let Some(n) = ext.msgs {
+            line.extend_from_slice(b",\"msgs\":");
+            num(line, n);
+        }
+        if let Some(n) = ext.priority {
+            line.extend_from_slice(b",\"priority\":");
+            num(line, n);
+        }
+        if let Some(n) = ext.mtype {
+            line.extend_from_slice(b",\"mtype\":");
+            num(line, n);
+        }
+        if let Some(n) = ext.key {
+            line.extend_from_slice(b",\"key\":");
+            num(line, n);
+        }
+        if let Some(d) = &ext.data {
+            line.extend_from_slice(b",\"data\":");
+            string(line, d);
+        }
+        line.push(b'}');
+        true
     }
 }
 
 impl Sink for NdjsonWriter {
     fn record(&mut self, record: &Record) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, record)?;
-        self.out.write_all(b"\n")
+        let start = self.buf.len();
+        if let Err(e) = encode(&mut self.buf, record) {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        if self.buf.len() >= BUFFER {
+            self.write_out()?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -204,6 +333,120 @@ mod tests {
             v.push(rec);
         }
         Ok(v)
+    }
+
+    #[test]
+    fn io_lines_are_written_as_serde_json_writes_them() {
+        use crate::events::{ChannelKind, Credentials, Io, Op};
+        let base = Io {
+            ts_ns: 1,
+            kind: ChannelKind::Pipe,
+            op: Op::Write,
+            channel: "pipe:[7]".into(),
+            pid: 10,
+            tid: 11,
+            comm: "sh".into(),
+            bytes: 100,
+            fd: 3,
+            syscall: "write".into(),
+            start_ns: None,
+            ext: Default::default(),
+        };
+        let mut cases = vec![base.clone()];
+        for comm in [
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "\u{1}\u{1f}\u{7f}",
+            "\u{e9}\u{65e5}\u{1f600}",
+            "line\nbreak\r\u{8}\u{c}",
+        ] {
+            let mut io = base.clone();
+            io.comm = comm.into();
+            io.channel = format!("unix:[{comm}]").into();
+            cases.push(io);
+        }
+        for kind in [
+            ChannelKind::Fifo,
+            ChannelKind::Unix,
+            ChannelKind::Tcp,
+            ChannelKind::Udp,
+            ChannelKind::Mq,
+            ChannelKind::Msgq,
+        ] {
+            let mut io = base.clone();
+            io.kind = kind;
+            io.op = Op::Read;
+            cases.push(io);
+        }
+        let mut io = base.clone();
+        io.ts_ns = u64::MAX;
+        io.pid = u32::MAX;
+        io.bytes = 0;
+        io.fd = -1;
+        io.start_ns = Some(0);
+        io.ext.msgs = Some(3);
+        io.ext.priority = Some(u32::MAX);
+        io.ext.mtype = Some(-5);
+        io.ext.key = Some(i64::MIN);
+        io.ext.data = Some("00ff7a".into());
+        cases.push(io.clone());
+        io.ext.addr = Some("/tmp/s\"ock".into());
+        cases.push(io.clone());
+        io.ext.scm_rights = Some(vec![4, 5]);
+        io.ext.scm_credentials = Some(Credentials {
+            pid: 1,
+            uid: 2,
+            gid: 3,
+        });
+        cases.push(io);
+        for io in cases {
+            let record = Record::Io(io);
+            let mut line = Vec::new();
+            encode(&mut line, &record).unwrap();
+            let want = serde_json::to_string(&record).unwrap() + "\n";
+            assert_eq!(String::from_utf8(line).unwrap(), want);
+        }
+    }
+
+    /// An output the test can look at after the writer has it.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_writer_buffers_whole_lines_until_flush_or_drop() {
+        let out = Shared::default();
+        let mut w = NdjsonWriter::new(Box::new(out.clone()));
+        let h: Record = serde_json::from_str(&header(1)).unwrap();
+        w.record(&h).unwrap();
+        assert!(out.0.lock().unwrap().is_empty());
+        NdjsonWriter::flush(&mut w).unwrap();
+        assert_eq!(
+            *out.0.lock().unwrap(),
+            format!("{}\n", header(1)).into_bytes()
+        );
+        // Past the buffer size, whole lines go out without a flush.
+        let n = BUFFER / header(1).len() + 2;
+        for _ in 0..n {
+            w.record(&h).unwrap();
+        }
+        let len = out.0.lock().unwrap().len();
+        assert!(len > BUFFER && len % (header(1).len() + 1) == 0, "{len}");
+        w.record(&h).unwrap();
+        drop(w);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), n + 2);
     }
 
     #[test]

@@ -342,7 +342,7 @@ pub struct Tracker {
 }
 
 fn header_comm(e: &MemEvent) -> Text {
-    Text::from_utf8_lossy(c_str(&e.hdr.comm))
+    crate::decode::comm(&e.hdr)
 }
 
 impl Tracker {

@@ -6,6 +6,7 @@
 
 mod accuracy;
 mod bench;
+mod bench_collector;
 mod fuzz;
 mod setup;
 mod soak;
@@ -39,6 +40,13 @@ enum Cmd {
     Test,
     /// Benchmarks: traced vs untraced, side by side in one run.
     Bench(bench::BenchArgs),
+    /// The collector's throughput on one core: synthetic events through
+    /// the decoder, the model and the NDJSON writer (no kernel, no root).
+    BenchCollector {
+        /// Events per run (3 runs; the median is reported).
+        #[arg(long, default_value_t = 3_000_000)]
+        events: u64,
+    },
     /// Precision and recall of the race detector over its acceptance
     /// workloads (docs/races.md).
     Accuracy(accuracy::AccuracyArgs),
@@ -174,6 +182,12 @@ fn main() -> Result<()> {
             setup::ensure()?;
             let bin = build_release()?;
             soak::run(&bin, &args)
+        }
+        Cmd::BenchCollector { events } => {
+            setup::ensure()?;
+            let bin = build_release()?;
+            print!("{}", bench_collector::run(&bin, events)?);
+            Ok(())
         }
         Cmd::Bench(args) => {
             setup::ensure()?;

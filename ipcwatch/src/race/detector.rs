@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use ipcwatch_common::race::{CollisionEvent, MAX_SLOTS, Slot};
 use std::os::fd::OwnedFd;
 
-use crate::decode::c_str;
 use crate::events::{Access, RaceLine, Text, WriteSampleLine};
 use crate::loader::Probes;
 use crate::model::Model;
@@ -236,7 +235,7 @@ impl Detector {
         Access {
             pid: s.pid,
             tid: s.tid,
-            comm: Text::from_utf8_lossy(c_str(&s.comm)),
+            comm: crate::decode::comm_text(&s.comm),
             ip: insn_frame.ip,
             function: own.function.clone(),
             file: own.file.clone(),
@@ -256,7 +255,7 @@ impl Detector {
             offset,
             pid: c.hdr.pid,
             tid: c.hdr.tid,
-            comm: Text::from_utf8_lossy(c_str(&c.hdr.comm)),
+            comm: crate::decode::comm(&c.hdr),
             ip: c.ip,
         })
     }

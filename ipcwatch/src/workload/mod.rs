@@ -17,6 +17,7 @@ pub use sock::{
     channels_demo, fd_pass, mq_pingpong, msgq, sock_delayed, udp, unix_pingpong, unix_types,
 };
 pub mod shm;
+pub mod synth;
 
 fn pipe() -> Result<(std::fs::File, std::fs::File)> {
     let mut fds = [0; 2];
