@@ -552,6 +552,7 @@ fn record(cli: RecordCli) -> ExitCode {
             window: Duration::from_millis(cli.race_window),
             period: Duration::from_millis(cli.race_period.max(cli.race_window)),
             words: cli.race_words as usize,
+            backoff: !cli.deep,
             ..Default::default()
         },
         watch_delay_ns: cli.race_delay * 1000,

@@ -24,7 +24,14 @@ pub struct DetectorOptions {
     pub words: usize,
     /// How often regions are sampled for hot words.
     pub sample_every: Duration,
+    /// Watch a word less often after windows that found nothing new on it
+    /// (period x2 per quiet window, up to x[`MAX_BACKOFF`]); off in deep
+    /// mode, which wants every sample it can get.
+    pub backoff: bool,
 }
+
+/// The longest a quiet word waits, in periods (250 ms -> 2 s).
+pub const MAX_BACKOFF: u32 = 8;
 
 impl Default for DetectorOptions {
     fn default() -> Self {
@@ -34,6 +41,7 @@ impl Default for DetectorOptions {
             period: Duration::from_millis(250),
             words: 2,
             sample_every: Duration::from_millis(50),
+            backoff: true,
         }
     }
 }
@@ -44,6 +52,14 @@ struct Armed {
     offset: u64,
     /// (pid, address, links)
     sites: Vec<(u32, u64, Vec<OwnedFd>)>,
+}
+
+/// A word whose last windows found nothing new: when it may be armed
+/// again, and with how many mapping processes (a new one resets it).
+struct Quiet {
+    windows: u32,
+    until: Instant,
+    mappers: usize,
 }
 
 /// Counters for the summary and the docs.
@@ -70,6 +86,10 @@ pub struct Detector {
     next_sample: Instant,
     /// (region, offset, code sites) already reported.
     reported: HashSet<(Text, u64, u64, u64)>,
+    /// Words backing off (see [`DetectorOptions::backoff`]).
+    quiet: HashMap<(Text, u64), Quiet>,
+    /// Slots that gave a new finding in the current window.
+    found: HashSet<u32>,
     pub stats: DetectorStats,
     loaded: bool,
 }
@@ -97,6 +117,8 @@ impl Detector {
             next_window: now,
             next_sample: now,
             reported: HashSet::new(),
+            quiet: HashMap::new(),
+            found: HashSet::new(),
             stats: DetectorStats::default(),
             loaded: false,
         }
@@ -119,13 +141,19 @@ impl Detector {
             if now < end {
                 return;
             }
+            self.end_window(model, now);
             self.disarm(probes);
         }
         if now < self.next_window {
             return;
         }
         self.next_window = now + self.opts.period;
-        let words = self.hot.hottest(self.opts.words, &|_, _| false);
+        let mappers = |region: &Text| model.regions.get(region).map_or(0, |r| r.mappings.len());
+        let words = self.hot.hottest(self.opts.words, &|region, offset| {
+            self.quiet
+                .get(&(region.clone(), offset))
+                .is_some_and(|q| now < q.until && q.mappers == mappers(region))
+        });
         if words.is_empty() {
             return;
         }
@@ -177,6 +205,38 @@ impl Detector {
         }
         self.stats.windows += 1;
         self.window_end = Some(now + self.opts.window);
+    }
+
+    /// After a window: words that gave no new finding wait longer before
+    /// they are armed again; a word with a new finding starts over.
+    fn end_window(&mut self, model: &Model, now: Instant) {
+        if !self.opts.backoff {
+            return;
+        }
+        for a in &self.armed {
+            let key = (a.region.clone(), a.offset);
+            if self.found.contains(&a.slot) {
+                self.quiet.remove(&key);
+                continue;
+            }
+            let mappers = model
+                .regions
+                .get(&a.region)
+                .map_or(0, |r| r.mappings.len());
+            let q = self.quiet.entry(key).or_insert(Quiet {
+                windows: 0,
+                until: now,
+                mappers,
+            });
+            if q.mappers != mappers {
+                q.windows = 0;
+                q.mappers = mappers;
+            }
+            q.windows += 1;
+            let factor = (1u32 << q.windows.min(MAX_BACKOFF.ilog2())).min(MAX_BACKOFF);
+            q.until = now + self.opts.period * factor - self.opts.window;
+        }
+        self.found.clear();
     }
 
     /// Disarm every watchpoint (end of a window, or of the recording).
@@ -293,6 +353,7 @@ impl Detector {
         }
         self.reported.insert(key);
         self.stats.findings += 1;
+        self.found.insert(c.slot);
         let a1 = self.access(probes, &first, &f1);
         let a2 = self.access(probes, &second, &f2);
         let site = |a: &Access, i: &Option<WriteInsn>| {
