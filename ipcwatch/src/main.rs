@@ -507,7 +507,8 @@ struct RecordCli {
     /// Race detector: how long each hot word stays armed, in ms.
     #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     race_window: u64,
-    /// Race detector: time between the starts of two windows, in ms.
+    /// Race detector: time between the starts of two windows, in ms. A word
+    /// whose windows find nothing new waits up to 8 periods (not in --deep).
     #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     race_period: u64,
     /// Race detector: how long a trapped write is held, in µs. Each hold

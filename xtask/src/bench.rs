@@ -85,7 +85,7 @@ fn ensure_bpftrace() -> bool {
 fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
     let mut argv: Vec<String> = Vec::new();
     if pin {
-        // The workload's two processes share CPU 1; the tracer runs anywhere.
+        // The workload's two processes share CPU 1; the tracer gets CPU 0.
         argv.extend(["taskset".into(), "-c".into(), "1".into()]);
     }
     argv.push(bin.display().to_string());
@@ -135,6 +135,13 @@ fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
             c
         }
     };
+    if pin && way != Way::Untraced {
+        // The tracer's own process runs on CPU 0, away from the workload
+        // (the workload re-pins itself to CPU 1 with taskset).
+        let mut pinned = Command::new("taskset");
+        pinned.args(["-c", "0"]).arg(cmd.get_program()).args(cmd.get_args());
+        cmd = pinned;
+    }
     let out = cmd.output().context("running the workload")?;
     if !out.status.success() {
         bail!(
@@ -493,7 +500,7 @@ fn write_docs(table: &str, args: &BenchArgs, pin: bool) -> Result<()> {
         args.rounds,
         args.iters,
         if pin {
-            "; the workload's two processes pinned together on CPU 1"
+            "; the workload's processes pinned together on CPU 1, the tracer's own process on CPU 0"
         } else {
             ""
         }
