@@ -505,7 +505,7 @@ struct RecordCli {
     #[arg(long)]
     no_race: bool,
     /// Race detector: how long each hot word stays armed, in ms.
-    #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, value_name = "MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     race_window: u64,
     /// Race detector: time between the starts of two windows, in ms. A word
     /// whose windows find nothing new waits up to 8 periods (not in --deep).

@@ -54,7 +54,7 @@ impl Way {
     }
 }
 
-fn have(tool: &str) -> bool {
+pub(crate) fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
@@ -292,6 +292,8 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     println!("\n{table}");
     let tui = tui_load(bin, args, pin)?;
     println!("\n{tui}");
+    let collector = crate::bench_collector::run(bin, COLLECTOR_EVENTS)?;
+    println!("\n{collector}");
     let json = serde_json_like(&rows);
     let out = root().join("target/bench.json");
     std::fs::write(&out, json)?;
@@ -307,9 +309,20 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
                 args.iters * TUI_ITERS_FACTOR
             ),
         )?;
+        write_section(
+            "<!-- bench-collector:begin -->",
+            "<!-- bench-collector:end -->",
+            &format!(
+                "Measured by `cargo xtask bench` on {}: `ipcwatch workload collector-throughput --events {COLLECTOR_EVENTS}`, pinned to CPU 1.\n\n{collector}",
+                machine()
+            ),
+        )?;
     }
     Ok(())
 }
+
+/// Synthetic events per collector-throughput run.
+const COLLECTOR_EVENTS: u64 = 3_000_000;
 
 /// The TUI load test runs this many times `--iters` round trips.
 const TUI_ITERS_FACTOR: u64 = 4;

@@ -13,6 +13,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::bench::have;
+
 /// Issue 7's goal, events per second on one core.
 pub const GOAL: f64 = 2_000_000.0;
 /// Runs per measurement (the median is reported).
@@ -27,13 +29,6 @@ struct Figures {
     cpu_secs: f64,
     events_per_sec: f64,
     events_per_cpu_sec: f64,
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn parse(text: &str) -> Result<Figures> {

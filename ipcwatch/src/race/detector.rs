@@ -24,20 +24,22 @@ pub struct DetectorOptions {
     pub words: usize,
     /// How often regions are sampled for hot words.
     pub sample_every: Duration,
-    /// Watch a word less often after windows that found nothing new on it
-    /// (period x2 per quiet window, up to x[`MAX_BACKOFF`]); off in deep
-    /// mode, which wants every sample it can get.
+    /// Watch a word less often after [`QUIET_WINDOWS`] windows that found
+    /// nothing new on it (then period x2 per quiet window, up to
+    /// x[`MAX_BACKOFF`]); off in deep mode, which wants every sample.
     pub backoff: bool,
 }
 
 /// The longest a quiet word waits, in periods (250 ms -> 2 s).
 pub const MAX_BACKOFF: u32 = 8;
+/// Windows without a new finding before a word starts to back off.
+pub const QUIET_WINDOWS: u32 = 4;
 
 impl Default for DetectorOptions {
     fn default() -> Self {
         DetectorOptions {
             enabled: true,
-            window: Duration::from_millis(20),
+            window: Duration::from_millis(5),
             period: Duration::from_millis(250),
             words: 2,
             sample_every: Duration::from_millis(50),
@@ -233,7 +235,10 @@ impl Detector {
                 q.mappers = mappers;
             }
             q.windows += 1;
-            let factor = (1u32 << q.windows.min(MAX_BACKOFF.ilog2())).min(MAX_BACKOFF);
+            // The first QUIET_WINDOWS windows keep the period: a race needs
+            // both writers running at once, which may take a few tries.
+            let over = q.windows.saturating_sub(QUIET_WINDOWS);
+            let factor = 1u32 << over.min(MAX_BACKOFF.ilog2());
             q.until = now + self.opts.period * factor - self.opts.window;
         }
         self.found.clear();
