@@ -311,10 +311,16 @@ enum Format {
     Json,
 }
 
+/// Seconds (`2.5`) or a duration with units (`10s`, `1m30s`, `500ms`).
 fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    let v: f64 = match s.parse() {
+        Ok(v) => v,
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|_| {
+                format!("`{s}` is neither a number of seconds nor a duration like 10s or 1m30s")
+            })?
+            .as_secs_f64(),
+    };
     if !v.is_finite() || v <= 0.0 || v > 1e9 {
         return Err(format!(
             "`{s}`: the duration must be a positive number of seconds"
@@ -382,7 +388,8 @@ struct GraphCli {
     output: String,
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     format: GraphFormat,
-    /// Stop tracing after this many seconds (fractions allowed).
+    /// Stop tracing after this many seconds (fractions allowed), or a
+    /// duration with units: 10s, 1m30s, 500ms.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<Duration>,
     /// Draw from this trace (written by `record`) instead of tracing.
@@ -468,7 +475,8 @@ struct RecordCli {
     /// with mode 0600 and never through a symbolic link.
     #[arg(short, long, value_name = "FILE", default_value = "-")]
     output: String,
-    /// Stop after this many seconds (fractions allowed).
+    /// Stop after this many seconds (fractions allowed), or a duration with
+    /// units: 10s, 1m30s, 500ms.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<Duration>,
     /// Trace only this process (repeatable). Filtered in the kernel.

@@ -16,9 +16,37 @@ fn a_duration_that_is_not_a_number_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("`notanumber` is not a number of seconds"),
+        err.contains("`notanumber` is neither a number of seconds nor a duration"),
         "{err}"
     );
+    // Units are accepted, a zero or negative duration is not.
+    let o = run(&["record", "--duration", "0s", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("must be a positive"), "{err}");
+}
+
+#[test]
+fn a_duration_with_units_stops_a_system_wide_recording() {
+    require_root();
+    let dir = temp_dir();
+    let out = dir.path().join("t.ndjson");
+    let o = run(&[
+        "record",
+        "--duration",
+        "300ms",
+        "--comm",
+        "no-such-comm",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let lines = parse(&out);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["reason"], "duration");
+    let ns = summary["duration_ns"].as_u64().unwrap();
+    assert!((300_000_000..3_000_000_000).contains(&ns), "{ns}");
 }
 
 #[test]

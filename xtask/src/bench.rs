@@ -139,7 +139,10 @@ fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
         // The tracer's own process runs on CPU 0, away from the workload
         // (the workload re-pins itself to CPU 1 with taskset).
         let mut pinned = Command::new("taskset");
-        pinned.args(["-c", "0"]).arg(cmd.get_program()).args(cmd.get_args());
+        pinned
+            .args(["-c", "0"])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
         cmd = pinned;
     }
     let out = cmd.output().context("running the workload")?;

@@ -221,10 +221,7 @@ impl Detector {
                 self.quiet.remove(&key);
                 continue;
             }
-            let mappers = model
-                .regions
-                .get(&a.region)
-                .map_or(0, |r| r.mappings.len());
+            let mappers = model.regions.get(&a.region).map_or(0, |r| r.mappings.len());
             let q = self.quiet.entry(key).or_insert(Quiet {
                 windows: 0,
                 until: now,
