@@ -21,6 +21,14 @@ pub struct BenchArgs {
     /// Do not rewrite docs/benchmarks.md.
     #[arg(long)]
     no_docs: bool,
+    /// Another ipcwatch binary (an earlier build) measured as one more
+    /// column, `record -o /dev/null` like the ipcwatch column: before and
+    /// after in one run.
+    #[arg(long, value_name = "BIN")]
+    baseline: Option<std::path::PathBuf>,
+    /// What to call the baseline column.
+    #[arg(long, default_value = "before")]
+    baseline_name: String,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -31,6 +39,8 @@ enum Way {
     /// work (`ipcwatch workload empty-hooks`).
     Hooks,
     Ipcwatch,
+    /// `record -o /dev/null` by the `--baseline` binary.
+    Baseline,
     /// `ipcwatch record --lock-probes`.
     LockProbes,
     /// `ipcwatch record --deep`: the race detector's deep mode.
@@ -40,17 +50,26 @@ enum Way {
     Strace,
 }
 
+/// The label of the `--baseline` column.
+static BASELINE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 impl Way {
-    fn name(self) -> &'static str {
+    fn name(self) -> String {
+        if self == Way::Baseline {
+            let label = BASELINE_NAME.get().map_or("baseline", String::as_str);
+            return format!("ipcwatch ({label})");
+        }
         match self {
             Way::Untraced => "untraced",
             Way::Hooks => "empty hooks",
             Way::Ipcwatch => "ipcwatch",
+            Way::Baseline => unreachable!(),
             Way::LockProbes => "ipcwatch --lock-probes",
             Way::Deep => "ipcwatch --deep",
             Way::Bpftrace => "bpftrace",
             Way::Strace => "strace -f",
         }
+        .to_string()
     }
 }
 
@@ -82,7 +101,13 @@ fn ensure_bpftrace() -> bool {
 }
 
 /// Run the workload one way; returns round trips per second.
-fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
+fn once(
+    bin: &Path,
+    baseline: Option<&Path>,
+    way: Way,
+    workload: &[String],
+    pin: bool,
+) -> Result<f64> {
     let mut argv: Vec<String> = Vec::new();
     if pin {
         // The workload's two processes share CPU 1; the tracer gets CPU 0.
@@ -103,6 +128,11 @@ fn once(bin: &Path, way: Way, workload: &[String], pin: bool) -> Result<f64> {
         }
         Way::Ipcwatch => {
             let mut c = Command::new(bin);
+            c.args(["record", "-o", "/dev/null", "--"]).args(&argv);
+            c
+        }
+        Way::Baseline => {
+            let mut c = Command::new(baseline.context("no --baseline binary")?);
             c.args(["record", "-o", "/dev/null", "--"]).args(&argv);
             c
         }
@@ -180,13 +210,15 @@ struct Row {
 
 pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    let mut ways = vec![
-        Way::Untraced,
-        Way::Hooks,
-        Way::Ipcwatch,
-        Way::LockProbes,
-        Way::Deep,
-    ];
+    let _ = BASELINE_NAME.set(args.baseline_name.clone());
+    let mut ways = vec![Way::Untraced, Way::Hooks, Way::Ipcwatch];
+    if let Some(b) = &args.baseline {
+        if !b.is_file() {
+            bail!("--baseline {}: no such file", b.display());
+        }
+        ways.push(Way::Baseline);
+    }
+    ways.extend([Way::LockProbes, Way::Deep]);
     if ensure_bpftrace() {
         ways.push(Way::Bpftrace);
     }
@@ -276,7 +308,7 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
                 (0..ways.len()).rev().collect()
             };
             for i in order {
-                samples[i].push(once(bin, ways[i], &wl, pin)?);
+                samples[i].push(once(bin, args.baseline.as_deref(), ways[i], &wl, pin)?);
             }
         }
         let medians = ways
