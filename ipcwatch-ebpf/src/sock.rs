@@ -19,8 +19,8 @@ use ipcwatch_common::{
 };
 
 use crate::tracer::{
-    EVENTS, Regs, bump, emit, file_of_fd, header, ino_of_file, inode_ino_off, kinds, kread,
-    mqueue_ino, wake_flags,
+    EVENTS, Regs, bump, emit, file_of_fd, file_of_fd_any, header, header_any, ino_of_file,
+    inode_ino_off, kinds, kread, mqueue_ino, wake_flags,
 };
 
 /// Written by userspace before load.
@@ -126,19 +126,19 @@ fn sock_of_file(file: u64) -> Option<Sock> {
 /// Reserve a socket event in the ring buffer and fill everything but the
 /// captured address and control data (their lengths are set to 0).
 #[inline(always)]
-fn sock_event(
+fn sock_event<const BTF: bool>(
     ev_kind: u32,
     pid_tgid: u64,
     file: u64,
     s: &Sock,
     fd: i32,
 ) -> Option<RingBufEntry<SockEvent>> {
-    sock_event_ino(ev_kind, pid_tgid, file, 0, s, fd)
+    sock_event_ino::<BTF>(ev_kind, pid_tgid, file, 0, s, fd)
 }
 
 /// [`sock_event`] when the inode number is known already (0: read it).
 #[inline(always)]
-fn sock_event_ino(
+fn sock_event_ino<const BTF: bool>(
     ev_kind: u32,
     pid_tgid: u64,
     file: u64,
@@ -146,7 +146,7 @@ fn sock_event_ino(
     s: &Sock,
     fd: i32,
 ) -> Option<RingBufEntry<SockEvent>> {
-    let hdr = header(ev_kind, pid_tgid);
+    let hdr = header_any::<BTF>(ev_kind, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
         bump(stat::DROPPED);
         return None;
@@ -253,13 +253,13 @@ fn capture_ctl(e: *mut SockEvent, src: u64, len: u64) {
 /// the `struct file *` and `ino` its inode number (the caller classified
 /// it); `fd_op_sc` packs the descriptor, the direction and the syscall.
 #[inline(never)]
-pub fn fd_io(pid_tgid: u64, file: u64, fd_op_sc: u64, bytes: u64, ino: u64) {
+pub fn fd_io<const BTF: bool>(pid_tgid: u64, file: u64, fd_op_sc: u64, bytes: u64, ino: u64) {
     let fd = (fd_op_sc >> 32) as i32;
     let (dir, syscall) = ((fd_op_sc >> 16) as u32 & 0xffff, fd_op_sc as u32 & 0xffff);
     let Some(s) = sock_of_file(file) else {
         return;
     };
-    let Some(mut entry) = sock_event_ino(kind::SOCK_IO, pid_tgid, file, ino, &s, fd) else {
+    let Some(mut entry) = sock_event_ino::<BTF>(kind::SOCK_IO, pid_tgid, file, ino, &s, fd) else {
         return;
     };
     let e = entry.as_mut_ptr();
@@ -273,10 +273,10 @@ pub fn fd_io(pid_tgid: u64, file: u64, fd_op_sc: u64, bytes: u64, ino: u64) {
 }
 
 #[inline(never)]
-pub fn sys_exit(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+pub fn sys_exit<const BTF: bool>(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     match code {
         sc::SENDTO | sc::RECVFROM | sc::SENDMSG | sc::RECVMSG | sc::SENDMMSG | sc::RECVMMSG => {
-            msg_io(regs, pid_tgid, code, ret)
+            msg_io::<BTF>(regs, pid_tgid, code, ret)
         }
         sc::SOCKET | sc::BIND | sc::LISTEN | sc::CONNECT | sc::ACCEPT | sc::ACCEPT4 => {
             life(regs, pid_tgid, code, ret)
@@ -289,7 +289,7 @@ pub fn sys_exit(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
             pair_end(pid_tgid, fds[1], code);
         }
         sc::MSGGET | sc::MSGSND | sc::MSGRCV | sc::MSGCTL => msgq(regs, pid_tgid, code, ret),
-        _ => mq(regs, pid_tgid, code, ret),
+        _ => mq::<BTF>(regs, pid_tgid, code, ret),
     }
 }
 
@@ -299,7 +299,7 @@ fn pair_end(pid_tgid: u64, fd: i32, code: u32) {
     let Some(s) = sock_of_file(file) else {
         return;
     };
-    let Some(mut entry) = sock_event(kind::SOCK_LIFE, pid_tgid, file, &s, fd) else {
+    let Some(mut entry) = sock_event::<false>(kind::SOCK_LIFE, pid_tgid, file, &s, fd) else {
         return;
     };
     let e = entry.as_mut_ptr();
@@ -313,16 +313,16 @@ fn pair_end(pid_tgid: u64, fd: i32, code: u32) {
 
 /// sendto/recvfrom/sendmsg/recvmsg/sendmmsg/recvmmsg.
 #[inline(never)]
-fn msg_io(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+fn msg_io<const BTF: bool>(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     if ret <= 0 {
         return;
     }
     let fd = regs.arg(0) as i32;
-    let file = file_of_fd(fd as i64);
+    let file = file_of_fd_any::<BTF>(fd as i64);
     let Some(s) = sock_of_file(file) else {
         return;
     };
-    let Some(mut entry) = sock_event(kind::SOCK_IO, pid_tgid, file, &s, fd) else {
+    let Some(mut entry) = sock_event::<BTF>(kind::SOCK_IO, pid_tgid, file, &s, fd) else {
         return;
     };
     let e = entry.as_mut_ptr();
@@ -388,7 +388,7 @@ fn life(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     let Some(s) = sock_of_file(file) else {
         return;
     };
-    let Some(mut entry) = sock_event(kind::SOCK_LIFE, pid_tgid, file, &s, fd) else {
+    let Some(mut entry) = sock_event::<false>(kind::SOCK_LIFE, pid_tgid, file, &s, fd) else {
         return;
     };
     let e = entry.as_mut_ptr();
@@ -421,7 +421,7 @@ fn life(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
 
 /// POSIX message queues.
 #[inline(never)]
-fn mq(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+fn mq<const BTF: bool>(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     if kinds() & bit(file_kind::MQ) == 0 {
         return;
     }
@@ -431,11 +431,11 @@ fn mq(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
         _ => regs.arg(0) as i32,
     };
     let ino = if fd >= 0 {
-        ino_of_file(file_of_fd(fd as i64))
+        ino_of_file(file_of_fd_any::<BTF>(fd as i64))
     } else {
         0
     };
-    let hdr = header(kind::MQ, pid_tgid);
+    let hdr = header_any::<BTF>(kind::MQ, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<MqEvent>(0) else {
         bump(stat::DROPPED);
         return;

@@ -363,6 +363,26 @@ fn file_of_fd_btf(fd: i64) -> u64 {
     kread::<u64>(array + (fd as u64) * 8, 0).unwrap_or(0)
 }
 
+/// [`file_of_fd`], or [`file_of_fd_btf`] in a tp_btf program.
+#[inline(always)]
+pub(crate) fn file_of_fd_any<const BTF: bool>(fd: i64) -> u64 {
+    if BTF {
+        file_of_fd_btf(fd)
+    } else {
+        file_of_fd(fd)
+    }
+}
+
+/// [`header`], or [`header_btf`] in a tp_btf program.
+#[inline(always)]
+pub(crate) fn header_any<const BTF: bool>(kind: u32, pid_tgid: u64) -> EventHeader {
+    if BTF {
+        header_btf(kind, pid_tgid)
+    } else {
+        header(kind, pid_tgid)
+    }
+}
+
 /// `struct file *` of `fd` in the current task, or 0.
 #[inline(always)]
 pub(crate) fn file_of_fd(fd: i64) -> u64 {
@@ -678,18 +698,14 @@ fn io_event<const BTF: bool>(pid_tgid: u64, file: &FileId, fptr: u64, fd_op_sc: 
         } else {
             fptr
         };
-        crate::sock::fd_io(pid_tgid, fptr, fd_op_sc, bytes as u64, file.ino);
+        crate::sock::fd_io::<BTF>(pid_tgid, fptr, fd_op_sc, bytes as u64, file.ino);
         return;
     }
     if bytes <= 0 || !wanted(file) {
         return;
     }
     emit(IoEvent {
-        hdr: if BTF {
-            header_btf(kind::IO, pid_tgid)
-        } else {
-            header(kind::IO, pid_tgid)
-        },
+        hdr: header_any::<BTF>(kind::IO, pid_tgid),
         file: *file,
         bytes: bytes as u64,
         fd,
@@ -746,7 +762,7 @@ fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
         return;
     }
     if (32..64).contains(&code) {
-        crate::sock::sys_exit(&r, pid_tgid, code, ret);
+        crate::sock::sys_exit::<BTF>(&r, pid_tgid, code, ret);
         return;
     }
     let arg = |i: usize| r.arg(i);
