@@ -47,7 +47,10 @@ fn many_channels_held_by_many_processes_are_all_recorded() {
         "200",
     ]);
     let out = t.stdout();
-    assert!(out.contains("many-channels ready procs=50 channels=500"), "{out}");
+    assert!(
+        out.contains("many-channels ready procs=50 channels=500"),
+        "{out}"
+    );
     let s = t.summary();
     assert_eq!(s["dropped"], 0);
     assert_eq!(s["seq_gaps"], 0);

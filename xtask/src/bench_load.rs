@@ -250,7 +250,9 @@ pub fn loss_sweep(bin: &Path) -> Result<String> {
     }
     let tiny = paced(bin, 400_000, Some(TINY_RING))?;
     if tiny.dropped == 0 {
-        bail!("the {TINY_RING}-byte ring dropped nothing at 400,000/s: the loss path is not exercised");
+        bail!(
+            "the {TINY_RING}-byte ring dropped nothing at 400,000/s: the loss path is not exercised"
+        );
     }
     let best = runs
         .iter()

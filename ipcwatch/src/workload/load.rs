@@ -282,7 +282,9 @@ pub fn many_channels(procs: usize, channels: usize, hold: f64, rate: f64) -> Res
     let groups = procs / 2;
     let per_group = channels.div_ceil(groups);
     if (per_group * 2 + 16) as u64 > nofile {
-        bail!("many-channels: {per_group} channels per process need more than {nofile} descriptors");
+        bail!(
+            "many-channels: {per_group} channels per process need more than {nofile} descriptors"
+        );
     }
     let period = Duration::from_secs_f64(groups as f64 / rate.max(1e-3));
     let (stop_r, stop_w) = pipe_fds()?;
