@@ -189,7 +189,7 @@ pub fn paced(rate: u64, secs: f64, procs: usize, size: usize) -> Result<()> {
                         calls += write_counted(fd, &msg)?;
                         done += 1;
                         // Behind the pace: catch up, but not past the end.
-                        if done % 1024 == 0 && Instant::now() >= end {
+                        if done.is_multiple_of(1024) && Instant::now() >= end {
                             break;
                         }
                     }
