@@ -231,6 +231,30 @@ enum Workload {
         #[arg(long, default_value = "ipcwatch-hold")]
         name: String,
     },
+    /// PROCS writers, each with a pipe and a reader, at RATE traced io
+    /// events per second (one write and one read per message) for SECS.
+    Paced {
+        #[arg(long)]
+        rate: u64,
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 2)]
+        procs: usize,
+        #[arg(long, default_value_t = 8)]
+        size: usize,
+    },
+    /// PROCS processes holding CHANNELS live pipes and socketpairs for
+    /// HOLD seconds, with RATE one-byte messages per second among them.
+    ManyChannels {
+        #[arg(long, default_value_t = 1000)]
+        procs: usize,
+        #[arg(long, default_value_t = 10_000)]
+        channels: usize,
+        #[arg(long, default_value_t = 10.0)]
+        hold: f64,
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+    },
 }
 
 fn workload(w: Workload) -> ExitCode {
@@ -295,6 +319,18 @@ fn workload(w: Workload) -> ExitCode {
         Workload::ShmPosixPeer { name, role } => wl::shm::posix_peer(&name, &role),
         Workload::FileLock { kind, path } => wl::shm::filelock(&kind, &path),
         Workload::ShmHold { kind, name } => wl::shm::hold(&kind, &name),
+        Workload::Paced {
+            rate,
+            secs,
+            procs,
+            size,
+        } => wl::load::paced(rate, secs, procs, size),
+        Workload::ManyChannels {
+            procs,
+            channels,
+            hold,
+            rate,
+        } => wl::load::many_channels(procs, channels, hold, rate),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

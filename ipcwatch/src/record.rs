@@ -351,6 +351,7 @@ async fn event_loop(
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut lost_reported = 0u64;
+    let mut ticks = 0u64;
     let mut decode_errors = 0u64;
     let mut detector = Detector::new(detector_opts);
 
@@ -428,6 +429,14 @@ async fn event_loop(
                     .map(|()| None)
             }
             _ = tick.tick() => {
+                // Every 5 s, give freed heap pages back: a burst (a /proc
+                // scan, thousands of new channels) leaves free memory in
+                // the middle of the heap that malloc keeps otherwise.
+                ticks += 1;
+                if ticks.is_multiple_of(25) {
+                    // SAFETY: malloc_trim only releases free memory.
+                    unsafe { libc::malloc_trim(0) };
+                }
                 let dropped = probes.dropped();
                 let mut r = Ok(());
                 if dropped > lost_reported {

@@ -7,6 +7,7 @@
 mod accuracy;
 mod bench;
 mod bench_collector;
+mod bench_load;
 mod fuzz;
 mod setup;
 mod soak;
@@ -54,6 +55,27 @@ enum Cmd {
     Fuzz(fuzz::FuzzArgs),
     /// Long run at a high event rate, sampling RSS and losses (not in CI).
     Soak(soak::SoakArgs),
+    /// Loss under load: the highest event rate recorded with nothing lost,
+    /// and every loss checked to be counted (markdown on stdout).
+    BenchLoss {
+        /// Use this ipcwatch binary instead of building one.
+        #[arg(long)]
+        bin: Option<PathBuf>,
+    },
+    /// ipcwatch's memory with 10,000 live channels held by 1,000 processes
+    /// (markdown on stdout).
+    BenchMemory {
+        #[arg(long, default_value_t = 1000)]
+        procs: usize,
+        #[arg(long, default_value_t = 10_000)]
+        channels: usize,
+        /// Seconds the channels are held, sampled every second.
+        #[arg(long, default_value_t = 60)]
+        hold: u64,
+        /// Use this ipcwatch binary instead of building one.
+        #[arg(long)]
+        bin: Option<PathBuf>,
+    },
 }
 
 pub fn root() -> PathBuf {
@@ -187,6 +209,38 @@ fn main() -> Result<()> {
             setup::ensure()?;
             let bin = build_release()?;
             print!("{}", bench_collector::run(&bin, events)?);
+            Ok(())
+        }
+        Cmd::BenchLoss { bin } => {
+            let bin = match bin {
+                Some(b) => b,
+                None => {
+                    setup::ensure()?;
+                    build_release()?
+                }
+            };
+            print!("{}", bench_load::loss_sweep(&bin)?);
+            Ok(())
+        }
+        Cmd::BenchMemory {
+            procs,
+            channels,
+            hold,
+            bin,
+        } => {
+            let bin = match bin {
+                Some(b) => b,
+                None => {
+                    setup::ensure()?;
+                    build_release()?
+                }
+            };
+            let doc = if (procs, channels, hold) == (1000, 10_000, 60) {
+                bench_load::memory(&bin)?
+            } else {
+                bench_load::memory_with(&bin, procs, channels, hold)?
+            };
+            print!("{doc}");
             Ok(())
         }
         Cmd::Bench(args) => {

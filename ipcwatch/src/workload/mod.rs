@@ -4,6 +4,7 @@
 //! comes from code in this module.
 
 pub mod demo;
+pub mod load;
 pub mod race;
 
 use std::io::{Read, Write};
