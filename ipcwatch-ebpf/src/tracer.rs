@@ -136,9 +136,20 @@ fn header_no_comm(kind: u32, pid_tgid: u64) -> EventHeader {
 /// Submit flags: wake the reader only when enough data waits. A wakeup
 /// per event costs an inter-processor interrupt, which dominates the cost
 /// of tracing in a virtual machine; the reader polls on a short timer too.
+///
+/// The wakeup is sent when the waiting data crosses a multiple of
+/// `wake_bytes` (within the last `WAKE_WINDOW` bytes, a bound on one
+/// event's size), not for every event once it is above the mark: a reader
+/// that fell behind would otherwise cost the traced program an interrupt
+/// per event, slowing it several times, right when the reader most needs
+/// the CPU. A reader that missed a wakeup gets the next one 1/16 of the
+/// buffer later, or its poll timer first.
 #[inline(always)]
 pub(crate) fn wake_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= conf!(wake_bytes) as u64 {
+    const WAKE_WINDOW: u64 = 512;
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let mark = conf!(wake_bytes) as u64;
+    if mark != 0 && avail >= mark && avail / mark != avail.saturating_sub(WAKE_WINDOW) / mark {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
