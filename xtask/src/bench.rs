@@ -329,6 +329,10 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     println!("\n{tui}");
     let collector = crate::bench_collector::run(bin, COLLECTOR_EVENTS)?;
     println!("\n{collector}");
+    let loss = crate::bench_load::loss_sweep(bin)?;
+    println!("\n{loss}");
+    let memory = crate::bench_load::memory(bin)?;
+    println!("\n{memory}");
     let json = serde_json_like(&rows);
     let out = root().join("target/bench.json");
     std::fs::write(&out, json)?;
@@ -352,6 +356,13 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
                 machine()
             ),
         )?;
+        for (name, text) in [("loss", &loss), ("memory", &memory)] {
+            write_section(
+                &format!("<!-- bench-{name}:begin -->"),
+                &format!("<!-- bench-{name}:end -->"),
+                &format!("Measured by `cargo xtask bench` on {}.\n\n{text}", machine()),
+            )?;
+        }
     }
     Ok(())
 }
