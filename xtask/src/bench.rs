@@ -100,6 +100,20 @@ fn ensure_bpftrace() -> bool {
     false
 }
 
+/// `cmd` as a canonical absolute path, looked up in PATH.
+fn absolute(cmd: &str) -> Result<String> {
+    if cmd.contains('/') {
+        return Ok(std::fs::canonicalize(cmd)?.display().to_string());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.display().to_string())
+        .with_context(|| format!("{cmd} not found in PATH"))
+}
+
 /// Run the workload one way; returns round trips per second.
 fn once(
     bin: &Path,
@@ -150,13 +164,17 @@ fn once(
         }
         Way::Bpftrace => {
             // bpftrace starts CMD itself (-c, no shell) once its probes
-            // are attached; its output goes where ipcwatch's does.
+            // are attached; its output goes where ipcwatch's does. It
+            // wants the command as one absolute path (with /bin a link to
+            // /usr/bin, "taskset" matches two).
+            let mut cmdline = argv.clone();
+            cmdline[0] = absolute(&cmdline[0])?;
             let mut c = Command::new("bpftrace");
             c.arg("-o")
                 .arg("/dev/null")
                 .arg(root().join("xtask/bench/ipc.bt"))
                 .arg("-c")
-                .arg(argv.join(" "));
+                .arg(cmdline.join(" "));
             c
         }
         Way::Strace => {
