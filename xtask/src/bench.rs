@@ -378,7 +378,10 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
             write_section(
                 &format!("<!-- bench-{name}:begin -->"),
                 &format!("<!-- bench-{name}:end -->"),
-                &format!("Measured by `cargo xtask bench` on {}.\n\n{text}", machine()),
+                &format!(
+                    "Measured by `cargo xtask bench` on {}.\n\n{text}",
+                    machine()
+                ),
             )?;
         }
     }
