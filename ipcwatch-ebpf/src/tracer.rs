@@ -238,7 +238,7 @@ impl<const W: usize> Block<W> {
     fn word(&self, off: u32, size: u32) -> Option<(u64, u32)> {
         let d = off.wrapping_sub(self.lo);
         let i = (d / 8) as usize;
-        if self.ok && d % size == 0 && i < W {
+        if self.ok && d.is_multiple_of(size) && i < W {
             Some((self.words[i], (d % 8) * 8))
         } else {
             None

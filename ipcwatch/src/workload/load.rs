@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::{fork, wait};
+use super::{child_run, fork, wait};
 
 /// Quiet time around the measured phase, so that set-up and tear-down
 /// events (forks, closes, exits) find the ring buffer drained and are
@@ -96,19 +96,6 @@ fn sleep_until(t: Instant) {
     if t > now {
         std::thread::sleep(t - now);
     }
-}
-
-/// Child: run `f`, exit with its status (no destructors, so no close
-/// calls: the kernel closes the descriptors at exit).
-fn child_run(f: impl FnOnce() -> Result<()>) -> ! {
-    let code = match f() {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("ipcwatch workload child: {e:#}");
-            1
-        }
-    };
-    std::process::exit(code)
 }
 
 fn send_result(fd: RawFd, role: u64, calls: u64, end_ns: u64) -> Result<()> {

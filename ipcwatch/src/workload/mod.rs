@@ -35,6 +35,19 @@ fn pipe() -> Result<(std::fs::File, std::fs::File)> {
     })
 }
 
+/// Child: run `f`, exit with its status (no destructors, so no close
+/// calls: the kernel closes the descriptors at exit).
+fn child_run(f: impl FnOnce() -> Result<()>) -> ! {
+    let code = match f() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ipcwatch workload child: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
 /// fork(); Ok(0) in the child. The workloads are single-threaded.
 fn fork() -> Result<i32> {
     // SAFETY: the workload process is single-threaded here.

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::{drain, fork, wait};
+use super::{child_run, drain, fork, wait};
 
 fn os_err(what: &str) -> anyhow::Error {
     anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
@@ -22,18 +22,6 @@ fn say(line: String) -> Result<()> {
     writeln!(out, "{line}")?;
     out.flush()?;
     Ok(())
-}
-
-/// Child: run `f` and exit with its status.
-fn child_run(f: impl FnOnce() -> Result<()>) -> ! {
-    let code = match f() {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("ipcwatch workload child: {e:#}");
-            1
-        }
-    };
-    std::process::exit(code)
 }
 
 fn reap(pid: i32, what: &str) -> Result<()> {
