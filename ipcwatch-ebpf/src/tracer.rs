@@ -143,13 +143,18 @@ fn header_no_comm(kind: u32, pid_tgid: u64) -> EventHeader {
 /// that fell behind would otherwise cost the traced program an interrupt
 /// per event, slowing it several times, right when the reader most needs
 /// the CPU. A reader that missed a wakeup gets the next one 1/16 of the
-/// buffer later, or its poll timer first.
+/// buffer later, or its poll timer first. Past half the buffer, though,
+/// events are about to be lost: then every submission wakes the reader,
+/// which slows the traced program down before it loses its events.
 #[inline(always)]
 pub(crate) fn wake_flags() -> u64 {
     const WAKE_WINDOW: u64 = 512;
     let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let mark = conf!(wake_bytes) as u64;
-    if mark != 0 && avail >= mark && avail / mark != avail.saturating_sub(WAKE_WINDOW) / mark {
+    if mark != 0
+        && avail >= mark
+        && (avail >= 8 * mark || avail / mark != avail.saturating_sub(WAKE_WINDOW) / mark)
+    {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
