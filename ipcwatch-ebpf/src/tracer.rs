@@ -283,26 +283,25 @@ impl Regs {
     /// The registers of `regs` (a `struct pt_regs *`).
     #[inline(always)]
     pub(crate) fn of(regs: u64) -> Self {
-        let lo = min(
+        Block::read(regs, Self::lo())
+    }
+
+    /// Where the block starts: the lowest of the offsets it holds.
+    #[inline(always)]
+    fn lo() -> u32 {
+        min(
             min(conf!(off.regs_nr), conf!(off.regs_arg0)),
             min(
                 min(conf!(off.regs_arg1), conf!(off.regs_arg2)),
                 conf!(off.regs_arg3),
             ),
-        );
-        Block::read(regs, lo)
+        ) & !7
     }
 
     /// [`Regs::of`] where `regs` is a BTF pointer (tp_btf): direct loads.
     #[inline(always)]
     pub(crate) fn of_btf(regs: u64) -> Self {
-        let lo = min(
-            min(conf!(off.regs_nr), conf!(off.regs_arg0)),
-            min(
-                min(conf!(off.regs_arg1), conf!(off.regs_arg2)),
-                conf!(off.regs_arg3),
-            ),
-        ) & !7;
+        let lo = Self::lo();
         let mut words = [0u64; 9];
         let mut i = 0;
         while i < 9 {

@@ -55,21 +55,19 @@ static BASELINE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 impl Way {
     fn name(self) -> String {
-        if self == Way::Baseline {
-            let label = BASELINE_NAME.get().map_or("baseline", String::as_str);
-            return format!("ipcwatch ({label})");
-        }
         match self {
-            Way::Untraced => "untraced",
-            Way::Hooks => "empty hooks",
-            Way::Ipcwatch => "ipcwatch",
-            Way::Baseline => unreachable!(),
-            Way::LockProbes => "ipcwatch --lock-probes",
-            Way::Deep => "ipcwatch --deep",
-            Way::Bpftrace => "bpftrace",
-            Way::Strace => "strace -f",
+            Way::Baseline => format!(
+                "ipcwatch ({})",
+                BASELINE_NAME.get().map_or("baseline", String::as_str)
+            ),
+            Way::Untraced => "untraced".into(),
+            Way::Hooks => "empty hooks".into(),
+            Way::Ipcwatch => "ipcwatch".into(),
+            Way::LockProbes => "ipcwatch --lock-probes".into(),
+            Way::Deep => "ipcwatch --deep".into(),
+            Way::Bpftrace => "bpftrace".into(),
+            Way::Strace => "strace -f".into(),
         }
-        .to_string()
     }
 }
 
