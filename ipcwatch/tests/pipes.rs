@@ -289,17 +289,42 @@ fn a_pipe_made_before_ipcwatch_started_is_found_and_traced() {
 #[test]
 fn a_full_ring_buffer_loses_events_and_counts_every_one() {
     require_root();
-    // 4 KiB holds about 45 events: a ping-pong overflows it at once.
-    let t = record(&[
-        "--ring-size",
-        "4096",
-        "--",
-        ipcwatch(),
-        "workload",
-        "pingpong",
-        "--iters",
-        "50000",
-    ]);
+    // A collector that cannot read: stop ipcwatch (SIGSTOP) for a second
+    // while its command runs a ping-pong. A 4 KiB ring holds about 45
+    // events; the ping-pong makes tens of thousands in that second, so the
+    // kernel side must lose events, and every one must be counted.
+    const ITERS: u64 = 50_000;
+    let dir = temp_dir();
+    let out = dir.path().join("t.ndjson");
+    let iters = ITERS.to_string();
+    let rec = Command::new(ipcwatch())
+        .args(["record", "-o", out.to_str().unwrap(), "--ring-size", "4096", "--"])
+        .args([ipcwatch(), "workload", "pingpong", "--iters", &iters])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = rec.id() as i32;
+    // The command is spawned once the probes are attached.
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&children).map_or(true, |s| s.trim().is_empty()) {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no command started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let o = rec.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    let t = Trace {
+        lines: parse(&out),
+        output: o,
+    };
     let s = t.summary();
     let dropped = s["dropped"].as_u64().unwrap();
     assert!(dropped > 0, "nothing was dropped: {s}");
@@ -312,8 +337,8 @@ fn a_full_ring_buffer_loses_events_and_counts_every_one() {
     assert_eq!(s["seq_gaps"].as_u64(), Some(dropped));
     // Received + lost = everything the kernel produced: 4 per round trip.
     let io = t.of_type("io").count() as u64;
-    assert!(io + dropped >= 4 * 50_000, "io {io} + dropped {dropped}");
-    assert!(t.stderr().contains("LOST"), "{}", t.stderr());
+    assert!(io + dropped >= 4 * ITERS, "io {io} + dropped {dropped}");
+    assert!(stderr.contains("LOST"), "{stderr}");
     assert_schema(&t.lines);
 }
 
