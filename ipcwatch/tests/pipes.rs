@@ -298,7 +298,14 @@ fn a_full_ring_buffer_loses_events_and_counts_every_one() {
     let out = dir.path().join("t.ndjson");
     let iters = ITERS.to_string();
     let rec = Command::new(ipcwatch())
-        .args(["record", "-o", out.to_str().unwrap(), "--ring-size", "4096", "--"])
+        .args([
+            "record",
+            "-o",
+            out.to_str().unwrap(),
+            "--ring-size",
+            "4096",
+            "--",
+        ])
         .args([ipcwatch(), "workload", "pingpong", "--iters", &iters])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
