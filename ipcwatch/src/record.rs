@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::Interest;
@@ -139,6 +140,26 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
     )
 }
 
+/// What ends a recording besides its command: SIGINT and SIGTERM (taken
+/// over from their default action), `--duration`, a stop request.
+struct StopOn {
+    sigint: tokio::signal::unix::Signal,
+    sigterm: tokio::signal::unix::Signal,
+    duration: Option<Duration>,
+    request: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// Where a `record -- CMD` stopped by a signal is in letting CMD end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WindDown {
+    /// No signal yet.
+    Running,
+    /// Signalled: waiting for the command to exit by itself.
+    Waiting,
+    /// The command was sent SIGTERM.
+    Terminated,
+}
+
 /// [`run`] with another sink (the TUI's) and a way to ask it to stop.
 /// With `-- CMD` and `output` "-", the command's standard output goes to
 /// standard error, as for `record`. A stop request sends SIGTERM to the
@@ -198,6 +219,21 @@ pub fn run_with<S: Sink>(
         warn(&mut collector, &mut sink, Some(s.probe), msg)?;
     }
 
+    // From here on SIGINT/SIGTERM must end in a summary (and must not kill
+    // ipcwatch while its command waits for it), so take them over now.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stop_on = {
+        let _in_runtime = runtime.enter();
+        StopOn {
+            sigint: signal(SignalKind::interrupt())?,
+            sigterm: signal(SignalKind::terminate())?,
+            duration: args.duration,
+            request: stop,
+        }
+    };
+
     // Start the command blocked, let the kernel follow it, then release it.
     let mut child = None;
     if !args.command.is_empty() {
@@ -240,17 +276,13 @@ pub fn run_with<S: Sink>(
     }
     sink.flush()?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let (reason, command_status) = runtime.block_on(event_loop(
         &mut probes,
         &mut collector,
         &mut sink,
         child,
-        args.duration,
         args.detector.clone(),
-        stop,
+        stop_on,
     ))?;
 
     match collector.finish(&mut sink) {
@@ -301,16 +333,19 @@ async fn event_loop(
     collector: &mut Collector,
     sink: &mut dyn Sink,
     child: Option<(u32, OwnedFd)>,
-    duration: Option<Duration>,
     detector_opts: DetectorOptions,
-    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    stop_on: StopOn,
 ) -> anyhow::Result<(StopReason, Option<i32>)> {
     let ring = probes.take_ring()?;
     // SAFETY: the RingBuf owns its map descriptor, which stays open for as
     // long as the AsyncFd holds it.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE)? };
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let StopOn {
+        mut sigint,
+        mut sigterm,
+        duration,
+        request,
+    } = stop_on;
     let (child_pid, pidfd) = match child {
         // SAFETY: the OwnedFd stays open for as long as the AsyncFd holds it.
         Some((pid, fd)) => (
@@ -336,7 +371,7 @@ async fn event_loop(
     };
     tokio::pin!(child_exit);
     let stop_requested = async {
-        match stop {
+        match request {
             // A dropped sender counts as a request too.
             Some(rx) => {
                 let _ = rx.await;
@@ -414,6 +449,22 @@ async fn event_loop(
             Ok(())
         };
 
+    // SIGINT/SIGTERM while the command runs: a terminal's Ctrl-C reaches
+    // the command too, so give it a second to exit by itself; then send it
+    // SIGTERM and wait up to 2 s more. Recording goes on meanwhile (its last
+    // events belong in the trace); a second signal stops at once.
+    let mut wind_down = WindDown::Running;
+    let wind_down_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(wind_down_timer);
+    let on_signal = |wind_down: &mut WindDown, timer: Pin<&mut tokio::time::Sleep>| {
+        if child_pid.is_none() || *wind_down != WindDown::Running {
+            return Some(StopReason::Signal);
+        }
+        *wind_down = WindDown::Waiting;
+        timer.reset(tokio::time::Instant::now() + Duration::from_secs(1));
+        None
+    };
+
     let reason = loop {
         let step: io::Result<Option<StopReason>> = tokio::select! {
             guard = ring.readable_mut() => {
@@ -449,10 +500,27 @@ async fn event_loop(
                 }
                 r.and_then(|()| sink.flush()).map(|()| None)
             }
-            _ = sigint.recv() => Ok(Some(StopReason::Signal)),
-            _ = sigterm.recv() => Ok(Some(StopReason::Signal)),
+            _ = sigint.recv() => Ok(on_signal(&mut wind_down, wind_down_timer.as_mut())),
+            _ = sigterm.recv() => Ok(on_signal(&mut wind_down, wind_down_timer.as_mut())),
+            _ = &mut wind_down_timer, if wind_down != WindDown::Running => {
+                let pid = child_pid.unwrap_or_default();
+                if wind_down == WindDown::Waiting {
+                    // SAFETY: signalling our own child, not yet reaped (we
+                    // reap it only after this loop): the pid is still its.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                    wind_down = WindDown::Terminated;
+                    wind_down_timer.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(2));
+                    Ok(None)
+                } else {
+                    let msg = format!("the command (pid {pid}) is still running 2 s after SIGTERM; leaving it");
+                    warn(collector, sink, None, msg).map(|()| Some(StopReason::Signal))
+                }
+            }
             _ = &mut deadline => Ok(Some(StopReason::Duration)),
-            _ = &mut child_exit => Ok(Some(StopReason::CommandExited)),
+            _ = &mut child_exit => Ok(Some(match wind_down {
+                WindDown::Running => StopReason::CommandExited,
+                _ => StopReason::Signal,
+            })),
             _ = &mut stop_requested => Ok(Some(StopReason::Requested)),
         };
         match step {

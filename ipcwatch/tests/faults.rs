@@ -161,6 +161,144 @@ fn sigterm_flushes_and_writes_the_summary() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("stopped: signal"));
 }
 
+/// `ipcwatch record -o OUT -- sh -c SCRIPT`, in a process group of its own
+/// (as a terminal's job), once the command runs: (ipcwatch, command pid).
+fn record_in_own_group(out: &std::path::Path, script: &str) -> (std::process::Child, u32) {
+    use std::os::unix::process::CommandExt;
+    // The command must not hold ipcwatch's piped stderr open after it.
+    let script = format!("exec >/dev/null 2>&1; {script}");
+    let rec = Command::new(ipcwatch())
+        .args([
+            "record",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let cmd = running_command(rec.id());
+    (rec, cmd)
+}
+
+/// Until the command has set itself up and made `file`.
+fn wait_for(file: &std::path::Path) {
+    let t0 = Instant::now();
+    while !file.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+#[test]
+fn a_signal_to_ipcwatch_alone_ends_its_command_too() {
+    require_root();
+    let dir = temp_dir();
+    let out = dir.path().join("t.ndjson");
+    let (rec, cmd) = record_in_own_group(&out, "exec sleep 100");
+    // SAFETY: signalling our own child (ipcwatch only, not its group).
+    unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+    let o = rec.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    // sleep did not get the SIGINT; after a second it got SIGTERM.
+    assert!(!alive(cmd), "the command {cmd} is still running");
+    let lines = parse(&out);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["reason"], "signal");
+    assert_eq!(summary["command_status"], 128 + libc::SIGTERM);
+    assert!(stderr.contains("command exited with 143"), "{stderr}");
+    // Recording went on until it exited: its exit is in the trace.
+    let exit = lines
+        .iter()
+        .find(|l| l["type"] == "process" && l["event"] == "exit" && l["pid"] == cmd)
+        .unwrap_or_else(|| panic!("no exit of {cmd} in the trace"));
+    assert_eq!(exit["signal"], libc::SIGTERM);
+    assert_schema(&lines);
+}
+
+#[test]
+fn ctrl_c_to_the_job_lets_the_command_end_by_itself() {
+    require_root();
+    let dir = temp_dir();
+    let out = dir.path().join("t.ndjson");
+    // The command cleans up on SIGINT and exits 7; a SIGTERM would kill it
+    // with 143 instead.
+    let ready = dir.path().join("ready");
+    let script = format!(
+        "trap 'echo cleaned | cat > /dev/null; exit 7' INT; : > {}; while :; do sleep 0.05; done",
+        ready.display()
+    );
+    let (rec, cmd) = record_in_own_group(&out, &script);
+    wait_for(&ready);
+    // What a terminal does on Ctrl-C: SIGINT to the whole job.
+    // SAFETY: signalling the process group we created.
+    unsafe { libc::kill(-(rec.id() as i32), libc::SIGINT) };
+    let o = rec.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(!alive(cmd));
+    let lines = parse(&out);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["reason"], "signal");
+    assert_eq!(summary["command_status"], 7, "{summary}");
+    // The clean-up's pipe traffic, made after the signal, is recorded.
+    let cleaned: u64 = lines
+        .iter()
+        .filter(|l| l["type"] == "io" && l["kind"] == "pipe" && l["op"] == "write")
+        .map(|l| l["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(cleaned, "cleaned\n".len() as u64);
+}
+
+#[test]
+fn a_command_that_ignores_sigterm_is_left_running_with_a_warning() {
+    require_root();
+    let dir = temp_dir();
+    let out = dir.path().join("t.ndjson");
+    let ready = dir.path().join("ready");
+    let script = format!("trap '' INT TERM; : > {}; exec sleep 100", ready.display());
+    let (rec, cmd) = record_in_own_group(&out, &script);
+    wait_for(&ready);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGTERM) };
+    let o = rec.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let still = alive(cmd);
+    // SAFETY: cleaning up the command that would not stop.
+    unsafe { libc::kill(cmd as i32, libc::SIGKILL) };
+    assert!(o.status.success(), "{stderr}");
+    assert!(still, "the command should have survived SIGTERM");
+    let lines = parse(&out);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["reason"], "signal");
+    assert!(
+        summary.get("command_status").is_none_or(|s| s.is_null()),
+        "{summary}"
+    );
+    let msg = format!("the command (pid {cmd}) is still running 2 s after SIGTERM; leaving it");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "warning" && l["message"] == msg.as_str()),
+        "no warning {msg:?}"
+    );
+    assert!(stderr.contains(&msg), "{stderr}");
+}
+
 fn ipcwatch_program_ids() -> BTreeSet<u32> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)

@@ -312,30 +312,7 @@ fn a_full_ring_buffer_loses_events_and_counts_every_one() {
         .spawn()
         .unwrap();
     let pid = rec.id() as i32;
-    // The command is forked once the probes are attached, and stays
-    // stopped until ipcwatch follows it: wait until it runs.
-    let children = format!("/proc/{pid}/task/{pid}/children");
-    let running = || {
-        let Ok(kids) = std::fs::read_to_string(&children) else {
-            return false;
-        };
-        let Some(kid) = kids.split_whitespace().next() else {
-            return false;
-        };
-        // The state follows the ") " that ends the command name.
-        std::fs::read_to_string(format!("/proc/{kid}/stat")).is_ok_and(|st| {
-            st.rsplit_once(") ")
-                .is_some_and(|(_, rest)| !rest.starts_with('T'))
-        })
-    };
-    let t0 = Instant::now();
-    while !running() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the command did not start"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    running_command(pid as u32);
     std::thread::sleep(Duration::from_millis(50));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGSTOP) };

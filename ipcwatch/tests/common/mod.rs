@@ -87,6 +87,34 @@ pub fn record(args: &[&str]) -> Trace {
     }
 }
 
+/// The pid of the command of a running `ipcwatch record -- CMD`, once it
+/// runs: ipcwatch forks it after attaching its probes, and it stays stopped
+/// until ipcwatch follows it.
+pub fn running_command(ipcwatch_pid: u32) -> u32 {
+    let children = format!("/proc/{ipcwatch_pid}/task/{ipcwatch_pid}/children");
+    let t0 = std::time::Instant::now();
+    loop {
+        let kid = std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok());
+        if let Some(kid) = kid {
+            // The state follows the ") " that ends the command name.
+            let stat = std::fs::read_to_string(format!("/proc/{kid}/stat")).unwrap_or_default();
+            if stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('T'))
+            {
+                return kid;
+            }
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "the command did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Parse "pipe <ino> parent <pid> child <pid>" printed by the workloads.
 pub fn pipe_line(text: &str) -> (u64, u32, u32) {
     let line = text
