@@ -19,8 +19,8 @@ use ipcwatch_common::{
 };
 
 use crate::tracer::{
-    EVENTS, Regs, bump, emit, file_of_fd, file_of_fd_any, header, header_any, ino_of_file,
-    inode_ino_off, kinds, kread, mqueue_ino, wake_flags,
+    EVENTS, Regs, bump, capture_user, capturing, emit, file_of_fd, file_of_fd_any, first_iov,
+    header, header_any, ino_of_file, inode_ino_off, kinds, kread, mqueue_ino, wake_flags,
 };
 
 /// Written by userspace before load.
@@ -46,6 +46,7 @@ const O_CREAT: u64 = 0o100;
 /// msg_control, msg_controllen.
 const MSG_NAME: u64 = 0;
 const MSG_NAMELEN: u64 = 8;
+const MSG_IOV: u64 = 16;
 const MSG_CONTROL: u64 = 32;
 const MSG_CONTROLLEN: u64 = 40;
 /// `struct mmsghdr`: msghdr (56 bytes), then `unsigned int msg_len`.
@@ -322,6 +323,10 @@ fn msg_io<const BTF: bool>(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     let Some(s) = sock_of_file(file) else {
         return;
     };
+    if capturing() {
+        let (buf, len) = msg_payload(regs, code, ret);
+        capture_user(pid_tgid, buf, len);
+    }
     let Some(mut entry) = sock_event::<BTF>(kind::SOCK_IO, pid_tgid, file, &s, fd) else {
         return;
     };
@@ -375,6 +380,23 @@ fn msg_io<const BTF: bool>(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
         }
     }
     entry.submit(wake_flags());
+}
+
+/// The first buffer a send or receive of `ret` (bytes, or messages for
+/// sendmmsg/recvmmsg) moved, and how many bytes of it: sendto/recvfrom's
+/// buffer, sendmsg/recvmsg's first iovec, the first message's first iovec
+/// of sendmmsg/recvmmsg.
+#[inline(always)]
+fn msg_payload(regs: &Regs, code: u32, ret: i64) -> (u64, i64) {
+    let msg = regs.arg(1);
+    match code {
+        sc::SENDTO | sc::RECVFROM => (msg, ret),
+        sc::SENDMSG | sc::RECVMSG => first_iov(user::<u64>(msg + MSG_IOV).unwrap_or(0), ret),
+        _ => {
+            let first_len = user::<u32>(msg + MMSG_LEN).unwrap_or(0);
+            first_iov(user::<u64>(msg + MSG_IOV).unwrap_or(0), first_len as i64)
+        }
+    }
 }
 
 /// socket, bind, listen, connect, accept, accept4.
@@ -435,6 +457,13 @@ fn mq<const BTF: bool>(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     } else {
         0
     };
+    if capturing() {
+        match code {
+            sc::MQ_TIMEDSEND => capture_user(pid_tgid, regs.arg(1), regs.arg(2) as i64),
+            sc::MQ_TIMEDRECEIVE => capture_user(pid_tgid, regs.arg(1), ret),
+            _ => {}
+        }
+    }
     let hdr = header_any::<BTF>(kind::MQ, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<MqEvent>(0) else {
         bump(stat::DROPPED);
@@ -557,6 +586,10 @@ fn msgq(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
         ),
         _ => (0, 0, regs.arg(1) as u32),
     };
+    // The text follows the message type (a long) in `struct msgbuf`.
+    if capturing() && (code == sc::MSGSND || code == sc::MSGRCV) {
+        capture_user(pid_tgid, regs.arg(1) + 8, bytes as i64);
+    }
     emit(MsgEvent {
         hdr: header(kind::MSGQ, pid_tgid),
         key,

@@ -117,7 +117,10 @@ pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
 fn header_no_comm(kind: u32, pid_tgid: u64) -> EventHeader {
     let seq = match SEQ.get_ptr_mut(0) {
         // SAFETY: a valid, aligned per-CPU slot; atomic, see `bump`.
-        Some(p) => unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) },
+        // SeqCst, not Relaxed: LLVM 22 compiles a relaxed add whose result
+        // is used into BPF's plain locked add, which returns nothing (every
+        // sequence number was 1); SeqCst gets atomic_fetch_add (ISA v3).
+        Some(p) => unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) },
         None => 0,
     };
     EventHeader {
@@ -622,25 +625,52 @@ fn iov_len(iov: u64, count: u64) -> u64 {
     total
 }
 
-/// The user buffer of a read/write (readv/writev: the first iovec's).
+/// The user buffer of a read/write that moved `ret` bytes, and how many of
+/// them it holds (readv/writev: the first iovec's).
 #[inline(always)]
-fn user_buf(code: u32, arg1: u64) -> u64 {
+fn user_buf(code: u32, arg1: u64, ret: i64) -> (u64, i64) {
     if code == sc::READV || code == sc::WRITEV {
-        // SAFETY: user pointer; probe_read tolerates faults.
-        unsafe { bpf_probe_read_user(arg1 as *const u64) }.unwrap_or(0)
+        first_iov(arg1, ret)
     } else {
-        arg1
+        (arg1, ret)
     }
 }
 
+/// The first buffer of an iovec array, and how many of `moved` bytes it
+/// holds.
+#[inline(always)]
+pub(crate) fn first_iov(iov: u64, moved: i64) -> (u64, i64) {
+    // SAFETY: user pointers; probe_read tolerates faults.
+    let base = unsafe { bpf_probe_read_user(iov as *const u64) }.unwrap_or(0);
+    // SAFETY: as above.
+    let len = unsafe { bpf_probe_read_user((iov + 8) as *const u64) }.unwrap_or(0) as i64;
+    (base, if len < moved { len } else { moved })
+}
+
+/// Whether `--capture-bytes` asks for payloads.
+#[inline(always)]
+pub(crate) fn capturing() -> bool {
+    conf!(capture_bytes) != 0
+}
+
 /// With `--capture-bytes`: before the IO event, the first bytes moved.
+#[inline(always)]
+fn capture(pid_tgid: u64, file: &FileId, (buf, len): (u64, i64)) {
+    if wanted(file) {
+        capture_user(pid_tgid, buf, len);
+    }
+}
+
+/// With `--capture-bytes`: the first of `len` bytes at user address `buf`,
+/// sent just before the IO event they belong to (the collector pairs them
+/// by CPU and sequence number: call it only when that event follows).
 #[inline(never)]
-fn capture(pid_tgid: u64, file: &FileId, buf: u64, ret: i64) {
+pub(crate) fn capture_user(pid_tgid: u64, buf: u64, len: i64) {
     let cap = conf!(capture_bytes) as i64;
-    if cap == 0 || ret <= 0 || buf == 0 || !wanted(file) {
+    if cap == 0 || len <= 0 || buf == 0 {
         return;
     }
-    let n = if ret < cap { ret } else { cap } as u32;
+    let n = if len < cap { len } else { cap } as u32;
     let hdr = header(kind::DATA, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<DataEvent>(0) else {
         bump(stat::DROPPED);
@@ -790,8 +820,8 @@ fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
                 file_of_fd(fd as i64)
             };
             let file = classify_file(fptr);
-            if conf!(capture_bytes) != 0 {
-                capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
+            if capturing() {
+                capture(pid_tgid, &file, user_buf(code, arg(1), ret));
             }
             io_event::<BTF>(pid_tgid, &file, fptr, pack(fd, op::READ, code), ret)
         }
@@ -806,8 +836,8 @@ fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
             if file.kind == file_kind::PIPE || file.kind == file_kind::FIFO {
                 span(pid_tgid, ret);
             }
-            if conf!(capture_bytes) != 0 {
-                capture(pid_tgid, &file, user_buf(code, arg(1)), ret);
+            if capturing() {
+                capture(pid_tgid, &file, user_buf(code, arg(1), ret));
             }
             io_event::<BTF>(pid_tgid, &file, fptr, pack(fd, op::WRITE, code), ret)
         }

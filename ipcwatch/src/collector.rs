@@ -92,6 +92,19 @@ pub fn wait_status(status: u32) -> (Option<i32>, Option<i32>) {
     }
 }
 
+/// What the kernel sends just before an IO event, from the same program
+/// run: when a large pipe write started, the bytes moved. It belongs to
+/// the event with the next sequence number of its CPU (other CPUs' events
+/// may come in between in the ring buffer).
+#[derive(Debug)]
+struct Prefix {
+    tid: u32,
+    /// Sequence number of its last part.
+    seq: u64,
+    span: Option<u64>,
+    data: Option<String>,
+}
+
 /// Absolute path of `pid`'s descriptor `fd`, while the process lives.
 fn fd_path(pid: u32, fd: i32) -> Option<String> {
     let p = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
@@ -117,10 +130,8 @@ pub struct Collector {
     /// Analyses that find races in the record stream (pipe interleaving;
     /// happens-before in deep mode).
     pub analyses: crate::race::Analyses,
-    /// (tid, start) of the large pipe write whose IO event comes next.
-    span: Option<(u32, u64)>,
-    /// (tid, hex payload) for the IO event that comes next.
-    data: Option<(u32, String)>,
+    /// Per CPU: what came just before the next event (see [`Prefix`]).
+    prefixes: Vec<Option<Prefix>>,
     /// Socket and message-queue state (ids, peers, names).
     pub channels: crate::channels::Channels,
     /// Shared regions and mappings (see `regions`).
@@ -186,29 +197,34 @@ impl Collector {
         if counted {
             *self.received.entry(hdr.cpu).or_insert(0) += 1;
         }
-        if let RawEvent::Span(e) = raw {
-            self.span = Some((e.hdr.tid, e.start_ns));
-            return Ok(());
-        }
-        if let RawEvent::Data(e) = raw {
-            let len = (e.len as usize).min(e.data.len());
-            let hex: String = e.data[..len].iter().map(|b| format!("{b:02x}")).collect();
-            self.data = Some((e.hdr.tid, hex));
-            return Ok(());
+        match raw {
+            RawEvent::Span(e) => {
+                self.prefix(hdr).span = Some(e.start_ns);
+                return Ok(());
+            }
+            RawEvent::Data(e) => {
+                let len = (e.len as usize).min(e.data.len());
+                let hex: String = e.data[..len].iter().map(|b| format!("{b:02x}")).collect();
+                self.prefix(hdr).data = Some(hex);
+                return Ok(());
+            }
+            _ => {}
         }
         let mut out = std::mem::take(&mut self.out);
         self.convert(raw, &mut out);
-        if let Some((tid, start)) = self.span.take()
-            && let Some(Record::Io(io)) = out.first_mut()
-            && io.tid == tid
+        if let Some(p) = self
+            .prefixes
+            .get_mut(hdr.cpu as usize)
+            .and_then(Option::take)
+            && p.seq + 1 == hdr.seq
+            && p.tid == hdr.tid
+            && let Some(io) = out.iter_mut().find_map(|r| match r {
+                Record::Io(io) => Some(io),
+                _ => None,
+            })
         {
-            io.start_ns = Some(start);
-        }
-        if let Some((tid, hex)) = self.data.take()
-            && let Some(Record::Io(io)) = out.first_mut()
-            && io.tid == tid
-        {
-            io.ext.data = Some(hex);
+            io.start_ns = p.span.or(io.start_ns);
+            io.ext.data = p.data.or(io.ext.data.take());
         }
         let mut result = Ok(());
         for r in &out {
@@ -220,6 +236,30 @@ impl Collector {
         out.clear();
         self.out = out;
         result
+    }
+
+    /// The prefix `hdr` adds to: its CPU's, started afresh unless `hdr`
+    /// follows it directly.
+    fn prefix(&mut self, hdr: &EventHeader) -> &mut Prefix {
+        let cpu = hdr.cpu as usize;
+        if self.prefixes.len() <= cpu {
+            self.prefixes.resize_with(cpu + 1, || None);
+        }
+        let slot = &mut self.prefixes[cpu];
+        if slot
+            .as_ref()
+            .is_some_and(|p| p.seq + 1 != hdr.seq || p.tid != hdr.tid)
+        {
+            *slot = None;
+        }
+        let p = slot.get_or_insert_with(|| Prefix {
+            tid: hdr.tid,
+            seq: hdr.seq,
+            span: None,
+            data: None,
+        });
+        p.seq = hdr.seq;
+        p
     }
 
     /// The channel of a descriptor: from the file itself (pipes, FIFOs),
@@ -519,6 +559,57 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(c.model.channels["pipe:[777]"].bytes_read, 100);
+    }
+
+    #[test]
+    fn payloads_pair_with_the_next_event_of_their_cpu_only() {
+        use ipcwatch_common::{DataEvent, MAX_CAPTURE};
+        let on = |kind, cpu: u32, seq, pid| EventHeader {
+            cpu,
+            ..hdr(kind, seq, pid)
+        };
+        let data = |cpu, seq, pid, byte| {
+            let mut d = [0u8; MAX_CAPTURE];
+            d[0] = byte;
+            RawEvent::Data(DataEvent {
+                hdr: on(kind::DATA, cpu, seq, pid),
+                len: 1,
+                _pad: 0,
+                data: d,
+            })
+        };
+        let io = |cpu, seq, pid| {
+            RawEvent::Io(IoEvent {
+                hdr: on(kind::IO, cpu, seq, pid),
+                file: PIPE,
+                bytes: 1,
+                fd: 3,
+                op: op::WRITE,
+                syscall: sc::WRITE,
+                _pad: 0,
+            })
+        };
+        let mut c = Collector::new();
+        let mut out: Vec<Record> = Vec::new();
+        // CPU 0's payload, then an event of CPU 1 in between, then CPU 0's
+        // IO event; CPU 1's payload whose IO event was lost (a gap).
+        for ev in [
+            data(0, 5, 50, 0xaa),
+            data(1, 8, 60, 0xbb),
+            io(1, 7, 61),
+            io(0, 6, 50),
+            io(1, 10, 60),
+        ] {
+            c.ingest(&ev, &mut out).unwrap();
+        }
+        let found: Vec<(u32, Option<String>)> = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Io(io) => Some((io.pid, io.ext.data.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(found, vec![(61, None), (50, Some("aa".into())), (60, None)]);
     }
 
     #[test]

@@ -424,6 +424,97 @@ fn sysv_queue_written_by_a_child_read_by_its_parent() {
     assert_schema(&t.lines);
 }
 
+/// (syscall, data) of every io line of `kind`, sorted, with a count.
+fn payloads(t: &Trace, kind: &str) -> Vec<(String, String, usize)> {
+    let mut seen = std::collections::BTreeMap::new();
+    for l in t.of_type("io").filter(|l| l["kind"] == kind) {
+        let sc = l["syscall"].as_str().unwrap().to_string();
+        let data = l["data"].as_str().unwrap_or("(none)").to_string();
+        *seen.entry((sc, data)).or_insert(0) += 1;
+    }
+    seen.into_iter().map(|((s, d), n)| (s, d, n)).collect()
+}
+
+fn own(v: &[(&str, &str, usize)]) -> Vec<(String, String, usize)> {
+    v.iter()
+        .map(|&(s, d, n)| (s.to_string(), d.to_string(), n))
+        .collect()
+}
+
+#[test]
+fn payloads_of_sends_receives_and_queues_are_captured_when_asked() {
+    require_root();
+    // Each workload fills its messages with one byte value; the first 3
+    // bytes of every send and receive must be that value.
+    let demo = record(&[
+        "--capture-bytes",
+        "3",
+        "--",
+        ipcwatch(),
+        "workload",
+        "channels-demo",
+    ]);
+    assert_eq!(
+        payloads(&demo, "mq"),
+        own(&[
+            ("mq_timedreceive", "040404", 5),
+            ("mq_timedsend", "040404", 5)
+        ])
+    );
+    assert_eq!(
+        payloads(&demo, "tcp"),
+        own(&[("recvfrom", "030303", 1), ("sendto", "030303", 1)])
+    );
+    let udp = record(&[
+        "--capture-bytes",
+        "3",
+        "--",
+        ipcwatch(),
+        "workload",
+        "udp",
+        "--size",
+        "400",
+    ]);
+    let udp_calls = payloads(&udp, "udp");
+    assert!(
+        udp_calls.iter().all(|(_, d, _)| d == "080808"),
+        "{udp_calls:?}"
+    );
+    let calls: BTreeSet<&str> = udp_calls.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(
+        calls,
+        BTreeSet::from(["recvfrom", "recvmmsg", "sendmmsg", "sendto"])
+    );
+    // sendmsg/recvmsg: the one byte of fd-pass's message, "F".
+    let fdpass = record(&[
+        "--capture-bytes",
+        "3",
+        "--",
+        ipcwatch(),
+        "workload",
+        "fd-pass",
+    ]);
+    assert_eq!(
+        payloads(&fdpass, "unix"),
+        own(&[("recvmsg", "46", 1), ("sendmsg", "46", 1)])
+    );
+    // SysV: the text after the message type.
+    let args = ["workload", "msgq", "--count", "4", "--size", "64"];
+    let msgq = record(&[&["--capture-bytes", "3", "--", ipcwatch()][..], &args[..]].concat());
+    assert_eq!(
+        payloads(&msgq, "msgq"),
+        own(&[("msgrcv", "090909", 4), ("msgsnd", "090909", 4)])
+    );
+    let plain = record(&[&["--", ipcwatch()][..], &args[..]].concat());
+    assert_eq!(
+        payloads(&plain, "msgq"),
+        own(&[("msgrcv", "(none)", 4), ("msgsnd", "(none)", 4)])
+    );
+    for t in [&demo, &udp, &fdpass, &msgq] {
+        assert_schema(&t.lines);
+    }
+}
+
 #[test]
 fn a_connection_made_before_ipcwatch_started_is_resolved_by_sock_diag() {
     require_root();

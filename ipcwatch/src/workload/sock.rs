@@ -563,6 +563,7 @@ pub fn msgq(count: usize, size: usize) -> Result<()> {
                 return Err(os_err("msgget"));
             }
             buf[..8].copy_from_slice(&7i64.to_ne_bytes());
+            buf[8..].fill(9);
             for _ in 0..count {
                 // SAFETY: buf holds mtype then `size` bytes.
                 if unsafe { libc::msgsnd(id, buf.as_ptr().cast(), size, 0) } != 0 {
