@@ -46,6 +46,8 @@ pub mod kind {
     /// [`super::DataEvent`]: payload of the next IO event of the same
     /// thread (only with `--capture-bytes`).
     pub const DATA: u32 = 13;
+    /// [`super::WaitEvent`]: wait4/waitid returned an exited child.
+    pub const WAIT: u32 = 14;
     /// [`super::SockEvent`]: bytes through a socket (`op` is an [`super::op`]).
     pub const SOCK_IO: u32 = 32;
     /// [`super::SockEvent`]: socket lifecycle (`op` is a [`super::sock_op`]).
@@ -112,6 +114,8 @@ pub mod sc {
     pub const OPENAT: u32 = 18;
     pub const OPENAT2: u32 = 19;
     pub const CLOSE_RANGE: u32 = 20;
+    pub const WAIT4: u32 = 21;
+    pub const WAITID: u32 = 22;
     // Sockets and message queues: codes 32..63.
     pub const SOCKET: u32 = 32;
     pub const SOCKETPAIR: u32 = 33;
@@ -166,7 +170,7 @@ pub mod sc {
 
     /// Every code with its syscall name, as it appears in NDJSON and in
     /// the tracepoint names `syscalls:sys_{enter,exit}_<name>`.
-    pub const NAMES: [(u32, &str); 20] = [
+    pub const NAMES: [(u32, &str); 22] = [
         (READ, "read"),
         (WRITE, "write"),
         (READV, "readv"),
@@ -187,6 +191,8 @@ pub mod sc {
         (OPENAT, "openat"),
         (OPENAT2, "openat2"),
         (CLOSE_RANGE, "close_range"),
+        (WAIT4, "wait4"),
+        (WAITID, "waitid"),
     ];
 
     /// The syscall name for a code, or `"?"`.
@@ -393,6 +399,18 @@ pub struct ExitEvent {
     /// `task->exit_code`: wait status encoding (code << 8 | signal).
     pub exit_code: u32,
     pub _pad: u32,
+}
+
+/// A wait4/waitid that returned a child that exited (or was killed): the
+/// child's end happened before the return. Stopped and continued children
+/// are not reported.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitEvent {
+    pub hdr: EventHeader,
+    pub child_pid: u32,
+    /// Wait status encoding (code << 8 | signal), as for [`ExitEvent`].
+    pub status: u32,
 }
 
 /// Values of [`SockEvent::op`] for `kind::SOCK_LIFE`.
@@ -695,6 +713,7 @@ mod tests {
         );
         assert_eq!(size_of::<MqEvent>(), 48 + 16 + 24 + 64 + MQ_NAME_LEN);
         assert_eq!(size_of::<MsgEvent>(), 48 + 8 + 8 + 8 + 8);
+        assert_eq!(size_of::<WaitEvent>(), 48 + 8);
         assert_eq!(size_of::<SockConfig>(), 16 * 4);
     }
 

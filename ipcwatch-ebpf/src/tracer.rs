@@ -17,7 +17,7 @@ use aya_ebpf::{
 use ipcwatch_common::{
     COMM_LEN, Config, DataEvent, EventHeader, ExecEvent, ExitEvent, FdEvent, FileId, ForkEvent,
     IoEvent, MAX_CAPTURE, MAX_SYSCALL_NR, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, SpanEvent,
-    file_kind, filter, kind, op, sc, stat, traced,
+    WaitEvent, file_kind, filter, kind, op, sc, stat, traced,
 };
 
 /// Written by userspace before load.
@@ -701,6 +701,58 @@ pub(crate) fn capture_user(pid_tgid: u64, buf: u64, len: i64) {
     entry.submit(wake_flags());
 }
 
+/// wait4/waitid that returned a child which exited or was killed (for the
+/// happens-before edge from its end to this return).
+#[inline(never)]
+fn wait(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+    const WUNTRACED: u64 = 2;
+    const WCONTINUED: u64 = 8;
+    const CLD_EXITED: i32 = 1;
+    const CLD_KILLED: i32 = 2;
+    const CLD_DUMPED: i32 = 3;
+    let read = |addr: u64| -> Option<i32> {
+        // SAFETY: user pointer; probe_read tolerates faults.
+        unsafe { bpf_probe_read_user(addr as *const i32) }.ok()
+    };
+    let (child, status) = if code == sc::WAIT4 {
+        // The pid, or 0 (WNOHANG and nothing to report).
+        if ret <= 0 {
+            return;
+        }
+        let status = match r.arg(1) {
+            0 => None,
+            p => read(p),
+        };
+        match status {
+            // Stopped (0x7f in the low byte) or continued (0xffff).
+            Some(st) if st & 0xff == 0x7f || st == 0xffff => return,
+            Some(st) => (ret as u32, st as u32),
+            // No status to look at: only exits can be reported.
+            None if r.arg(2) & (WUNTRACED | WCONTINUED) != 0 => return,
+            None => (ret as u32, 0),
+        }
+    } else {
+        // siginfo_t: si_code at 8, si_pid at 16, si_status at 24.
+        let info = r.arg(2);
+        let (Some(si_code), Some(pid), Some(st)) =
+            (read(info + 8), read(info + 16), read(info + 24))
+        else {
+            return;
+        };
+        match si_code {
+            _ if pid <= 0 => return,
+            CLD_EXITED => (pid as u32, ((st & 0xff) << 8) as u32),
+            CLD_KILLED | CLD_DUMPED => (pid as u32, (st & 0x7f) as u32),
+            _ => return,
+        }
+    };
+    emit(WaitEvent {
+        hdr: header(kind::WAIT, pid_tgid),
+        child_pid: child,
+        status,
+    });
+}
+
 /// Before the IO event of a large pipe write: when it started.
 #[inline(never)]
 fn span(pid_tgid: u64, ret: i64) {
@@ -882,6 +934,7 @@ fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
                 code,
             )
         }
+        sc::WAIT4 | sc::WAITID => wait(&r, pid_tgid, code, ret),
         sc::DUP | sc::DUP2 | sc::DUP3 => {
             let cloexec = code == sc::DUP3 && arg(2) & O_CLOEXEC != 0;
             dup(pid_tgid, arg(0) as i32, ret, cloexec as u32, code)

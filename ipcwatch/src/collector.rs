@@ -442,6 +442,7 @@ impl Collector {
                     comm: comm(&e.hdr),
                     ppid: Some(e.hdr.pid),
                     filename: None,
+                    child: None,
                     exit_code: None,
                     signal: None,
                 }));
@@ -463,6 +464,7 @@ impl Collector {
                     comm: comm(&e.hdr),
                     ppid: None,
                     filename: Some(lossy(&e.filename)),
+                    child: None,
                     exit_code: None,
                     signal: None,
                 }));
@@ -472,6 +474,21 @@ impl Collector {
             | RawEvent::WriteSample(_)
             | RawEvent::Span(_)
             | RawEvent::Data(_) => {}
+            RawEvent::Wait(e) => {
+                let (exit_code, signal) = wait_status(e.status);
+                out.push(Record::Process(ProcessLine {
+                    ts_ns: e.hdr.ts_ns,
+                    event: ProcessEvent::Wait,
+                    pid: e.hdr.pid,
+                    tid: e.hdr.tid,
+                    comm: comm(&e.hdr),
+                    ppid: None,
+                    filename: None,
+                    child: Some(e.child_pid),
+                    exit_code,
+                    signal,
+                }))
+            }
             RawEvent::Exit(e) => {
                 self.regions.process_gone(e.hdr.pid, false);
                 let (exit_code, signal) = wait_status(e.exit_code);
@@ -483,6 +500,7 @@ impl Collector {
                     comm: comm(&e.hdr),
                     ppid: None,
                     filename: None,
+                    child: None,
                     exit_code,
                     signal,
                 }))

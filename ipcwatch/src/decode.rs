@@ -6,7 +6,7 @@ use crate::events::Text;
 use ipcwatch_common::race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE};
 use ipcwatch_common::{
     DataEvent, EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, MqEvent, MsgEvent,
-    OpenEvent, PathEvent, PipeEvent, SockEvent, SpanEvent, kind,
+    OpenEvent, PathEvent, PipeEvent, SockEvent, SpanEvent, WaitEvent, kind,
     shm::{self, FaultEvent, LockEvent, MemEvent, UprobeEvent},
 };
 
@@ -26,6 +26,7 @@ pub enum RawEvent {
     Fork(ForkEvent),
     Exec(ExecEvent),
     Exit(ExitEvent),
+    Wait(WaitEvent),
     Collision(CollisionEvent),
     WriteSample(CollisionEvent),
     Span(SpanEvent),
@@ -55,6 +56,7 @@ impl RawEvent {
             RawEvent::Fork(e) => &e.hdr,
             RawEvent::Exec(e) => &e.hdr,
             RawEvent::Exit(e) => &e.hdr,
+            RawEvent::Wait(e) => &e.hdr,
             RawEvent::Collision(e) | RawEvent::WriteSample(e) => &e.hdr,
             RawEvent::Span(e) => &e.hdr,
             RawEvent::Data(e) => &e.hdr,
@@ -111,6 +113,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::FORK => RawEvent::Fork(read(bytes, "fork event")?),
         kind::EXEC => RawEvent::Exec(read(bytes, "exec event")?),
         kind::EXIT => RawEvent::Exit(read(bytes, "exit event")?),
+        kind::WAIT => RawEvent::Wait(read(bytes, "wait event")?),
         kind::SPAN => RawEvent::Span(read(bytes, "span event")?),
         kind::DATA => RawEvent::Data(read(bytes, "data event")?),
         KIND_COLLISION => RawEvent::Collision(read(bytes, "collision event")?),

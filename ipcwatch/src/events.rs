@@ -354,6 +354,8 @@ pub enum ProcessEvent {
     Exit,
     /// The process was running when ipcwatch started.
     Existing,
+    /// wait4/waitid returned `child`, which had exited (or was killed).
+    Wait,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -370,7 +372,10 @@ pub struct ProcessLine {
     /// exec: the program's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
-    /// exit: exit status when it exited normally.
+    /// wait: the child it reaped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<u32>,
+    /// exit (wait: the child's): exit status when it exited normally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// exit: the signal that killed it.

@@ -158,6 +158,8 @@ pub fn syscall_numbers() -> Vec<(u32, i64)> {
         (sc::OPENAT, libc::SYS_openat),
         (sc::OPENAT2, libc::SYS_openat2),
         (sc::CLOSE_RANGE, libc::SYS_close_range),
+        (sc::WAIT4, libc::SYS_wait4),
+        (sc::WAITID, libc::SYS_waitid),
     ];
     v.extend(channel_syscall_numbers());
     #[cfg(target_arch = "x86_64")]

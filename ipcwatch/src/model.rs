@@ -605,6 +605,8 @@ impl Model {
                 p.exit_code = line.exit_code;
                 p.signal = line.signal;
             }
+            // An edge for the happens-before analysis; the exit said it all.
+            ProcessEvent::Wait => {}
         }
     }
 
@@ -648,6 +650,7 @@ mod tests {
             comm: "sh".into(),
             ppid,
             filename: None,
+            child: None,
             exit_code: None,
             signal: None,
         })

@@ -66,6 +66,7 @@ pub fn scan_process(pid: u32, ts_ns: u64, before_exec: bool, out: &mut Vec<Recor
         comm: comm.clone(),
         ppid: Some(ppid),
         filename: None,
+        child: None,
         exit_code: None,
         signal: None,
     }));

@@ -2,7 +2,7 @@
 //! processes bump one shared counter. Every racy variant must be flagged
 //! within 5 seconds, with both writers' pids and functions; no
 //! synchronized variant may be. `ipcwatch analyze` on each recording must
-//! print the same findings.
+//! print the same findings. Then deep mode's happens-before analysis.
 
 mod common;
 
@@ -246,4 +246,75 @@ fn record_fail_on_race_exits_3_only_when_a_race_was_found() {
         "{}",
         String::from_utf8_lossy(&clean.stderr)
     );
+}
+
+/// `record --deep` of the counter taking `sync` turns for 2 s: its trace
+/// and the pids of the parent and the child.
+fn deep_counter(sync: &str) -> (Trace, u64, u64) {
+    require_root();
+    let t = record(&[
+        "--deep",
+        "--",
+        ipcwatch(),
+        "workload",
+        "counter",
+        "--memory",
+        "anon",
+        "--sync",
+        sync,
+        "--secs",
+        "2",
+    ]);
+    let fork = t
+        .of_type("process")
+        .find(|l| l["event"] == "fork")
+        .expect("the workload forks");
+    let (child, parent) = (
+        fork["pid"].as_u64().unwrap(),
+        fork["ppid"].as_u64().unwrap(),
+    );
+    // Both processes' writes were sampled: the analysis had both to order.
+    for pid in [parent, child] {
+        assert!(
+            t.of_type("write_sample").any(|w| w["pid"] == pid),
+            "no write sampled for {pid}"
+        );
+    }
+    (t, parent, child)
+}
+
+#[test]
+fn deep_mode_flags_writes_that_nothing_orders() {
+    let (t, parent, child) = deep_counter("none");
+    let hb: Vec<&Value> = races(&t)
+        .into_iter()
+        .filter(|r| r["evidence"] == "happens-before")
+        .collect();
+    assert!(!hb.is_empty(), "no happens-before finding");
+    let pids: BTreeSet<u64> = hb[0]["accesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pids, BTreeSet::from([parent, child]));
+    assert_schema(&t.lines);
+}
+
+#[test]
+fn deep_mode_orders_a_childs_writes_before_its_parents_wait() {
+    // The child writes for 1 s and exits; the parent waits for it, then
+    // writes for 1 s. No lock, but exit -> wait orders the two.
+    let (t, parent, child) = deep_counter("handoff");
+    let wait = t
+        .of_type("process")
+        .find(|l| l["event"] == "wait")
+        .expect("a wait line");
+    assert_eq!(wait["pid"].as_u64(), Some(parent));
+    assert_eq!(wait["child"].as_u64(), Some(child));
+    assert_eq!(wait["exit_code"], 0);
+    let found = races(&t);
+    assert!(found.is_empty(), "false positive: {found:?}");
+    assert!(analyzed(&t.lines).is_empty());
+    assert_schema(&t.lines);
 }

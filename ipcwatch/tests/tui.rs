@@ -42,6 +42,7 @@ fn process(ts: u64, pid: u32, ppid: u32, comm: &str) -> Record {
         comm: comm.into(),
         ppid: Some(ppid),
         filename: None,
+        child: None,
         exit_code: None,
         signal: None,
     })

@@ -73,6 +73,11 @@ pub struct HappensBefore {
     /// (region, offset) -> the last sampled write of each thread.
     last: HashMap<(Text, u64), HashMap<u32, Sample>>,
     reported: HashSet<(Text, u64, u64, u64)>,
+    /// The process of each thread seen.
+    pids: HashMap<u32, u32>,
+    /// The clock of each process that exited (all its threads'), for the
+    /// parent whose wait returns it.
+    exited: HashMap<u32, VClock>,
     /// Sampled writes seen.
     pub samples: u64,
 }
@@ -92,6 +97,14 @@ impl HappensBefore {
 
     /// Feed one record; returns a finding when a sampled write races.
     pub fn apply(&mut self, r: &Record) -> Option<RaceLine> {
+        let (pid, tid) = match r {
+            Record::Process(p) => (p.pid, p.tid),
+            Record::Sync(s) => (s.pid, s.tid),
+            Record::Io(io) => (io.pid, io.tid),
+            Record::WriteSample(w) => (w.pid, w.tid),
+            _ => return None,
+        };
+        self.pids.insert(tid, pid);
         match r {
             Record::Process(p) => self.process(p),
             Record::Sync(s) => self.sync(s),
@@ -103,13 +116,38 @@ impl HappensBefore {
     }
 
     fn process(&mut self, p: &ProcessLine) {
-        if p.event == ProcessEvent::Fork
-            && let Some(parent) = p.ppid
-        {
-            let mut c = self.clock(parent).clone();
-            self.clock(parent).tick(parent);
-            c.tick(p.pid);
-            self.threads.insert(p.pid, c);
+        match p.event {
+            ProcessEvent::Fork => {
+                if let Some(parent) = p.ppid {
+                    let mut c = self.clock(parent).clone();
+                    self.clock(parent).tick(parent);
+                    c.tick(p.pid);
+                    self.threads.insert(p.pid, c);
+                }
+            }
+            // Everything the process did happened before its parent's wait
+            // for it returned.
+            // Its threads are gone: their clocks move into the process's.
+            ProcessEvent::Exit => {
+                let mut end = VClock::default();
+                let pid = p.pid;
+                self.pids.retain(|tid, p| {
+                    if *p != pid {
+                        return true;
+                    }
+                    if let Some(c) = self.threads.remove(tid) {
+                        end.join(&c);
+                    }
+                    false
+                });
+                self.exited.insert(pid, end);
+            }
+            ProcessEvent::Wait => {
+                if let Some(end) = p.child.and_then(|c| self.exited.remove(&c)) {
+                    self.clock(p.tid).join(&end);
+                }
+            }
+            ProcessEvent::Exec | ProcessEvent::Existing => {}
         }
     }
 
@@ -284,6 +322,7 @@ mod tests {
             comm: "w".into(),
             ppid: Some(parent),
             filename: None,
+            child: None,
             exit_code: None,
             signal: None,
         })
@@ -331,6 +370,45 @@ mod tests {
         // Without a message back, the parent's next write is unordered
         // with the child's.
         assert!(hb.apply(&sample(1, 30)).is_some());
+    }
+
+    fn ended(event: ProcessEvent, pid: u32, child: Option<u32>) -> Record {
+        Record::Process(ProcessLine {
+            ts_ns: 0,
+            event,
+            pid,
+            tid: pid,
+            comm: "w".into(),
+            ppid: None,
+            filename: None,
+            child,
+            exit_code: Some(0),
+            signal: None,
+        })
+    }
+
+    #[test]
+    fn a_child_that_exited_and_was_waited_for_is_ordered_before_its_parent() {
+        let mut hb = HappensBefore::new();
+        hb.apply(&fork(2, 1));
+        assert!(hb.apply(&sample(2, 10)).is_none());
+        hb.apply(&ended(ProcessEvent::Exit, 2, None));
+        // Before the wait returns, the parent's write is unordered...
+        let mut early = HappensBefore::new();
+        early.apply(&fork(2, 1));
+        early.apply(&sample(2, 10));
+        early.apply(&ended(ProcessEvent::Exit, 2, None));
+        assert!(early.apply(&sample(1, 20)).is_some());
+        // ...after it, ordered.
+        hb.apply(&ended(ProcessEvent::Wait, 1, Some(2)));
+        assert!(hb.apply(&sample(1, 20)).is_none());
+        // A wait for another child teaches nothing.
+        let mut other = HappensBefore::new();
+        other.apply(&fork(2, 1));
+        other.apply(&sample(2, 10));
+        other.apply(&ended(ProcessEvent::Exit, 2, None));
+        other.apply(&ended(ProcessEvent::Wait, 1, Some(3)));
+        assert!(other.apply(&sample(1, 20)).is_some());
     }
 
     #[test]

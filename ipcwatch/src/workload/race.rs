@@ -42,6 +42,10 @@ pub enum Sync {
     Semaphore,
     /// A token handed back and forth over two pipes.
     Token,
+    /// Turns: the child bumps for the first half and exits, the parent
+    /// waits for it, then bumps for the second half (exit -> wait orders
+    /// them).
+    Handoff,
 }
 
 fn os_err(what: &str) -> anyhow::Error {
@@ -201,7 +205,15 @@ pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
     if sync == Sync::Token && child != 0 {
         token.tx.write_all(b"t")?; // the parent gives the token first
     }
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut deadline = Instant::now() + Duration::from_secs_f64(secs);
+    if sync == Sync::Handoff {
+        if child != 0 {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+        }
+        deadline = Instant::now() + Duration::from_secs_f64(secs / 2.0);
+    }
     let mut n: u64 = 0;
     let mut b = [0u8; 1];
     while Instant::now() < deadline {
@@ -210,7 +222,7 @@ pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
             // memory both processes map.
             unsafe {
                 match sync {
-                    Sync::None => bump_counter_unsynchronized(counter),
+                    Sync::None | Sync::Handoff => bump_counter_unsynchronized(counter),
                     Sync::Atomic => bump_counter_atomic(counter),
                     Sync::Mutex => {
                         libc::pthread_mutex_lock(lock as *mut libc::pthread_mutex_t);
@@ -246,9 +258,11 @@ pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
         unsafe { libc::_exit(0) };
     }
     drop(token);
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(child, &mut status, 0) };
+    if sync != Sync::Handoff {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+    }
     // SAFETY: `counter` is still mapped.
     let value = unsafe { ptr::read_volatile(counter) };
     println!("counter {} {child} {value} {n}", std::process::id());
