@@ -474,39 +474,36 @@ impl Collector {
             | RawEvent::WriteSample(_)
             | RawEvent::Span(_)
             | RawEvent::Data(_) => {}
-            RawEvent::Wait(e) => {
-                let (exit_code, signal) = wait_status(e.status);
-                out.push(Record::Process(ProcessLine {
-                    ts_ns: e.hdr.ts_ns,
-                    event: ProcessEvent::Wait,
-                    pid: e.hdr.pid,
-                    tid: e.hdr.tid,
-                    comm: comm(&e.hdr),
-                    ppid: None,
-                    filename: None,
-                    child: Some(e.child_pid),
-                    exit_code,
-                    signal,
-                }))
-            }
+            RawEvent::Wait(e) => out.push(ended(
+                &e.hdr,
+                ProcessEvent::Wait,
+                Some(e.child_pid),
+                e.status,
+            )),
             RawEvent::Exit(e) => {
                 self.regions.process_gone(e.hdr.pid, false);
-                let (exit_code, signal) = wait_status(e.exit_code);
-                out.push(Record::Process(ProcessLine {
-                    ts_ns: e.hdr.ts_ns,
-                    event: ProcessEvent::Exit,
-                    pid: e.hdr.pid,
-                    tid: e.hdr.tid,
-                    comm: comm(&e.hdr),
-                    ppid: None,
-                    filename: None,
-                    child: None,
-                    exit_code,
-                    signal,
-                }))
+                out.push(ended(&e.hdr, ProcessEvent::Exit, None, e.exit_code))
             }
         }
     }
+}
+
+/// An `exit` line, or a `wait` line for `child`: `status` is the wait
+/// status (the process's own, or the child's).
+fn ended(hdr: &EventHeader, event: ProcessEvent, child: Option<u32>, status: u32) -> Record {
+    let (exit_code, signal) = wait_status(status);
+    Record::Process(ProcessLine {
+        ts_ns: hdr.ts_ns,
+        event,
+        pid: hdr.pid,
+        tid: hdr.tid,
+        comm: comm(hdr),
+        ppid: None,
+        filename: None,
+        child,
+        exit_code,
+        signal,
+    })
 }
 
 #[cfg(test)]
