@@ -864,34 +864,22 @@ fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
     }
     let arg = |i: usize| r.arg(i);
     match code {
-        sc::READ | sc::READV => {
+        sc::READ | sc::READV | sc::WRITE | sc::WRITEV => {
             let fd = arg(0) as i32;
-            let fptr = if BTF {
-                file_of_fd_btf(fd as i64)
-            } else {
-                file_of_fd(fd as i64)
-            };
+            let fptr = file_of_fd_any::<BTF>(fd as i64);
             let file = classify_file(fptr);
-            if capturing() {
-                capture(pid_tgid, &file, user_buf(code, arg(1), ret));
-            }
-            io_event::<BTF>(pid_tgid, &file, fptr, pack(fd, op::READ, code), ret)
-        }
-        sc::WRITE | sc::WRITEV => {
-            let fd = arg(0) as i32;
-            let fptr = if BTF {
-                file_of_fd_btf(fd as i64)
+            let dir = if code == sc::READ || code == sc::READV {
+                op::READ
             } else {
-                file_of_fd(fd as i64)
+                op::WRITE
             };
-            let file = classify_file(fptr);
-            if file.kind == file_kind::PIPE || file.kind == file_kind::FIFO {
+            if dir == op::WRITE && (file.kind == file_kind::PIPE || file.kind == file_kind::FIFO) {
                 span(pid_tgid, ret);
             }
             if capturing() {
                 capture(pid_tgid, &file, user_buf(code, arg(1), ret));
             }
-            io_event::<BTF>(pid_tgid, &file, fptr, pack(fd, op::WRITE, code), ret)
+            io_event::<BTF>(pid_tgid, &file, fptr, pack(fd, dir, code), ret)
         }
         sc::VMSPLICE => {
             let fd = arg(0) as i32;

@@ -99,6 +99,11 @@ fn assert_clean(args: &[&str]) {
 }
 
 fn counter(memory: &'static str, sync: &'static str) -> Vec<&'static str> {
+    counter_for(memory, sync, SECS)
+}
+
+/// `-- ipcwatch workload counter` on `memory`, taking `sync`, for `secs`.
+fn counter_for(memory: &'static str, sync: &'static str, secs: &'static str) -> Vec<&'static str> {
     vec![
         "--",
         ipcwatch(),
@@ -109,7 +114,7 @@ fn counter(memory: &'static str, sync: &'static str) -> Vec<&'static str> {
         "--sync",
         sync,
         "--secs",
-        SECS,
+        secs,
     ]
 }
 
@@ -215,20 +220,10 @@ fn pipe_writers_of_512_byte_records_do_not() {
 #[test]
 fn record_fail_on_race_exits_3_only_when_a_race_was_found() {
     require_root();
-    let run = |sync: &str| {
+    let run = |sync: &'static str| {
         Command::new(ipcwatch())
-            .args(["record", "-o", "/dev/null", "--fail-on-race", "--"])
-            .args([
-                ipcwatch(),
-                "workload",
-                "counter",
-                "--memory",
-                "anon",
-                "--sync",
-                sync,
-                "--secs",
-                "3",
-            ])
+            .args(["record", "-o", "/dev/null", "--fail-on-race"])
+            .args(counter_for("anon", sync, "3"))
             .output()
             .unwrap()
     };
@@ -250,21 +245,11 @@ fn record_fail_on_race_exits_3_only_when_a_race_was_found() {
 
 /// `record --deep` of the counter taking `sync` turns for 2 s: its trace
 /// and the pids of the parent and the child.
-fn deep_counter(sync: &str) -> (Trace, u64, u64) {
+fn deep_counter(sync: &'static str) -> (Trace, u64, u64) {
     require_root();
-    let t = record(&[
-        "--deep",
-        "--",
-        ipcwatch(),
-        "workload",
-        "counter",
-        "--memory",
-        "anon",
-        "--sync",
-        sync,
-        "--secs",
-        "2",
-    ]);
+    let mut args = vec!["--deep"];
+    args.extend(counter_for("anon", sync, "2"));
+    let t = record(&args);
     let fork = t
         .of_type("process")
         .find(|l| l["event"] == "fork")

@@ -3,7 +3,7 @@
 //! with every loss checked to be counted; and ipcwatch's memory with 10,000
 //! live channels held by 1,000 processes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -43,14 +43,18 @@ struct TraceFacts {
 fn read_trace(path: &Path) -> Result<TraceFacts> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut t = TraceFacts::default();
-    let mut io_lines: Vec<String> = Vec::new();
+    // `io` lines per channel; those on the workload's channels are summed
+    // at the end.
+    let mut io_lines: HashMap<String, u64> = HashMap::new();
     let mut saw_summary = false;
     for line in BufReader::new(f).lines() {
         let line = line?;
         // io lines are most of the trace: keep their channel only.
         if line.starts_with("{\"type\":\"io\"") {
             let v: Value = serde_json::from_str(&line)?;
-            io_lines.push(v["channel"].as_str().unwrap_or_default().to_string());
+            *io_lines
+                .entry(v["channel"].as_str().unwrap_or_default().to_string())
+                .or_default() += 1;
             continue;
         }
         let v: Value = serde_json::from_str(&line).with_context(|| format!("bad line {line}"))?;
@@ -75,7 +79,11 @@ fn read_trace(path: &Path) -> Result<TraceFacts> {
         }
     }
     ensure!(saw_summary, "{}: no summary line", path.display());
-    t.io_created = io_lines.iter().filter(|c| t.created.contains(*c)).count() as u64;
+    t.io_created = io_lines
+        .iter()
+        .filter(|(c, _)| t.created.contains(*c))
+        .map(|(_, n)| n)
+        .sum();
     Ok(t)
 }
 
@@ -290,7 +298,7 @@ pub fn loss_sweep(bin: &Path) -> Result<String> {
 }
 
 /// (VmRSS, VmHWM, RssAnon, RssFile) of `pid`, in KiB.
-fn mem_kib(pid: u32) -> Option<[u64; 4]> {
+pub(crate) fn mem_kib(pid: u32) -> Option<[u64; 4]> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let get = |k: &str| -> Option<u64> {
         s.lines()

@@ -130,6 +130,17 @@ fn build_release() -> Result<PathBuf> {
     Ok(root().join("target/release/ipcwatch"))
 }
 
+/// `bin` when given, or a release build (after the set-up).
+fn given_or_built(bin: Option<PathBuf>) -> Result<PathBuf> {
+    match bin {
+        Some(b) => Ok(b),
+        None => {
+            setup::ensure()?;
+            build_release()
+        }
+    }
+}
+
 fn test() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
@@ -212,14 +223,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::BenchLoss { bin } => {
-            let bin = match bin {
-                Some(b) => b,
-                None => {
-                    setup::ensure()?;
-                    build_release()?
-                }
-            };
-            print!("{}", bench_load::loss_sweep(&bin)?);
+            print!("{}", bench_load::loss_sweep(&given_or_built(bin)?)?);
             Ok(())
         }
         Cmd::BenchMemory {
@@ -228,19 +232,8 @@ fn main() -> Result<()> {
             hold,
             bin,
         } => {
-            let bin = match bin {
-                Some(b) => b,
-                None => {
-                    setup::ensure()?;
-                    build_release()?
-                }
-            };
-            let doc = if (procs, channels, hold) == (1000, 10_000, 60) {
-                bench_load::memory(&bin)?
-            } else {
-                bench_load::memory_with(&bin, procs, channels, hold)?
-            };
-            print!("{doc}");
+            let bin = given_or_built(bin)?;
+            print!("{}", bench_load::memory_with(&bin, procs, channels, hold)?);
             Ok(())
         }
         Cmd::Bench(args) => {

@@ -24,15 +24,9 @@ pub struct SoakArgs {
     every: u64,
 }
 
+/// VmRSS of `pid` in KiB (0 once it is gone).
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
+    crate::bench_load::mem_kib(pid).map_or(0, |m| m[0])
 }
 
 pub fn run(bin: &Path, args: &SoakArgs) -> Result<()> {

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-fn os_err(what: &str) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
-}
+use super::os_err;
 
 /// Name this process (its comm) so the TUI shows what it is.
 fn set_name(name: &str) {

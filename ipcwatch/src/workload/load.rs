@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::{child_run, fork, wait};
+use super::{child_run, fork, os_err, pipe, wait};
 
 /// Quiet time around the measured phase, so that set-up and tear-down
 /// events (forks, closes, exits) find the ring buffer drained and are
@@ -22,20 +22,6 @@ const QUIET: Duration = Duration::from_millis(1000);
 /// One record on the result pipe: (role, syscalls that moved data, ns
 /// from the start to the end of the child's measured phase).
 const RESULT_BYTES: usize = 24;
-
-fn os_err(what: &str) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
-}
-
-fn pipe_fds() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: valid out array.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(os_err("pipe"));
-    }
-    // SAFETY: fresh descriptors we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
 
 fn socketpair_fds() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -126,13 +112,13 @@ pub fn paced(rate: u64, secs: f64, procs: usize, size: usize) -> Result<()> {
         bail!("paced: --procs, --rate and --secs must be positive, --size between 1 and 4096");
     }
     let per_writer = rate as f64 / 2.0 / procs as f64; // messages per second
-    let (res_r, res_w) = pipe_fds()?;
+    let (res_r, res_w) = pipe()?;
     // The measured phase starts once every child is forked.
     let start = Instant::now() + SETTLE * (2 * procs as u32 + 2) + QUIET / 4;
     let end = start + Duration::from_secs_f64(secs);
     let mut children = Vec::new();
     for i in 0..procs {
-        let (r, w) = pipe_fds()?;
+        let (r, w) = pipe()?;
         std::thread::sleep(SETTLE);
         let reader = fork()?;
         if reader == 0 {
@@ -246,8 +232,8 @@ fn raise_nofile() -> Result<u64> {
 /// partner's end). Pipes are written by the leader.
 fn make_channel(j: usize) -> Result<(OwnedFd, OwnedFd)> {
     if j.is_multiple_of(2) {
-        let (r, w) = pipe_fds()?;
-        Ok((w, r))
+        let (r, w) = pipe()?;
+        Ok((w.into(), r.into()))
     } else {
         socketpair_fds()
     }
@@ -274,9 +260,9 @@ pub fn many_channels(procs: usize, channels: usize, hold: f64, rate: f64) -> Res
         );
     }
     let period = Duration::from_secs_f64(groups as f64 / rate.max(1e-3));
-    let (stop_r, stop_w) = pipe_fds()?;
-    let (ready_r, ready_w) = pipe_fds()?;
-    let (done_r, done_w) = pipe_fds()?;
+    let (stop_r, stop_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    let (done_r, done_w) = pipe()?;
     let stop_w_fd = stop_w.as_raw_fd();
     let mut leaders = Vec::new();
     for g in 0..groups {

@@ -20,11 +20,16 @@ pub use sock::{
 pub mod shm;
 pub mod synth;
 
+/// `what` failed, with the OS error it left.
+fn os_err(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
+}
+
 fn pipe() -> Result<(std::fs::File, std::fs::File)> {
     let mut fds = [0; 2];
     // SAFETY: valid out array.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        bail!("pipe: {}", std::io::Error::last_os_error());
+        return Err(os_err("pipe"));
     }
     // SAFETY: fresh descriptors we own.
     Ok(unsafe {

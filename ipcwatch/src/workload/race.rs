@@ -5,12 +5,14 @@
 
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+
+use super::{os_err, pipe};
 
 /// Layout of the shared page: the lock (or semaphore) at 0, the counter
 /// on its own cache line.
@@ -46,10 +48,6 @@ pub enum Sync {
     /// waits for it, then bumps for the second half (exit -> wait orders
     /// them).
     Handoff,
-}
-
-fn os_err(what: &str) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
 }
 
 /// Map the shared page of the chosen kind.
@@ -124,21 +122,6 @@ fn bump_counter_atomic(counter: *mut u64) {
 struct Token {
     rx: std::fs::File,
     tx: std::fs::File,
-}
-
-fn pipe() -> Result<(std::fs::File, std::fs::File)> {
-    let mut fds = [0; 2];
-    // SAFETY: valid out array.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        bail!(os_err("pipe"));
-    }
-    // SAFETY: fresh descriptors we own.
-    Ok(unsafe {
-        (
-            std::fs::File::from(OwnedFd::from_raw_fd(fds[0])),
-            std::fs::File::from(OwnedFd::from_raw_fd(fds[1])),
-        )
-    })
 }
 
 /// Two processes bump the counter at offset 128 of a shared page for

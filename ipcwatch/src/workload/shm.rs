@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{fork, wait};
+use super::{fork, os_err, wait};
 
 /// Offsets in the shared page used by the counter workloads.
 pub const LOCK_OFFSET: usize = 0;
@@ -19,10 +19,6 @@ pub const COUNTER_OFFSET: usize = 256;
 /// Where the named semaphore's address is kept for the children.
 const SEM_PTR_OFFSET: usize = 192;
 const SIZE: usize = 4096;
-
-fn os_err(what: &str) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
-}
 
 /// A shared region mapped in this process.
 pub struct Region {

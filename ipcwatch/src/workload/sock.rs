@@ -11,11 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::{child_run, drain, fork, wait};
-
-fn os_err(what: &str) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
-}
+use super::{child_run, drain, fork, os_err, wait};
 
 fn say(line: String) -> Result<()> {
     let mut out = std::io::stdout();
