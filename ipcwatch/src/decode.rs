@@ -2,7 +2,7 @@
 
 use std::mem::size_of;
 
-use crate::events::Text;
+use crate::record::Text;
 use ipcwatch_common::race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE};
 use ipcwatch_common::{
     DataEvent, EventHeader, ExecEvent, ExitEvent, FdEvent, ForkEvent, IoEvent, MqEvent, MsgEvent,

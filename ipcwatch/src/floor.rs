@@ -9,8 +9,8 @@ use std::process::Command;
 use aya::{EbpfLoader, programs::RawTracePoint};
 use ipcwatch_common::Config;
 
-use crate::{
-    Error,
+use crate::error::Error;
+use crate::kernel::{
     loader::{EBPF_OBJECT, program},
     preflight,
 };

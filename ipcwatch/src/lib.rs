@@ -1,46 +1,42 @@
 //! ipcwatch: see how processes talk, and catch them corrupting shared
 //! memory.
 //!
-//! Data flows one way: eBPF probes ([`loader`]) -> ring buffer -> one
-//! decoder ([`decode`]) -> the [`collector`], which turns kernel events into
-//! [`events::Record`]s and keeps the [`model`] -> sinks ([`ndjson`]). A
-//! recorded trace replays through the same records, model and sinks.
+//! Data flows one way, and the modules are its stages (docs/architecture.md
+//! draws the tree):
+//!
+//! - [`kernel`]: the only place aya appears: loading and attaching the
+//!   eBPF programs, BTF offsets, syscall tables, `doctor`;
+//! - [`decode`]: ring-buffer bytes -> kernel events ([`decode::RawEvent`]);
+//! - [`scan`]: the state before the start, from /proc and sock_diag;
+//! - [`collect`]: kernel events -> [`record::Record`]s, one tracker per
+//!   family (fds and pipes, sockets, queues, regions, sync);
+//! - [`model`]: the live model the records build;
+//! - [`race`]: the race detector, whose findings are records too;
+//! - [`sink`]: where records go (NDJSON);
+//! - [`trace`]: reading a trace back, one replay for every consumer;
+//! - [`report`]: `analyze` and `graph`, from a replayed model;
+//! - [`session`]: a live recording, from start to summary;
+//! - [`tui`]: the terminal UI, on a session or a replay.
+//!
+//! [`record`], [`ids`], [`host`] and [`error`] are leaves every stage
+//! may use.
 
-pub mod analyze;
-pub mod channels;
-pub mod collector;
+pub mod collect;
 pub mod decode;
-pub mod doctor;
-pub mod events;
+pub mod error;
 pub mod floor;
-pub mod graph;
+pub mod host;
+pub mod ids;
 pub mod kernel;
-pub mod loader;
-pub mod locks;
 pub mod model;
-pub mod ndjson;
-pub mod preflight;
-pub mod procscan;
 pub mod race;
 pub mod record;
-pub mod regions;
-pub mod shmprobes;
-pub mod sockdiag;
-pub mod spawn;
+pub mod report;
+pub mod scan;
+pub mod session;
+pub mod sink;
+pub mod trace;
 pub mod tui;
 pub mod workload;
 
-/// Errors at the edges of the library (kernel, privileges, files).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Privileges(String),
-    #[error("{0}")]
-    Tracefs(String),
-    #[error("kernel BTF: {0}")]
-    Btf(String),
-    #[error("{0}")]
-    Load(String),
-    #[error("{0}")]
-    Spawn(String),
-}
+pub use error::Error;

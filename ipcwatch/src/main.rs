@@ -2,9 +2,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ipcwatch::doctor;
-use ipcwatch::loader::{ALL_KINDS, DEFAULT_RING_BYTES, Filter};
-use ipcwatch::record::{self, RecordArgs};
+use ipcwatch::kernel::doctor;
+use ipcwatch::kernel::loader::{ALL_KINDS, DEFAULT_RING_BYTES, Filter};
+use ipcwatch::session::{self, RecordArgs};
 
 /// See how processes talk (pipes, FIFOs...), live or recorded as NDJSON.
 ///
@@ -448,7 +448,7 @@ fn graph(cli: GraphCli) -> ExitCode {
     }
     let result = (|| -> anyhow::Result<String> {
         let model = match &cli.input {
-            Some(path) => ipcwatch::graph::model_from_trace(path)
+            Some(path) => ipcwatch::report::graph::model_from_trace(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
             None => {
                 let dir = std::env::temp_dir();
@@ -469,15 +469,15 @@ fn graph(cli: GraphCli) -> ExitCode {
                     },
                     ..RecordArgs::default()
                 };
-                let r = record::run(args);
+                let r = session::run(args);
                 let model = r.and_then(|_| {
-                    ipcwatch::graph::model_from_trace(&trace).map_err(anyhow::Error::from)
+                    ipcwatch::report::graph::model_from_trace(&trace).map_err(anyhow::Error::from)
                 });
                 let _ = std::fs::remove_file(&trace);
                 model?
             }
         };
-        let g = ipcwatch::graph::Graph::from_model(&model);
+        let g = ipcwatch::report::graph::Graph::from_model(&model);
         Ok(match cli.format {
             GraphFormat::Dot => g.dot(),
             GraphFormat::Json => serde_json::to_string_pretty(&g)? + "\n",
@@ -608,7 +608,7 @@ fn record(cli: RecordCli) -> ExitCode {
         lock_probes: cli.lock_probes,
     };
     let fail_on_race = cli.fail_on_race;
-    match record::run(args) {
+    match session::run(args) {
         Ok(o) => {
             let lost = if o.dropped > 0 {
                 format!(", {} LOST (ring buffer full; try --ring-size)", o.dropped)
@@ -655,7 +655,7 @@ fn analyze(file: &str, format: Format, fail_on_race: bool) -> ExitCode {
             }
         }
     };
-    let (analysis, error) = ipcwatch::analyze::replay(input);
+    let (analysis, error) = ipcwatch::report::analyze::replay(input);
     let show = error.is_none() || analysis.model.records > 0;
     if show {
         match format {

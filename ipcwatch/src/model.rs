@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use foldhash::HashMap;
 
-use crate::events::{
+use crate::ids::region_kind;
+
+use crate::record::{
     ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, End, EndpointSummary, FaultLine, Io,
     MappingEvent, MappingLine, Op, ProcessEvent, ProcessLine, RaceLine, Record, RegionEvent,
     RegionKind, RegionLine, SyncEvent, SyncLine, Text,
@@ -385,21 +387,9 @@ impl Model {
         r.removed = line.event == RegionEvent::Removed;
     }
 
-    /// Kind of a region from its id prefix (for lines that name a region
-    /// the model has not seen created).
-    fn kind_of(id: &str) -> RegionKind {
-        match id.split(':').next() {
-            Some("sysv") => RegionKind::Sysv,
-            Some("posix") => RegionKind::Posix,
-            Some("memfd") => RegionKind::Memfd,
-            Some("file") => RegionKind::File,
-            _ => RegionKind::Anon,
-        }
-    }
-
     fn apply_mapping(&mut self, line: &MappingLine) {
         self.process(line.pid, &line.comm, line.ts_ns);
-        let r = self.region(&line.region, Self::kind_of(&line.region), line.ts_ns);
+        let r = self.region(&line.region, region_kind(&line.region), line.ts_ns);
         r.mappings
             .retain(|m| !(m.pid == line.pid && m.start == line.start));
         if line.event != MappingEvent::Unmapped {
@@ -416,7 +406,7 @@ impl Model {
     fn apply_sync(&mut self, line: &SyncLine) {
         self.process(line.pid, &line.comm, line.ts_ns);
         if let Some(region) = &line.region {
-            let r = self.region(region, Self::kind_of(region), line.ts_ns);
+            let r = self.region(region, region_kind(region), line.ts_ns);
             r.locks.insert(line.lock.clone());
         }
         let l = self.locks.entry(line.lock.clone()).or_default();
@@ -438,7 +428,7 @@ impl Model {
 
     fn apply_fault(&mut self, line: &FaultLine) {
         self.process(line.pid, &line.comm, line.ts_ns);
-        let r = self.region(&line.region, Self::kind_of(&line.region), line.ts_ns);
+        let r = self.region(&line.region, region_kind(&line.region), line.ts_ns);
         let page = r.pages.entry(line.offset / PAGE).or_default();
         page.writes = page.writes.saturating_add(1);
         page.pids.insert(line.pid);
@@ -618,6 +608,33 @@ impl Model {
     }
 }
 
+/// The region and offset of address `addr` in process `pid`, from the
+/// mappings the model knows. The race detector and the lock code use this.
+pub fn locate(model: &Model, pid: u32, addr: u64) -> Option<(Text, u64)> {
+    model.regions.values().find_map(|r| {
+        r.mappings
+            .iter()
+            .find(|m| m.pid == pid && (m.start..m.end).contains(&addr))
+            .map(|m| (r.id.clone(), m.offset + (addr - m.start)))
+    })
+}
+
+/// Every mapping of `pid`, with its region id.
+pub fn mappings_of(model: &Model, pid: u32) -> Vec<(Text, Mapping)> {
+    let mut v: Vec<(Text, Mapping)> = model
+        .regions
+        .values()
+        .flat_map(|r| {
+            r.mappings
+                .iter()
+                .filter(|m| m.pid == pid)
+                .map(|m| (r.id.clone(), m.clone()))
+        })
+        .collect();
+    v.sort_by_key(|(_, m)| m.start);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -737,7 +754,7 @@ mod tests {
 
     #[test]
     fn races_are_deduplicated_by_place_and_code() {
-        use crate::events::Access;
+        use crate::record::Access;
         let access = |pid, f: &str| Access {
             pid,
             tid: pid,

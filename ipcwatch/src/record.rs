@@ -1,574 +1,634 @@
-//! `ipcwatch record`: trace, and write NDJSON.
+//! The records ipcwatch produces: one NDJSON line each.
+//!
+//! This is the contract documented in `docs/ndjson.md` and checked against
+//! `docs/ndjson.schema.json`. Live tracing turns kernel events into these
+//! records (see `collector`), and replay reads them back from a file; the
+//! model and every sink only ever see records.
 
-use std::io;
-use std::os::fd::OwnedFd;
-use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
 
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{SignalKind, signal};
+/// Current trace format version, in the header line.
+pub const FORMAT_VERSION: u32 = 1;
+/// Value of the header's `format` field.
+pub const FORMAT_NAME: &str = "ipcwatch-ndjson";
 
-use crate::collector::{Collector, Sink};
-use crate::decode::{RawEvent, decode};
-use crate::events::{FORMAT_NAME, FORMAT_VERSION, Header, Lost, Record, Summary, Text, Warning};
-use crate::kernel::{monotonic_ns, release};
-use crate::loader::{Filter, Options, Probes};
-use crate::ndjson::NdjsonWriter;
-use crate::race::detector::{Detector, DetectorOptions};
-use crate::{preflight, procscan, spawn};
+/// Short text without a heap allocation for the common sizes (a comm is at
+/// most 15 bytes; "pipe:[1234567]" fits too).
+pub type Text = CompactString;
 
-#[derive(Debug, Clone)]
-pub struct RecordArgs {
-    /// Output path, `-` for standard output.
-    pub output: String,
-    pub duration: Option<Duration>,
-    pub filter: Filter,
-    /// `-- CMD ARGS...`
-    pub command: Vec<String>,
-    pub ring_bytes: u32,
-    pub detector: DetectorOptions,
-    /// Collision sampling: how long a trapped write is held, in ns.
-    pub watch_delay_ns: u32,
-    /// Deep mode: happens-before analysis of every sampled write.
-    pub deep: bool,
-    /// Payload bytes copied per read/write (0: none, the default).
-    pub capture_bytes: u32,
-    /// Channel kinds to trace (`file_kind::bit`s), filtered in the kernel.
-    pub kinds: u32,
-    /// Send the command's standard output to standard error even when the
-    /// trace goes to a file (`graph` writes its own output to stdout).
-    pub command_stdout_to_stderr: bool,
-    /// `--lock-probes`: uprobes on hot lock calls (costly, opt-in).
-    pub lock_probes: bool,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Header(Header),
+    Io(Io),
+    Channel(ChannelLine),
+    Process(ProcessLine),
+    Lost(Lost),
+    Warning(Warning),
+    Summary(Summary),
+    Region(RegionLine),
+    Mapping(MappingLine),
+    Sync(SyncLine),
+    Fault(FaultLine),
+    Race(RaceLine),
+    WriteSample(WriteSampleLine),
+    /// A line type this version does not know (from a newer ipcwatch):
+    /// skipped when reading.
+    #[serde(other)]
+    Unknown,
 }
 
-impl Default for RecordArgs {
-    fn default() -> Self {
-        RecordArgs {
-            output: "-".into(),
-            duration: None,
-            filter: Filter::default(),
-            command: Vec::new(),
-            ring_bytes: crate::loader::DEFAULT_RING_BYTES,
-            detector: DetectorOptions::default(),
-            watch_delay_ns: 50_000,
-            deep: false,
-            capture_bytes: 0,
-            kinds: crate::loader::Options::default().kinds,
-            command_stdout_to_stderr: false,
-            lock_probes: false,
-        }
+impl Record {
+    pub fn ts_ns(&self) -> Option<u64> {
+        Some(match self {
+            Record::Header(r) => r.ts_ns,
+            Record::Io(r) => r.ts_ns,
+            Record::Channel(r) => r.ts_ns,
+            Record::Process(r) => r.ts_ns,
+            Record::Lost(r) => r.ts_ns,
+            Record::Warning(r) => r.ts_ns,
+            Record::Summary(r) => r.ts_ns,
+            Record::Region(r) => r.ts_ns,
+            Record::Mapping(r) => r.ts_ns,
+            Record::Sync(r) => r.ts_ns,
+            Record::Fault(r) => r.ts_ns,
+            Record::Race(r) => r.ts_ns,
+            Record::WriteSample(r) => r.ts_ns,
+            Record::Unknown => return None,
+        })
     }
 }
 
-/// How a recording ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    CommandExited,
-    Duration,
-    Signal,
-    OutputClosed,
-    /// The frontend asked to stop (the TUI quit).
-    Requested,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub ts_ns: u64,
+    /// Always "ipcwatch-ndjson".
+    pub format: Text,
+    /// [`FORMAT_VERSION`] of the writer.
+    pub version: u32,
+    pub tool_version: Text,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    pub hostname: String,
+    /// Wall-clock start, RFC 3339 UTC.
+    pub start_time: String,
+    /// Wall-clock start, nanoseconds since the Unix epoch. Together with
+    /// `ts_ns` (CLOCK_MONOTONIC) it converts any line's time to wall time.
+    pub start_unix_ns: u64,
+    /// The command traced with `-- CMD`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Process ids given with `--pid`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<u32>,
+    /// Names given with `--comm`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comms: Vec<String>,
 }
 
-impl StopReason {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Pipe,
+    Fifo,
+    Unix,
+    Tcp,
+    Udp,
+    Mq,
+    Msgq,
+}
+
+impl ChannelKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            StopReason::CommandExited => "command-exited",
-            StopReason::Duration => "duration",
-            StopReason::Signal => "signal",
-            StopReason::OutputClosed => "output-closed",
-            StopReason::Requested => "requested",
+            ChannelKind::Pipe => "pipe",
+            ChannelKind::Fifo => "fifo",
+            ChannelKind::Unix => "unix",
+            ChannelKind::Tcp => "tcp",
+            ChannelKind::Udp => "udp",
+            ChannelKind::Mq => "mq",
+            ChannelKind::Msgq => "msgq",
         }
     }
 }
 
-/// What a recording produced, for the caller's message and exit code.
-#[derive(Debug)]
-pub struct Outcome {
-    pub reason: StopReason,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Read,
+    Write,
+}
+
+/// Bytes moved through a channel by one syscall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Io {
+    pub ts_ns: u64,
+    pub kind: ChannelKind,
+    pub op: Op,
+    /// Stable channel id, e.g. "pipe:[12345]".
+    pub channel: Text,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    pub bytes: u64,
+    pub fd: i32,
+    /// The syscall that moved the bytes ("write", "splice"...).
+    pub syscall: Text,
+    /// When the syscall started (writes larger than PIPE_BUF to a pipe or
+    /// FIFO only: those may interleave with other writers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ns: Option<u64>,
+    /// Socket and queue details (absent for pipes).
+    #[serde(flatten)]
+    pub ext: IoExt,
+}
+
+/// Credentials passed with SCM_CREDENTIALS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The optional parts of an `io` line for sockets and message queues.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IoExt {
+    /// Messages moved, when more than one (sendmmsg/recvmmsg).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgs: Option<u32>,
+    /// POSIX queue: the message priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// SysV queue: the message type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtype: Option<i64>,
+    /// SysV queue: its key, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<i64>,
+    /// Unconnected socket: the destination (write) or source (read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// SCM_RIGHTS: the descriptors passed, as numbered in the sender
+    /// (write) or in the receiver (read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scm_rights: Option<Vec<i32>>,
+    /// SCM_CREDENTIALS sent or received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scm_credentials: Option<Credentials>,
+    /// With `--capture-bytes N`: the first N bytes moved, in hex. Never
+    /// present otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+/// Which way a descriptor faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum End {
+    Read,
+    Write,
+    Both,
+}
+
+impl End {
+    /// From `file->f_mode & (FMODE_READ | FMODE_WRITE)`.
+    pub fn from_access(access: u16) -> Option<End> {
+        match access & 3 {
+            1 => Some(End::Read),
+            2 => Some(End::Write),
+            3 => Some(End::Both),
+            _ => None,
+        }
+    }
+
+    /// From open(2) flags.
+    pub fn from_open_flags(flags: u32) -> End {
+        match flags as i32 & libc::O_ACCMODE {
+            libc::O_RDONLY => End::Read,
+            libc::O_WRONLY => End::Write,
+            _ => End::Both,
+        }
+    }
+
+    pub fn reads(self) -> bool {
+        self != End::Write
+    }
+
+    pub fn writes(self) -> bool {
+        self != End::Read
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelEvent {
+    /// pipe()/pipe2() made this end.
+    Create,
+    /// A FIFO was opened by path.
+    Open,
+    /// A descriptor was duplicated onto `fd` from `old_fd`.
+    Dup,
+    /// The descriptor was closed (close, close_range).
+    Close,
+    /// fcntl(F_SETFD) or close_range(CLOSE_RANGE_CLOEXEC) changed `cloexec`.
+    Setfd,
+    /// mknod made a FIFO at `path`.
+    Mkfifo,
+    /// The descriptor existed when ipcwatch started (found in /proc).
+    Existing,
+    /// socket() (or one end of socketpair, with `peer_*`).
+    Socket,
+    /// bind(): `local` is the address.
+    Bind,
+    /// listen().
+    Listen,
+    /// connect(): `remote` is the address, `peer_*` the other end.
+    Connect,
+    /// accept(): `fd` is the new socket, `peer_*` the connecting end.
+    Accept,
+    /// mq_unlink, or msgctl(IPC_RMID).
+    Unlink,
+    /// mq_notify: `notify` says whether a notification was registered.
+    Notify,
+    /// mq_getsetattr, msgctl (other than IPC_RMID).
+    Control,
+}
+
+/// A change to who holds an end of a channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelLine {
+    pub ts_ns: u64,
+    pub event: ChannelEvent,
+    pub kind: ChannelKind,
+    pub channel: Text,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    /// The descriptor (absent for `mkfifo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<End>,
+    /// `dup`: the descriptor it was duplicated from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_fd: Option<i32>,
+    /// Close-on-exec flag of `fd` after this event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cloexec: bool,
+    /// Path of a FIFO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<Text>,
+    /// Socket and queue details (absent for pipes). Boxed: most channel
+    /// lines are about pipes and leave it empty.
+    #[serde(flatten)]
+    pub ext: Box<ChannelExt>,
+}
+
+/// `struct mq_attr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqAttr {
+    pub flags: i64,
+    pub maxmsg: i64,
+    pub msgsize: i64,
+    pub curmsgs: i64,
+}
+
+/// The optional parts of a `channel` line for sockets and queues.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelExt {
+    /// "stream", "dgram" or "seqpacket".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_type: Option<Text>,
+    /// This end's address: "/path", "@abstract", "ip:port", "[ip6]:port".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    /// The other end's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// This socket's inode ("socket:[INODE]" in /proc/PID/fd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode: Option<u64>,
+    /// The other end: its socket inode and, when known, who holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_inode: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_comm: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_fd: Option<i32>,
+    /// Queues: the name (POSIX) or key (SysV).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<i64>,
+    /// SysV queue id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// mq_open oflag / msgget msgflg / msgctl cmd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u32>,
+    /// mq_open mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// mq_open attributes, mq_getsetattr new attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attr: Option<MqAttr>,
+    /// mq_getsetattr previous attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_attr: Option<MqAttr>,
+    /// mq_notify: true when registering, false when removing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessEvent {
+    Fork,
+    Exec,
+    Exit,
+    /// The process was running when ipcwatch started.
+    Existing,
+    /// wait4/waitid returned `child`, which had exited (or was killed).
+    Wait,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessLine {
+    pub ts_ns: u64,
+    pub event: ProcessEvent,
+    /// The process: for `fork`, the new child.
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    /// Parent (fork, existing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
+    /// exec: the program's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// wait: the child it reaped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<u32>,
+    /// exit (wait: the child's): exit status when it exited normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// exit: the signal that killed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+}
+
+/// Events the kernel could not deliver (the ring buffer was full).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lost {
+    pub ts_ns: u64,
+    /// Events lost since the previous `lost` line.
+    pub count: u64,
+    /// Events lost since the start.
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warning {
+    pub ts_ns: u64,
+    pub message: String,
+    /// The probe or feature concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+}
+
+/// Totals of one channel, in the summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSummary {
+    pub channel: Text,
+    pub kind: ChannelKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub writes: u64,
+    pub reads: u64,
+    /// Processes that wrote to it or hold a write end.
+    pub writers: Vec<u32>,
+    /// Processes that read from it or hold a read end.
+    pub readers: Vec<u32>,
+    /// Per process: what it sent and received (sockets and queues).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointSummary>,
+}
+
+/// One process's traffic on a channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    pub pid: u32,
+    pub comm: Text,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub writes: u64,
+    pub reads: u64,
+}
+
+/// Last line of every trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub ts_ns: u64,
+    pub duration_ns: u64,
+    /// Kernel events received.
     pub events: u64,
+    /// Kernel events lost (ring buffer full), as counted in the kernel.
     pub dropped: u64,
-    pub channels: usize,
-    pub races: usize,
+    /// Losses seen as gaps in the per-CPU sequence numbers; equal to
+    /// `dropped` unless the counters themselves were lost.
+    pub seq_gaps: u64,
+    /// Why recording stopped: "command-exited", "duration", "signal",
+    /// "output-closed" or "end-of-input" (replay).
+    pub reason: Text,
+    /// Exit status of the traced command, with `-- CMD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_status: Option<i32>,
+    pub channels: Vec<ChannelSummary>,
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_nanos(t).to_string()
+// ---------------------------------------------------------------------
+// Shared memory, synchronization and races. The shapes below are the
+// contract between the producers (the shared-memory probes, the race
+// detector) and the consumers (model, TUI, analyze); see docs/ndjson.md.
+// ---------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionKind {
+    /// SysV shared memory segment: id "sysv:<shmid>".
+    Sysv,
+    /// POSIX shm object under /dev/shm: id "posix:/<name>".
+    Posix,
+    /// memfd_create: id "memfd:<name>:<inode>".
+    Memfd,
+    /// MAP_SHARED mapping of a file: id "file:<path>".
+    File,
+    /// MAP_SHARED|MAP_ANONYMOUS shared through fork: id "anon:<dev>:<inode>".
+    Anon,
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionEvent {
+    Created,
+    Removed,
+    /// Existed when ipcwatch started.
+    Existing,
 }
 
-fn is_broken_pipe(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::BrokenPipe
+/// A shared region appears or goes away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionLine {
+    pub ts_ns: u64,
+    pub event: RegionEvent,
+    /// Stable id, the same in every process (see [`RegionKind`]).
+    pub region: Text,
+    pub kind: RegionKind,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Who created or removed it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<Text>,
 }
 
-/// Warn on standard error as well as in the trace.
-fn warn(
-    collector: &mut Collector,
-    sink: &mut dyn Sink,
-    probe: Option<String>,
-    message: String,
-) -> io::Result<()> {
-    eprintln!("ipcwatch: warning: {message}");
-    collector.push(
-        Record::Warning(Warning {
-            ts_ns: monotonic_ns(),
-            message,
-            probe,
-        }),
-        sink,
-    )
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MappingEvent {
+    Mapped,
+    Unmapped,
+    Existing,
 }
 
-/// Everything before the event loop; then the loop; then the summary.
-pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
-    run_with(
-        args,
-        |args| {
-            NdjsonWriter::create(&args.output)
-                .map_err(|e| anyhow::anyhow!("cannot write the trace to {}: {e}", args.output))
-        },
-        None,
-    )
+/// A process maps (part of) a region into its address space, or unmaps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MappingLine {
+    pub ts_ns: u64,
+    pub event: MappingEvent,
+    pub region: Text,
+    pub pid: u32,
+    pub comm: Text,
+    /// Virtual address range [start, end) in that process.
+    pub start: u64,
+    pub end: u64,
+    /// Offset into the region of `start`.
+    pub offset: u64,
+    /// "rw", "r" ... (read, write, exec letters).
+    pub prot: Text,
 }
 
-/// What ends a recording besides its command: SIGINT and SIGTERM (taken
-/// over from their default action), `--duration`, a stop request.
-struct StopOn {
-    sigint: tokio::signal::unix::Signal,
-    sigterm: tokio::signal::unix::Signal,
-    duration: Option<Duration>,
-    request: Option<tokio::sync::oneshot::Receiver<()>>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncEvent {
+    Acquire,
+    Release,
+    Wait,
+    Wake,
+    /// A lock object was initialized (inventory).
+    Init,
 }
 
-/// Where a `record -- CMD` stopped by a signal is in letting CMD end.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum WindDown {
-    /// No signal yet.
-    Running,
-    /// Signalled: waiting for the command to exit by itself.
-    Waiting,
-    /// The command was sent SIGTERM.
-    Terminated,
+/// One synchronization operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncLine {
+    pub ts_ns: u64,
+    pub event: SyncEvent,
+    /// The lock's identity, the same value in every process: "<region>+<offset>"
+    /// for an object in shared memory, "flock:<dev>:<ino>" for file locks,
+    /// "futex:<pid>:<addr>" for a private futex.
+    pub lock: Text,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    /// "futex", "mutex", "rwlock", "spin", "sem", "cond", "flock", "fcntl", "ofd".
+    pub primitive: Text,
+    /// The operation succeeded (acquired, woke...).
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Primitive-specific detail (futex op, rdlock/wrlock...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Text>,
 }
 
-/// [`run`] with another sink (the TUI's) and a way to ask it to stop.
-/// With `-- CMD` and `output` "-", the command's standard output goes to
-/// standard error, as for `record`. A stop request sends SIGTERM to the
-/// command.
-pub fn run_with<S: Sink>(
-    args: RecordArgs,
-    make_sink: impl FnOnce(&RecordArgs) -> anyhow::Result<S>,
-    stop: Option<tokio::sync::oneshot::Receiver<()>>,
-) -> anyhow::Result<Outcome> {
-    preflight::check_privileges()?;
-    let tracefs_note = preflight::ensure_tracefs()?;
-    let memlock_note = preflight::raise_memlock();
-    let mut sink = make_sink(&args)?;
-
-    let opts = Options {
-        filter: args.filter.clone(),
-        listed_only: !args.command.is_empty(),
-        ring_bytes: args.ring_bytes,
-        watch_delay_ns: args.watch_delay_ns,
-        deep: args.deep,
-        capture_bytes: args.capture_bytes,
-        kinds: args.kinds,
-        lock_probes: args.lock_probes,
-    };
-    let mut probes = Probes::load(&opts)?;
-
-    let start = SystemTime::now();
-    let start_mono = monotonic_ns();
-    let mut collector = Collector::new();
-    if args.deep {
-        collector.analyses.hb = Some(crate::race::hb::HappensBefore::new());
-    }
-    let header = Record::Header(Header {
-        ts_ns: start_mono,
-        format: FORMAT_NAME.into(),
-        version: FORMAT_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        kernel: release(),
-        hostname: hostname(),
-        start_time: rfc3339(start),
-        start_unix_ns: start
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-        command: (!args.command.is_empty()).then(|| args.command.clone()),
-        pids: args.filter.pids.clone(),
-        comms: args.filter.comms.clone(),
-    });
-    collector.push(header, &mut sink)?;
-    if let Some(note) = tracefs_note {
-        eprintln!("ipcwatch: {note}");
-    }
-    if let Some(note) = memlock_note {
-        log_note(&note);
-    }
-    for s in std::mem::take(&mut probes.skipped) {
-        let msg = format!("probe {} not attached: {}", s.probe, s.reason);
-        warn(&mut collector, &mut sink, Some(s.probe), msg)?;
-    }
-
-    // From here on SIGINT/SIGTERM must end in a summary (and must not kill
-    // ipcwatch while its command waits for it), so take them over now.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let stop_on = {
-        let _in_runtime = runtime.enter();
-        StopOn {
-            sigint: signal(SignalKind::interrupt())?,
-            sigterm: signal(SignalKind::terminate())?,
-            duration: args.duration,
-            request: stop,
-        }
-    };
-
-    // Start the command blocked, let the kernel follow it, then release it.
-    let mut child = None;
-    if !args.command.is_empty() {
-        let blocked = spawn::spawn_blocked(
-            &args.command,
-            args.output == "-" || args.command_stdout_to_stderr,
-        )?;
-        let pid = blocked.pid;
-        probes.trace_pid(pid, true)?;
-        let pidfd = spawn::pidfd(pid)?;
-        let mut recs = Vec::new();
-        procscan::scan_process(pid, monotonic_ns(), true, &mut recs);
-        for r in recs {
-            collector.push(r, &mut sink)?;
-        }
-        blocked.release(&args.command[0])?;
-        child = Some((pid, pidfd));
-    } else {
-        let filter = args.filter.clone();
-        let want = move |pid: u32, comm: &str| {
-            (filter.pids.is_empty() && filter.comms.is_empty())
-                || filter.pids.contains(&pid)
-                || filter.comms.iter().any(|c| c.as_str() == comm)
-        };
-        let found = procscan::scan(monotonic_ns(), &want);
-        let regions = crate::regions::scan_existing(&found, monotonic_ns());
-        for r in found.into_iter().chain(regions) {
-            if let Record::Mapping(m) = &r
-                && m.prot.contains('w')
-            {
-                probes.mark_shared(m.pid)?;
-                collector.regions.note_mapper(m.pid);
-            }
-            collector.push(r, &mut sink)?;
-        }
-        // Sockets connected before the start, with both ends (sock_diag).
-        for r in collector.channels.existing(monotonic_ns(), &want) {
-            collector.push(r, &mut sink)?;
-        }
-    }
-    sink.flush()?;
-
-    let (reason, command_status) = runtime.block_on(event_loop(
-        &mut probes,
-        &mut collector,
-        &mut sink,
-        child,
-        args.detector.clone(),
-        stop_on,
-    ))?;
-
-    match collector.finish(&mut sink) {
-        Err(e) if !is_broken_pipe(&e) => return Err(e.into()),
-        _ => {}
-    }
-    // Events lost after the last one each CPU delivered leave no gap.
-    let dropped = collector
-        .dropped_at_stop
-        .unwrap_or_else(|| probes.dropped());
-    collector.close_sequences(&probes.kernel_seqs());
-    let summary = Record::Summary(Summary {
-        ts_ns: monotonic_ns(),
-        duration_ns: monotonic_ns().saturating_sub(start_mono),
-        events: collector.events,
-        dropped,
-        seq_gaps: collector.seq_gaps,
-        reason: Text::const_new(reason.as_str()),
-        command_status,
-        channels: collector.model.channel_summaries(),
-    });
-    let written = collector
-        .push(summary, &mut sink)
-        .and_then(|()| sink.flush());
-    match written {
-        Err(e) if !is_broken_pipe(&e) => return Err(e.into()),
-        _ => {}
-    }
-    Ok(Outcome {
-        reason,
-        events: collector.events,
-        dropped,
-        channels: collector.model.channels.len(),
-        races: collector.model.findings.len(),
-        command_status,
-    })
+/// A write page fault on a shared region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultLine {
+    pub ts_ns: u64,
+    pub region: Text,
+    pub offset: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    /// Instruction pointer of the faulting write.
+    pub ip: u64,
 }
 
-fn log_note(note: &str) {
-    if std::env::var_os("IPCWATCH_VERBOSE").is_some() {
-        eprintln!("ipcwatch: note: {note}");
-    }
+/// One side of a race.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Access {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    pub ip: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// User stack, innermost first, symbolized where possible.
+    #[serde(default)]
+    pub stack: Vec<String>,
+    /// Locks known to be held (deep mode).
+    #[serde(default)]
+    pub locks: Vec<Text>,
+    pub ts_ns: u64,
 }
 
-/// Read the ring buffer until a stop condition; report losses as they grow.
-async fn event_loop(
-    probes: &mut Probes,
-    collector: &mut Collector,
-    sink: &mut dyn Sink,
-    child: Option<(u32, OwnedFd)>,
-    detector_opts: DetectorOptions,
-    stop_on: StopOn,
-) -> anyhow::Result<(StopReason, Option<i32>)> {
-    let ring = probes.take_ring()?;
-    // SAFETY: the RingBuf owns its map descriptor, which stays open for as
-    // long as the AsyncFd holds it.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE)? };
-    let StopOn {
-        mut sigint,
-        mut sigterm,
-        duration,
-        request,
-    } = stop_on;
-    let (child_pid, pidfd) = match child {
-        // SAFETY: the OwnedFd stays open for as long as the AsyncFd holds it.
-        Some((pid, fd)) => (
-            Some(pid),
-            Some(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE)? }),
-        ),
-        None => (None, None),
-    };
-    let deadline = async {
-        match duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(deadline);
-    let child_exit = async {
-        match &pidfd {
-            Some(fd) => {
-                let _ = fd.readable().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(child_exit);
-    let stop_requested = async {
-        match request {
-            // A dropped sender counts as a request too.
-            Some(rx) => {
-                let _ = rx.await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(stop_requested);
-    // The kernel wakes us only when the ring buffer fills up to a mark, so
-    // poll it often; losses and the output are checked less often.
-    let mut poll = tokio::time::interval(Duration::from_millis(20));
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut lost_reported = 0u64;
-    let mut ticks = 0u64;
-    let mut decode_errors = 0u64;
-    let mut detector = Detector::new(detector_opts);
+/// A finding of the race detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RaceLine {
+    pub ts_ns: u64,
+    /// "shm-write-write" or "pipe-interleave".
+    pub kind: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    pub len: u64,
+    pub accesses: Vec<Access>,
+    /// "collision" or "happens-before".
+    pub evidence: Text,
+    /// 0.0 to 1.0.
+    pub confidence: f64,
+    pub explanation: String,
+}
 
-    // Everything waiting in the ring buffer: kernel events through the
-    // collector, collisions through the race detector.
-    fn drain(
-        ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-        collector: &mut Collector,
-        sink: &mut dyn Sink,
-        detector: &mut Detector,
-        probes: &Probes,
-        decode_errors: &mut u64,
-    ) -> io::Result<()> {
-        while let Some(item) = ring.next() {
-            match decode(&item) {
-                Ok(RawEvent::Collision(c)) => {
-                    collector.ingest(&RawEvent::Collision(c), sink)?;
-                    drop(item);
-                    if let Some(race) = detector.on_collision(&c, probes) {
-                        collector.push(Record::Race(race), sink)?;
-                    }
-                }
-                Ok(RawEvent::WriteSample(c)) => {
-                    collector.ingest(&RawEvent::WriteSample(c), sink)?;
-                    drop(item);
-                    if let Some(line) = detector.sample_line(&c) {
-                        collector.push(Record::WriteSample(line), sink)?;
-                    }
-                }
-                Ok(ev) => collector.ingest(&ev, sink)?,
-                Err(e) => {
-                    *decode_errors += 1;
-                    if *decode_errors == 1 {
-                        drop(item);
-                        warn(
-                            collector,
-                            sink,
-                            None,
-                            format!("undecodable kernel event: {e}"),
-                        )?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    // With --lock-probes, give each new mapper of shared memory its uprobes.
-    let attach_new =
-        |probes: &mut Probes, collector: &mut Collector, sink: &mut dyn Sink| -> io::Result<()> {
-            for pid in std::mem::take(&mut collector.regions.gone) {
-                probes.detach_lock_probes(pid);
-            }
-            for pid in std::mem::take(&mut collector.regions.new_mappers) {
-                for s in probes.attach_lock_probes(pid) {
-                    let msg = format!("probe {} not attached: {}", s.probe, s.reason);
-                    warn(collector, sink, Some(s.probe), msg)?;
-                }
-            }
-            Ok(())
-        };
-
-    // SIGINT/SIGTERM while the command runs: a terminal's Ctrl-C reaches
-    // the command too, so give it a second to exit by itself; then send it
-    // SIGTERM and wait up to 2 s more. Recording goes on meanwhile (its last
-    // events belong in the trace); a second signal stops at once.
-    let mut wind_down = WindDown::Running;
-    let wind_down_timer = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(wind_down_timer);
-    let on_signal = |wind_down: &mut WindDown, timer: Pin<&mut tokio::time::Sleep>| {
-        if child_pid.is_none() || *wind_down != WindDown::Running {
-            return Some(StopReason::Signal);
-        }
-        *wind_down = WindDown::Waiting;
-        timer.reset(tokio::time::Instant::now() + Duration::from_secs(1));
-        None
-    };
-
-    let reason = loop {
-        let step: io::Result<Option<StopReason>> = tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard?;
-                let r = drain(guard.get_inner_mut(), collector, sink, &mut detector, probes, &mut decode_errors);
-                guard.clear_ready();
-                r.and_then(|()| attach_new(probes, collector, sink)).map(|()| None)
-            }
-            _ = poll.tick() => {
-                detector.tick(&collector.model, probes, std::time::Instant::now());
-                drain(ring.get_mut(), collector, sink, &mut detector, probes, &mut decode_errors)
-                    .and_then(|()| attach_new(probes, collector, sink))
-                    .map(|()| None)
-            }
-            _ = tick.tick() => {
-                // Every 5 s, give freed heap pages back: a burst (a /proc
-                // scan, thousands of new channels) leaves free memory in
-                // the middle of the heap that malloc keeps otherwise.
-                ticks += 1;
-                if ticks.is_multiple_of(25) {
-                    // SAFETY: malloc_trim only releases free memory.
-                    unsafe { libc::malloc_trim(0) };
-                }
-                let dropped = probes.dropped();
-                let mut r = Ok(());
-                if dropped > lost_reported {
-                    r = collector.push(Record::Lost(Lost {
-                        ts_ns: monotonic_ns(),
-                        count: dropped - lost_reported,
-                        total: dropped,
-                    }), sink);
-                    lost_reported = dropped;
-                }
-                r.and_then(|()| sink.flush()).map(|()| None)
-            }
-            _ = sigint.recv() => Ok(on_signal(&mut wind_down, wind_down_timer.as_mut())),
-            _ = sigterm.recv() => Ok(on_signal(&mut wind_down, wind_down_timer.as_mut())),
-            _ = &mut wind_down_timer, if wind_down != WindDown::Running => {
-                let pid = child_pid.unwrap_or_default();
-                if wind_down == WindDown::Waiting {
-                    // SAFETY: signalling our own child, not yet reaped (we
-                    // reap it only after this loop): the pid is still its.
-                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                    wind_down = WindDown::Terminated;
-                    wind_down_timer.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(2));
-                    Ok(None)
-                } else {
-                    let msg = format!("the command (pid {pid}) is still running 2 s after SIGTERM; leaving it");
-                    warn(collector, sink, None, msg).map(|()| Some(StopReason::Signal))
-                }
-            }
-            _ = &mut deadline => Ok(Some(StopReason::Duration)),
-            _ = &mut child_exit => Ok(Some(match wind_down {
-                WindDown::Running => StopReason::CommandExited,
-                _ => StopReason::Signal,
-            })),
-            _ = &mut stop_requested => Ok(Some(StopReason::Requested)),
-        };
-        match step {
-            Ok(Some(reason)) => break reason,
-            Ok(None) => {}
-            Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None)),
-            Err(e) => return Err(e.into()),
-        }
-    };
-    // Everything the kernel wrote before the stop.
-    detector.disarm(probes);
-    let seqs = probes.kernel_seqs();
-    collector.stop_at(seqs, probes.dropped());
-    let last = drain(
-        ring.get_mut(),
-        collector,
-        sink,
-        &mut detector,
-        probes,
-        &mut decode_errors,
-    )
-    .and_then(|()| {
-        let dropped = collector
-            .dropped_at_stop
-            .unwrap_or_else(|| probes.dropped());
-        if dropped > lost_reported {
-            collector.push(
-                Record::Lost(Lost {
-                    ts_ns: monotonic_ns(),
-                    count: dropped - lost_reported,
-                    total: dropped,
-                }),
-                sink,
-            )?;
-        }
-        Ok(())
-    });
-    match last {
-        Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None)),
-        r => r?,
-    }
-    if reason == StopReason::Requested
-        && let Some(pid) = child_pid
-    {
-        // SAFETY: signalling our own child, which pidfd shows is not yet
-        // reaped, so the pid cannot have been reused.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    }
-    let status = child_pid.and_then(spawn::reap);
-    Ok((reason, status))
+/// Deep mode: one sampled (trapped) write to a watched word of a shared
+/// region, the input of the happens-before analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteSampleLine {
+    pub ts_ns: u64,
+    pub region: Text,
+    pub offset: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Text,
+    /// Trap address (just after the writing instruction).
+    pub ip: u64,
 }

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ipcwatch::decode::{RawEvent, decode};
-use ipcwatch::events::*;
-use ipcwatch::loader::{Options, Probes};
+use ipcwatch::kernel::loader::{Options, Probes};
 use ipcwatch::model::Model;
 use ipcwatch::race::detector::{Detector, DetectorOptions};
+use ipcwatch::record::*;
 
 /// The shared anonymous mapping of `pid` (the counter page).
 fn shared_mapping(pid: u32) -> Option<(u64, u64, u64, String)> {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use ipcwatch::events::*;
+use ipcwatch::record::*;
 
 fn line(r: &Record) -> serde_json::Value {
     serde_json::to_value(r).unwrap()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use ipcwatch::events::*;
+use ipcwatch::record::*;
 use ipcwatch::tui::app::{App, AppEvent, Clock, SourceEvent, run_app};
 use ipcwatch::tui::source::{ReplayControl, replay};
 use ipcwatch::tui::theme::Theme;
@@ -452,7 +452,7 @@ fn trace_events() -> Vec<AppEvent> {
         "/tests/data/pipes.ndjson"
     ))
     .unwrap();
-    let mut r = ipcwatch::ndjson::TraceReader::new(&text[..]);
+    let mut r = ipcwatch::trace::TraceReader::new(&text[..]);
     let mut recs = Vec::new();
     while let Some(rec) = r.next_record().unwrap() {
         recs.push(rec);

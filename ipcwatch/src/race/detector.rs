@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 use ipcwatch_common::race::{CollisionEvent, MAX_SLOTS, Slot};
 use std::os::fd::OwnedFd;
 
-use crate::events::{Access, RaceLine, Text, WriteSampleLine};
-use crate::loader::Probes;
+use crate::kernel::loader::Probes;
 use crate::model::Model;
 use crate::race::hotwords::HotWords;
 use crate::race::insn::{WriteInsn, write_before, write_before_unaligned};
 use crate::race::symbols::{Frame, Symbols, read_memory};
+use crate::record::{Access, RaceLine, Text, WriteSampleLine};
 
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {

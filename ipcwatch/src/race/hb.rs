@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::events::{
+use crate::record::{
     Access, Io, Op, ProcessEvent, ProcessLine, RaceLine, Record, SyncEvent, SyncLine, Text,
     WriteSampleLine,
 };
@@ -266,7 +266,7 @@ impl HappensBefore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::ChannelKind;
+    use crate::record::ChannelKind;
 
     fn sample(tid: u32, ts: u64) -> Record {
         Record::WriteSample(WriteSampleLine {

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 
-use crate::events::Text;
 use crate::model::Model;
+use crate::record::Text;
 
 /// Largest part of a region compared per sample; bigger regions are
 /// sampled a window at a time: the window around the latest write fault

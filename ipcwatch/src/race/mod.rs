@@ -15,7 +15,7 @@ pub mod insn;
 pub mod pipes;
 pub mod symbols;
 
-use crate::events::{RaceLine, Record};
+use crate::record::{RaceLine, Record};
 
 /// The race analyses that read the record stream. The collector runs them
 /// live; `analyze` runs them again over a trace.

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use ipcwatch_common::PIPE_BUF;
 
-use crate::events::{Access, ChannelKind, Io, Op, RaceLine, Record, Text};
+use crate::record::{Access, ChannelKind, Io, Op, RaceLine, Record, Text};
 
 #[derive(Debug, Clone)]
 struct Span {

@@ -17,8 +17,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
-use crate::events::{Record, Text};
 use crate::model::Model;
+use crate::record::{Record, Text};
 
 use super::rates::{Flow, Series};
 use super::source::ReplayControl;
@@ -147,7 +147,7 @@ impl Data {
         }
         match r {
             Record::Io(io) => {
-                if io.op == crate::events::Op::Write {
+                if io.op == crate::record::Op::Write {
                     self.channel_flow
                         .entry(io.channel.clone())
                         .or_default()
@@ -386,7 +386,7 @@ impl App {
                     );
                 }
                 if self.clock == Clock::Live && !self.paused {
-                    self.data.now_ns = self.data.now_ns.max(crate::kernel::monotonic_ns());
+                    self.data.now_ns = self.data.now_ns.max(crate::host::monotonic_ns());
                     if self.last_proc_scan.is_none_or(|t| t.elapsed() >= PROC_SCAN) {
                         self.last_proc_scan = Some(Instant::now());
                         self.data.refresh_comms_from_proc();

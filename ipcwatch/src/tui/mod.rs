@@ -22,8 +22,8 @@ use anyhow::{Context, bail};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use crate::ndjson::TraceReader;
-use crate::record::RecordArgs;
+use crate::session::RecordArgs;
+use crate::trace::TraceReader;
 
 use app::{App, AppEvent, Clock, LoopStats};
 use source::{Live, ReplayControl};
@@ -119,7 +119,7 @@ fn run_on_terminal(
 /// Live tracing in the TUI: `ipcwatch`, `ipcwatch tui [-- CMD]`, `demo`.
 pub fn run_live(args: RecordArgs, label: &str) -> anyhow::Result<()> {
     // Fail before touching the terminal when tracing cannot work at all.
-    crate::preflight::check_privileges()?;
+    crate::kernel::preflight::check_privileges()?;
     let app = App::new(Theme::from_env(), Clock::Live, label);
     run_on_terminal(app, |tx| {
         Live::start(args, tx)
@@ -133,7 +133,7 @@ pub fn run_live(args: RecordArgs, label: &str) -> anyhow::Result<()> {
 /// the terminal is touched.
 pub fn open_trace(
     path: &str,
-) -> anyhow::Result<(TraceReader<BufReader<File>>, crate::events::Record)> {
+) -> anyhow::Result<(TraceReader<BufReader<File>>, crate::record::Record)> {
     let file = File::open(path).with_context(|| format!("cannot open {path}"))?;
     let mut reader = TraceReader::new(BufReader::new(file));
     match reader.next_record() {
@@ -180,7 +180,7 @@ pub struct HeadlessReport {
 /// for the bench: ends when the source ends; a probe "key" every 100 ms
 /// measures how long input waits behind the records.
 pub fn run_headless(args: RecordArgs) -> anyhow::Result<HeadlessReport> {
-    crate::preflight::check_privileges()?;
+    crate::kernel::preflight::check_privileges()?;
     let (tx, rx) = mpsc::channel();
     let mut live = Live::start(args, tx.clone()).context("starting the collector")?;
     let probe_tx = tx.clone();

@@ -9,10 +9,10 @@ use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::collector::Sink;
-use crate::events::Record;
-use crate::ndjson::TraceReader;
-use crate::record::{self, RecordArgs};
+use crate::record::Record;
+use crate::session::{self, RecordArgs};
+use crate::sink::Sink;
+use crate::trace::TraceReader;
 
 use super::app::{AppEvent, SourceEvent};
 
@@ -91,7 +91,7 @@ impl Live {
             .name("collector".into())
             .spawn(move || {
                 let sink_tx = tx.clone();
-                let r = record::run_with(args, |_| Ok(ChannelSink::new(sink_tx)), Some(stop_rx));
+                let r = session::run_with(args, |_| Ok(ChannelSink::new(sink_tx)), Some(stop_rx));
                 let ev = match r {
                     Ok(o) => {
                         let mut why = o.reason.as_str().to_string();
@@ -257,7 +257,7 @@ pub fn replay<R: BufRead + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::Warning;
+    use crate::record::Warning;
 
     fn warning(i: u64) -> Record {
         Record::Warning(Warning {

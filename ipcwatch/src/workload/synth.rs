@@ -23,10 +23,11 @@ use ipcwatch_common::{
     IoEvent, PATH_LEN, PipeEvent, SockEvent, file_kind, kind, op, sc, sock_op,
 };
 
-use crate::collector::{Collector, Sink};
+use crate::collect::Collector;
 use crate::decode::{as_bytes, decode};
-use crate::events::{FORMAT_NAME, FORMAT_VERSION, Header, Record, Summary, Text};
-use crate::ndjson::{NdjsonWriter, open_output};
+use crate::record::{FORMAT_NAME, FORMAT_VERSION, Header, Record, Summary, Text};
+use crate::sink::Sink;
+use crate::sink::ndjson::{NdjsonWriter, open_output};
 
 /// Events in a run unless told otherwise.
 pub const DEFAULT_EVENTS: u64 = 3_000_000;
@@ -816,7 +817,7 @@ pub fn collector_throughput(events: u64, output: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ndjson::TraceReader;
+    use crate::trace::TraceReader;
 
     #[test]
     fn the_trace_is_deterministic_and_decodes() {
@@ -854,8 +855,8 @@ mod tests {
                 Record::Io(io) => {
                     io_lines += 1;
                     match io.op {
-                        crate::events::Op::Write => written += io.bytes,
-                        crate::events::Op::Read => read += io.bytes,
+                        crate::record::Op::Write => written += io.bytes,
+                        crate::record::Op::Read => read += io.bytes,
                     }
                 }
                 Record::Channel(_) => channel_lines += 1,

@@ -9,8 +9,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 
 use super::{block, list_block, rel, table_state, trunc};
-use crate::events::Access;
 use crate::model::Finding;
+use crate::record::Access;
 use crate::tui::app::{Action, Data, ListState};
 use crate::tui::theme::Theme;
 

@@ -7,9 +7,9 @@ use std::io::BufReader;
 
 use serde::Serialize;
 
-use crate::events::{ChannelKind, Record};
 use crate::model::Model;
-use crate::ndjson::{TraceError, TraceReader};
+use crate::record::{ChannelKind, Record};
+use crate::trace::{TraceError, TraceReader};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Node {
@@ -138,7 +138,7 @@ pub fn model_from_trace(path: &std::path::Path) -> Result<Model, TraceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Io, Op};
+    use crate::record::{Io, Op};
 
     fn io(pid: u32, op: Op, bytes: u64, channel: &str) -> Record {
         Record::Io(Io {

@@ -1,86 +1,30 @@
 //! Kernel events in, records out: the collector turns each decoded event
-//! into NDJSON records, applies them to the model, and hands them to a sink.
+//! into records, applies them to the model, and hands them to a sink. One
+//! tracker per family keeps what the kernel does not repeat in each event:
+//! [`fds`] (descriptors, pipes, FIFOs), [`sockets`], [`queues`],
+//! [`regions`] (shared memory and mappings) and [`sync`] (locks, faults).
+
+pub mod fds;
+mod lines;
+pub mod queues;
+pub mod regions;
+pub mod sockets;
+pub mod sync;
 
 use foldhash::HashMap;
 use std::io;
 
-use ipcwatch_common::{EventHeader, FileId, file_kind, op};
+use ipcwatch_common::EventHeader;
 
-use crate::decode::{RawEvent, c_str, comm};
-use crate::events::{
-    ChannelEvent, ChannelKind, ChannelLine, End, Io, Op, ProcessEvent, ProcessLine, Record, Text,
-};
+use crate::decode::{RawEvent, comm};
 use crate::model::Model;
-
-/// Where records go (NDJSON file, TUI channel, a test's Vec...).
-pub trait Sink {
-    fn record(&mut self, record: &Record) -> io::Result<()>;
-
-    /// Push out what is buffered (called a few times a second while
-    /// recording, and at the end).
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Sink for Vec<Record> {
-    fn record(&mut self, record: &Record) -> io::Result<()> {
-        self.push(record.clone());
-        Ok(())
-    }
-}
-
-/// A sink that keeps nothing (the model still sees every record).
-pub struct Discard;
-
-impl Sink for Discard {
-    fn record(&mut self, _: &Record) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
-const CLOSE_RANGE_CLOEXEC: u32 = 4;
-
-/// Kernel dev_t (major << 20 | minor) split into major and minor.
-pub fn kernel_dev(dev: u32) -> (u32, u32) {
-    (dev >> 20, dev & 0xfffff)
-}
-
-/// The stable id of the channel behind a file, as ipcwatch names it.
-pub fn channel_id(file: &FileId) -> Option<(ChannelKind, Text)> {
-    match file.kind {
-        file_kind::PIPE => Some((ChannelKind::Pipe, pipe_id(file.ino))),
-        file_kind::FIFO => {
-            let (major, minor) = kernel_dev(file.dev);
-            Some((ChannelKind::Fifo, fifo_id(major, minor, file.ino)))
-        }
-        _ => None,
-    }
-}
-
-/// "pipe:[ino]", as the kernel names a pipe in /proc/<pid>/fd.
-pub fn pipe_id(ino: u64) -> Text {
-    // Once per pipe event: put together on the stack and made text once
-    // (format! and push_str cost more).
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(ino).as_bytes();
-    let mut id = [0u8; 32];
-    id[..6].copy_from_slice(b"pipe:[");
-    id[6..6 + digits.len()].copy_from_slice(digits);
-    let len = 7 + digits.len();
-    id[len - 1] = b']';
-    Text::from_utf8(&id[..len]).unwrap_or_default()
-}
-
-/// "fifo:[major:minor:ino]": a FIFO's device and inode.
-pub fn fifo_id(major: u32, minor: u32, ino: u64) -> Text {
-    compact_str::format_compact!("fifo:[{major}:{minor}:{ino}]")
-}
-
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(c_str(bytes)).into_owned()
-}
+use crate::record::{ProcessEvent, ProcessLine, Record};
+use crate::sink::Sink;
+use lines::lossy;
+use queues::QueueTracker;
+use regions::RegionTracker;
+use sockets::SocketTracker;
+use sync::SyncTracker;
 
 /// Split a wait status into (exit code, signal).
 pub fn wait_status(status: u32) -> (Option<i32>, Option<i32>) {
@@ -105,12 +49,6 @@ struct Prefix {
     data: Option<String>,
 }
 
-/// Absolute path of `pid`'s descriptor `fd`, while the process lives.
-fn fd_path(pid: u32, fd: i32) -> Option<String> {
-    let p = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    Some(p.to_string_lossy().into_owned())
-}
-
 #[derive(Debug, Default)]
 pub struct Collector {
     pub model: Model,
@@ -132,12 +70,14 @@ pub struct Collector {
     pub analyses: crate::race::Analyses,
     /// Per CPU: what came just before the next event (see [`Prefix`]).
     prefixes: Vec<Option<Prefix>>,
-    /// Socket and message-queue state (ids, peers, names).
-    pub channels: crate::channels::Channels,
-    /// Shared regions and mappings (see `regions`).
-    pub regions: crate::regions::Tracker,
-    /// Locks and write faults (see `locks`).
-    pub locks: crate::locks::Locks,
+    /// Socket state (ids, peers, names).
+    pub sockets: SocketTracker,
+    /// Message-queue names and keys.
+    pub queues: QueueTracker,
+    /// Shared regions and mappings.
+    pub regions: RegionTracker,
+    /// Locks and write faults.
+    pub sync: SyncTracker,
 }
 
 impl Collector {
@@ -238,6 +178,16 @@ impl Collector {
         result
     }
 
+    /// Write what is still held back (at the end of a recording).
+    pub fn finish(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        let mut out = Vec::new();
+        self.sockets.flush(&mut out);
+        for r in out {
+            self.push(r, sink)?;
+        }
+        Ok(())
+    }
+
     /// The prefix `hdr` adds to: its CPU's, started afresh unless `hdr`
     /// follows it directly.
     fn prefix(&mut self, hdr: &EventHeader) -> &mut Prefix {
@@ -262,177 +212,20 @@ impl Collector {
         p
     }
 
-    /// The channel of a descriptor: from the file itself (pipes, FIFOs),
-    /// or, for sockets, from what the model learned of `pid`'s `fd`.
-    fn known_channel(&self, file: &FileId, pid: u32, fd: i32) -> Option<(ChannelKind, Text)> {
-        if let Some(c) = channel_id(file) {
-            return Some(c);
-        }
-        if file.kind != file_kind::SOCKET {
-            return None;
-        }
-        let r = self.model.fd(pid, fd)?;
-        let kind = self.model.channels.get(&r.channel)?.kind;
-        Some((kind, r.channel.clone()))
-    }
-
-    fn line(
-        &self,
-        hdr: &EventHeader,
-        event: ChannelEvent,
-        kind: ChannelKind,
-        channel: Text,
-        fd: i32,
-    ) -> ChannelLine {
-        ChannelLine {
-            ts_ns: hdr.ts_ns,
-            event,
-            kind,
-            channel,
-            pid: hdr.pid,
-            tid: hdr.tid,
-            comm: comm(hdr),
-            fd: Some(fd),
-            end: None,
-            old_fd: None,
-            cloexec: false,
-            path: None,
-            syscall: None,
-            ext: Default::default(),
-        }
-    }
-
     fn convert(&mut self, raw: &RawEvent, out: &mut Vec<Record>) {
-        let syscall = |code: u32| Some(Text::const_new(ipcwatch_common::sc::name(code)));
         match raw {
-            RawEvent::Io(e) => {
-                let Some((kind, channel)) = channel_id(&e.file) else {
-                    return;
-                };
-                out.push(Record::Io(Io {
-                    ts_ns: e.hdr.ts_ns,
-                    kind,
-                    op: if e.op == op::WRITE {
-                        Op::Write
-                    } else {
-                        Op::Read
-                    },
-                    channel,
-                    pid: e.hdr.pid,
-                    tid: e.hdr.tid,
-                    comm: comm(&e.hdr),
-                    bytes: e.bytes,
-                    fd: e.fd,
-                    syscall: Text::const_new(ipcwatch_common::sc::name(e.syscall)),
-                    start_ns: None,
-                    ext: Default::default(),
-                }));
-            }
-            RawEvent::Pipe(e) => {
-                let Some((kind, channel)) = channel_id(&e.file) else {
-                    return;
-                };
-                for (fd, end) in [(e.fds[0], End::Read), (e.fds[1], End::Write)] {
-                    let mut l = self.line(&e.hdr, ChannelEvent::Create, kind, channel.clone(), fd);
-                    l.end = Some(end);
-                    l.cloexec = e.flags & O_CLOEXEC != 0;
-                    l.syscall = syscall(e.syscall);
-                    out.push(Record::Channel(l));
-                }
-            }
-            RawEvent::Open(e) => {
-                let Some((kind, channel)) = channel_id(&e.file) else {
-                    return;
-                };
-                let mut l = self.line(&e.hdr, ChannelEvent::Open, kind, channel, e.fd);
-                l.end = Some(End::from_open_flags(e.flags));
-                l.cloexec = e.flags & O_CLOEXEC != 0;
-                let raw_path = lossy(&e.path);
-                l.path = Some(if raw_path.starts_with('/') {
-                    raw_path
-                } else {
-                    fd_path(e.hdr.pid, e.fd).unwrap_or(raw_path)
-                });
-                l.syscall = syscall(e.syscall);
-                out.push(Record::Channel(l));
-            }
-            RawEvent::SockIo(e) => self.channels.sock(e, true, out),
-            RawEvent::SockLife(e) => self.channels.sock(e, false, out),
-            RawEvent::Mq(e) => self.channels.mq(e, out),
-            RawEvent::Msgq(e) => self.channels.msgq(e, out),
-            RawEvent::Dup(e) => {
-                let Some((kind, channel)) = self.known_channel(&e.file, e.hdr.pid, e.arg as i32)
-                else {
-                    return;
-                };
-                let mut l = self.line(&e.hdr, ChannelEvent::Dup, kind, channel, e.fd);
-                l.old_fd = Some(e.arg as i32);
-                l.end = End::from_access(e.file.access);
-                l.cloexec = e.flags & 1 != 0;
-                l.syscall = syscall(e.syscall);
-                out.push(Record::Channel(l));
-            }
-            RawEvent::Close(e) => {
-                let Some((kind, channel)) = self.known_channel(&e.file, e.hdr.pid, e.fd) else {
-                    return;
-                };
-                let mut l = self.line(&e.hdr, ChannelEvent::Close, kind, channel, e.fd);
-                l.end = End::from_access(e.file.access);
-                l.syscall = syscall(e.syscall);
-                out.push(Record::Channel(l));
-            }
-            RawEvent::FdFlags(e) => {
-                let Some((kind, channel)) = self.known_channel(&e.file, e.hdr.pid, e.fd) else {
-                    return;
-                };
-                let mut l = self.line(&e.hdr, ChannelEvent::Setfd, kind, channel, e.fd);
-                l.cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
-                l.syscall = syscall(e.syscall);
-                out.push(Record::Channel(l));
-            }
-            RawEvent::CloseRange(e) => {
-                let first = e.fd as u32;
-                let cloexec = e.flags & CLOSE_RANGE_CLOEXEC != 0;
-                for (fd, r) in self.model.fds_in_range(e.hdr.pid, first, e.arg) {
-                    let kind = self
-                        .model
-                        .channels
-                        .get(&r.channel)
-                        .map_or(ChannelKind::Pipe, |c| c.kind);
-                    let event = if cloexec {
-                        ChannelEvent::Setfd
-                    } else {
-                        ChannelEvent::Close
-                    };
-                    let mut l = self.line(&e.hdr, event, kind, r.channel, fd);
-                    l.end = Some(r.end);
-                    l.cloexec = cloexec;
-                    l.syscall = syscall(e.syscall);
-                    out.push(Record::Channel(l));
-                }
-            }
-            RawEvent::Mkfifo(e) => {
-                let raw_path = lossy(&e.path);
-                let path = if raw_path.starts_with('/') {
-                    raw_path
-                } else {
-                    match std::fs::read_link(format!("/proc/{}/cwd", e.hdr.pid)) {
-                        Ok(cwd) => cwd.join(&raw_path).to_string_lossy().into_owned(),
-                        Err(_) => raw_path,
-                    }
-                };
-                let Ok(meta) = std::fs::metadata(&path) else {
-                    return; // already gone: its opens will still be seen
-                };
-                use std::os::unix::fs::MetadataExt;
-                let dev = meta.dev();
-                let channel = fifo_id(libc::major(dev), libc::minor(dev), meta.ino());
-                let mut l = self.line(&e.hdr, ChannelEvent::Mkfifo, ChannelKind::Fifo, channel, 0);
-                l.fd = None;
-                l.path = Some(path);
-                l.syscall = syscall(e.syscall);
-                out.push(Record::Channel(l));
-            }
+            RawEvent::Io(_)
+            | RawEvent::Pipe(_)
+            | RawEvent::Open(_)
+            | RawEvent::Dup(_)
+            | RawEvent::Close(_)
+            | RawEvent::FdFlags(_)
+            | RawEvent::CloseRange(_)
+            | RawEvent::Mkfifo(_) => fds::convert(&self.model, raw, out),
+            RawEvent::SockIo(e) => self.sockets.sock(e, true, out),
+            RawEvent::SockLife(e) => self.sockets.sock(e, false, out),
+            RawEvent::Mq(e) => self.queues.mq(e, out),
+            RawEvent::Msgq(e) => self.queues.msgq(e, out),
             RawEvent::Fork(e) => {
                 out.push(Record::Process(ProcessLine {
                     ts_ns: e.hdr.ts_ns,
@@ -451,9 +244,9 @@ impl Collector {
                     .fork(&self.model, e.hdr.pid, e.child_pid, &c, e.hdr.ts_ns, out);
             }
             RawEvent::Mem(e) => self.regions.mem(&self.model, e, out),
-            RawEvent::Lock(e) => self.locks.lock(&self.model, e, out),
-            RawEvent::Fault(e) => self.locks.fault(&self.model, e, out),
-            RawEvent::Uprobe(e) => self.locks.uprobe(&self.model, e, out),
+            RawEvent::Lock(e) => self.sync.lock(&self.model, e, out),
+            RawEvent::Fault(e) => self.sync.fault(&self.model, e, out),
+            RawEvent::Uprobe(e) => self.sync.uprobe(&self.model, e, out),
             RawEvent::Exec(e) => {
                 self.regions.process_gone(e.hdr.pid, true);
                 out.push(Record::Process(ProcessLine {
@@ -510,7 +303,10 @@ fn ended(hdr: &EventHeader, event: ProcessEvent, child: Option<u32>, status: u32
 mod tests {
     use super::*;
     use crate::decode::{as_bytes, decode};
-    use ipcwatch_common::{FdEvent, IoEvent, PipeEvent, kind, sc};
+    use crate::record::End;
+    use ipcwatch_common::{FdEvent, FileId, IoEvent, PipeEvent, file_kind, kind, op, sc};
+
+    const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 
     fn hdr(kind: u32, seq: u64, pid: u32) -> EventHeader {
         let mut comm = [0u8; 16];
@@ -651,14 +447,6 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert!(c.model.fd(50, 3).is_none());
         assert!(c.model.fd(50, 9).is_some());
-    }
-
-    #[test]
-    fn channel_ids() {
-        assert_eq!(pipe_id(0), "pipe:[0]");
-        assert_eq!(pipe_id(123_456), "pipe:[123456]");
-        assert_eq!(pipe_id(u64::MAX), format!("pipe:[{}]", u64::MAX));
-        assert_eq!(fifo_id(8, 1, 77), "fifo:[8:1:77]");
     }
 
     #[test]

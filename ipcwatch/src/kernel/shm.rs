@@ -13,9 +13,9 @@ use aya::programs::{TracePoint, UProbe};
 use btf_rs::Btf;
 use ipcwatch_common::shm::{ShmConfig, func, shm_flags};
 
-use crate::Error;
-use crate::kernel::member_offset;
-use crate::loader::Skipped;
+use crate::error::Error;
+use crate::kernel::btf::member_offset;
+use crate::kernel::loader::Skipped;
 
 /// The set-up calls, always probed (they are rare).
 pub const INVENTORY: [u32; 7] = [

@@ -1,4 +1,4 @@
-//! Sockets and message queues: kernel events to records.
+//! Sockets: kernel events to records.
 //!
 //! Channel ids, the same value whichever end computes them:
 //! - unix stream/seqpacket: `unix:[A-B]`, the two socket inodes sorted
@@ -8,7 +8,6 @@
 //!   or to the socket bound at the destination address);
 //! - TCP and UDP: `tcp:[E1-E2]` / `udp:[E1-E2]`, the two endpoints
 //!   ("ip:port", "[ip6]:port") sorted; IPv4-mapped IPv6 is written as IPv4;
-//! - POSIX queues: `mq:/NAME`; SysV queues: `msgq:ID`.
 //!
 //! A unix stream client can write before the server's accept() gives the
 //! server's socket an inode. Its events are held back (by the peer's
@@ -18,15 +17,15 @@ use foldhash::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use compact_str::format_compact;
-use ipcwatch_common::{MqEvent, MsgEvent, SockEvent, file_kind, op, sc, sock_op};
+use ipcwatch_common::{SockEvent, file_kind, op, sock_op};
 
-use crate::collector::Collector;
+use super::lines::{channel_line, syscall_name};
 use crate::decode::{c_str, comm};
-use crate::events::{
-    ChannelEvent, ChannelExt, ChannelKind, ChannelLine, Credentials, End, Io, IoExt, MqAttr, Op,
-    Record, Text,
+use crate::record::{
+    ChannelEvent, ChannelExt, ChannelKind, ChannelLine, Credentials, End, Io, IoExt, Op, Record,
+    Text,
 };
-use crate::sockdiag::{self, Holder, Snapshot};
+use crate::scan::sockdiag::{self, Holder, Snapshot};
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
@@ -35,7 +34,6 @@ const SOCK_DGRAM: u16 = 2;
 const SOL_SOCKET: i32 = 1;
 const SCM_RIGHTS: i32 = 1;
 const SCM_CREDENTIALS: i32 = 2;
-const IPC_RMID: u32 = 0;
 /// Held-back events per unresolved peer before giving up on it.
 const PENDING_MAX: usize = 4096;
 
@@ -47,7 +45,7 @@ struct SockInfo {
 }
 
 #[derive(Debug, Default)]
-pub struct Channels {
+pub struct SocketTracker {
     /// Socket inode -> who uses it, its bound name.
     socks: HashMap<u64, SockInfo>,
     /// `struct sock *` -> socket inode.
@@ -58,10 +56,6 @@ pub struct Channels {
     listeners: HashMap<(bool, u16), u64>,
     /// Connected inet sockets: local endpoint -> inode.
     inet_local: HashMap<(bool, String), u64>,
-    /// mqueue inode -> "/name".
-    mq_names: HashMap<u64, String>,
-    /// SysV queue id -> key.
-    msg_keys: HashMap<i32, i64>,
     /// Events waiting for the inode of a peer (by its `struct sock *`).
     pending: HashMap<u64, Vec<SockEvent>>,
     /// First end of a socketpair, by thread, until the second arrives.
@@ -75,10 +69,6 @@ pub struct Channels {
 
 /// At most one /proc scan for socket holders per this interval.
 const RESCAN: std::time::Duration = std::time::Duration::from_millis(250);
-
-fn syscall(code: u32) -> Text {
-    Text::const_new(sc::name(code))
-}
 
 /// Endpoint text: "1.2.3.4:80", "[::1]:80"; IPv4-mapped IPv6 as IPv4.
 pub fn endpoint(ip: IpAddr, port: u16) -> String {
@@ -200,7 +190,7 @@ fn is_loopback(s: &str) -> bool {
     s.starts_with("127.") || s.starts_with("[::1]")
 }
 
-impl Channels {
+impl SocketTracker {
     pub fn new() -> Self {
         Self::default()
     }
@@ -411,7 +401,7 @@ impl Channels {
             comm: comm(&e.hdr),
             bytes: e.bytes,
             fd: e.fd,
-            syscall: syscall(e.syscall),
+            syscall: syscall_name(e.syscall),
             start_ns: None,
             ext: IoExt {
                 msgs: (e.msgs > 1).then_some(e.msgs),
@@ -421,30 +411,6 @@ impl Channels {
                 ..IoExt::default()
             },
         }));
-    }
-
-    fn line(
-        e_hdr: &ipcwatch_common::EventHeader,
-        event: ChannelEvent,
-        kind: ChannelKind,
-        channel: Text,
-    ) -> ChannelLine {
-        ChannelLine {
-            ts_ns: e_hdr.ts_ns,
-            event,
-            kind,
-            channel,
-            pid: e_hdr.pid,
-            tid: e_hdr.tid,
-            comm: comm(e_hdr),
-            fd: None,
-            end: None,
-            old_fd: None,
-            cloexec: false,
-            path: None,
-            syscall: None,
-            ext: Box::default(),
-        }
     }
 
     fn sock_life(&mut self, e: &SockEvent, channel: Text, out: &mut Vec<Record>) {
@@ -464,10 +430,10 @@ impl Channels {
                     // Both ends known: one line each, naming the other.
                     for (me, other) in [(&first, e), (e, &first)] {
                         let mut l =
-                            Self::line(&me.hdr, ChannelEvent::Socket, kind, channel.clone());
+                            channel_line(&me.hdr, ChannelEvent::Socket, kind, channel.clone());
                         l.fd = Some(me.fd);
                         l.end = Some(End::Both);
-                        l.syscall = Some(syscall(me.syscall));
+                        l.syscall = Some(syscall_name(me.syscall));
                         l.ext.socket_type = Some(socket_type(me.sotype));
                         l.ext.inode = Some(me.file.ino);
                         l.ext.peer_inode = Some(other.file.ino);
@@ -500,12 +466,12 @@ impl Channels {
             sock_op::CONNECT => ChannelEvent::Connect,
             _ => ChannelEvent::Accept,
         };
-        let mut l = Self::line(&e.hdr, event, kind, channel);
+        let mut l = channel_line(&e.hdr, event, kind, channel);
         l.fd = Some(e.fd);
         if matches!(event, ChannelEvent::Connect | ChannelEvent::Accept) {
             l.end = Some(End::Both);
         }
-        l.syscall = Some(syscall(e.syscall));
+        l.syscall = Some(syscall_name(e.syscall));
         l.ext.socket_type = Some(socket_type(e.sotype));
         l.ext.inode = Some(e.file.ino);
         let mut local = local;
@@ -574,178 +540,6 @@ impl Channels {
         }
     }
 
-    /// Name of the queue behind an mqueue inode.
-    fn mq_name(&mut self, ino: u64, pid: u32, fd: i32) -> Option<String> {
-        if let Some(n) = self.mq_names.get(&ino) {
-            return Some(n.clone());
-        }
-        // /proc/PID/fd/N of a queue reads "/NAME" (mqueue fs need not be
-        // mounted for this).
-        let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-        let name = link.to_string_lossy().into_owned();
-        if !name.starts_with('/') {
-            return None;
-        }
-        self.mq_names.insert(ino, name.clone());
-        Some(name)
-    }
-
-    pub fn mq(&mut self, e: &MqEvent, out: &mut Vec<Record>) {
-        if e.syscall == sc::CLOSE {
-            // Only queues whose name is known: the descriptor is gone.
-            if let Some(name) = self.mq_names.get(&e.ino) {
-                let mut l = Self::line(
-                    &e.hdr,
-                    ChannelEvent::Close,
-                    ChannelKind::Mq,
-                    format_compact!("mq:{name}"),
-                );
-                l.fd = Some(e.fd);
-                l.syscall = Some(syscall(e.syscall));
-                out.push(Record::Channel(l));
-            }
-            return;
-        }
-        let raw_name = String::from_utf8_lossy(c_str(&e.name)).into_owned();
-        let name = match e.syscall {
-            sc::MQ_OPEN | sc::MQ_UNLINK => {
-                let n = if raw_name.starts_with('/') {
-                    raw_name
-                } else {
-                    format!("/{raw_name}")
-                };
-                if e.ino != 0 {
-                    self.mq_names.insert(e.ino, n.clone());
-                }
-                Some(n)
-            }
-            _ => self.mq_name(e.ino, e.hdr.pid, e.fd),
-        };
-        let channel = match &name {
-            Some(n) => format_compact!("mq:{n}"),
-            None => format_compact!("mq:[{}]", e.ino),
-        };
-        let attr = |a: &[i64; 4]| MqAttr {
-            flags: a[0],
-            maxmsg: a[1],
-            msgsize: a[2],
-            curmsgs: a[3],
-        };
-        let io = |op: Op| {
-            Record::Io(Io {
-                ts_ns: e.hdr.ts_ns,
-                kind: ChannelKind::Mq,
-                op,
-                channel: channel.clone(),
-                pid: e.hdr.pid,
-                tid: e.hdr.tid,
-                comm: comm(&e.hdr),
-                bytes: e.bytes,
-                fd: e.fd,
-                syscall: syscall(e.syscall),
-                start_ns: None,
-                ext: IoExt {
-                    priority: Some(e.prio),
-                    ..IoExt::default()
-                },
-            })
-        };
-        match e.syscall {
-            sc::MQ_TIMEDSEND => out.push(io(Op::Write)),
-            sc::MQ_TIMEDRECEIVE => out.push(io(Op::Read)),
-            code => {
-                let event = match code {
-                    sc::MQ_OPEN => ChannelEvent::Open,
-                    sc::MQ_UNLINK => ChannelEvent::Unlink,
-                    sc::MQ_NOTIFY => ChannelEvent::Notify,
-                    _ => ChannelEvent::Control,
-                };
-                let mut l = Self::line(&e.hdr, event, ChannelKind::Mq, channel);
-                l.syscall = Some(syscall(code));
-                l.ext.name = name;
-                if code != sc::MQ_UNLINK {
-                    l.fd = Some(e.fd);
-                }
-                if code == sc::MQ_OPEN {
-                    l.end = Some(End::from_open_flags(e.flags));
-                    l.cloexec = e.flags & libc::O_CLOEXEC as u32 != 0;
-                    l.ext.flags = Some(e.flags);
-                    l.ext.mode = Some(e.mode);
-                }
-                if code == sc::MQ_NOTIFY {
-                    l.ext.notify = Some(e.flags != 0);
-                }
-                if e.has_attr & 1 != 0 {
-                    l.ext.attr = Some(attr(&e.attr));
-                }
-                if e.has_attr & 2 != 0 {
-                    l.ext.old_attr = Some(attr(&e.oldattr));
-                }
-                out.push(Record::Channel(l));
-            }
-        }
-    }
-
-    /// Key of a SysV queue, from msgget or /proc/sysvipc/msg.
-    fn msg_key(&mut self, id: i32) -> Option<i64> {
-        if let Some(k) = self.msg_keys.get(&id) {
-            return Some(*k);
-        }
-        let text = std::fs::read_to_string("/proc/sysvipc/msg").ok()?;
-        for line in text.lines().skip(1) {
-            let mut w = line.split_whitespace();
-            let key: i64 = w.next()?.parse().ok()?;
-            let qid: i32 = w.next()?.parse().ok()?;
-            self.msg_keys.insert(qid, key);
-        }
-        self.msg_keys.get(&id).copied()
-    }
-
-    pub fn msgq(&mut self, e: &MsgEvent, out: &mut Vec<Record>) {
-        if e.syscall == sc::MSGGET {
-            self.msg_keys.insert(e.id, e.key as i64);
-        }
-        let key = self.msg_key(e.id);
-        let channel = format_compact!("msgq:{}", e.id);
-        let io = |op: Op| {
-            Record::Io(Io {
-                ts_ns: e.hdr.ts_ns,
-                kind: ChannelKind::Msgq,
-                op,
-                channel: channel.clone(),
-                pid: e.hdr.pid,
-                tid: e.hdr.tid,
-                comm: comm(&e.hdr),
-                bytes: e.bytes,
-                fd: -1,
-                syscall: syscall(e.syscall),
-                start_ns: None,
-                ext: IoExt {
-                    mtype: Some(e.mtype),
-                    key,
-                    ..IoExt::default()
-                },
-            })
-        };
-        match e.syscall {
-            sc::MSGSND => out.push(io(Op::Write)),
-            sc::MSGRCV => out.push(io(Op::Read)),
-            code => {
-                let event = match code {
-                    sc::MSGGET => ChannelEvent::Open,
-                    _ if e.flags & 0xff == IPC_RMID => ChannelEvent::Unlink,
-                    _ => ChannelEvent::Control,
-                };
-                let mut l = Self::line(&e.hdr, event, ChannelKind::Msgq, channel.clone());
-                l.syscall = Some(syscall(code));
-                l.ext.key = key;
-                l.ext.id = Some(e.id as i64);
-                l.ext.flags = Some(e.flags);
-                out.push(Record::Channel(l));
-            }
-        }
-    }
-
     /// `existing` lines for the sockets that the processes `want` accepts
     /// held when ipcwatch started (sock_diag, as `ss -xp` does).
     pub fn existing(&mut self, ts_ns: u64, want: &dyn Fn(u32, &str) -> bool) -> Vec<Record> {
@@ -771,7 +565,7 @@ impl Channels {
             if pid == std::process::id() {
                 continue;
             }
-            let Some((pcomm, _)) = crate::procscan::comm_and_ppid(pid) else {
+            let Some((pcomm, _)) = crate::scan::procs::comm_and_ppid(pid) else {
                 continue;
             };
             if !want(pid, &pcomm) {
@@ -854,21 +648,10 @@ impl Channels {
     }
 }
 
-impl Collector {
-    /// Write what is still held back (at the end of a recording).
-    pub fn finish(&mut self, sink: &mut dyn crate::collector::Sink) -> std::io::Result<()> {
-        let mut out = Vec::new();
-        self.channels.flush(&mut out);
-        for r in out {
-            self.push(r, sink)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipcwatch_common::sc;
 
     #[test]
     fn sockaddrs_become_text() {
@@ -968,7 +751,7 @@ mod tests {
     #[test]
     fn a_write_before_accept_waits_for_the_peer_inode() {
         use ipcwatch_common::kind::{SOCK_IO, SOCK_LIFE};
-        let mut c = Channels::new();
+        let mut c = SocketTracker::new();
         let mut out = Vec::new();
         // Client (inode 100, sk 0xa) writes; its peer (sk 0xb) has no inode.
         c.sock(&ev(SOCK_IO, 100, 0xa, 0xb, 0, op::WRITE), true, &mut out);

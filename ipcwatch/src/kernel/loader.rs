@@ -11,7 +11,8 @@ use ipcwatch_common::{
     COMM_LEN, Config, SockConfig, file_kind, filter, race::WatchKey, stat, traced,
 };
 
-use crate::{Error, kernel};
+use crate::error::Error;
+use crate::kernel::{btf, shm, syscalls};
 
 /// The eBPF object built by build.rs (crate ipcwatch-ebpf, with BTF).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipcwatch"));
@@ -104,7 +105,7 @@ pub struct Probes {
     /// Shared memory: processes that map it (kernel filter for faults).
     shm_procs: HashMap<MapData, u32, u32>,
     /// `--lock-probes`, when on.
-    lock_probes: Option<crate::shmprobes::LockProbes>,
+    lock_probes: Option<shm::LockProbes>,
 }
 
 fn comm_key(name: &str) -> [u8; COMM_LEN] {
@@ -121,7 +122,7 @@ fn load_err(what: &str, e: impl std::fmt::Display) -> Error {
 
 impl Probes {
     pub fn load(opts: &Options) -> Result<Probes, Error> {
-        let off = kernel::offsets_from(std::path::Path::new(kernel::VMLINUX_BTF))?;
+        let off = btf::offsets_from(std::path::Path::new(btf::VMLINUX_BTF))?;
         let mut mode = 0;
         if opts.listed_only || !opts.filter.pids.is_empty() || !opts.filter.comms.is_empty() {
             mode |= filter::LISTED;
@@ -141,9 +142,9 @@ impl Probes {
             off,
         };
         let sock_config = SockConfig {
-            off: kernel::sock_offsets_from(std::path::Path::new(kernel::VMLINUX_BTF))?,
+            off: btf::sock_offsets_from(std::path::Path::new(btf::VMLINUX_BTF))?,
         };
-        let shm_config = crate::shmprobes::config(std::path::Path::new(kernel::VMLINUX_BTF))?;
+        let shm_config = shm::config(std::path::Path::new(btf::VMLINUX_BTF))?;
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &config, true)
             .override_global("SOCK_CONFIG", &sock_config, true)
@@ -157,7 +158,7 @@ impl Probes {
                 .ok_or_else(|| Error::Load("map SYSCALLS missing".into()))?,
         )
         .map_err(|e| load_err("map SYSCALLS", e))?;
-        let numbers = kernel::syscall_numbers();
+        let numbers = syscalls::syscall_numbers();
         for (code, nr) in &numbers {
             syscalls
                 .set(*nr as u32, code, 0)
@@ -210,8 +211,8 @@ impl Probes {
             "sched_process_exit",
             &mut skipped,
         );
-        crate::shmprobes::attach(&mut ebpf, &mut skipped);
-        let shm_procs = crate::shmprobes::shm_procs(&mut ebpf)?;
+        shm::attach(&mut ebpf, &mut skipped);
+        let shm_procs = shm::shm_procs(&mut ebpf)?;
 
         let ring = RingBuf::try_from(
             ebpf.take_map("EVENTS")
@@ -239,7 +240,7 @@ impl Probes {
             traced,
             skipped,
             shm_procs,
-            lock_probes: opts.lock_probes.then(crate::shmprobes::LockProbes::default),
+            lock_probes: opts.lock_probes.then(shm::LockProbes::default),
         };
         for pid in &opts.filter.pids {
             probes.trace_pid(*pid, false)?;

@@ -9,10 +9,10 @@ use std::io::BufRead;
 
 use serde::Serialize;
 
-use crate::events::{Record, Summary};
 use crate::model::{Finding, Model};
-use crate::ndjson::{TraceError, TraceReader};
 use crate::race::Analyses;
+use crate::record::{Record, Summary};
+use crate::trace::{TraceError, TraceReader};
 
 /// What a trace holds, after replay through the model.
 pub struct Analysis {
@@ -62,7 +62,7 @@ struct JsonReport<'a> {
     lines: u64,
     events_lost: u64,
     complete: bool,
-    channels: Vec<crate::events::ChannelSummary>,
+    channels: Vec<crate::record::ChannelSummary>,
     regions: Vec<JsonRegion<'a>>,
     races: Vec<JsonFinding<'a>>,
 }
@@ -70,7 +70,7 @@ struct JsonReport<'a> {
 #[derive(Serialize)]
 struct JsonRegion<'a> {
     region: &'a str,
-    kind: crate::events::RegionKind,
+    kind: crate::record::RegionKind,
     size: u64,
     mappers: Vec<u32>,
     locks: Vec<&'a str>,
@@ -80,7 +80,7 @@ struct JsonRegion<'a> {
 #[derive(Serialize)]
 struct JsonFinding<'a> {
     #[serde(flatten)]
-    race: &'a crate::events::RaceLine,
+    race: &'a crate::record::RaceLine,
     count: u64,
 }
 

@@ -2,7 +2,7 @@
 //! to `sync` and `fault` records.
 //!
 //! A lock in shared memory has one identity in every process,
-//! `<region>+<offset>`, found with [`crate::regions::locate`]. When the
+//! `<region>+<offset>`, found with [`crate::model::locate`]. When the
 //! futex word lies inside an object the inventory knows (a pthread mutex,
 //! rwlock, semaphore seen at its init), the identity is the object's,
 //! so a contended rwlock (whose futex words sit 4..12 bytes in) and its
@@ -16,9 +16,9 @@ use compact_str::format_compact;
 use ipcwatch_common::shm::{FaultEvent, LockEvent, UprobeEvent, func, sc};
 
 use crate::decode::comm;
-use crate::events::{FaultLine, Record, SyncEvent, SyncLine, Text};
 use crate::model::Model;
-use crate::regions::locate;
+use crate::model::locate;
+use crate::record::{FaultLine, Record, SyncEvent, SyncLine, Text};
 
 /// Size in bytes of each lock object (glibc, x86_64): a futex address
 /// inside [object, object + size) belongs to that object.
@@ -102,7 +102,7 @@ fn futex_cmd(op: u32) -> (&'static str, SyncEvent) {
 /// What the inventory learned from pthread_*attr_setpshared: (pid, attr
 /// address) -> process-shared.
 #[derive(Debug, Default)]
-pub struct Locks {
+pub struct SyncTracker {
     attrs: HashMap<(u32, u64), bool>,
     /// tid -> (address, time) of its last pthread_spin_unlock.
     spin_unlock: HashMap<u32, (u64, u64)>,
@@ -114,7 +114,7 @@ pub struct Locks {
 /// nanoseconds, on the same thread and address, is that same call.
 const SPIN_ALIAS_NS: u64 = 100_000;
 
-impl Locks {
+impl SyncTracker {
     pub fn new() -> Self {
         Self::default()
     }
@@ -288,7 +288,7 @@ impl Locks {
                 None => {}
             }
             true
-        } else if crate::locks::at_return(e.func) {
+        } else if at_return(e.func) {
             e.arg as i32 == 0
         } else {
             true

@@ -16,8 +16,8 @@ use aya::{
 use ipcwatch_common::Config;
 use serde::Serialize;
 
-use crate::{
-    kernel,
+use crate::kernel::{
+    btf,
     loader::{EBPF_OBJECT, program},
     preflight,
 };
@@ -120,8 +120,8 @@ pub fn run() -> Report {
     );
     add(
         "BTF",
-        kernel::offsets_from(Path::new(kernel::VMLINUX_BTF))
-            .map(|_| format!("{} (struct offsets resolved)", kernel::VMLINUX_BTF))
+        btf::offsets_from(Path::new(btf::VMLINUX_BTF))
+            .map(|_| format!("{} (struct offsets resolved)", btf::VMLINUX_BTF))
             .map_err(err),
         "everything: descriptors are classified with offsets read from BTF",
         true,
@@ -150,7 +150,7 @@ pub fn run() -> Report {
                 true,
             );
             return Report {
-                kernel: kernel::release(),
+                kernel: crate::host::release(),
                 checks,
             };
         }
@@ -249,7 +249,7 @@ pub fn run() -> Report {
         false,
     );
     Report {
-        kernel: kernel::release(),
+        kernel: crate::host::release(),
         checks,
     }
 }

@@ -1,7 +1,7 @@
 //! Shared regions and who maps them: kernel memory events to `region` and
-//! `mapping` records, the /proc scan for what existed before the start,
-//! and [`locate`], the one place that turns a process's address into
-//! (region, offset).
+//! `mapping` records (the /proc scan for what existed before the start is
+//! [`crate::scan::maps`]; turning a process's address into (region,
+//! offset) is [`crate::model::locate`]).
 //!
 //! Region ids are the same in every process:
 //! - `sysv:<shmid>`: a SysV segment (its shm file's inode is the shmid);
@@ -19,8 +19,10 @@ use std::os::unix::fs::MetadataExt;
 use ipcwatch_common::shm::{MemEvent, PATH_PARTS, sc};
 
 use crate::decode::c_str;
-use crate::events::{MappingEvent, MappingLine, Record, RegionEvent, RegionKind, RegionLine, Text};
-use crate::model::{Mapping, Model};
+use crate::ids::{kdev, region_name};
+use crate::model::{Model, mappings_of};
+use crate::record::{MappingEvent, MappingLine, Record, RegionEvent, Text};
+use crate::scan::maps::{DEV_SHM, read_maps, region_line, region_of_maps_line, sysv_segments};
 
 const PAGE: u64 = 4096;
 const TMPFS_MAGIC: u64 = 0x0102_1994;
@@ -28,43 +30,6 @@ const SHM_RDONLY: u32 = 0o10000;
 const SHM_EXEC: u32 = 0o100000;
 const IPC_CREAT: u32 = 0o1000;
 const MREMAP_DONTUNMAP: u32 = 4;
-const DEV_SHM: &str = "/dev/shm/";
-
-/// This architecture's number of each syscall this module follows.
-pub fn syscall_numbers() -> Vec<(u32, i64)> {
-    let mut v = vec![
-        (sc::SHMGET, libc::SYS_shmget),
-        (sc::SHMAT, libc::SYS_shmat),
-        (sc::SHMDT, libc::SYS_shmdt),
-        (sc::SHMCTL, libc::SYS_shmctl),
-        (sc::MMAP, libc::SYS_mmap),
-        (sc::MUNMAP, libc::SYS_munmap),
-        (sc::MREMAP, libc::SYS_mremap),
-        (sc::MEMFD_CREATE, libc::SYS_memfd_create),
-        (sc::FUTEX, libc::SYS_futex),
-        (sc::FLOCK, libc::SYS_flock),
-        (sc::UNLINKAT, libc::SYS_unlinkat),
-    ];
-    #[cfg(target_arch = "x86_64")]
-    v.push((sc::UNLINK, libc::SYS_unlink));
-    v
-}
-
-/// Kernel dev_t (major << 20 | minor) from a major and minor.
-pub fn kdev(major: u32, minor: u32) -> u32 {
-    (major << 20) | minor
-}
-
-/// Region kind from an id.
-pub fn kind_of(id: &str) -> RegionKind {
-    match id.split(':').next() {
-        Some("sysv") => RegionKind::Sysv,
-        Some("posix") => RegionKind::Posix,
-        Some("memfd") => RegionKind::Memfd,
-        Some("file") => RegionKind::File,
-        _ => RegionKind::Anon,
-    }
-}
 
 /// "r", "rw", "rwx"... from PROT_* bits.
 pub fn prot_text(prot: u32) -> Text {
@@ -83,210 +48,6 @@ pub fn prot_text(prot: u32) -> Text {
 
 fn page_up(n: u64) -> u64 {
     n.div_ceil(PAGE) * PAGE
-}
-
-/// The region and offset of address `addr` in process `pid`, from the
-/// mappings the model knows. The race detector and the lock code use this.
-pub fn locate(model: &Model, pid: u32, addr: u64) -> Option<(Text, u64)> {
-    model.regions.values().find_map(|r| {
-        r.mappings
-            .iter()
-            .find(|m| m.pid == pid && (m.start..m.end).contains(&addr))
-            .map(|m| (r.id.clone(), m.offset + (addr - m.start)))
-    })
-}
-
-/// Every mapping of `pid`, with its region id.
-pub fn mappings_of(model: &Model, pid: u32) -> Vec<(Text, Mapping)> {
-    let mut v: Vec<(Text, Mapping)> = model
-        .regions
-        .values()
-        .flat_map(|r| {
-            r.mappings
-                .iter()
-                .filter(|m| m.pid == pid)
-                .map(|m| (r.id.clone(), m.clone()))
-        })
-        .collect();
-    v.sort_by_key(|(_, m)| m.start);
-    v
-}
-
-/// One line of /proc/<pid>/maps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MapsLine {
-    pub start: u64,
-    pub end: u64,
-    pub perms: String,
-    pub offset: u64,
-    pub major: u32,
-    pub minor: u32,
-    pub ino: u64,
-    pub path: String,
-}
-
-pub fn parse_maps_line(line: &str) -> Option<MapsLine> {
-    let mut it = line.splitn(6, ' ');
-    let range = it.next()?;
-    let perms = it.next()?.to_string();
-    let offset = u64::from_str_radix(it.next()?, 16).ok()?;
-    let dev = it.next()?;
-    let ino = it.next()?.parse().ok()?;
-    let path = it.next().unwrap_or("").trim_start().to_string();
-    let (s, e) = range.split_once('-')?;
-    let (maj, min) = dev.split_once(':')?;
-    Some(MapsLine {
-        start: u64::from_str_radix(s, 16).ok()?,
-        end: u64::from_str_radix(e, 16).ok()?,
-        perms,
-        offset,
-        major: u32::from_str_radix(maj, 16).ok()?,
-        minor: u32::from_str_radix(min, 16).ok()?,
-        ino,
-        path,
-    })
-}
-
-/// The region id of a shared mapping as /proc/<pid>/maps shows it.
-pub fn region_of_maps_line(l: &MapsLine) -> Option<Text> {
-    let path = l.path.strip_suffix(" (deleted)").unwrap_or(&l.path);
-    if path.starts_with("/SYSV") {
-        return Some(compact_str::format_compact!("sysv:{}", l.ino));
-    }
-    if let Some(name) = path.strip_prefix(DEV_SHM) {
-        return Some(compact_str::format_compact!("posix:/{name}"));
-    }
-    if let Some(name) = path.strip_prefix("/memfd:") {
-        return Some(compact_str::format_compact!("memfd:{name}:{}", l.ino));
-    }
-    if path == "/dev/zero" || path.is_empty() {
-        let dev = kdev(l.major, l.minor);
-        return Some(compact_str::format_compact!("anon:{dev}:{}", l.ino));
-    }
-    if path.starts_with('/') {
-        return Some(compact_str::format_compact!("file:{path}"));
-    }
-    None
-}
-
-fn read_maps(pid: u32) -> Vec<MapsLine> {
-    fs::read_to_string(format!("/proc/{pid}/maps"))
-        .map(|t| t.lines().filter_map(parse_maps_line).collect())
-        .unwrap_or_default()
-}
-
-/// One SysV segment from /proc/sysvipc/shm: (key, shmid, size, cpid).
-pub fn sysv_segments() -> Vec<(i64, i64, u64, u32)> {
-    let Ok(text) = fs::read_to_string("/proc/sysvipc/shm") else {
-        return Vec::new();
-    };
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            Some((
-                w.first()?.parse().ok()?,
-                w.get(1)?.parse().ok()?,
-                w.get(3)?.parse().ok()?,
-                w.get(4)?.parse().ok()?,
-            ))
-        })
-        .collect()
-}
-
-fn region_line(ts: u64, event: RegionEvent, id: Text, size: u64) -> RegionLine {
-    RegionLine {
-        ts_ns: ts,
-        event,
-        kind: kind_of(&id),
-        region: id,
-        size,
-        name: None,
-        pid: None,
-        comm: None,
-    }
-}
-
-/// Records for the SysV segments that exist now (`existing`).
-pub fn scan_sysv(ts: u64, out: &mut Vec<Record>) {
-    for (key, shmid, size, cpid) in sysv_segments() {
-        let mut l = region_line(
-            ts,
-            RegionEvent::Existing,
-            compact_str::format_compact!("sysv:{shmid}"),
-            size,
-        );
-        if key != 0 {
-            l.name = Some(format!("key {key:#x}"));
-        }
-        l.pid = Some(cpid);
-        out.push(Record::Region(l));
-    }
-}
-
-/// Records for the shared mappings of `pid` that exist now: a region line
-/// the first time a region is seen (tracked in `seen`), then a mapping
-/// line per shared mapping.
-pub fn scan_maps(pid: u32, comm: &Text, ts: u64, seen: &mut HashSet<Text>, out: &mut Vec<Record>) {
-    for l in read_maps(pid) {
-        if l.perms.as_bytes().get(3) != Some(&b's') {
-            continue;
-        }
-        let Some(id) = region_of_maps_line(&l) else {
-            continue;
-        };
-        if seen.insert(id.clone()) {
-            let mut r = region_line(ts, RegionEvent::Existing, id.clone(), 0);
-            r.size = fs::metadata(format!("/proc/{pid}/map_files/{:x}-{:x}", l.start, l.end))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            r.name = name_of(&id);
-            out.push(Record::Region(r));
-        }
-        let prot: String = l.perms.chars().take(3).filter(|c| *c != '-').collect();
-        out.push(Record::Mapping(MappingLine {
-            ts_ns: ts,
-            event: MappingEvent::Existing,
-            region: id,
-            pid,
-            comm: comm.clone(),
-            start: l.start,
-            end: l.end,
-            offset: l.offset,
-            prot: prot.into(),
-        }));
-    }
-}
-
-/// Regions and mappings that exist now: every SysV segment, and the
-/// shared mappings of the processes of a /proc scan (`existing` lines).
-pub fn scan_existing(found: &[Record], ts: u64) -> Vec<Record> {
-    let mut out = Vec::new();
-    scan_sysv(ts, &mut out);
-    let mut seen: HashSet<Text> = out
-        .iter()
-        .filter_map(|r| match r {
-            Record::Region(l) => Some(l.region.clone()),
-            _ => None,
-        })
-        .collect();
-    for r in found {
-        if let Record::Process(p) = r {
-            scan_maps(p.pid, &p.comm, ts, &mut seen, &mut out);
-        }
-    }
-    out
-}
-
-/// The human name in a region id (posix name, memfd name, file path).
-fn name_of(id: &str) -> Option<String> {
-    if let Some(n) = id.strip_prefix("posix:") {
-        return Some(n.to_string());
-    }
-    if let Some(rest) = id.strip_prefix("memfd:") {
-        return rest.rsplit_once(':').map(|(n, _)| n.to_string());
-    }
-    id.strip_prefix("file:").map(str::to_string)
 }
 
 /// The /dev/shm device, as the kernel encodes it.
@@ -325,7 +86,7 @@ pub fn kernel_path(e: &MemEvent) -> Option<String> {
 /// State that turns memory events into records. Everything it needs about
 /// mappings comes from the model, so replay and live agree.
 #[derive(Debug, Default)]
-pub struct Tracker {
+pub struct RegionTracker {
     /// (kernel dev, inode) -> region id, learned from memfd_create and
     /// opens under /dev/shm.
     names: HashMap<(u32, u64), Text>,
@@ -345,7 +106,7 @@ fn header_comm(e: &MemEvent) -> Text {
     crate::decode::comm(&e.hdr)
 }
 
-impl Tracker {
+impl RegionTracker {
     pub fn new() -> Self {
         Self::default()
     }
@@ -392,7 +153,7 @@ impl Tracker {
             return;
         }
         let mut l = region_line(e.hdr.ts_ns, event, id.clone(), size);
-        l.name = name_of(id);
+        l.name = region_name(id);
         l.pid = Some(e.hdr.pid);
         l.comm = Some(header_comm(e));
         out.push(Record::Region(l));
@@ -712,29 +473,10 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    #[test]
-    fn maps_lines_name_their_regions() {
-        let l = parse_maps_line(
-            "7f0000000000-7f0000001000 rw-s 00000000 00:01 32770                      /SYSV00000000 (deleted)",
-        )
-        .unwrap();
-        assert_eq!(region_of_maps_line(&l).unwrap(), "sysv:32770");
-        let l = parse_maps_line("7f0000000000-7f0000002000 rw-s 00001000 00:1a 12 /dev/shm/ipcw")
-            .unwrap();
-        assert_eq!((l.offset, l.end - l.start), (0x1000, 0x2000));
-        assert_eq!(region_of_maps_line(&l).unwrap(), "posix:/ipcw");
-        let l =
-            parse_maps_line("1000-2000 rw-s 00000000 00:01 2049 /memfd:ring (deleted)").unwrap();
-        assert_eq!(region_of_maps_line(&l).unwrap(), "memfd:ring:2049");
-        let l = parse_maps_line("1000-2000 rw-s 00000000 00:01 7 /dev/zero (deleted)").unwrap();
-        assert_eq!(region_of_maps_line(&l).unwrap(), "anon:1:7");
-        let l = parse_maps_line("1000-2000 r--s 00000000 08:01 99 /var/db/x y").unwrap();
-        assert_eq!(region_of_maps_line(&l).unwrap(), "file:/var/db/x y");
-    }
-
-    use crate::collector::Collector;
+    use crate::collect::Collector;
     use crate::decode::RawEvent;
-    use crate::events::{MappingEvent, SyncEvent};
+    use crate::model::locate;
+    use crate::record::{MappingEvent, SyncEvent};
     use ipcwatch_common::shm::{LockEvent, UprobeEvent, func, kind};
     use ipcwatch_common::{EventHeader, ForkEvent, kind as base_kind};
 

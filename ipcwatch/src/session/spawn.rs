@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::Error;
+use crate::error::Error;
 
 /// A forked child stopped before exec.
 pub struct Blocked {

@@ -4,8 +4,8 @@
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use crate::collector::{fifo_id, pipe_id};
-use crate::events::{
+use crate::ids::{fifo_id, pipe_id};
+use crate::record::{
     ChannelEvent, ChannelKind, ChannelLine, End, ProcessEvent, ProcessLine, Record, Text,
 };
 

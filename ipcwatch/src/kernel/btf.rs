@@ -1,12 +1,12 @@
-//! Facts about the running kernel that the probes need: struct field
-//! offsets read from BTF, and this architecture's syscall numbers.
+//! Struct field offsets of the running kernel, read from its BTF: the
+//! probes walk kernel structures with them.
 
 use std::path::Path;
 
 use btf_rs::{Btf, Type};
-use ipcwatch_common::{KernelOffsets, SockOffsets, sc};
+use ipcwatch_common::{KernelOffsets, SockOffsets};
 
-use crate::Error;
+use crate::error::Error;
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -137,106 +137,9 @@ compile_error!(
     "ipcwatch reads syscall arguments from x86_64 pt_regs; other architectures are not supported yet"
 );
 
-/// This architecture's number for each syscall code ipcwatch follows.
-/// Syscalls the architecture lacks (x86's legacy `pipe`, `open`...) are
-/// simply absent.
-pub fn syscall_numbers() -> Vec<(u32, i64)> {
-    let mut v: Vec<(u32, i64)> = vec![
-        (sc::READ, libc::SYS_read),
-        (sc::WRITE, libc::SYS_write),
-        (sc::READV, libc::SYS_readv),
-        (sc::WRITEV, libc::SYS_writev),
-        (sc::SPLICE, libc::SYS_splice),
-        (sc::TEE, libc::SYS_tee),
-        (sc::VMSPLICE, libc::SYS_vmsplice),
-        (sc::CLOSE, libc::SYS_close),
-        (sc::DUP, libc::SYS_dup),
-        (sc::DUP3, libc::SYS_dup3),
-        (sc::FCNTL, libc::SYS_fcntl),
-        (sc::PIPE2, libc::SYS_pipe2),
-        (sc::MKNODAT, libc::SYS_mknodat),
-        (sc::OPENAT, libc::SYS_openat),
-        (sc::OPENAT2, libc::SYS_openat2),
-        (sc::CLOSE_RANGE, libc::SYS_close_range),
-        (sc::WAIT4, libc::SYS_wait4),
-        (sc::WAITID, libc::SYS_waitid),
-    ];
-    v.extend(channel_syscall_numbers());
-    #[cfg(target_arch = "x86_64")]
-    v.extend([
-        (sc::DUP2, libc::SYS_dup2),
-        (sc::PIPE, libc::SYS_pipe),
-        (sc::MKNOD, libc::SYS_mknod),
-        (sc::OPEN, libc::SYS_open),
-    ]);
-    v.extend(crate::regions::syscall_numbers());
-    v
-}
-
-/// Socket and message-queue syscalls. socket() itself is left out: a
-/// socket says nothing until it is bound, connected or used.
-fn channel_syscall_numbers() -> [(u32, i64); 22] {
-    [
-        (sc::SOCKETPAIR, libc::SYS_socketpair),
-        (sc::BIND, libc::SYS_bind),
-        (sc::LISTEN, libc::SYS_listen),
-        (sc::CONNECT, libc::SYS_connect),
-        (sc::ACCEPT, libc::SYS_accept),
-        (sc::ACCEPT4, libc::SYS_accept4),
-        (sc::SENDTO, libc::SYS_sendto),
-        (sc::RECVFROM, libc::SYS_recvfrom),
-        (sc::SENDMSG, libc::SYS_sendmsg),
-        (sc::RECVMSG, libc::SYS_recvmsg),
-        (sc::SENDMMSG, libc::SYS_sendmmsg),
-        (sc::RECVMMSG, libc::SYS_recvmmsg),
-        (sc::MQ_OPEN, libc::SYS_mq_open),
-        (sc::MQ_TIMEDSEND, libc::SYS_mq_timedsend),
-        (sc::MQ_TIMEDRECEIVE, libc::SYS_mq_timedreceive),
-        (sc::MQ_NOTIFY, libc::SYS_mq_notify),
-        (sc::MQ_UNLINK, libc::SYS_mq_unlink),
-        (sc::MQ_GETSETATTR, libc::SYS_mq_getsetattr),
-        (sc::MSGGET, libc::SYS_msgget),
-        (sc::MSGSND, libc::SYS_msgsnd),
-        (sc::MSGRCV, libc::SYS_msgrcv),
-        (sc::MSGCTL, libc::SYS_msgctl),
-    ]
-}
-
-/// `uname -r`.
-pub fn release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, used
-/// for every `ts_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn syscall_codes_are_unique_and_named() {
-        let v = syscall_numbers();
-        for (i, (code, nr)) in v.iter().enumerate() {
-            assert_ne!(sc::name(*code), "?");
-            assert!(*nr >= 0 && *nr < ipcwatch_common::MAX_SYSCALL_NR as i64);
-            for (c2, n2) in &v[i + 1..] {
-                assert_ne!(code, c2);
-                assert_ne!(nr, n2);
-            }
-        }
-    }
 
     #[test]
     fn offsets_from_this_kernel() {

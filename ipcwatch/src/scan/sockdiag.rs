@@ -16,7 +16,7 @@ use netlink_packet_sock_diag::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
-use crate::events::Text;
+use crate::record::Text;
 
 /// A unix socket as sock_diag reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +195,7 @@ pub fn socket_holders() -> HashMap<u64, Holder> {
             map.entry(ino).or_insert_with(|| Holder {
                 pid,
                 fd,
-                comm: crate::procscan::comm_and_ppid(pid)
+                comm: crate::scan::procs::comm_and_ppid(pid)
                     .map(|(c, _)| c)
                     .unwrap_or_default(),
             });

@@ -1,0 +1,181 @@
+//! Descriptors of pipes and FIFOs, and the descriptor side of every
+//! channel (dup, close, fcntl, close_range): kernel events to records.
+//! Stateless: what a descriptor refers to is in the model.
+
+use ipcwatch_common::{EventHeader, FileId, file_kind, op};
+
+use super::lines::{channel_line, lossy, syscall_name};
+use crate::decode::{RawEvent, comm};
+use crate::ids::{channel_id, fifo_id};
+use crate::model::Model;
+use crate::record::{ChannelEvent, ChannelKind, ChannelLine, End, Io, Op, Record, Text};
+
+const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+const CLOSE_RANGE_CLOEXEC: u32 = 4;
+
+fn syscall(code: u32) -> Option<Text> {
+    Some(syscall_name(code))
+}
+
+/// Absolute path of `pid`'s descriptor `fd`, while the process lives.
+fn fd_path(pid: u32, fd: i32) -> Option<String> {
+    let p = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    Some(p.to_string_lossy().into_owned())
+}
+
+fn line(
+    hdr: &EventHeader,
+    event: ChannelEvent,
+    kind: ChannelKind,
+    channel: Text,
+    fd: i32,
+) -> ChannelLine {
+    ChannelLine {
+        fd: Some(fd),
+        ..channel_line(hdr, event, kind, channel)
+    }
+}
+
+/// The channel of a descriptor: from the file itself (pipes, FIFOs),
+/// or, for sockets, from what the model learned of `pid`'s `fd`.
+fn known_channel(model: &Model, file: &FileId, pid: u32, fd: i32) -> Option<(ChannelKind, Text)> {
+    if let Some(c) = channel_id(file) {
+        return Some(c);
+    }
+    if file.kind != file_kind::SOCKET {
+        return None;
+    }
+    let r = model.fd(pid, fd)?;
+    let kind = model.channels.get(&r.channel)?.kind;
+    Some((kind, r.channel.clone()))
+}
+
+/// Records for a descriptor event (the other events are not for here).
+pub fn convert(model: &Model, raw: &RawEvent, out: &mut Vec<Record>) {
+    match raw {
+        RawEvent::Io(e) => {
+            let Some((kind, channel)) = channel_id(&e.file) else {
+                return;
+            };
+            out.push(Record::Io(Io {
+                ts_ns: e.hdr.ts_ns,
+                kind,
+                op: if e.op == op::WRITE {
+                    Op::Write
+                } else {
+                    Op::Read
+                },
+                channel,
+                pid: e.hdr.pid,
+                tid: e.hdr.tid,
+                comm: comm(&e.hdr),
+                bytes: e.bytes,
+                fd: e.fd,
+                syscall: Text::const_new(ipcwatch_common::sc::name(e.syscall)),
+                start_ns: None,
+                ext: Default::default(),
+            }));
+        }
+        RawEvent::Pipe(e) => {
+            let Some((kind, channel)) = channel_id(&e.file) else {
+                return;
+            };
+            for (fd, end) in [(e.fds[0], End::Read), (e.fds[1], End::Write)] {
+                let mut l = line(&e.hdr, ChannelEvent::Create, kind, channel.clone(), fd);
+                l.end = Some(end);
+                l.cloexec = e.flags & O_CLOEXEC != 0;
+                l.syscall = syscall(e.syscall);
+                out.push(Record::Channel(l));
+            }
+        }
+        RawEvent::Open(e) => {
+            let Some((kind, channel)) = channel_id(&e.file) else {
+                return;
+            };
+            let mut l = line(&e.hdr, ChannelEvent::Open, kind, channel, e.fd);
+            l.end = Some(End::from_open_flags(e.flags));
+            l.cloexec = e.flags & O_CLOEXEC != 0;
+            let raw_path = lossy(&e.path);
+            l.path = Some(if raw_path.starts_with('/') {
+                raw_path
+            } else {
+                fd_path(e.hdr.pid, e.fd).unwrap_or(raw_path)
+            });
+            l.syscall = syscall(e.syscall);
+            out.push(Record::Channel(l));
+        }
+        RawEvent::Dup(e) => {
+            let Some((kind, channel)) = known_channel(model, &e.file, e.hdr.pid, e.arg as i32)
+            else {
+                return;
+            };
+            let mut l = line(&e.hdr, ChannelEvent::Dup, kind, channel, e.fd);
+            l.old_fd = Some(e.arg as i32);
+            l.end = End::from_access(e.file.access);
+            l.cloexec = e.flags & 1 != 0;
+            l.syscall = syscall(e.syscall);
+            out.push(Record::Channel(l));
+        }
+        RawEvent::Close(e) => {
+            let Some((kind, channel)) = known_channel(model, &e.file, e.hdr.pid, e.fd) else {
+                return;
+            };
+            let mut l = line(&e.hdr, ChannelEvent::Close, kind, channel, e.fd);
+            l.end = End::from_access(e.file.access);
+            l.syscall = syscall(e.syscall);
+            out.push(Record::Channel(l));
+        }
+        RawEvent::FdFlags(e) => {
+            let Some((kind, channel)) = known_channel(model, &e.file, e.hdr.pid, e.fd) else {
+                return;
+            };
+            let mut l = line(&e.hdr, ChannelEvent::Setfd, kind, channel, e.fd);
+            l.cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+            l.syscall = syscall(e.syscall);
+            out.push(Record::Channel(l));
+        }
+        RawEvent::CloseRange(e) => {
+            let first = e.fd as u32;
+            let cloexec = e.flags & CLOSE_RANGE_CLOEXEC != 0;
+            for (fd, r) in model.fds_in_range(e.hdr.pid, first, e.arg) {
+                let kind = model
+                    .channels
+                    .get(&r.channel)
+                    .map_or(ChannelKind::Pipe, |c| c.kind);
+                let event = if cloexec {
+                    ChannelEvent::Setfd
+                } else {
+                    ChannelEvent::Close
+                };
+                let mut l = line(&e.hdr, event, kind, r.channel, fd);
+                l.end = Some(r.end);
+                l.cloexec = cloexec;
+                l.syscall = syscall(e.syscall);
+                out.push(Record::Channel(l));
+            }
+        }
+        RawEvent::Mkfifo(e) => {
+            let raw_path = lossy(&e.path);
+            let path = if raw_path.starts_with('/') {
+                raw_path
+            } else {
+                match std::fs::read_link(format!("/proc/{}/cwd", e.hdr.pid)) {
+                    Ok(cwd) => cwd.join(&raw_path).to_string_lossy().into_owned(),
+                    Err(_) => raw_path,
+                }
+            };
+            let Ok(meta) = std::fs::metadata(&path) else {
+                return; // already gone: its opens will still be seen
+            };
+            use std::os::unix::fs::MetadataExt;
+            let dev = meta.dev();
+            let channel = fifo_id(libc::major(dev), libc::minor(dev), meta.ino());
+            let mut l = line(&e.hdr, ChannelEvent::Mkfifo, ChannelKind::Fifo, channel, 0);
+            l.fd = None;
+            l.path = Some(path);
+            l.syscall = syscall(e.syscall);
+            out.push(Record::Channel(l));
+        }
+        _ => {}
+    }
+}

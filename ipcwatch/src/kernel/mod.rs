@@ -1,0 +1,12 @@
+//! The kernel side as userspace sees it, and the only place aya appears:
+//! checks before loading ([`preflight`]), struct offsets from BTF
+//! ([`btf`]), syscall tables ([`syscalls`]), loading and attaching the
+//! eBPF programs ([`loader`], with the shared-memory and lock probes in
+//! [`shm`]), and `ipcwatch doctor` ([`doctor`]).
+
+pub mod btf;
+pub mod doctor;
+pub mod loader;
+pub mod preflight;
+pub mod shm;
+pub mod syscalls;

@@ -1,0 +1,4 @@
+//! Reports on a replayed trace: `ipcwatch analyze` and `ipcwatch graph`.
+
+pub mod analyze;
+pub mod graph;
