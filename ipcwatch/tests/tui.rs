@@ -8,7 +8,8 @@ use std::sync::mpsc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ipcwatch::record::*;
-use ipcwatch::tui::app::{App, AppEvent, Clock, SourceEvent, run_app};
+use ipcwatch::tui::app::{App, Clock, run_app};
+use ipcwatch::tui::input::{Input, SourceStatus};
 use ipcwatch::tui::source::{ReplayControl, replay};
 use ipcwatch::tui::theme::Theme;
 use ratatui::Terminal;
@@ -254,17 +255,17 @@ fn fixture() -> Vec<Record> {
 
 fn app_with(records: &[Record]) -> App {
     let mut app = App::new(Theme::plain(), Clock::Trace, "test");
-    app.handle(AppEvent::Source(SourceEvent::Started));
+    app.handle(Input::Source(SourceStatus::Started));
     app.apply_records(records);
     app
 }
 
-fn key(c: char) -> AppEvent {
-    AppEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+fn key(c: char) -> Input {
+    Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
 }
 
-fn code(c: KeyCode) -> AppEvent {
-    AppEvent::Key(KeyEvent::new(c, KeyModifiers::NONE))
+fn code(c: KeyCode) -> Input {
+    Input::Key(KeyEvent::new(c, KeyModifiers::NONE))
 }
 
 fn draw(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
@@ -346,7 +347,7 @@ fn empty_model_and_tiny_or_resized_terminals_draw() {
         app.handle(code(KeyCode::Enter));
         for (w, h) in [(80, 24), (30, 8), (120, 40)] {
             t.backend_mut().resize(w, h);
-            app.handle(AppEvent::Resize(w, h));
+            app.handle(Input::Resize(w, h));
             t.autoresize().unwrap();
             t.draw(|f| app.render(f)).unwrap();
         }
@@ -414,7 +415,7 @@ fn mouse_clicks_tabs_and_scrolls() {
     draw(&mut app, 80, 24);
     let s = screen(&draw(&mut app, 80, 24));
     let col = s.lines().next().unwrap().find("4 Races").unwrap() as u16;
-    app.handle(AppEvent::Mouse(MouseEvent {
+    app.handle(Input::Mouse(MouseEvent {
         kind: MouseEventKind::Down(MouseButton::Left),
         column: col + 1,
         row: 0,
@@ -423,7 +424,7 @@ fn mouse_clicks_tabs_and_scrolls() {
     let s = screen(&draw(&mut app, 80, 24));
     assert!(s.contains("shm-write-write"), "{s}");
     app.handle(key('2'));
-    app.handle(AppEvent::Mouse(MouseEvent {
+    app.handle(Input::Mouse(MouseEvent {
         kind: MouseEventKind::ScrollDown,
         column: 10,
         row: 10,
@@ -438,7 +439,7 @@ fn mouse_clicks_tabs_and_scrolls() {
 fn pause_holds_live_records_until_resumed() {
     let mut app = App::new(Theme::plain(), Clock::Trace, "test");
     app.handle(key('p'));
-    app.handle(AppEvent::Records(fixture()));
+    app.handle(Input::Records(fixture()));
     assert_eq!(app.data.model.records, 0);
     let s = screen(&draw(&mut app, 80, 24));
     assert!(s.contains("PAUSED"), "{s}");
@@ -446,7 +447,7 @@ fn pause_holds_live_records_until_resumed() {
     assert_eq!(app.data.model.records, fixture().len() as u64);
 }
 
-fn trace_events() -> Vec<AppEvent> {
+fn trace_inputs() -> Vec<Input> {
     let text = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/pipes.ndjson"
@@ -457,10 +458,7 @@ fn trace_events() -> Vec<AppEvent> {
     while let Some(rec) = r.next_record().unwrap() {
         recs.push(rec);
     }
-    vec![
-        AppEvent::Source(SourceEvent::Started),
-        AppEvent::Records(recs),
-    ]
+    vec![Input::Source(SourceStatus::Started), Input::Records(recs)]
 }
 
 /// The real loop, fed a recorded trace (three `head | wc` pipelines) and
@@ -468,7 +466,7 @@ fn trace_events() -> Vec<AppEvent> {
 #[test]
 fn app_loop_on_a_recorded_trace_and_keys() {
     let (tx, rx) = mpsc::channel();
-    for ev in trace_events() {
+    for ev in trace_inputs() {
         tx.send(ev).unwrap();
     }
     for ev in [key('2'), key('s'), key('s'), key('q')] {
@@ -495,7 +493,7 @@ fn replay_plays_a_trace_to_the_end() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pipes.ndjson");
     let (reader, first) = ipcwatch::tui::open_trace(path).unwrap();
     let (tx, rx) = mpsc::channel();
-    tx.send(AppEvent::Records(vec![first])).unwrap();
+    tx.send(Input::Records(vec![first])).unwrap();
     let ctl = Arc::new(ReplayControl::new(0.0));
     replay(reader, path.into(), ctl.clone(), tx).unwrap();
     let mut app = App::new(Theme::plain(), Clock::Trace, "replay");

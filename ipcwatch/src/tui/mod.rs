@@ -1,13 +1,26 @@
 //! The terminal UI: five views over the model, live or from a recording.
 //!
 //! Inputs (keys, mouse, resize, ticks, record batches from the collector
-//! or the replay, signals) arrive as one [`app::AppEvent`] stream on one
+//! or the replay, signals) arrive as one [`input::Input`] stream on one
 //! channel; [`app::run_app`] applies them and draws at a steady rate. The
 //! collector runs in its own thread and never waits for the UI.
+//!
+//! The modules form layers, each using only those below it:
+//!
+//! | module | uses |
+//! |---|---|
+//! | this file: the entry points | everything below |
+//! | [`app`]: the loop, key dispatch, tabs and status line | `input`, `state`, `source`, `views`, `theme` |
+//! | [`source`]: live collector, replay | `input` |
+//! | [`views`]: one file per view | `state`, `rates`, `theme` |
+//! | [`state`]: what the views read | `rates` |
+//! | [`input`], [`rates`], [`theme`], [`terminal`] | nothing in the TUI |
 
 pub mod app;
+pub mod input;
 pub mod rates;
 pub mod source;
+pub mod state;
 pub mod terminal;
 pub mod theme;
 pub mod views;
@@ -25,34 +38,35 @@ use ratatui::backend::TestBackend;
 use crate::session::RecordArgs;
 use crate::trace::TraceReader;
 
-use app::{App, AppEvent, Clock, LoopStats};
+use app::{App, Clock, LoopStats};
+use input::Input;
 use source::{Live, ReplayControl};
 use theme::Theme;
 
 /// Keys, mouse and resizes from the terminal.
-fn spawn_input(tx: Sender<AppEvent>) {
+fn spawn_input(tx: Sender<Input>) {
     let _ = std::thread::Builder::new()
         .name("input".into())
         .spawn(move || {
             use crossterm::event::{Event, read};
             loop {
-                let ev = match read() {
-                    Ok(Event::Key(k)) => AppEvent::Key(k),
-                    Ok(Event::Mouse(m)) => AppEvent::Mouse(m),
-                    Ok(Event::Resize(w, h)) => AppEvent::Resize(w, h),
+                let input = match read() {
+                    Ok(Event::Key(k)) => Input::Key(k),
+                    Ok(Event::Mouse(m)) => Input::Mouse(m),
+                    Ok(Event::Resize(w, h)) => Input::Resize(w, h),
                     Ok(_) => continue,
-                    Err(_) => AppEvent::Signal,
+                    Err(_) => Input::Signal,
                 };
-                if tx.send(ev).is_err() {
+                if tx.send(input).is_err() {
                     return;
                 }
             }
         });
 }
 
-/// SIGINT, SIGTERM and SIGHUP become a quit event, so the terminal is
+/// SIGINT, SIGTERM and SIGHUP become a quit input, so the terminal is
 /// restored on the normal path.
-fn spawn_signals(tx: Sender<AppEvent>) {
+fn spawn_signals(tx: Sender<Input>) {
     let _ = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -77,7 +91,7 @@ fn spawn_signals(tx: Sender<AppEvent>) {
                         _ = term.recv() => {}
                         _ = hup.recv() => {}
                     }
-                    if tx.send(AppEvent::Signal).is_err() {
+                    if tx.send(Input::Signal).is_err() {
                         return;
                     }
                 }
@@ -90,7 +104,7 @@ fn spawn_signals(tx: Sender<AppEvent>) {
 /// app until it quits, restore the terminal.
 fn run_on_terminal(
     mut app: App,
-    start: impl FnOnce(Sender<AppEvent>) -> anyhow::Result<Option<Live>>,
+    start: impl FnOnce(Sender<Input>) -> anyhow::Result<Option<Live>>,
 ) -> anyhow::Result<App> {
     let (tx, rx) = mpsc::channel();
     let mut guard = terminal::setup().context("setting up the terminal")?;
@@ -149,10 +163,8 @@ pub fn run_replay(path: &str, speed: f64) -> anyhow::Result<()> {
     let ctl = Arc::new(ReplayControl::new(speed));
     let mut app = App::new(Theme::from_env(), Clock::Trace, format!("replay {path}"));
     app.replay = Some(ctl.clone());
-    // For the end-to-end test of the panic hook.
-    app.panic_on_tick = std::env::var_os("IPCWATCH_TUI_TEST_PANIC").is_some();
     run_on_terminal(app, |tx| {
-        let _ = tx.send(AppEvent::Records(vec![first]));
+        let _ = tx.send(Input::Records(vec![first]));
         source::replay(reader, path.to_string(), ctl, tx).context("starting the replay")?;
         Ok(None)
     })?;
@@ -169,7 +181,7 @@ pub struct HeadlessReport {
     pub frames: u64,
     pub draw_mean_us: f64,
     pub draw_max_us: f64,
-    /// Input to screen: a probe event queued behind the record batches,
+    /// Input to screen: a probe input queued behind the record batches,
     /// until the frame that followed it was drawn.
     pub input_latency_max_ms: f64,
     pub input_latency_mean_ms: f64,
@@ -185,7 +197,7 @@ pub fn run_headless(args: RecordArgs) -> anyhow::Result<HeadlessReport> {
     let mut live = Live::start(args, tx.clone()).context("starting the collector")?;
     let probe_tx = tx.clone();
     std::thread::spawn(move || {
-        while probe_tx.send(AppEvent::Probe(Instant::now())).is_ok() {
+        while probe_tx.send(Input::Probe(Instant::now())).is_ok() {
             std::thread::sleep(Duration::from_millis(100));
         }
     });

@@ -1,6 +1,6 @@
 //! Where records come from: the live collector (its own thread, which
 //! owns the probes and never waits for the UI) or a trace file played at
-//! a chosen speed. Both send [`AppEvent`]s down one unbounded channel.
+//! a chosen speed. Both send [`Input`]s down one unbounded channel.
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use crate::session::{self, RecordArgs};
 use crate::sink::Sink;
 use crate::trace::TraceReader;
 
-use super::app::{AppEvent, SourceEvent};
+use super::input::{Input, SourceStatus};
 
 /// Records are sent in batches of at most this many, or older than
 /// [`BATCH_AGE`].
@@ -25,7 +25,7 @@ const BATCH_AGE: Duration = Duration::from_millis(50);
 /// the UI thread. Sending never blocks (the channel is unbounded), so the
 /// collector keeps draining the ring buffer whatever the UI is doing.
 pub struct ChannelSink {
-    tx: Sender<AppEvent>,
+    tx: Sender<Input>,
     batch: Vec<Record>,
     since: Instant,
     started: bool,
@@ -34,7 +34,7 @@ pub struct ChannelSink {
 }
 
 impl ChannelSink {
-    pub fn new(tx: Sender<AppEvent>) -> Self {
+    pub fn new(tx: Sender<Input>) -> Self {
         ChannelSink {
             tx,
             batch: Vec::with_capacity(BATCH),
@@ -52,7 +52,7 @@ impl ChannelSink {
         self.sent += batch.len() as u64;
         self.since = Instant::now();
         self.tx
-            .send(AppEvent::Records(batch))
+            .send(Input::Records(batch))
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
     }
 }
@@ -61,7 +61,7 @@ impl Sink for ChannelSink {
     fn record(&mut self, record: &Record) -> std::io::Result<()> {
         if !self.started {
             self.started = true;
-            let _ = self.tx.send(AppEvent::Source(SourceEvent::Started));
+            let _ = self.tx.send(Input::Source(SourceStatus::Started));
         }
         self.batch.push(record.clone());
         if self.batch.len() >= BATCH
@@ -85,28 +85,28 @@ pub struct Live {
 
 impl Live {
     /// Start tracing in a thread; records and the outcome go to `tx`.
-    pub fn start(args: RecordArgs, tx: Sender<AppEvent>) -> std::io::Result<Live> {
+    pub fn start(args: RecordArgs, tx: Sender<Input>) -> std::io::Result<Live> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("collector".into())
             .spawn(move || {
                 let sink_tx = tx.clone();
                 let r = session::run_with(args, |_| Ok(ChannelSink::new(sink_tx)), Some(stop_rx));
-                let ev = match r {
+                let status = match r {
                     Ok(o) => {
                         let mut why = o.reason.as_str().to_string();
                         if let Some(s) = o.command_status {
                             why.push_str(&format!(", command exited with {s}"));
                         }
-                        let _ = tx.send(AppEvent::Source(SourceEvent::Stats {
+                        let _ = tx.send(Input::Source(SourceStatus::Stats {
                             events: o.events,
                             dropped: o.dropped,
                         }));
-                        SourceEvent::Ended(why)
+                        SourceStatus::Ended(why)
                     }
-                    Err(e) => SourceEvent::Failed(format!("{e:#}")),
+                    Err(e) => SourceStatus::Failed(format!("{e:#}")),
                 };
-                let _ = tx.send(AppEvent::Source(ev));
+                let _ = tx.send(Input::Source(status));
             })?;
         Ok(Live {
             stop: Some(stop_tx),
@@ -177,81 +177,146 @@ impl ReplayControl {
 
 /// Play `reader` into `tx`, pacing by the records' times.
 pub fn replay<R: BufRead + Send + 'static>(
-    mut reader: TraceReader<R>,
+    reader: TraceReader<R>,
     name: String,
     ctl: Arc<ReplayControl>,
-    tx: Sender<AppEvent>,
+    tx: Sender<Input>,
 ) -> std::io::Result<JoinHandle<()>> {
+    let speed = ctl.speed();
+    let replayer = Replayer {
+        reader,
+        name,
+        ctl,
+        tx,
+        batch: Vec::new(),
+        pending: None,
+        anchor: None,
+        speed,
+        trace_now: 0,
+    };
     std::thread::Builder::new()
         .name("replay".into())
-        .spawn(move || {
-            let _ = tx.send(AppEvent::Source(SourceEvent::Started));
-            let mut batch: Vec<Record> = Vec::new();
-            let mut pending: Option<Record> = None;
-            let mut anchor: Option<(u64, Instant)> = None;
-            let mut speed = ctl.speed();
-            let mut trace_now = 0u64;
-            let flush = |batch: &mut Vec<Record>| -> bool {
-                batch.is_empty() || tx.send(AppEvent::Records(std::mem::take(batch))).is_ok()
-            };
-            loop {
-                if ctl.paused() {
-                    if !flush(&mut batch) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(30));
-                    anchor = anchor.map(|_| (trace_now, Instant::now()));
-                    continue;
-                }
-                let s = ctl.speed();
-                if s != speed {
-                    speed = s;
-                    anchor = anchor.map(|_| (trace_now, Instant::now()));
-                }
-                let rec = match pending.take() {
-                    Some(r) => r,
-                    None => match reader.next_record() {
-                        Ok(Some(r)) => r,
-                        Ok(None) => {
-                            flush(&mut batch);
-                            let _ = tx
-                                .send(AppEvent::Source(SourceEvent::Ended("end of trace".into())));
-                            return;
-                        }
-                        Err(e) => {
-                            flush(&mut batch);
-                            let _ = tx.send(AppEvent::Source(SourceEvent::Failed(format!(
-                                "{name}: {e}"
-                            ))));
-                            return;
-                        }
-                    },
-                };
-                if let Some(ts) = rec.ts_ns().filter(|t| *t > 0) {
-                    let (a_ts, a_at) = *anchor.get_or_insert((ts, Instant::now()));
-                    if speed > 0.0 && ts > a_ts {
-                        let due = a_at + Duration::from_secs_f64((ts - a_ts) as f64 / 1e9 / speed);
-                        let now = Instant::now();
-                        if due > now {
-                            pending = Some(rec);
-                            if !flush(&mut batch) {
-                                return;
-                            }
-                            let t = a_ts + ((now - a_at).as_secs_f64() * speed * 1e9) as u64;
-                            trace_now = trace_now.max(t.min(ts));
-                            let _ = tx.send(AppEvent::Source(SourceEvent::Clock(trace_now)));
-                            std::thread::sleep((due - now).min(Duration::from_millis(50)));
-                            continue;
-                        }
-                    }
-                    trace_now = trace_now.max(ts);
-                }
-                batch.push(rec);
-                if batch.len() >= BATCH && !flush(&mut batch) {
+        .spawn(move || replayer.run())
+}
+
+/// The replay thread's state.
+struct Replayer<R> {
+    reader: TraceReader<R>,
+    name: String,
+    ctl: Arc<ReplayControl>,
+    tx: Sender<Input>,
+    /// Records due and not sent yet.
+    batch: Vec<Record>,
+    /// The record read too early, held until it is due.
+    pending: Option<Record>,
+    /// A trace time and the instant it was played at: the pace is
+    /// measured from there (moved on a pause or a change of speed).
+    anchor: Option<(u64, Instant)>,
+    speed: f64,
+    /// Trace time played so far.
+    trace_now: u64,
+}
+
+/// What to do with a record read from the trace.
+enum Pace {
+    /// It is due: into the batch.
+    Now,
+    /// Not yet: hold it and come back later.
+    Later,
+    /// The UI is gone.
+    Stop,
+}
+
+impl<R: BufRead> Replayer<R> {
+    fn run(mut self) {
+        let _ = self.tx.send(Input::Source(SourceStatus::Started));
+        loop {
+            if self.ctl.paused() {
+                if !self.flush() {
                     return;
                 }
+                std::thread::sleep(Duration::from_millis(30));
+                self.reanchor();
+                continue;
             }
-        })
+            let s = self.ctl.speed();
+            if s != self.speed {
+                self.speed = s;
+                self.reanchor();
+            }
+            let Some(rec) = self.next() else {
+                return;
+            };
+            match self.pace(&rec) {
+                Pace::Now => self.batch.push(rec),
+                Pace::Later => {
+                    self.pending = Some(rec);
+                    continue;
+                }
+                Pace::Stop => return,
+            }
+            if self.batch.len() >= BATCH && !self.flush() {
+                return;
+            }
+        }
+    }
+
+    /// Send the batch; false when the UI is gone.
+    fn flush(&mut self) -> bool {
+        self.batch.is_empty()
+            || self
+                .tx
+                .send(Input::Records(std::mem::take(&mut self.batch)))
+                .is_ok()
+    }
+
+    /// Pace from the trace time reached, from now on.
+    fn reanchor(&mut self) {
+        self.anchor = self.anchor.map(|_| (self.trace_now, Instant::now()));
+    }
+
+    /// The held record or the next one from the file; `None` at the end
+    /// of the trace or on an error, once the UI has been told.
+    fn next(&mut self) -> Option<Record> {
+        if let Some(r) = self.pending.take() {
+            return Some(r);
+        }
+        let status = match self.reader.next_record() {
+            Ok(Some(r)) => return Some(r),
+            Ok(None) => SourceStatus::Ended("end of trace".into()),
+            Err(e) => SourceStatus::Failed(format!("{}: {e}", self.name)),
+        };
+        self.flush();
+        let _ = self.tx.send(Input::Source(status));
+        None
+    }
+
+    /// Is `rec` due at this speed? If not, send what is due and the trace
+    /// time, and sleep a little (at most 50 ms).
+    fn pace(&mut self, rec: &Record) -> Pace {
+        let Some(ts) = rec.ts_ns().filter(|t| *t > 0) else {
+            return Pace::Now;
+        };
+        let (a_ts, a_at) = *self.anchor.get_or_insert((ts, Instant::now()));
+        if self.speed > 0.0 && ts > a_ts {
+            let due = a_at + Duration::from_secs_f64((ts - a_ts) as f64 / 1e9 / self.speed);
+            let now = Instant::now();
+            if due > now {
+                if !self.flush() {
+                    return Pace::Stop;
+                }
+                let t = a_ts + ((now - a_at).as_secs_f64() * self.speed * 1e9) as u64;
+                self.trace_now = self.trace_now.max(t.min(ts));
+                let _ = self
+                    .tx
+                    .send(Input::Source(SourceStatus::Clock(self.trace_now)));
+                std::thread::sleep((due - now).min(Duration::from_millis(50)));
+                return Pace::Later;
+            }
+        }
+        self.trace_now = self.trace_now.max(ts);
+        Pace::Now
+    }
 }
 
 #[cfg(test)]
@@ -276,16 +341,16 @@ mod tests {
         }
         assert!(matches!(
             rx.try_recv(),
-            Ok(AppEvent::Source(SourceEvent::Started))
+            Ok(Input::Source(SourceStatus::Started))
         ));
         match rx.try_recv() {
-            Ok(AppEvent::Records(b)) => assert_eq!(b.len(), BATCH),
+            Ok(Input::Records(b)) => assert_eq!(b.len(), BATCH),
             other => panic!("expected a full batch, got {other:?}"),
         }
         assert!(rx.try_recv().is_err());
         sink.flush().unwrap();
         match rx.try_recv() {
-            Ok(AppEvent::Records(b)) => assert_eq!(b.len(), 10),
+            Ok(Input::Records(b)) => assert_eq!(b.len(), 10),
             other => panic!("expected the rest, got {other:?}"),
         }
         assert_eq!(sink.sent, BATCH as u64 + 10);

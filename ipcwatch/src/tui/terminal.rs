@@ -1,6 +1,11 @@
 //! Terminal set-up and restore, in one place. The restore runs on drop,
 //! from the panic hook, and on every exit path (SIGINT and SIGTERM are
-//! turned into a quit event by the app, so they also end here).
+//! turned into a quit input by the app, so they also end here).
+//!
+//! [`setup`] is public so that a test program can check the restore on
+//! its own: the `tui-panic` workload of `ipcwatch-workload` sets the
+//! terminal up, panics, and the end-to-end test checks that the terminal
+//! came back as it was and that the panic message is on the screen.
 //!
 //! While the TUI is up, standard error (which the collector and a traced
 //! command may write to) goes to a private temporary file, so nothing
@@ -112,7 +117,24 @@ pub fn restore() {
     restore_stderr();
 }
 
-/// Set the terminal up, install the panic hook, redirect standard error.
+/// Set the terminal up for the full-screen UI: raw mode, the alternate
+/// screen and mouse capture; install a panic hook that restores the
+/// terminal before the panic message is printed (then calls the hook that
+/// was there before); send standard error to a private temporary file
+/// until the restore, which prints what was written there. Dropping the
+/// [`Guard`] (or calling [`restore`]) undoes it all; a panic does it too.
+///
+/// A program that checks the restore after a panic (the `tui-panic`
+/// workload) needs nothing else:
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// let mut guard = ipcwatch::tui::terminal::setup()?;
+/// // Optional: draw something, as the app would.
+/// guard.terminal.draw(|f| f.render_widget("tui-panic", f.area()))?;
+/// panic!("tui-panic: panicking to test the terminal restore");
+/// # }
+/// ```
 pub fn setup() -> io::Result<Guard> {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

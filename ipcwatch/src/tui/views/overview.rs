@@ -9,9 +9,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Sparkline, Table};
 
-use super::{block, trunc};
-use crate::tui::app::{Action, Data, KINDS};
+use super::widgets::{block, trunc};
 use crate::tui::rates::{HISTORY, bytes, human};
+use crate::tui::state::{Action, Data, KINDS};
 use crate::tui::theme::Theme;
 
 #[derive(Debug, Default)]

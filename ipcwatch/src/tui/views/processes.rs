@@ -6,10 +6,10 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::widgets::{Row, Table};
 
-use super::{list_block, table_state, trunc};
+use super::widgets::{list_block, table_state, trunc};
 use crate::model::Process;
-use crate::tui::app::{Action, Data, ListState};
 use crate::tui::rates::{bytes, human};
+use crate::tui::state::{Action, Data, ListState};
 use crate::tui::theme::Theme;
 
 pub const SORTS: [&str; 4] = ["bytes/s", "total", "pid", "name"];

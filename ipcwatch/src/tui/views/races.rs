@@ -8,10 +8,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 
-use super::{block, list_block, rel, table_state, trunc};
+use super::widgets::{block, list_block, rel, table_state, trunc};
 use crate::model::Finding;
 use crate::record::Access;
-use crate::tui::app::{Action, Data, ListState};
+use crate::tui::state::{Action, Data, ListState};
 use crate::tui::theme::Theme;
 
 pub const SORTS: [&str; 3] = ["first seen", "hits", "recent"];

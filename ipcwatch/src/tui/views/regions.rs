@@ -7,10 +7,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table};
 
-use super::{block, list_block, table_state, trunc, who_list};
+use super::widgets::{block, list_block, table_state, trunc, who_list};
 use crate::model::{PAGE, Region};
-use crate::tui::app::{Action, Data, ListState};
 use crate::tui::rates::{bytes, human};
+use crate::tui::state::{Action, Data, ListState};
 use crate::tui::theme::Theme;
 
 pub const SORTS: [&str; 4] = ["writes", "mappers", "size", "name"];

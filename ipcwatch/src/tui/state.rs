@@ -1,0 +1,259 @@
+//! The state the views read and the small types they share with the app:
+//! the model plus the rates the UI keeps ([`Data`]), a list's selection,
+//! filter, sort and drill-down ([`ListState`]), what a view asks of the
+//! app after a key ([`Action`]) and which view is shown ([`ViewId`]).
+//! Depends only on the model, the records and [`super::rates`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use crate::model::Model;
+use crate::record::{Record, Text};
+
+use super::rates::{Flow, Series};
+
+/// Kinds with an event-rate sparkline, in display order.
+pub const KINDS: [&str; 11] = [
+    "pipe", "fifo", "unix", "tcp", "udp", "mq", "msgq", "shm", "sync", "fault", "proc",
+];
+
+fn kind_of(r: &Record) -> Option<&'static str> {
+    Some(match r {
+        Record::Io(io) => io.kind.as_str(),
+        Record::Channel(c) => c.kind.as_str(),
+        Record::Process(_) => "proc",
+        Record::Region(_) | Record::Mapping(_) => "shm",
+        Record::Sync(_) => "sync",
+        Record::Fault(_) => "fault",
+        _ => return None,
+    })
+}
+
+/// What the views read: the model plus the rates the UI keeps.
+#[derive(Debug, Default)]
+pub struct Data {
+    pub model: Model,
+    pub kinds: BTreeMap<&'static str, Series>,
+    pub channel_flow: HashMap<Text, Flow>,
+    pub process_flow: HashMap<u32, Flow>,
+    /// Time of the first and latest record (or clock), ns.
+    pub first_ns: u64,
+    pub now_ns: u64,
+    /// Kernel events and losses as the source reports them.
+    pub events: u64,
+    pub dropped: u64,
+    /// The process selected in view 5: every view shows only what it touches.
+    pub pid_filter: Option<u32>,
+    /// Latest comm of each pid (a process may rename itself after fork;
+    /// the model keeps the name it was first seen with until exec).
+    pub comms: HashMap<u32, Text>,
+}
+
+/// The pid and comm a record was made by, if it names them.
+fn pid_comm(r: &Record) -> Option<(u32, &Text)> {
+    Some(match r {
+        Record::Io(x) => (x.pid, &x.comm),
+        Record::Channel(x) => (x.pid, &x.comm),
+        Record::Process(x) => (x.pid, &x.comm),
+        Record::Mapping(x) => (x.pid, &x.comm),
+        Record::Sync(x) => (x.pid, &x.comm),
+        Record::Fault(x) => (x.pid, &x.comm),
+        _ => return None,
+    })
+}
+
+impl Data {
+    pub fn apply(&mut self, r: &Record) {
+        self.model.apply(r);
+        let ts = match r.ts_ns() {
+            Some(ts) if ts > 0 => ts,
+            _ => self.now_ns,
+        };
+        if self.first_ns == 0 {
+            self.first_ns = ts;
+        }
+        self.now_ns = self.now_ns.max(ts);
+        if let Some(k) = kind_of(r) {
+            self.kinds.entry(k).or_default().add(ts, 1);
+        }
+        if let Some((pid, comm)) = pid_comm(r)
+            && !comm.is_empty()
+            && self.comms.get(&pid) != Some(comm)
+        {
+            self.comms.insert(pid, comm.clone());
+        }
+        match r {
+            Record::Io(io) => {
+                if io.op == crate::record::Op::Write {
+                    self.channel_flow
+                        .entry(io.channel.clone())
+                        .or_default()
+                        .add(ts, io.bytes);
+                }
+                self.process_flow
+                    .entry(io.pid)
+                    .or_default()
+                    .add(ts, io.bytes);
+            }
+            Record::Lost(l) => self.dropped = self.dropped.max(l.total),
+            Record::Summary(s) => {
+                self.dropped = self.dropped.max(s.dropped);
+                self.events = self.events.max(s.events);
+            }
+            _ => {}
+        }
+    }
+
+    /// Live only: processes rename themselves (prctl PR_SET_NAME) without
+    /// an event ipcwatch traces, so read the current name of the live
+    /// processes the model knows from /proc (at most 512 per call).
+    pub fn refresh_comms_from_proc(&mut self) {
+        let pids: Vec<u32> = self
+            .model
+            .processes
+            .values()
+            .filter(|p| p.alive)
+            .map(|p| p.pid)
+            .take(512)
+            .collect();
+        for pid in pids {
+            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+                let name = s.trim_end_matches('\n');
+                if !name.is_empty() && self.comms.get(&pid).map(Text::as_str) != Some(name) {
+                    self.comms.insert(pid, Text::from(name));
+                }
+            }
+        }
+    }
+
+    pub fn comm(&self, pid: u32) -> &str {
+        if let Some(c) = self.comms.get(&pid) {
+            return c;
+        }
+        self.model
+            .processes
+            .get(&pid)
+            .map(|p| p.comm.as_str())
+            .unwrap_or("?")
+    }
+
+    /// "1234 comm".
+    pub fn who(&self, pid: u32) -> String {
+        format!("{pid} {}", self.comm(pid))
+    }
+
+    pub fn channel_rates(&self, id: &str) -> (f64, f64) {
+        self.channel_flow.get(id).map_or((0.0, 0.0), |f| {
+            (
+                f.bytes.rate(self.now_ns, self.first_ns),
+                f.msgs.rate(self.now_ns, self.first_ns),
+            )
+        })
+    }
+
+    pub fn process_rates(&self, pid: u32) -> (f64, f64) {
+        self.process_flow.get(&pid).map_or((0.0, 0.0), |f| {
+            (
+                f.bytes.rate(self.now_ns, self.first_ns),
+                f.msgs.rate(self.now_ns, self.first_ns),
+            )
+        })
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.max(self.model.lost)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewId {
+    Overview,
+    Channels,
+    Regions,
+    Races,
+    Processes,
+}
+
+impl ViewId {
+    pub const ALL: [ViewId; 5] = [
+        ViewId::Overview,
+        ViewId::Channels,
+        ViewId::Regions,
+        ViewId::Races,
+        ViewId::Processes,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ViewId::Overview => "Overview",
+            ViewId::Channels => "Channels",
+            ViewId::Regions => "Regions",
+            ViewId::Races => "Races",
+            ViewId::Processes => "Processes",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        ViewId::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+}
+
+/// What a view asks of the app after a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Not for this view.
+    Ignored,
+    Handled,
+    /// Filter every view on this process.
+    SelectPid(u32),
+}
+
+/// A view's list state: selection, filter, sort and drill-down.
+#[derive(Debug, Clone, Default)]
+pub struct ListState {
+    pub selected: usize,
+    pub filter: String,
+    pub sort: usize,
+    /// Enter was pressed on the selection: show its detail.
+    pub detail: bool,
+}
+
+impl ListState {
+    /// Movement keys over `len` rows; Enter and Esc toggle the detail.
+    pub fn nav(&mut self, k: KeyEvent, len: usize, sorts: usize) -> Action {
+        let last = len.saturating_sub(1);
+        match k.code {
+            KeyCode::Down | KeyCode::Char('j') => self.selected = (self.selected + 1).min(last),
+            KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
+            KeyCode::PageDown => self.selected = (self.selected + 10).min(last),
+            KeyCode::PageUp => self.selected = self.selected.saturating_sub(10),
+            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
+            KeyCode::End | KeyCode::Char('G') => self.selected = last,
+            KeyCode::Char('s') if sorts > 0 => {
+                self.sort = (self.sort + 1) % sorts;
+                self.selected = 0;
+            }
+            KeyCode::Enter if len > 0 => self.detail = true,
+            KeyCode::Esc if self.detail => self.detail = false,
+            _ => return Action::Ignored,
+        }
+        Action::Handled
+    }
+
+    pub fn clamp(&mut self, len: usize) {
+        self.selected = self.selected.min(len.saturating_sub(1));
+        if len == 0 {
+            self.detail = false;
+        }
+    }
+
+    /// Case-insensitive substring match of the filter on any of `fields`.
+    pub fn matches(&self, fields: &[&str]) -> bool {
+        if self.filter.is_empty() {
+            return true;
+        }
+        let needle = self.filter.to_lowercase();
+        fields.iter().any(|f| f.to_lowercase().contains(&needle))
+    }
+}
