@@ -10,9 +10,8 @@ use std::io::BufRead;
 use serde::Serialize;
 
 use crate::model::{Finding, Model};
-use crate::race::Analyses;
-use crate::record::{Record, Summary};
-use crate::trace::{TraceError, TraceReader};
+use crate::record::Summary;
+use crate::trace::{Replay, TraceError, TraceReader};
 
 /// What a trace holds, after replay through the model.
 pub struct Analysis {
@@ -27,22 +26,11 @@ pub struct Analysis {
 /// Replay a whole trace. On a bad line, the error names it and the
 /// analysis of everything before it is returned alongside.
 pub fn replay<R: BufRead>(input: R) -> (Analysis, Option<TraceError>) {
-    let mut reader = TraceReader::new(input);
+    let mut replay = Replay::new(TraceReader::new(input));
     let mut model = Model::new();
-    let mut summary = None;
-    // Pipe interleaving and the deep-mode analysis are recomputed.
-    let mut analyses = Analyses::offline();
     let error = loop {
-        match reader.next_record() {
-            Ok(Some(record)) => {
-                if let Record::Summary(s) = &record {
-                    summary = Some(s.clone());
-                }
-                model.apply(&record);
-                if let Some(race) = analyses.apply(&record) {
-                    model.apply(&Record::Race(race));
-                }
-            }
+        match replay.next_record() {
+            Ok(Some(record)) => model.apply(&record),
             Ok(None) => break None,
             Err(e) => break Some(e),
         }
@@ -50,8 +38,8 @@ pub fn replay<R: BufRead>(input: R) -> (Analysis, Option<TraceError>) {
     (
         Analysis {
             model,
-            summary,
-            lines: reader.line(),
+            lines: replay.line(),
+            summary: replay.summary,
         },
         error,
     )

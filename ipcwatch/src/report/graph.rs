@@ -8,8 +8,8 @@ use std::io::BufReader;
 use serde::Serialize;
 
 use crate::model::Model;
-use crate::record::{ChannelKind, Record};
-use crate::trace::{TraceError, TraceReader};
+use crate::record::ChannelKind;
+use crate::trace::{Replay, TraceError, TraceReader};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Node {
@@ -125,12 +125,10 @@ impl Graph {
 /// The model rebuilt from a trace file.
 pub fn model_from_trace(path: &std::path::Path) -> Result<Model, TraceError> {
     let file = std::fs::File::open(path)?;
-    let mut reader = TraceReader::new(BufReader::new(file));
+    let mut replay = Replay::new(TraceReader::new(BufReader::new(file)));
     let mut model = Model::new();
-    while let Some(r) = reader.next_record()? {
-        if !matches!(r, Record::Summary(_)) {
-            model.apply(&r);
-        }
+    while let Some(r) = replay.next_record()? {
+        model.apply(&r);
     }
     Ok(model)
 }
@@ -138,7 +136,7 @@ pub fn model_from_trace(path: &std::path::Path) -> Result<Model, TraceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Io, Op};
+    use crate::record::{Io, Op, Record};
 
     fn io(pid: u32, op: Op, bytes: u64, channel: &str) -> Record {
         Record::Io(Io {

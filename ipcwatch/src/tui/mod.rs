@@ -36,7 +36,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use crate::session::RecordArgs;
-use crate::trace::TraceReader;
+use crate::trace::{Replay, TraceReader};
 
 use app::{App, Clock, LoopStats};
 use input::Input;
@@ -145,11 +145,9 @@ pub fn run_live(args: RecordArgs, label: &str) -> anyhow::Result<()> {
 
 /// Open a trace for replay; a bad file is a one-line error here, before
 /// the terminal is touched.
-pub fn open_trace(
-    path: &str,
-) -> anyhow::Result<(TraceReader<BufReader<File>>, crate::record::Record)> {
+pub fn open_trace(path: &str) -> anyhow::Result<(Replay<BufReader<File>>, crate::record::Record)> {
     let file = File::open(path).with_context(|| format!("cannot open {path}"))?;
-    let mut reader = TraceReader::new(BufReader::new(file));
+    let mut reader = Replay::new(TraceReader::new(BufReader::new(file)));
     match reader.next_record() {
         Ok(Some(first)) => Ok((reader, first)),
         Ok(None) => bail!("{path}: the trace has no records"),

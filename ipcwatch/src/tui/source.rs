@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::record::Record;
 use crate::session::{self, RecordArgs};
 use crate::sink::Sink;
-use crate::trace::TraceReader;
+use crate::trace::Replay;
 
 use super::input::{Input, SourceStatus};
 
@@ -177,7 +177,7 @@ impl ReplayControl {
 
 /// Play `reader` into `tx`, pacing by the records' times.
 pub fn replay<R: BufRead + Send + 'static>(
-    reader: TraceReader<R>,
+    reader: Replay<R>,
     name: String,
     ctl: Arc<ReplayControl>,
     tx: Sender<Input>,
@@ -201,7 +201,7 @@ pub fn replay<R: BufRead + Send + 'static>(
 
 /// The replay thread's state.
 struct Replayer<R> {
-    reader: TraceReader<R>,
+    reader: Replay<R>,
     name: String,
     ctl: Arc<ReplayControl>,
     tx: Sender<Input>,
