@@ -451,11 +451,9 @@ fn graph(cli: GraphCli) -> ExitCode {
             Some(path) => ipcwatch::report::graph::model_from_trace(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
             None => {
-                let dir = std::env::temp_dir();
-                let trace = dir.join(format!("ipcwatch-graph-{}.ndjson", std::process::id()));
-                let _ = std::fs::remove_file(&trace);
                 let args = RecordArgs {
-                    output: trace.to_string_lossy().into_owned(),
+                    // No trace file: the model is the sink.
+                    output: String::new(),
                     duration: cli.duration,
                     filter: Filter::default(),
                     command: cli.command.clone(),
@@ -469,12 +467,10 @@ fn graph(cli: GraphCli) -> ExitCode {
                     },
                     ..RecordArgs::default()
                 };
-                let r = session::run(args);
-                let model = r.and_then(|_| {
-                    ipcwatch::report::graph::model_from_trace(&trace).map_err(anyhow::Error::from)
-                });
-                let _ = std::fs::remove_file(&trace);
-                model?
+                // Recorded into the model directly: no trace file.
+                let mut model = ipcwatch::model::Model::new();
+                session::run_with(args, |_| Ok(&mut model), None)?;
+                model
             }
         };
         let g = ipcwatch::report::graph::Graph::from_model(&model);

@@ -33,3 +33,22 @@ impl Sink for Discard {
         Ok(())
     }
 }
+
+/// The model itself as a sink: a recording kept in memory (`graph` without
+/// a trace file).
+impl Sink for crate::model::Model {
+    fn record(&mut self, record: &Record) -> io::Result<()> {
+        self.apply(record);
+        Ok(())
+    }
+}
+
+impl<S: Sink + ?Sized> Sink for &mut S {
+    fn record(&mut self, record: &Record) -> io::Result<()> {
+        (**self).record(record)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (**self).flush()
+    }
+}
