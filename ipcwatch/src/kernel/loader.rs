@@ -310,9 +310,7 @@ impl Probes {
             match watchpoint(tid, addr, prog) {
                 Ok(fd) => fds.push(fd),
                 Err(e) => {
-                    if std::env::var_os("IPCWATCH_DEBUG").is_some() {
-                        eprintln!("watchpoint on tid {tid} at {addr:#x}: {e}");
-                    }
+                    tracing::debug!("watchpoint on tid {tid} at {addr:#x}: {e}");
                 }
             }
         }

@@ -180,19 +180,15 @@ impl Detector {
                 let addr = m.start + (offset - m.offset);
                 match probes.watch(slot, m.pid, addr, &threads(m.pid)) {
                     Ok(links) => {
-                        if std::env::var_os("IPCWATCH_DEBUG").is_some() {
-                            eprintln!(
-                                "armed slot {slot} pid {} addr {addr:#x}: {} links",
-                                m.pid,
-                                links.len()
-                            );
-                        }
+                        tracing::debug!(
+                            "armed slot {slot} pid {} addr {addr:#x}: {} links",
+                            m.pid,
+                            links.len()
+                        );
                         sites.push((m.pid, addr, links));
                     }
                     Err(e) => {
-                        if std::env::var_os("IPCWATCH_DEBUG").is_some() {
-                            eprintln!("arming pid {} failed: {e}", m.pid);
-                        }
+                        tracing::debug!("arming pid {} failed: {e}", m.pid);
                     }
                 }
             }

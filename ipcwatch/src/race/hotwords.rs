@@ -115,9 +115,7 @@ impl HotWords {
                         self.views.insert(id.clone(), v);
                     }
                     None => {
-                        if std::env::var_os("IPCWATCH_DEBUG").is_some() {
-                            eprintln!("hotwords: cannot map {id} ({:?})", region.mappings);
-                        }
+                        tracing::debug!("hotwords: cannot map {id} ({:?})", region.mappings);
                         continue;
                     }
                 }

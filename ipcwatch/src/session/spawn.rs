@@ -3,7 +3,10 @@
 //! kernel filter, and only then lets it continue into exec.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
 
 use crate::error::Error;
 
@@ -13,17 +16,12 @@ pub struct Blocked {
     status: OwnedFd,
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a valid array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Error::Spawn(format!(
-            "pipe2: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: pipe2 returned two fresh descriptors that we now own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+fn spawn_err(what: &str, e: Errno) -> Error {
+    Error::Spawn(format!("{what}: {}", std::io::Error::from(e)))
+}
+
+fn pid_of(pid: u32) -> Result<Pid, Error> {
+    Pid::from_raw(pid as i32).ok_or_else(|| Error::Spawn(format!("not a process id: {pid}")))
 }
 
 /// Fork `argv`, stopped (SIGSTOP) before exec, so that the caller can
@@ -45,7 +43,11 @@ pub fn spawn_blocked(argv: &[String], stdout_to_stderr: bool) -> Result<Blocked,
     let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     // Reports a failed exec: close-on-exec, so EOF means success.
-    let (st_r, st_w) = pipe()?;
+    let (st_r, st_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| spawn_err("pipe2", e))?;
+    // fork stays libc: rustix offers applications no fork (only its
+    // runtime's), and the child below must make only raw,
+    // async-signal-safe calls.
     // SAFETY: the child only calls async-signal-safe functions (raise,
     // signal, sigprocmask, dup2, execvp, write, _exit) on memory prepared before the fork.
     let pid = unsafe { libc::fork() };
@@ -75,19 +77,16 @@ pub fn spawn_blocked(argv: &[String], stdout_to_stderr: bool) -> Result<Blocked,
         }
     }
     drop(st_w);
-    let mut status = 0;
+    let child = pid_of(pid as u32)?;
     loop {
-        // SAFETY: waiting for our own child to stop.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) };
-        if r == pid && libc::WIFSTOPPED(status) {
-            break;
-        }
-        if r == pid
-            || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
-        {
-            return Err(Error::Spawn(
-                "the command's process died before it could exec".into(),
-            ));
+        match rustix::process::waitpid(Some(child), WaitOptions::UNTRACED) {
+            Ok(Some((_, status))) if status.stopped() => break,
+            Err(Errno::INTR) => continue,
+            _ => {
+                return Err(Error::Spawn(
+                    "the command's process died before it could exec".into(),
+                ));
+            }
         }
     }
     Ok(Blocked {
@@ -100,23 +99,21 @@ impl Blocked {
     /// Let the child exec. Fails when exec failed (the command was not
     /// found, or is not executable).
     pub fn release(self, argv0: &str) -> Result<u32, Error> {
-        // SAFETY: signalling our own stopped child.
-        unsafe { libc::kill(self.pid as i32, libc::SIGCONT) };
-        let mut err = 0i32;
+        let child = pid_of(self.pid)?;
+        rustix::process::kill_process(child, Signal::CONT).map_err(|e| spawn_err("SIGCONT", e))?;
+        let mut err = [0u8; 4];
         let n = loop {
-            // SAFETY: reading up to 4 bytes into a valid local.
-            let n = unsafe { libc::read(self.status.as_raw_fd(), (&raw mut err).cast(), 4) };
-            if n >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break n;
+            match rustix::io::read(&self.status, &mut err) {
+                Err(Errno::INTR) => continue,
+                r => break r.unwrap_or(0),
             }
         };
         if n == 4 {
-            let mut status = 0;
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(self.pid as i32, &mut status, 0) };
+            // Reap it: it exited with 127.
+            let _ = rustix::process::waitpid(Some(child), WaitOptions::empty());
             return Err(Error::Spawn(format!(
                 "cannot run {argv0}: {}",
-                std::io::Error::from_raw_os_error(err)
+                std::io::Error::from_raw_os_error(i32::from_ne_bytes(err))
             )));
         }
         Ok(self.pid)
@@ -125,31 +122,26 @@ impl Blocked {
 
 /// A pidfd for `pid`: readable once the process has exited.
 pub fn pidfd(pid: u32) -> Result<OwnedFd, Error> {
-    // SAFETY: plain syscall; the result is a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(Error::Spawn(format!(
-            "pidfd_open: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: pidfd_open returned a fresh descriptor that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    rustix::process::pidfd_open(pid_of(pid)?, PidfdFlags::empty())
+        .map_err(|e| spawn_err("pidfd_open", e))
 }
 
 /// Reap `pid` and return its exit code (128 + signal when killed).
 pub fn reap(pid: u32) -> Option<i32> {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    let r = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
-    if r != pid as i32 {
-        return None;
-    }
-    if libc::WIFEXITED(status) {
-        Some(libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        Some(128 + libc::WTERMSIG(status))
+    let (_, status) = rustix::process::waitpid(Some(pid_of(pid).ok()?), WaitOptions::NOHANG)
+        .ok()
+        .flatten()?;
+    if let Some(code) = status.exit_status() {
+        Some(code)
     } else {
-        None
+        status.terminating_signal().map(|sig| 128 + sig)
+    }
+}
+
+/// Send SIGTERM to `pid` (our own child: the caller makes sure it is not
+/// yet reaped, so the pid is still its).
+pub fn terminate(pid: u32) {
+    if let Ok(p) = pid_of(pid) {
+        let _ = rustix::process::kill_process(p, Signal::TERM);
     }
 }

@@ -1,0 +1,306 @@
+//! The running recording: the ring buffer read until a stop condition,
+//! kernel events through the collector, collisions through the race
+//! detector, losses reported as they grow.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::time::Sleep;
+
+use super::args::StopReason;
+use super::notes::{is_broken_pipe, warn};
+use super::spawn;
+use crate::collect::Collector;
+use crate::decode::{RawEvent, decode};
+use crate::host::monotonic_ns;
+use crate::kernel::loader::Probes;
+use crate::race::detector::{Detector, DetectorOptions};
+use crate::record::{Lost, Record};
+use crate::sink::Sink;
+
+/// What ends a recording besides its command: SIGINT and SIGTERM (taken
+/// over from their default action), `--duration`, a stop request.
+pub struct StopOn {
+    sigint: Signal,
+    sigterm: Signal,
+    duration: Option<Duration>,
+    request: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl StopOn {
+    /// Take SIGINT and SIGTERM over (call it inside `runtime`).
+    pub fn new(
+        duration: Option<Duration>,
+        request: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> io::Result<Self> {
+        Ok(StopOn {
+            sigint: signal(SignalKind::interrupt())?,
+            sigterm: signal(SignalKind::terminate())?,
+            duration,
+            request,
+        })
+    }
+}
+
+/// Where a `record -- CMD` stopped by a signal is in letting CMD end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WindDown {
+    /// No signal yet.
+    Running,
+    /// Signalled: waiting for the command to exit by itself.
+    Waiting,
+    /// The command was sent SIGTERM.
+    Terminated,
+}
+
+/// The loop's state between wake-ups.
+struct Loop<'a> {
+    probes: &'a mut Probes,
+    collector: &'a mut Collector,
+    sink: &'a mut dyn Sink,
+    detector: Detector,
+    child_pid: Option<u32>,
+    wind_down: WindDown,
+    lost_reported: u64,
+    ticks: u64,
+    decode_errors: u64,
+}
+
+impl Loop<'_> {
+    /// Everything waiting in the ring buffer: kernel events through the
+    /// collector, collisions through the race detector.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> io::Result<()> {
+        let (collector, sink) = (&mut *self.collector, &mut *self.sink);
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Ok(RawEvent::Collision(c)) => {
+                    collector.ingest(&RawEvent::Collision(c), sink)?;
+                    drop(item);
+                    if let Some(race) = self.detector.on_collision(&c, self.probes) {
+                        collector.push(Record::Race(race), sink)?;
+                    }
+                }
+                Ok(RawEvent::WriteSample(c)) => {
+                    collector.ingest(&RawEvent::WriteSample(c), sink)?;
+                    drop(item);
+                    if let Some(line) = self.detector.sample_line(&c) {
+                        collector.push(Record::WriteSample(line), sink)?;
+                    }
+                }
+                Ok(ev) => collector.ingest(&ev, sink)?,
+                Err(e) => {
+                    self.decode_errors += 1;
+                    if self.decode_errors == 1 {
+                        drop(item);
+                        let msg = format!("undecodable kernel event: {e}");
+                        warn(collector, sink, None, msg)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// With --lock-probes, give each new mapper of shared memory its
+    /// uprobes (and take them from those that exec'd).
+    fn attach_new(&mut self) -> io::Result<()> {
+        for pid in std::mem::take(&mut self.collector.regions.gone) {
+            self.probes.detach_lock_probes(pid);
+        }
+        for pid in std::mem::take(&mut self.collector.regions.new_mappers) {
+            for s in self.probes.attach_lock_probes(pid) {
+                let msg = format!("probe {} not attached: {}", s.probe, s.reason);
+                warn(self.collector, self.sink, Some(s.probe), msg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A `lost` record for the events dropped since the last one.
+    fn report_lost(&mut self, dropped: u64) -> io::Result<()> {
+        if dropped > self.lost_reported {
+            let lost = Record::Lost(Lost {
+                ts_ns: monotonic_ns(),
+                count: dropped - self.lost_reported,
+                total: dropped,
+            });
+            self.collector.push(lost, self.sink)?;
+            self.lost_reported = dropped;
+        }
+        Ok(())
+    }
+
+    /// Five times a second: losses, the output flushed, and every 5 s the
+    /// freed heap given back (a burst, a /proc scan or thousands of new
+    /// channels, leaves free memory in the middle of the heap that malloc
+    /// keeps otherwise).
+    fn tick(&mut self) -> io::Result<()> {
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(25) {
+            // SAFETY: malloc_trim only releases free memory.
+            unsafe { libc::malloc_trim(0) };
+        }
+        self.report_lost(self.probes.dropped())?;
+        self.sink.flush()
+    }
+
+    /// SIGINT/SIGTERM while the command runs: a terminal's Ctrl-C reaches
+    /// the command too, so give it a second to exit by itself (recording
+    /// goes on meanwhile: its last events belong in the trace); a second
+    /// signal, or no command, stops at once.
+    fn signal(&mut self, timer: Pin<&mut Sleep>) -> Option<StopReason> {
+        if self.child_pid.is_none() || self.wind_down != WindDown::Running {
+            return Some(StopReason::Signal);
+        }
+        self.wind_down = WindDown::Waiting;
+        timer.reset(tokio::time::Instant::now() + Duration::from_secs(1));
+        None
+    }
+
+    /// The wind-down timer: SIGTERM to the command, then 2 s more, then
+    /// stop and leave it running, with a warning.
+    fn wind_down_step(&mut self, timer: Pin<&mut Sleep>) -> io::Result<Option<StopReason>> {
+        let pid = self.child_pid.unwrap_or_default();
+        if self.wind_down == WindDown::Waiting {
+            // Our own child, not yet reaped (we reap it only after the
+            // loop): the pid is still its.
+            spawn::terminate(pid);
+            self.wind_down = WindDown::Terminated;
+            timer.reset(tokio::time::Instant::now() + Duration::from_secs(2));
+            return Ok(None);
+        }
+        let msg = format!("the command (pid {pid}) is still running 2 s after SIGTERM; leaving it");
+        warn(self.collector, self.sink, None, msg).map(|()| Some(StopReason::Signal))
+    }
+
+    /// After the stop: everything the kernel wrote before it, and the
+    /// final loss count.
+    fn last_drain(&mut self, ring: &mut RingBuf<MapData>) -> io::Result<()> {
+        self.detector.disarm(self.probes);
+        let seqs = self.probes.kernel_seqs();
+        self.collector.stop_at(seqs, self.probes.dropped());
+        self.drain(ring)?;
+        let dropped = self
+            .collector
+            .dropped_at_stop
+            .unwrap_or_else(|| self.probes.dropped());
+        self.report_lost(dropped)
+    }
+}
+
+/// A future that never ends when `what` is `None`.
+async fn or_never<T>(what: Option<impl Future<Output = T>>) {
+    match what {
+        Some(f) => {
+            let _ = f.await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Read the ring buffer until a stop condition; report losses as they grow.
+/// Returns why it stopped and the command's exit status.
+pub async fn event_loop(
+    probes: &mut Probes,
+    collector: &mut Collector,
+    sink: &mut dyn Sink,
+    child: Option<(u32, OwnedFd)>,
+    detector_opts: DetectorOptions,
+    stop_on: StopOn,
+) -> anyhow::Result<(StopReason, Option<i32>)> {
+    let ring = probes.take_ring()?;
+    // SAFETY: the RingBuf owns its map descriptor, which stays open for as
+    // long as the AsyncFd holds it.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE)? };
+    let StopOn {
+        mut sigint,
+        mut sigterm,
+        duration,
+        request,
+    } = stop_on;
+    let (child_pid, pidfd) = match child {
+        // SAFETY: the OwnedFd stays open for as long as the AsyncFd holds it.
+        Some((pid, fd)) => (
+            Some(pid),
+            Some(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE)? }),
+        ),
+        None => (None, None),
+    };
+    let deadline = or_never(duration.map(tokio::time::sleep));
+    tokio::pin!(deadline);
+    let child_exit = or_never(pidfd.as_ref().map(|fd| fd.readable()));
+    tokio::pin!(child_exit);
+    // A dropped sender counts as a request too.
+    let stop_requested = or_never(request);
+    tokio::pin!(stop_requested);
+    // The kernel wakes us only when the ring buffer fills up to a mark, so
+    // poll it often; losses and the output are checked less often.
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let wind_down_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(wind_down_timer);
+    let mut lp = Loop {
+        probes,
+        collector,
+        sink,
+        detector: Detector::new(detector_opts),
+        child_pid,
+        wind_down: WindDown::Running,
+        lost_reported: 0,
+        ticks: 0,
+        decode_errors: 0,
+    };
+
+    let reason = loop {
+        let step: io::Result<Option<StopReason>> = tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let r = lp.drain(guard.get_inner_mut());
+                guard.clear_ready();
+                r.and_then(|()| lp.attach_new()).map(|()| None)
+            }
+            _ = poll.tick() => {
+                lp.detector.tick(&lp.collector.model, lp.probes, std::time::Instant::now());
+                lp.drain(ring.get_mut()).and_then(|()| lp.attach_new()).map(|()| None)
+            }
+            _ = tick.tick() => lp.tick().map(|()| None),
+            _ = sigint.recv() => Ok(lp.signal(wind_down_timer.as_mut())),
+            _ = sigterm.recv() => Ok(lp.signal(wind_down_timer.as_mut())),
+            _ = &mut wind_down_timer, if lp.wind_down != WindDown::Running => {
+                lp.wind_down_step(wind_down_timer.as_mut())
+            }
+            _ = &mut deadline => Ok(Some(StopReason::Duration)),
+            _ = &mut child_exit => Ok(Some(match lp.wind_down {
+                WindDown::Running => StopReason::CommandExited,
+                _ => StopReason::Signal,
+            })),
+            _ = &mut stop_requested => Ok(Some(StopReason::Requested)),
+        };
+        match step {
+            Ok(Some(reason)) => break reason,
+            Ok(None) => {}
+            Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None)),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    match lp.last_drain(ring.get_mut()) {
+        Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None)),
+        r => r?,
+    }
+    if reason == StopReason::Requested
+        && let Some(pid) = child_pid
+    {
+        // Our own child, which the pidfd shows is not yet reaped, so the
+        // pid cannot have been reused.
+        spawn::terminate(pid);
+    }
+    let status = child_pid.and_then(spawn::reap);
+    Ok((reason, status))
+}
