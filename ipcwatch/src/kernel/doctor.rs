@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use aya::{
-    Btf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     programs::{
         BtfTracePoint, FEntry, KProbe, PerfEvent, RawTracePoint, TracePoint, UProbe,
         perf_event::{
@@ -88,98 +88,65 @@ fn err(e: impl std::error::Error) -> String {
     s
 }
 
-pub fn run() -> Report {
-    let mut checks = Vec::new();
-    let mut add = |feature, r: Result<String, String>, loses, required| {
+/// Collects the checks as they are made.
+#[derive(Default)]
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(
+        &mut self,
+        feature: &'static str,
+        r: Result<String, String>,
+        loses: &'static str,
+        required: bool,
+    ) {
         let (supported, detail) = result(r);
-        checks.push(Check {
+        self.0.push(Check {
             feature,
             supported,
             detail,
             loses,
             required,
         });
-    };
+    }
 
-    add(
-        "privileges",
-        match preflight::check_privileges() {
-            Ok(()) => Ok("CAP_BPF and CAP_PERFMON (or root)".into()),
-            Err(e) => Err(e.to_string()),
-        },
-        "everything: no probe can be loaded",
-        true,
-    );
-    add(
-        "tracefs",
-        preflight::ensure_tracefs()
-            .map(|n| n.unwrap_or_else(|| format!("mounted at {}", preflight::TRACEFS)))
-            .map_err(err),
-        "every tracepoint: they are found through tracefs",
-        true,
-    );
-    add(
-        "BTF",
-        btf::offsets_from(Path::new(btf::VMLINUX_BTF))
-            .map(|_| format!("{} (struct offsets resolved)", btf::VMLINUX_BTF))
-            .map_err(err),
-        "everything: descriptors are classified with offsets read from BTF",
-        true,
-    );
+    fn report(self) -> Report {
+        Report {
+            kernel: crate::host::release(),
+            checks: self.0,
+        }
+    }
+}
+
+/// Every feature, tested by really using it on this kernel.
+pub fn run() -> Report {
+    let mut checks = Checks::default();
+    preconditions(&mut checks);
     preflight::raise_memlock();
-
     let loaded = EbpfLoader::new()
         .override_global("CONFIG", &Config::zeroed(), true)
         .map_max_entries("EVENTS", 1 << 16)
         .load(EBPF_OBJECT);
+    let ring = "everything: events reach userspace through it";
     let mut ebpf = match loaded {
         Ok(e) => {
-            add(
+            checks.add(
                 "ring buffer",
                 Ok("BPF_MAP_TYPE_RINGBUF map created".into()),
-                "everything: events reach userspace through it",
+                ring,
                 true,
             );
             e
         }
         Err(e) => {
-            add(
-                "ring buffer",
-                Err(format!("loading the eBPF object failed: {e}")),
-                "everything: events reach userspace through it",
-                true,
-            );
-            return Report {
-                kernel: crate::host::release(),
-                checks,
-            };
+            let msg = format!("loading the eBPF object failed: {e}");
+            checks.add("ring buffer", Err(msg), ring, true);
+            return checks.report();
         }
     };
-
-    add(
-        "tracepoint",
-        (|| {
-            let p: &mut TracePoint = program(&mut ebpf, "doctor_tracepoint")?;
-            p.load().map_err(err)?;
-            p.attach("syscalls", "sys_enter_getppid").map_err(err)?;
-            Ok("attached to syscalls:sys_enter_getppid".into())
-        })(),
-        "everything: all syscall tracing uses tracepoints",
-        true,
-    );
-    add(
-        "raw tracepoint",
-        (|| {
-            let p: &mut RawTracePoint = program(&mut ebpf, "doctor_raw_tracepoint")?;
-            p.load().map_err(err)?;
-            p.attach("sys_enter").map_err(err)?;
-            Ok("attached to sys_enter".into())
-        })(),
-        "fork events: `-- CMD` cannot follow the command's children, new processes' descriptors are not inherited in the model",
-        false,
-    );
+    tracepoints(&mut checks, &mut ebpf);
     let btf = Btf::from_sys_fs().map_err(err);
-    add(
+    checks.add(
         "tp_btf",
         (|| {
             let btf = btf.as_ref().map_err(Clone::clone)?;
@@ -188,25 +155,85 @@ pub fn run() -> Report {
             p.attach().map_err(err)?;
             Ok("attached to sched_process_fork".into())
         })(),
-        "nothing yet: ipcwatch uses raw tracepoints where tp_btf would do",
+        "speed only: the syscall probes fall back to raw tracepoints (a helper call per kernel read)",
         false,
     );
-    add(
+    uprobe_and_watchpoint(&mut checks, &mut ebpf);
+    unused_by_ipcwatch(&mut checks, &mut ebpf, &btf);
+    checks.report()
+}
+
+/// What must hold before anything is loaded.
+fn preconditions(checks: &mut Checks) {
+    checks.add(
+        "privileges",
+        match preflight::check_privileges() {
+            Ok(()) => Ok("CAP_BPF and CAP_PERFMON (or root)".into()),
+            Err(e) => Err(e.to_string()),
+        },
+        "everything: no probe can be loaded",
+        true,
+    );
+    checks.add(
+        "tracefs",
+        preflight::ensure_tracefs()
+            .map(|n| n.unwrap_or_else(|| format!("mounted at {}", preflight::TRACEFS)))
+            .map_err(err),
+        "every tracepoint: they are found through tracefs",
+        true,
+    );
+    checks.add(
+        "BTF",
+        btf::offsets_from(Path::new(btf::VMLINUX_BTF))
+            .map(|_| format!("{} (struct offsets resolved)", btf::VMLINUX_BTF))
+            .map_err(err),
+        "everything: descriptors are classified with offsets read from BTF",
+        true,
+    );
+}
+
+fn tracepoints(checks: &mut Checks, ebpf: &mut Ebpf) {
+    checks.add(
+        "tracepoint",
+        (|| {
+            let p: &mut TracePoint = program(ebpf, "doctor_tracepoint")?;
+            p.load().map_err(err)?;
+            p.attach("syscalls", "sys_enter_getppid").map_err(err)?;
+            Ok("attached to syscalls:sys_enter_getppid".into())
+        })(),
+        "everything: all syscall tracing uses tracepoints",
+        true,
+    );
+    checks.add(
+        "raw tracepoint",
+        (|| {
+            let p: &mut RawTracePoint = program(ebpf, "doctor_raw_tracepoint")?;
+            p.load().map_err(err)?;
+            p.attach("sys_enter").map_err(err)?;
+            Ok("attached to sys_enter".into())
+        })(),
+        "fork events: `-- CMD` cannot follow the command's children, new processes' descriptors are not inherited in the model",
+        false,
+    );
+}
+
+fn uprobe_and_watchpoint(checks: &mut Checks, ebpf: &mut Ebpf) {
+    checks.add(
         "uprobe",
         (|| {
-            let p: &mut UProbe = program(&mut ebpf, "doctor_uprobe")?;
+            let p: &mut UProbe = program(ebpf, "doctor_uprobe")?;
             p.load().map_err(err)?;
             p.attach("getpid", "libc", UProbeScope::CallingProcess)
                 .map_err(err)?;
             Ok("attached to libc getpid".into())
         })(),
-        "the pthread and semaphore lock probes (--lock-probes), when they land",
+        "the lock inventory (pthread_*_init, sem_init, sem_open) and the lock probes (--lock-probes)",
         false,
     );
-    add(
+    checks.add(
         "hw watchpoint",
         (|| {
-            let p: &mut PerfEvent = program(&mut ebpf, "doctor_perf_event")?;
+            let p: &mut PerfEvent = program(ebpf, "doctor_perf_event")?;
             p.load().map_err(err)?;
             let addr = WATCHED.as_ptr() as u64;
             p.attach(
@@ -222,13 +249,18 @@ pub fn run() -> Report {
             .map_err(err)?;
             Ok("PERF_TYPE_BREAKPOINT write watchpoint attached".into())
         })(),
-        "race collision sampling (the race detector), when it lands",
+        "race collision sampling (the race detector)",
         false,
     );
-    add(
+}
+
+/// kprobes and fentry: ipcwatch does not need them, but they say what
+/// kind of kernel this is.
+fn unused_by_ipcwatch(checks: &mut Checks, ebpf: &mut Ebpf, btf: &Result<Btf, String>) {
+    checks.add(
         "kprobe",
         (|| {
-            let p: &mut KProbe = program(&mut ebpf, "doctor_kprobe")?;
+            let p: &mut KProbe = program(ebpf, "doctor_kprobe")?;
             p.load().map_err(err)?;
             p.attach("do_sys_openat2", 0).map_err(err)?;
             Ok("attached to do_sys_openat2".into())
@@ -236,11 +268,11 @@ pub fn run() -> Report {
         "nothing: ipcwatch uses tracepoints instead",
         false,
     );
-    add(
+    checks.add(
         "fentry",
         (|| {
             let btf = btf.as_ref().map_err(Clone::clone)?;
-            let p: &mut FEntry = program(&mut ebpf, "doctor_fentry")?;
+            let p: &mut FEntry = program(ebpf, "doctor_fentry")?;
             p.load("do_sys_openat2", btf).map_err(err)?;
             p.attach().map_err(err)?;
             Ok("attached to do_sys_openat2".into())
@@ -248,8 +280,4 @@ pub fn run() -> Report {
         "nothing: ipcwatch uses tracepoints instead",
         false,
     );
-    Report {
-        kernel: crate::host::release(),
-        checks,
-    }
 }

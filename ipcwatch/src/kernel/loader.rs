@@ -121,114 +121,20 @@ fn load_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Probes {
+    /// Load the eBPF object for `opts`, fill its maps, attach every probe
+    /// (those that cannot be attached are in `skipped`), take the maps
+    /// userspace reads.
     pub fn load(opts: &Options) -> Result<Probes, Error> {
-        let off = btf::offsets_from(std::path::Path::new(btf::VMLINUX_BTF))?;
-        let mut mode = 0;
-        if opts.listed_only || !opts.filter.pids.is_empty() || !opts.filter.comms.is_empty() {
-            mode |= filter::LISTED;
-        }
-        if !opts.filter.comms.is_empty() {
-            mode |= filter::COMM;
-        }
-        let config = Config {
-            self_tgid: std::process::id(),
-            filter: mode,
-            kinds: kernel_kinds(opts.kinds),
-            wake_bytes: opts.ring_bytes / 16,
-            watch_delay_ns: opts.watch_delay_ns,
-            deep: opts.deep as u32,
-            capture_bytes: opts.capture_bytes.min(ipcwatch_common::MAX_CAPTURE as u32),
-            _pad: 0,
-            off,
-        };
-        let sock_config = SockConfig {
-            off: btf::sock_offsets_from(std::path::Path::new(btf::VMLINUX_BTF))?,
-        };
-        let shm_config = shm::config(std::path::Path::new(btf::VMLINUX_BTF))?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global("CONFIG", &config, true)
-            .override_global("SOCK_CONFIG", &sock_config, true)
-            .override_global("SHM_CONFIG", &shm_config, true)
-            .map_max_entries("EVENTS", opts.ring_bytes)
-            .load(EBPF_OBJECT)
-            .map_err(|e| load_err("loading the eBPF object", e))?;
-
-        let mut syscalls: Array<_, u32> = Array::try_from(
-            ebpf.map_mut("SYSCALLS")
-                .ok_or_else(|| Error::Load("map SYSCALLS missing".into()))?,
-        )
-        .map_err(|e| load_err("map SYSCALLS", e))?;
-        let numbers = syscalls::syscall_numbers();
-        for (code, nr) in &numbers {
-            syscalls
-                .set(*nr as u32, code, 0)
-                .map_err(|e| load_err("filling SYSCALLS", e))?;
-        }
-
-        {
-            let mut comms: HashMap<_, [u8; COMM_LEN], u32> = HashMap::try_from(
-                ebpf.map_mut("COMMS")
-                    .ok_or_else(|| Error::Load("map COMMS missing".into()))?,
-            )
-            .map_err(|e| load_err("map COMMS", e))?;
-            for c in &opts.filter.comms {
-                comms
-                    .insert(comm_key(c), 1, 0)
-                    .map_err(|e| load_err("filling COMMS", e))?;
-            }
-        }
-
-        let mut skipped = Vec::new();
-        // Everything but close is handled at syscall exit, by one raw
-        // tracepoint that reads the arguments back from the registers.
-        attach_btf_or_raw(&mut ebpf, "ipcwatch_sys_exit", "sys_exit", &mut skipped);
-        if let Some(s) = skipped.iter().find(|s| s.probe == "raw_tp:sys_exit") {
-            return Err(Error::Load(format!(
-                "cannot attach the sys_exit raw tracepoint: {}",
-                s.reason
-            )));
-        }
-        // close must be seen at entry, before the descriptor is gone; the
-        // start of large pipe writes too (they may interleave).
-        attach_btf_or_raw(&mut ebpf, "ipcwatch_sys_enter", "sys_enter", &mut skipped);
-        attach_raw(
-            &mut ebpf,
-            "ipcwatch_fork",
-            "sched_process_fork",
-            &mut skipped,
-        );
-        attach_tp(
-            &mut ebpf,
-            "ipcwatch_exec",
-            "sched",
-            "sched_process_exec",
-            &mut skipped,
-        );
-        attach_tp(
-            &mut ebpf,
-            "ipcwatch_exit",
-            "sched",
-            "sched_process_exit",
-            &mut skipped,
-        );
-        shm::attach(&mut ebpf, &mut skipped);
+        let mut ebpf = load_object(opts)?;
+        fill_maps(&mut ebpf, opts)?;
+        let skipped = attach_all(&mut ebpf)?;
         let shm_procs = shm::shm_procs(&mut ebpf)?;
-
-        let ring = RingBuf::try_from(
-            ebpf.take_map("EVENTS")
-                .ok_or_else(|| Error::Load("map EVENTS missing".into()))?,
-        )
-        .map_err(|e| load_err("map EVENTS", e))?;
-        let stats = PerCpuArray::try_from(
-            ebpf.take_map("STATS")
-                .ok_or_else(|| Error::Load("map STATS missing".into()))?,
-        )
-        .map_err(|e| load_err("map STATS", e))?;
-        let traced = HashMap::try_from(
-            ebpf.take_map("TRACED")
-                .ok_or_else(|| Error::Load("map TRACED missing".into()))?,
-        )
-        .map_err(|e| load_err("map TRACED", e))?;
+        let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
+            .map_err(|e| load_err("map EVENTS", e))?;
+        let stats = PerCpuArray::try_from(take_map(&mut ebpf, "STATS")?)
+            .map_err(|e| load_err("map STATS", e))?;
+        let traced = HashMap::try_from(take_map(&mut ebpf, "TRACED")?)
+            .map_err(|e| load_err("map TRACED", e))?;
         let seq = ebpf
             .take_map("SEQ")
             .and_then(|m| PerCpuArray::try_from(m).ok());
@@ -413,6 +319,106 @@ where
 
 /// Run `attach`; a failure is recorded as a skipped probe: tracing goes on
 /// without it.
+/// The eBPF object with its read-only globals set from this kernel's BTF
+/// and `opts` (the verifier sees them as constants).
+fn load_object(opts: &Options) -> Result<Ebpf, Error> {
+    let vmlinux = std::path::Path::new(btf::VMLINUX_BTF);
+    let mut mode = 0;
+    if opts.listed_only || !opts.filter.pids.is_empty() || !opts.filter.comms.is_empty() {
+        mode |= filter::LISTED;
+    }
+    if !opts.filter.comms.is_empty() {
+        mode |= filter::COMM;
+    }
+    let config = Config {
+        self_tgid: std::process::id(),
+        filter: mode,
+        kinds: kernel_kinds(opts.kinds),
+        wake_bytes: opts.ring_bytes / 16,
+        watch_delay_ns: opts.watch_delay_ns,
+        deep: opts.deep as u32,
+        capture_bytes: opts.capture_bytes.min(ipcwatch_common::MAX_CAPTURE as u32),
+        _pad: 0,
+        off: btf::offsets_from(vmlinux)?,
+    };
+    let sock_config = SockConfig {
+        off: btf::sock_offsets_from(vmlinux)?,
+    };
+    let shm_config = shm::config(vmlinux)?;
+    EbpfLoader::new()
+        .override_global("CONFIG", &config, true)
+        .override_global("SOCK_CONFIG", &sock_config, true)
+        .override_global("SHM_CONFIG", &shm_config, true)
+        .map_max_entries("EVENTS", opts.ring_bytes)
+        .load(EBPF_OBJECT)
+        .map_err(|e| load_err("loading the eBPF object", e))
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
+    ebpf.take_map(name)
+        .ok_or_else(|| Error::Load(format!("map {name} missing")))
+}
+
+/// SYSCALLS (this architecture's numbers) and COMMS (`--comm`).
+fn fill_maps(ebpf: &mut Ebpf, opts: &Options) -> Result<(), Error> {
+    let mut syscalls: Array<_, u32> = Array::try_from(
+        ebpf.map_mut("SYSCALLS")
+            .ok_or_else(|| Error::Load("map SYSCALLS missing".into()))?,
+    )
+    .map_err(|e| load_err("map SYSCALLS", e))?;
+    for (code, nr) in &syscalls::syscall_numbers() {
+        syscalls
+            .set(*nr as u32, code, 0)
+            .map_err(|e| load_err("filling SYSCALLS", e))?;
+    }
+    let mut comms: HashMap<_, [u8; COMM_LEN], u32> = HashMap::try_from(
+        ebpf.map_mut("COMMS")
+            .ok_or_else(|| Error::Load("map COMMS missing".into()))?,
+    )
+    .map_err(|e| load_err("map COMMS", e))?;
+    for c in &opts.filter.comms {
+        comms
+            .insert(comm_key(c), 1, 0)
+            .map_err(|e| load_err("filling COMMS", e))?;
+    }
+    Ok(())
+}
+
+/// Attach every probe; only the sys_exit program is required.
+fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<Skipped>, Error> {
+    let mut skipped = Vec::new();
+    // Everything but close is handled at syscall exit, by one program (on
+    // tp_btf, or the raw tracepoint) that reads the arguments back from
+    // the registers.
+    attach_btf_or_raw(ebpf, "ipcwatch_sys_exit", "sys_exit", &mut skipped);
+    if let Some(s) = skipped.iter().find(|s| s.probe == "raw_tp:sys_exit") {
+        return Err(Error::Load(format!(
+            "cannot attach the sys_exit raw tracepoint: {}",
+            s.reason
+        )));
+    }
+    // close must be seen at entry, before the descriptor is gone; the
+    // start of large pipe writes too (they may interleave).
+    attach_btf_or_raw(ebpf, "ipcwatch_sys_enter", "sys_enter", &mut skipped);
+    attach_raw(ebpf, "ipcwatch_fork", "sched_process_fork", &mut skipped);
+    attach_tp(
+        ebpf,
+        "ipcwatch_exec",
+        "sched",
+        "sched_process_exec",
+        &mut skipped,
+    );
+    attach_tp(
+        ebpf,
+        "ipcwatch_exit",
+        "sched",
+        "sched_process_exit",
+        &mut skipped,
+    );
+    shm::attach(ebpf, &mut skipped);
+    Ok(skipped)
+}
+
 fn attach_or_skip(
     skipped: &mut Vec<Skipped>,
     probe: String,
