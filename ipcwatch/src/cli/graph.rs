@@ -1,0 +1,100 @@
+//! `ipcwatch graph`: who talks to whom, as Graphviz DOT or JSON.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
+use ipcwatch::session::{self, RecordArgs};
+
+use super::args::{KindArg, kinds_mask, parse_secs};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GraphCli {
+    /// Where to write the graph; `-` is standard output.
+    #[arg(short, long, value_name = "FILE", default_value = "-")]
+    pub output: String,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    format: GraphFormat,
+    /// Stop tracing after this many seconds (fractions allowed), or a
+    /// duration with units: 10s, 1m30s, 500ms.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    duration: Option<Duration>,
+    /// Draw from this trace (written by `record`) instead of tracing.
+    #[arg(long, value_name = "TRACE", conflicts_with_all = ["duration", "command"])]
+    input: Option<std::path::PathBuf>,
+    /// Only these channel kinds (repeatable). Filtered in the kernel.
+    #[arg(long = "kind", value_enum, value_name = "KIND")]
+    kinds: Vec<KindArg>,
+    /// The command to start and trace, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+pub fn graph(cli: GraphCli) -> ExitCode {
+    if cli.input.is_none() && cli.command.is_empty() && cli.duration.is_none() {
+        eprintln!(
+            "ipcwatch: error: graph needs `-- CMD`, --duration SECS or --input TRACE (it draws what it saw)"
+        );
+        return ExitCode::from(2);
+    }
+    let result = (|| -> anyhow::Result<String> {
+        let model = match &cli.input {
+            Some(path) => ipcwatch::report::graph::model_from_trace(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None => {
+                let args = RecordArgs {
+                    // No trace file: the model is the sink.
+                    output: String::new(),
+                    duration: cli.duration,
+                    filter: Filter::default(),
+                    command: cli.command.clone(),
+                    ring_bytes: DEFAULT_RING_BYTES,
+                    kinds: kinds_mask(&cli.kinds),
+                    command_stdout_to_stderr: cli.output == "-",
+                    // A graph needs no race detection.
+                    detector: ipcwatch::race::detector::DetectorOptions {
+                        enabled: false,
+                        ..Default::default()
+                    },
+                    ..RecordArgs::default()
+                };
+                // Recorded into the model directly: no trace file.
+                let mut model = ipcwatch::model::Model::new();
+                session::run_with(args, |_| Ok(&mut model), None)?;
+                model
+            }
+        };
+        let g = ipcwatch::report::graph::Graph::from_model(&model);
+        Ok(match cli.format {
+            GraphFormat::Dot => g.dot(),
+            GraphFormat::Json => serde_json::to_string_pretty(&g)? + "\n",
+        })
+    })();
+    let text = match result {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ipcwatch: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = if cli.output == "-" {
+        use std::io::Write;
+        std::io::stdout().write_all(text.as_bytes())
+    } else {
+        std::fs::write(&cli.output, text)
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipcwatch: error: cannot write {}: {e}", cli.output);
+            ExitCode::FAILURE
+        }
+    }
+}

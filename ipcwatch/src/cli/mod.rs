@@ -1,0 +1,8 @@
+//! The command line: one file per subcommand, each with its clap
+//! arguments and the function that runs it.
+
+pub mod analyze;
+pub mod args;
+pub mod graph;
+pub mod record;
+pub mod tui;

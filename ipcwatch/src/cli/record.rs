@@ -1,0 +1,142 @@
+//! `ipcwatch record`: trace, and write NDJSON.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
+use ipcwatch::session::{self, RecordArgs};
+
+use super::args::{KindArg, kinds_mask, parse_ring, parse_secs};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct RecordCli {
+    /// Where to write the trace; `-` is standard output. A file is created
+    /// with mode 0600 and never through a symbolic link.
+    #[arg(short, long, value_name = "FILE", default_value = "-")]
+    output: String,
+    /// Stop after this many seconds (fractions allowed), or a duration with
+    /// units: 10s, 1m30s, 500ms.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    duration: Option<Duration>,
+    /// Trace only this process (repeatable). Filtered in the kernel.
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Trace only processes with this name (repeatable; first 15 bytes, as
+    /// in /proc/PID/comm). Filtered in the kernel.
+    #[arg(long = "comm", value_name = "NAME")]
+    comms: Vec<String>,
+    /// Trace only these channel kinds (repeatable; default: all).
+    /// Filtered in the kernel.
+    #[arg(long = "kind", value_enum, value_name = "KIND")]
+    kinds: Vec<KindArg>,
+    /// Size of the kernel ring buffer in bytes (a power of two).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring)]
+    ring_size: u32,
+    /// Exit with status 3 when a race was found.
+    #[arg(long)]
+    fail_on_race: bool,
+    /// Copy the first N bytes (at most 256) of every read and write on a
+    /// pipe, FIFO or socket into the trace (`data`, hex). Off by default:
+    /// ipcwatch never records payloads unless asked.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
+    capture_bytes: u32,
+    /// Deep mode, for races whose writes never collide in time: every
+    /// trapped write is reported and checked by a happens-before analysis
+    /// (vector clocks across processes over locks, semaphores, futexes,
+    /// messages and fork) with a lockset check. Costs one trap (~9 µs in a
+    /// VM) plus the hold per armed write. Uncontended pthread locks are
+    /// edges only with --lock-probes too (and its cost).
+    #[arg(long)]
+    deep: bool,
+    /// Turn the race detector off (no watchpoints are ever armed).
+    #[arg(long)]
+    no_race: bool,
+    /// Race detector: how long each hot word stays armed, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    race_window: u64,
+    /// Race detector: time between the starts of two windows, in ms. A word
+    /// whose windows find nothing new waits up to 8 periods (not in --deep).
+    #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    race_period: u64,
+    /// Race detector: how long a trapped write is held, in µs. Each hold
+    /// costs the writer that long; two writes in flight together are a race.
+    #[arg(long, value_name = "US", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    race_delay: u32,
+    /// Race detector: words armed at once (a thread has 4 debug registers).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=4))]
+    race_words: u64,
+    /// Also trace every pthread mutex/rwlock/spinlock and semaphore call
+    /// (lock, trylock, timedlock, unlock, wait, post...) with uprobes,
+    /// attached to each process when its first shared mapping appears.
+    /// COSTLY: a uprobe hit costs about 8-10 us in a virtual machine, and a
+    /// lock-heavy program can run tens of times slower (a two-process
+    /// mutex counter: about 30x). Without it, contended locks are still
+    /// seen through futex, and flock/fcntl locks always.
+    #[arg(long)]
+    lock_probes: bool,
+    /// The command to start and trace, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+pub fn record(cli: RecordCli) -> ExitCode {
+    if !cli.command.is_empty() && (!cli.pids.is_empty() || !cli.comms.is_empty()) {
+        eprintln!(
+            "ipcwatch: error: --pid/--comm cannot be combined with `-- CMD` (the command and its descendants are traced)"
+        );
+        return ExitCode::from(2);
+    }
+    let args = RecordArgs {
+        output: cli.output.clone(),
+        duration: cli.duration,
+        filter: Filter {
+            pids: cli.pids,
+            comms: cli.comms,
+        },
+        command: cli.command,
+        ring_bytes: cli.ring_size,
+        detector: ipcwatch::race::detector::DetectorOptions {
+            enabled: !cli.no_race,
+            window: Duration::from_millis(cli.race_window),
+            period: Duration::from_millis(cli.race_period.max(cli.race_window)),
+            words: cli.race_words as usize,
+            backoff: !cli.deep,
+            ..Default::default()
+        },
+        watch_delay_ns: cli.race_delay * 1000,
+        deep: cli.deep,
+        capture_bytes: cli.capture_bytes,
+        kinds: kinds_mask(&cli.kinds),
+        command_stdout_to_stderr: false,
+        lock_probes: cli.lock_probes,
+    };
+    let fail_on_race = cli.fail_on_race;
+    match session::run(args) {
+        Ok(o) => {
+            let lost = if o.dropped > 0 {
+                format!(", {} LOST (ring buffer full; try --ring-size)", o.dropped)
+            } else {
+                ", 0 lost".into()
+            };
+            let status = o
+                .command_status
+                .map(|s| format!("; command exited with {s}"))
+                .unwrap_or_default();
+            eprintln!(
+                "ipcwatch: {} events{lost}, {} channels, {} races, stopped: {}{status}",
+                o.events,
+                o.channels,
+                o.races,
+                o.reason.as_str()
+            );
+            if fail_on_race && o.races > 0 {
+                return ExitCode::from(3);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ipcwatch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

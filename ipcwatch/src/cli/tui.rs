@@ -1,0 +1,132 @@
+//! `ipcwatch tui` and `ipcwatch demo`: the terminal UI, live or on a
+//! replay.
+
+use std::process::ExitCode;
+
+use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
+use ipcwatch::session::RecordArgs;
+
+use super::args::parse_ring;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct TuiCli {
+    /// Play this recorded NDJSON trace instead of tracing live.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<String>,
+    /// Replay speed: 1 is real time, 10 ten times faster, 0 as fast as
+    /// possible. Change it with + and - while playing.
+    #[arg(long, value_name = "X", default_value_t = 1.0, value_parser = parse_speed)]
+    speed: f64,
+    /// Watch only this process (repeatable). Filtered in the kernel.
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Watch only processes with this name (repeatable).
+    #[arg(long = "comm", value_name = "NAME")]
+    comms: Vec<String>,
+    /// Size of the kernel ring buffer in bytes (a power of two).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring)]
+    ring_size: u32,
+    /// Draw on an off-screen 100x30 buffer, stop when CMD exits, and print
+    /// what was measured as JSON (for `cargo xtask bench`).
+    #[arg(long, hide = true)]
+    headless: bool,
+    /// The command to start and watch, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !v.is_finite() || !(0.0..=1024.0).contains(&v) {
+        return Err(format!("`{s}`: the speed must be between 0 and 1024"));
+    }
+    Ok(v)
+}
+
+impl TuiCli {
+    /// `ipcwatch` alone: the whole system, live.
+    pub fn whole_system() -> Self {
+        TuiCli {
+            speed: 1.0,
+            ring_size: DEFAULT_RING_BYTES,
+            ..TuiCli::default()
+        }
+    }
+}
+
+pub fn tui(cli: TuiCli) -> ExitCode {
+    use ipcwatch::tui;
+    let live_flags = !cli.command.is_empty() || !cli.pids.is_empty() || !cli.comms.is_empty();
+    if cli.replay.is_some() && (live_flags || cli.headless) {
+        eprintln!(
+            "ipcwatch: error: --replay cannot be combined with --pid, --comm, --headless or `-- CMD`"
+        );
+        return ExitCode::from(2);
+    }
+    if !cli.command.is_empty() && (!cli.pids.is_empty() || !cli.comms.is_empty()) {
+        eprintln!(
+            "ipcwatch: error: --pid/--comm cannot be combined with `-- CMD` (the command and its descendants are traced)"
+        );
+        return ExitCode::from(2);
+    }
+    let args = RecordArgs {
+        // "-": a traced command's standard output goes to standard error,
+        // which the TUI captures while it runs.
+        output: "-".into(),
+        duration: None,
+        filter: Filter {
+            pids: cli.pids,
+            comms: cli.comms,
+        },
+        command: cli.command,
+        ring_bytes: cli.ring_size,
+        ..RecordArgs::default()
+    };
+    let r = match (&cli.replay, cli.headless) {
+        (Some(path), _) => tui::run_replay(path, cli.speed),
+        (None, true) => tui::run_headless(args).and_then(|report| {
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }),
+        (None, false) => {
+            let label = if args.command.is_empty() {
+                "system".to_string()
+            } else {
+                args.command.join(" ")
+            };
+            tui::run_live(args, &label)
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipcwatch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn demo() -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p.display().to_string(),
+        Err(e) => {
+            eprintln!("ipcwatch: error: cannot find my own executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let args = RecordArgs {
+        output: "-".into(),
+        duration: None,
+        filter: Filter::default(),
+        command: vec![exe, "workload".into(), "demo".into()],
+        ring_bytes: DEFAULT_RING_BYTES,
+        ..RecordArgs::default()
+    };
+    match ipcwatch::tui::run_live(args, "demo") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipcwatch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
