@@ -135,90 +135,9 @@ impl SyncTracker {
             detail: None,
         };
         match e.syscall {
-            sc::FUTEX => {
-                let (name, event) = futex_cmd(e.op);
-                let (lock, region, offset, object) = lock_at(model, pid, e.addr);
-                line.event = event;
-                line.lock = lock;
-                line.region = region;
-                line.offset = offset;
-                line.ok = match event {
-                    SyncEvent::Wake => e.ret >= 0,
-                    _ => e.ret == 0,
-                };
-                let mut d = format_compact!("{name}");
-                if let Some(o) = object {
-                    d.push_str(&format!(" {o}"));
-                    if let Some(base) = line.offset
-                        && let Some((_, off)) = locate(model, pid, e.addr)
-                        && off != base
-                    {
-                        d.push_str(&format!("+{}", off - base));
-                    }
-                }
-                if event == SyncEvent::Wake && e.ret >= 0 {
-                    d.push_str(&format!(" woke={}", e.ret));
-                } else if e.ret < 0 {
-                    d.push_str(&format!(" {}", errno_name(e.ret)));
-                }
-                line.detail = Some(d);
-            }
-            sc::FLOCK => {
-                let op = e.op as i32;
-                line.primitive = Text::const_new("flock");
-                line.lock = format_compact!("flock:{}:{}", e.dev, e.ino);
-                line.event = if op & libc::LOCK_UN != 0 {
-                    SyncEvent::Release
-                } else {
-                    SyncEvent::Acquire
-                };
-                line.ok = e.ret == 0;
-                let mut d = Text::const_new(if op & libc::LOCK_UN != 0 {
-                    "un"
-                } else if op & libc::LOCK_EX != 0 {
-                    "ex"
-                } else {
-                    "sh"
-                });
-                if op & libc::LOCK_NB != 0 {
-                    d.push_str(" nb");
-                }
-                if e.ret < 0 {
-                    d.push_str(&format!(" {}", errno_name(e.ret)));
-                }
-                line.detail = Some(d);
-            }
-            c if c == ipcwatch_common::sc::FCNTL => {
-                let cmd = e.op as i32;
-                let ofd = cmd == libc::F_OFD_SETLK || cmd == libc::F_OFD_SETLKW;
-                let wait = cmd == libc::F_SETLKW || cmd == libc::F_OFD_SETLKW;
-                let l_type = (e.kind & 0xffff) as i16 as i32;
-                let whence = (e.kind >> 16) as i32;
-                line.primitive = Text::const_new(if ofd { "ofd" } else { "fcntl" });
-                line.lock = format_compact!("fcntl:{}:{}+{}", e.dev, e.ino, e.start as i64);
-                line.event = if l_type == libc::F_UNLCK {
-                    SyncEvent::Release
-                } else {
-                    SyncEvent::Acquire
-                };
-                line.ok = e.ret == 0;
-                let ty = match l_type {
-                    t if t == libc::F_RDLCK => "rdlck",
-                    t if t == libc::F_WRLCK => "wrlck",
-                    _ => "unlck",
-                };
-                let mut d = format_compact!("{ty} len={}", e.len as i64);
-                if wait {
-                    d.push_str(" wait");
-                }
-                if whence != libc::SEEK_SET {
-                    d.push_str(&format!(" whence={whence}"));
-                }
-                if e.ret < 0 {
-                    d.push_str(&format!(" {}", errno_name(e.ret)));
-                }
-                line.detail = Some(d);
-            }
+            sc::FUTEX => futex_line(model, e, &mut line),
+            sc::FLOCK => flock_line(e, &mut line),
+            c if c == ipcwatch_common::sc::FCNTL => fcntl_line(e, &mut line),
             _ => return,
         }
         out.push(Record::Sync(line));
@@ -323,6 +242,99 @@ impl SyncTracker {
             ip: e.ip,
         }));
     }
+}
+
+/// A futex operation on a shared word: the lock it belongs to, wait or
+/// wake, and the result.
+fn futex_line(model: &Model, e: &LockEvent, line: &mut SyncLine) {
+    let pid = e.hdr.pid;
+    let (name, event) = futex_cmd(e.op);
+    let (lock, region, offset, object) = lock_at(model, pid, e.addr);
+    line.event = event;
+    line.lock = lock;
+    line.region = region;
+    line.offset = offset;
+    line.ok = match event {
+        SyncEvent::Wake => e.ret >= 0,
+        _ => e.ret == 0,
+    };
+    let mut d = format_compact!("{name}");
+    if let Some(o) = object {
+        d.push_str(&format!(" {o}"));
+        if let Some(base) = line.offset
+            && let Some((_, off)) = locate(model, pid, e.addr)
+            && off != base
+        {
+            d.push_str(&format!("+{}", off - base));
+        }
+    }
+    if event == SyncEvent::Wake && e.ret >= 0 {
+        d.push_str(&format!(" woke={}", e.ret));
+    } else if e.ret < 0 {
+        d.push_str(&format!(" {}", errno_name(e.ret)));
+    }
+    line.detail = Some(d);
+}
+
+/// flock(2): the file's lock, exclusive, shared or released.
+fn flock_line(e: &LockEvent, line: &mut SyncLine) {
+    let op = e.op as i32;
+    line.primitive = Text::const_new("flock");
+    line.lock = format_compact!("flock:{}:{}", e.dev, e.ino);
+    line.event = if op & libc::LOCK_UN != 0 {
+        SyncEvent::Release
+    } else {
+        SyncEvent::Acquire
+    };
+    line.ok = e.ret == 0;
+    let mut d = Text::const_new(if op & libc::LOCK_UN != 0 {
+        "un"
+    } else if op & libc::LOCK_EX != 0 {
+        "ex"
+    } else {
+        "sh"
+    });
+    if op & libc::LOCK_NB != 0 {
+        d.push_str(" nb");
+    }
+    if e.ret < 0 {
+        d.push_str(&format!(" {}", errno_name(e.ret)));
+    }
+    line.detail = Some(d);
+}
+
+/// fcntl(2) record locks (classic and OFD): the locked range's start in
+/// the lock's name, type, length and whether it waits in the detail.
+fn fcntl_line(e: &LockEvent, line: &mut SyncLine) {
+    let cmd = e.op as i32;
+    let ofd = cmd == libc::F_OFD_SETLK || cmd == libc::F_OFD_SETLKW;
+    let wait = cmd == libc::F_SETLKW || cmd == libc::F_OFD_SETLKW;
+    let l_type = (e.kind & 0xffff) as i16 as i32;
+    let whence = (e.kind >> 16) as i32;
+    line.primitive = Text::const_new(if ofd { "ofd" } else { "fcntl" });
+    line.lock = format_compact!("fcntl:{}:{}+{}", e.dev, e.ino, e.start as i64);
+    line.event = if l_type == libc::F_UNLCK {
+        SyncEvent::Release
+    } else {
+        SyncEvent::Acquire
+    };
+    line.ok = e.ret == 0;
+    let ty = match l_type {
+        t if t == libc::F_RDLCK => "rdlck",
+        t if t == libc::F_WRLCK => "wrlck",
+        _ => "unlck",
+    };
+    let mut d = format_compact!("{ty} len={}", e.len as i64);
+    if wait {
+        d.push_str(" wait");
+    }
+    if whence != libc::SEEK_SET {
+        d.push_str(&format!(" whence={whence}"));
+    }
+    if e.ret < 0 {
+        d.push_str(&format!(" {}", errno_name(e.ret)));
+    }
+    line.detail = Some(d);
 }
 
 fn at_return(f: u32) -> bool {
