@@ -8,15 +8,18 @@ mod accuracy;
 mod bench;
 mod bench_collector;
 mod bench_load;
+mod cmd;
 mod fuzz;
 mod setup;
 mod soak;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+
+use crate::cmd::{cargo, root, run};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -76,53 +79,6 @@ enum Cmd {
         #[arg(long)]
         bin: Option<PathBuf>,
     },
-}
-
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
-/// Run a command in the workspace root; fail with its name when it fails.
-pub fn run(cmd: &mut Command) -> Result<()> {
-    cmd.current_dir(root());
-    cmd.env("PATH", setup::path_with_cargo_bin());
-    eprintln!("+ {}", show(cmd));
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {}", show(cmd)))?;
-    if !status.success() {
-        bail!("`{}` failed ({status})", show(cmd));
-    }
-    Ok(())
-}
-
-fn show(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-fn cargo() -> Command {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut c = Command::new(&cargo);
-    // The eBPF object is built by aya-build with the nightly toolchain;
-    // make sure a RUSTUP_TOOLCHAIN from the outside does not leak in.
-    c.env_remove("RUSTUP_TOOLCHAIN");
-    // Without RUSTUP_TOOLCHAIN, the rustc proxy picks its toolchain from
-    // the directory it runs in, and some crates ship a rust-toolchain.toml
-    // (convert_case, under crossterm, asks for 1.83.0). Use the rustc next
-    // to this cargo instead; aya-build removes RUSTC for the eBPF build.
-    let rustc = std::path::Path::new(&cargo).with_file_name("rustc");
-    if rustc.is_absolute() && rustc.exists() {
-        c.env("RUSTC", rustc);
-    }
-    c
 }
 
 fn build_release() -> Result<PathBuf> {

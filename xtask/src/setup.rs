@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{root, run};
+use crate::cmd::{path_with_cargo_bin, root, run};
 
 const TOOLCHAIN: &str = "nightly";
 
@@ -20,15 +20,6 @@ fn output(cmd: &mut Command) -> Result<String> {
         bail!("{:?} failed ({})", cmd.get_program(), out.status);
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Directory holding cargo-installed binaries.
-pub fn cargo_bin() -> PathBuf {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
-        .join("bin")
 }
 
 fn nightly_sysroot() -> Result<PathBuf> {
@@ -143,15 +134,6 @@ fn ensure_bpf_linker() -> Result<()> {
         bail!("bpf-linker was installed but does not run");
     }
     Ok(())
-}
-
-/// PATH with cargo's bin directory first.
-pub fn path_with_cargo_bin() -> std::ffi::OsString {
-    let mut paths = vec![cargo_bin()];
-    if let Some(p) = std::env::var_os("PATH") {
-        paths.extend(std::env::split_paths(&p));
-    }
-    std::env::join_paths(paths).unwrap_or_default()
 }
 
 /// The TUI's end-to-end test drives the real binary in tmux.
