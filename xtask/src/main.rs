@@ -1,14 +1,21 @@
 //! `cargo xtask`: set-up, build, run, test and benchmark ipcwatch.
 //!
 //! Every command first makes sure the eBPF toolchain is there (nightly
-//! rust-src and bpf-linker built against nightly's own LLVM), installing
-//! what is missing. When everything is present that check takes seconds.
+//! rust-src and bpf-linker built against nightly's own LLVM) and the tools
+//! the checks use (tmux, cargo-modules), installing what is missing. When
+//! everything is present that check takes seconds.
+
+// Modules reach each other through `use`, where `cargo xtask cycles` sees
+// them, not through `crate::module::item` paths in function bodies, where
+// it does not (the crates allowed absolute paths are in xtask/clippy.toml).
+#![warn(clippy::absolute_paths)]
 
 mod accuracy;
 mod bench;
 mod bench_collector;
 mod bench_load;
 mod cmd;
+mod cycles;
 mod fuzz;
 mod setup;
 mod soak;
@@ -39,9 +46,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Every check: fmt, clippy (userspace and eBPF), unit tests, and the
-    /// root integration tests (serially).
+    /// Every check: fmt, clippy (userspace and eBPF), module cycles, unit
+    /// tests, and the root integration tests (serially).
     Test,
+    /// Fail when a crate's modules import each other in a loop, naming
+    /// every loop (cargo-modules' graph of each crate of the workspace).
+    Cycles,
     /// Benchmarks: traced vs untraced, side by side in one run.
     Bench(bench::BenchArgs),
     /// The collector's throughput on one core: synthetic events through
@@ -124,6 +134,7 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    cycles::check()?;
     // Unit tests (no root needed) run in parallel...
     run(cargo().args(["test", "--workspace", "--lib", "--bins"]))?;
     // ...the root integration tests share kernel state: one at a time.
@@ -157,6 +168,10 @@ fn main() -> Result<()> {
         Cmd::Test => {
             setup::ensure()?;
             test()
+        }
+        Cmd::Cycles => {
+            setup::ensure()?;
+            cycles::check()
         }
         Cmd::Fuzz(args) => {
             setup::ensure()?;
