@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::root;
+use crate::cmd::root;
 
 #[derive(clap::Args)]
 pub struct AccuracyArgs {

@@ -7,8 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde::ser::SerializeMap;
 
-use crate::root;
+use crate::cmd::{have, root};
+use crate::{bench_collector, bench_load};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -69,13 +72,6 @@ impl Way {
             Way::Strace => "strace -f".into(),
         }
     }
-}
-
-pub(crate) fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// bpftrace, installed from the distribution's packages when missing.
@@ -227,6 +223,31 @@ struct Row {
 pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     let _ = BASELINE_NAME.set(args.baseline_name.clone());
+    let ways = ways(args)?;
+    let rows = measure(bin, args, &ways, workloads(args), pin)?;
+    let table = table(&rows, &ways);
+    println!("\n{table}");
+    let tui = tui_load(bin, args, pin)?;
+    println!("\n{tui}");
+    let collector = bench_collector::run(bin, COLLECTOR_EVENTS)?;
+    println!("\n{collector}");
+    let loss = bench_load::loss_sweep(bin)?;
+    println!("\n{loss}");
+    let memory = bench_load::memory(bin)?;
+    println!("\n{memory}");
+    let out = root().join("target/bench.json");
+    std::fs::write(&out, json(&rows)?)?;
+    eprintln!("bench: wrote {}", out.display());
+    if !args.no_docs {
+        write_docs(&table, args, pin)?;
+        write_part_docs(args, &tui, &collector, &loss, &memory)?;
+    }
+    Ok(())
+}
+
+/// The columns: untraced, every tracer, and what is installed of
+/// bpftrace and strace.
+fn ways(args: &BenchArgs) -> Result<Vec<Way>> {
     let mut ways = vec![Way::Untraced, Way::Hooks, Way::Ipcwatch];
     if let Some(b) = &args.baseline {
         if !b.is_file() {
@@ -243,9 +264,14 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     } else {
         eprintln!("bench: strace not installed; its column is left out");
     }
+    Ok(ways)
+}
+
+/// The rows: a name and the workload's arguments.
+fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
     let iters = args.iters.to_string();
-    let mut workloads: Vec<(&str, Vec<String>)> = Vec::new();
+    let mut workloads: Vec<(&'static str, Vec<String>)> = Vec::new();
     for (name, workload, size) in [
         ("pipe ping-pong 1 B", "pingpong", "1"),
         ("pipe ping-pong 4 KiB", "pingpong", "4096"),
@@ -313,6 +339,17 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
             "0.5",
         ]),
     ));
+    workloads
+}
+
+/// Every workload `args.rounds` times each way, alternating; the medians.
+fn measure(
+    bin: &Path,
+    args: &BenchArgs,
+    ways: &[Way],
+    workloads: Vec<(&'static str, Vec<String>)>,
+    pin: bool,
+) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (name, wl) in workloads {
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
@@ -339,49 +376,43 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
         eprintln!("{}", line(&row));
         rows.push(row);
     }
-    let table = table(&rows, &ways);
-    println!("\n{table}");
-    let tui = tui_load(bin, args, pin)?;
-    println!("\n{tui}");
-    let collector = crate::bench_collector::run(bin, COLLECTOR_EVENTS)?;
-    println!("\n{collector}");
-    let loss = crate::bench_load::loss_sweep(bin)?;
-    println!("\n{loss}");
-    let memory = crate::bench_load::memory(bin)?;
-    println!("\n{memory}");
-    let json = serde_json_like(&rows);
-    let out = root().join("target/bench.json");
-    std::fs::write(&out, json)?;
-    eprintln!("bench: wrote {}", out.display());
-    if !args.no_docs {
-        write_docs(&table, args, pin)?;
+    Ok(rows)
+}
+
+/// The TUI, collector, loss and memory sections of docs/benchmarks.md.
+fn write_part_docs(
+    args: &BenchArgs,
+    tui: &str,
+    collector: &str,
+    loss: &str,
+    memory: &str,
+) -> Result<()> {
+    write_section(
+        "<!-- bench-tui:begin -->",
+        "<!-- bench-tui:end -->",
+        &format!(
+            "Measured by `cargo xtask bench` on {}: pipe ping-pong of 1 byte, {} round trips (4 traced events each).\n\n{tui}",
+            machine(),
+            args.iters * TUI_ITERS_FACTOR
+        ),
+    )?;
+    write_section(
+        "<!-- bench-collector:begin -->",
+        "<!-- bench-collector:end -->",
+        &format!(
+            "Measured by `cargo xtask bench` on {}: `ipcwatch workload collector-throughput --events {COLLECTOR_EVENTS}`, pinned to CPU 1.\n\n{collector}",
+            machine()
+        ),
+    )?;
+    for (name, text) in [("loss", loss), ("memory", memory)] {
         write_section(
-            "<!-- bench-tui:begin -->",
-            "<!-- bench-tui:end -->",
+            &format!("<!-- bench-{name}:begin -->"),
+            &format!("<!-- bench-{name}:end -->"),
             &format!(
-                "Measured by `cargo xtask bench` on {}: pipe ping-pong of 1 byte, {} round trips (4 traced events each).\n\n{tui}",
-                machine(),
-                args.iters * TUI_ITERS_FACTOR
-            ),
-        )?;
-        write_section(
-            "<!-- bench-collector:begin -->",
-            "<!-- bench-collector:end -->",
-            &format!(
-                "Measured by `cargo xtask bench` on {}: `ipcwatch workload collector-throughput --events {COLLECTOR_EVENTS}`, pinned to CPU 1.\n\n{collector}",
+                "Measured by `cargo xtask bench` on {}.\n\n{text}",
                 machine()
             ),
         )?;
-        for (name, text) in [("loss", &loss), ("memory", &memory)] {
-            write_section(
-                &format!("<!-- bench-{name}:begin -->"),
-                &format!("<!-- bench-{name}:end -->"),
-                &format!(
-                    "Measured by `cargo xtask bench` on {}.\n\n{text}",
-                    machine()
-                ),
-            )?;
-        }
     }
     Ok(())
 }
@@ -391,14 +422,6 @@ const COLLECTOR_EVENTS: u64 = 3_000_000;
 
 /// The TUI load test runs this many times `--iters` round trips.
 const TUI_ITERS_FACTOR: u64 = 4;
-
-/// A number field of a flat JSON object.
-fn json_num(text: &str, key: &str) -> Option<f64> {
-    let pat = format!("\"{key}\":");
-    let rest = &text[text.find(&pat)? + pat.len()..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
-}
 
 fn rate_of(stderr: &str) -> Option<f64> {
     stderr
@@ -439,7 +462,9 @@ fn tui_load(bin: &Path, args: &BenchArgs, pin: bool) -> Result<String> {
         .rev()
         .find(|l| l.starts_with('{'))
         .with_context(|| format!("no report from tui --headless: {stdout}"))?;
-    let num = |k: &str| json_num(report, k).unwrap_or(f64::NAN);
+    let report_json: serde_json::Value =
+        serde_json::from_str(report).unwrap_or(serde_json::Value::Null);
+    let num = |k: &str| report_json[k].as_f64().unwrap_or(f64::NAN);
     let tui_rate = rate_of(&stderr).unwrap_or(f64::NAN) * 4.0;
 
     let rec = Command::new(bin)
@@ -533,24 +558,32 @@ fn table(rows: &[Row], ways: &[Way]) -> String {
     s
 }
 
-fn serde_json_like(rows: &[Row]) -> String {
-    let mut s = String::from("[\n");
-    for (i, r) in rows.iter().enumerate() {
-        let base = r.medians[0].1;
-        let _ = write!(s, "  {{\"workload\": \"{}\"", r.workload);
-        for (w, v) in &r.medians {
+/// A row of target/bench.json: the workload, then each way's median and
+/// its ratio to untraced, in the table's order.
+impl Serialize for Row {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let base = self.medians[0].1;
+        let mut map = serializer.serialize_map(Some(1 + 2 * self.medians.len()))?;
+        map.serialize_entry("workload", &self.workload)?;
+        for (w, v) in &self.medians {
             let key = w.name().replace(' ', "").replace('-', "_");
-            let _ = write!(
-                s,
-                ", \"{key}_per_s\": {v:.1}, \"{key}_ratio\": {:.4}",
-                v / base
-            );
+            map.serialize_entry(&format!("{key}_per_s"), &round_to(*v, 1))?;
+            map.serialize_entry(&format!("{key}_ratio"), &round_to(v / base, 4))?;
         }
-        s.push('}');
-        s.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
+        map.end()
     }
-    s.push_str("]\n");
-    s
+}
+
+/// `v` with `digits` decimals (the precision bench.json always had).
+fn round_to(v: f64, digits: usize) -> f64 {
+    format!("{v:.digits$}").parse().unwrap_or(v)
+}
+
+/// The rows as a JSON array (target/bench.json).
+fn json(rows: &[Row]) -> Result<String> {
+    let mut s = serde_json::to_string_pretty(rows)?;
+    s.push('\n');
+    Ok(s)
 }
 
 fn machine() -> String {
@@ -590,4 +623,46 @@ fn write_docs(table: &str, args: &BenchArgs, pin: bool) -> Result<()> {
     std::fs::write(&path, new)?;
     eprintln!("bench: updated {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_json_keeps_the_column_order_and_precision() {
+        let rows = [Row {
+            workload: "pipe ping-pong 1 B".into(),
+            medians: vec![
+                (Way::Untraced, 200_000.04),
+                (Way::LockProbes, 150_000.06),
+                (Way::Strace, f64::NAN),
+            ],
+        }];
+        let text = json(&rows).unwrap();
+        let keys: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix('"')?.split('"').next())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "workload",
+                "untraced_per_s",
+                "untraced_ratio",
+                "ipcwatch__lock_probes_per_s",
+                "ipcwatch__lock_probes_ratio",
+                "strace_f_per_s",
+                "strace_f_ratio",
+            ]
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v[0]["workload"], "pipe ping-pong 1 B");
+        assert_eq!(v[0]["untraced_per_s"], 200_000.0);
+        assert_eq!(v[0]["untraced_ratio"], 1.0);
+        assert_eq!(v[0]["ipcwatch__lock_probes_per_s"], 150_000.1);
+        assert_eq!(v[0]["ipcwatch__lock_probes_ratio"], 0.75);
+        assert!(v[0]["strace_f_per_s"].is_null());
+        assert!(text.ends_with("}\n]\n"), "{text}");
+    }
 }

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::have;
+use crate::cmd::have;
 
 /// Issue 7's goal, events per second on one core.
 pub const GOAL: f64 = 2_000_000.0;

@@ -383,6 +383,19 @@ pub fn memory_with(bin: &Path, procs: usize, channels: usize, hold: u64) -> Resu
     let facts = read_trace(&trace)?;
     std::fs::remove_file(&trace).ok();
     ensure!(!samples.is_empty(), "no memory samples");
+    memory_doc(procs, channels, hold, setup, &facts, &samples)
+}
+
+/// The memory section: the checks that the trace holds every channel and
+/// process, then the samples and the verdict.
+fn memory_doc(
+    procs: usize,
+    channels: usize,
+    hold: u64,
+    setup: Duration,
+    facts: &TraceFacts,
+    samples: &[(f64, [u64; 4])],
+) -> Result<String> {
     // The collector saw them all.
     ensure!(
         facts.summary_channels >= channels as u64 && facts.created.len() >= channels,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{root, run, setup};
+use crate::cmd::{path_with_cargo_bin, root, run};
 
 #[derive(clap::Args)]
 pub struct FuzzArgs {
@@ -24,7 +24,7 @@ const TARGETS: [&str; 2] = ["decode", "trace_reader"];
 fn ensure_cargo_fuzz() -> Result<()> {
     let ok = Command::new("cargo")
         .args(["fuzz", "--version"])
-        .env("PATH", setup::path_with_cargo_bin())
+        .env("PATH", path_with_cargo_bin())
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
@@ -52,7 +52,7 @@ pub fn run_all(args: &FuzzArgs) -> Result<()> {
             .arg("-rss_limit_mb=4096")
             .arg("-print_final_stats=1")
             .current_dir(root())
-            .env("PATH", setup::path_with_cargo_bin())
+            .env("PATH", path_with_cargo_bin())
             .output()
             .with_context(|| format!("running fuzz target {t}"))?;
         let log = String::from_utf8_lossy(&out.stderr);

@@ -1,22 +1,32 @@
 //! `cargo xtask`: set-up, build, run, test and benchmark ipcwatch.
 //!
 //! Every command first makes sure the eBPF toolchain is there (nightly
-//! rust-src and bpf-linker built against nightly's own LLVM), installing
-//! what is missing. When everything is present that check takes seconds.
+//! rust-src and bpf-linker built against nightly's own LLVM) and the tools
+//! the checks use (tmux, cargo-modules), installing what is missing. When
+//! everything is present that check takes seconds.
+
+// Modules reach each other through `use`, where `cargo xtask cycles` sees
+// them, not through `crate::module::item` paths in function bodies, where
+// it does not (the crates allowed absolute paths are in xtask/clippy.toml).
+#![warn(clippy::absolute_paths)]
 
 mod accuracy;
 mod bench;
 mod bench_collector;
 mod bench_load;
+mod cmd;
+mod cycles;
 mod fuzz;
 mod setup;
 mod soak;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+
+use crate::cmd::{cargo, root, run};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -36,9 +46,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Every check: fmt, clippy (userspace and eBPF), unit tests, and the
-    /// root integration tests (serially).
+    /// Every check: fmt, clippy (userspace and eBPF), module cycles, unit
+    /// tests, and the root integration tests (serially).
     Test,
+    /// Fail when a crate's modules import each other in a loop, naming
+    /// every loop (cargo-modules' graph of each crate of the workspace).
+    Cycles,
     /// Benchmarks: traced vs untraced, side by side in one run.
     Bench(bench::BenchArgs),
     /// The collector's throughput on one core: synthetic events through
@@ -76,53 +89,6 @@ enum Cmd {
         #[arg(long)]
         bin: Option<PathBuf>,
     },
-}
-
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
-/// Run a command in the workspace root; fail with its name when it fails.
-pub fn run(cmd: &mut Command) -> Result<()> {
-    cmd.current_dir(root());
-    cmd.env("PATH", setup::path_with_cargo_bin());
-    eprintln!("+ {}", show(cmd));
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {}", show(cmd)))?;
-    if !status.success() {
-        bail!("`{}` failed ({status})", show(cmd));
-    }
-    Ok(())
-}
-
-fn show(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-fn cargo() -> Command {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut c = Command::new(&cargo);
-    // The eBPF object is built by aya-build with the nightly toolchain;
-    // make sure a RUSTUP_TOOLCHAIN from the outside does not leak in.
-    c.env_remove("RUSTUP_TOOLCHAIN");
-    // Without RUSTUP_TOOLCHAIN, the rustc proxy picks its toolchain from
-    // the directory it runs in, and some crates ship a rust-toolchain.toml
-    // (convert_case, under crossterm, asks for 1.83.0). Use the rustc next
-    // to this cargo instead; aya-build removes RUSTC for the eBPF build.
-    let rustc = std::path::Path::new(&cargo).with_file_name("rustc");
-    if rustc.is_absolute() && rustc.exists() {
-        c.env("RUSTC", rustc);
-    }
-    c
 }
 
 fn build_release() -> Result<PathBuf> {
@@ -168,6 +134,7 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    cycles::check()?;
     // Unit tests (no root needed) run in parallel...
     run(cargo().args(["test", "--workspace", "--lib", "--bins"]))?;
     // ...the root integration tests share kernel state: one at a time.
@@ -201,6 +168,10 @@ fn main() -> Result<()> {
         Cmd::Test => {
             setup::ensure()?;
             test()
+        }
+        Cmd::Cycles => {
+            setup::ensure()?;
+            cycles::check()
         }
         Cmd::Fuzz(args) => {
             setup::ensure()?;

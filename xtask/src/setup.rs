@@ -1,15 +1,18 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
-//! against the nightly toolchain's own LLVM. Idempotent: when both are
-//! present this runs two quick commands and nothing else.
+//! against the nightly toolchain's own LLVM; and the tools the checks use
+//! (tmux, cargo-modules). Idempotent: when all are present this runs a few
+//! quick commands and nothing else.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{root, run};
+use crate::cmd::{path_with_cargo_bin, root, run};
 
 const TOOLCHAIN: &str = "nightly";
+/// The cargo-modules release `cargo xtask cycles` runs.
+const CARGO_MODULES: &str = "0.27.0";
 
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd
@@ -20,15 +23,6 @@ fn output(cmd: &mut Command) -> Result<String> {
         bail!("{:?} failed ({})", cmd.get_program(), out.status);
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Directory holding cargo-installed binaries.
-pub fn cargo_bin() -> PathBuf {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
-        .join("bin")
 }
 
 fn nightly_sysroot() -> Result<PathBuf> {
@@ -145,15 +139,6 @@ fn ensure_bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// PATH with cargo's bin directory first.
-pub fn path_with_cargo_bin() -> std::ffi::OsString {
-    let mut paths = vec![cargo_bin()];
-    if let Some(p) = std::env::var_os("PATH") {
-        paths.extend(std::env::split_paths(&p));
-    }
-    std::env::join_paths(paths).unwrap_or_default()
-}
-
 /// The TUI's end-to-end test drives the real binary in tmux.
 fn ensure_tmux() -> Result<()> {
     if Command::new("tmux")
@@ -184,9 +169,58 @@ fn ensure_tmux() -> Result<()> {
     Ok(())
 }
 
+/// `cargo modules --version` names the pinned version.
+fn cargo_modules_works() -> bool {
+    Command::new("cargo")
+        .args(["modules", "--version"])
+        .env("PATH", path_with_cargo_bin())
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .any(|w| w == CARGO_MODULES)
+        })
+}
+
+/// cargo-modules, for `cargo xtask cycles`, at the version its flags and
+/// output were checked with; and the rust-src of the toolchain it runs
+/// with (without std's sources it cannot see through `Vec<T>` and misses
+/// edges).
+fn ensure_cargo_modules() -> Result<()> {
+    let installed = output(
+        Command::new("rustup")
+            .args(["component", "list", "--installed"])
+            .current_dir(root()),
+    )?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        run(Command::new("rustup").args(["component", "add", "rust-src"]))?;
+    }
+    if cargo_modules_works() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing cargo-modules {CARGO_MODULES} (for the module-cycle check; minutes)"
+    );
+    run(Command::new("cargo").env_remove("RUSTUP_TOOLCHAIN").args([
+        "install",
+        "cargo-modules",
+        "--version",
+        CARGO_MODULES,
+        "--locked",
+    ]))?;
+    if !cargo_modules_works() {
+        bail!(
+            "cargo-modules {CARGO_MODULES} was installed but `cargo modules --version` does not name it"
+        );
+    }
+    Ok(())
+}
+
 pub fn ensure() -> Result<()> {
     ensure_toolchain()?;
     ensure_bpf_linker()?;
     ensure_tmux()?;
+    ensure_cargo_modules()?;
     Ok(())
 }

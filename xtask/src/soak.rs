@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::root;
+use crate::bench_load::mem_kib;
+use crate::cmd::root;
 
 #[derive(clap::Args)]
 pub struct SoakArgs {
@@ -26,7 +27,7 @@ pub struct SoakArgs {
 
 /// VmRSS of `pid` in KiB (0 once it is gone).
 fn rss_kib(pid: u32) -> u64 {
-    crate::bench_load::mem_kib(pid).map_or(0, |m| m[0])
+    mem_kib(pid).map_or(0, |m| m[0])
 }
 
 pub fn run(bin: &Path, args: &SoakArgs) -> Result<()> {
@@ -59,11 +60,9 @@ pub fn run(bin: &Path, args: &SoakArgs) -> Result<()> {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 lines.fetch_add(1, Ordering::Relaxed);
                 if line.starts_with("{\"type\":\"lost\"") {
-                    if let Some(total) = line
-                        .split("\"total\":")
-                        .nth(1)
-                        .and_then(|t| t.trim_end_matches('}').parse().ok())
-                    {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&line).unwrap_or(serde_json::Value::Null);
+                    if let Some(total) = v["total"].as_u64() {
                         lost.store(total, Ordering::Relaxed);
                     }
                 } else if line.starts_with("{\"type\":\"summary\"") {
