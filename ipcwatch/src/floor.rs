@@ -10,10 +10,7 @@ use aya::{EbpfLoader, programs::RawTracePoint};
 use ipcwatch_common::Config;
 
 use crate::error::Error;
-use crate::kernel::{
-    loader::{EBPF_OBJECT, program},
-    preflight,
-};
+use crate::kernel::{attach::program, loader::EBPF_OBJECT, preflight};
 
 /// Runs `argv` with the empty hooks attached; returns its exit status.
 pub fn run(argv: &[String]) -> Result<i32, Error> {

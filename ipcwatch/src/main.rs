@@ -1,5 +1,8 @@
 //! The `ipcwatch` command: parse the arguments, run the subcommand.
 
+// See lib.rs: modules reach each other through `use` (ipcwatch/clippy.toml).
+#![warn(clippy::absolute_paths)]
+
 mod cli;
 
 use std::process::ExitCode;

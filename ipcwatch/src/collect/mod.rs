@@ -18,6 +18,7 @@ use ipcwatch_common::EventHeader;
 
 use crate::decode::{RawEvent, comm};
 use crate::model::Model;
+use crate::race::Analyses;
 use crate::record::{ProcessEvent, ProcessLine, Record};
 use crate::sink::Sink;
 use lines::lossy;
@@ -67,7 +68,7 @@ pub struct Collector {
     out: Vec<Record>,
     /// Analyses that find races in the record stream (pipe interleaving;
     /// happens-before in deep mode).
-    pub analyses: crate::race::Analyses,
+    pub analyses: Analyses,
     /// Per CPU: what came just before the next event (see [`Prefix`]).
     prefixes: Vec<Option<Prefix>>,
     /// Socket state (ids, peers, names).

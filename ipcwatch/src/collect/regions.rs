@@ -18,7 +18,7 @@ use std::os::unix::fs::MetadataExt;
 
 use ipcwatch_common::shm::{MemEvent, PATH_PARTS, sc};
 
-use crate::decode::c_str;
+use crate::decode::{c_str, comm};
 use crate::ids::{kdev, region_name};
 use crate::model::{Model, mappings_of};
 use crate::record::{MappingEvent, MappingLine, Record, RegionEvent, Text};
@@ -103,7 +103,7 @@ pub struct RegionTracker {
 }
 
 fn header_comm(e: &MemEvent) -> Text {
-    crate::decode::comm(&e.hdr)
+    comm(&e.hdr)
 }
 
 impl RegionTracker {

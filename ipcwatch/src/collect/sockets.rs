@@ -25,6 +25,7 @@ use crate::record::{
     ChannelEvent, ChannelExt, ChannelKind, ChannelLine, Credentials, End, Io, IoExt, Op, Record,
     Text,
 };
+use crate::scan::procs::comm_and_ppid;
 use crate::scan::sockdiag::{self, Holder, Snapshot};
 
 const AF_UNIX: u16 = 1;
@@ -565,7 +566,7 @@ impl SocketTracker {
             if pid == std::process::id() {
                 continue;
             }
-            let Some((pcomm, _)) = crate::scan::procs::comm_and_ppid(pid) else {
+            let Some((pcomm, _)) = comm_and_ppid(pid) else {
                 continue;
             };
             if !want(pid, &pcomm) {

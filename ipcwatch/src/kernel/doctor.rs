@@ -16,11 +16,8 @@ use aya::{
 use ipcwatch_common::Config;
 use serde::Serialize;
 
-use crate::kernel::{
-    btf,
-    loader::{EBPF_OBJECT, program},
-    preflight,
-};
+use crate::host::release;
+use crate::kernel::{attach::program, btf, loader::EBPF_OBJECT, preflight};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -112,7 +109,7 @@ impl Checks {
 
     fn report(self) -> Report {
         Report {
-            kernel: crate::host::release(),
+            kernel: release(),
             checks: self.0,
         }
     }

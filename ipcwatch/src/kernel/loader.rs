@@ -3,7 +3,7 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{PerfEvent, RawTracePoint, TracePoint},
+    programs::PerfEvent,
 };
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -12,6 +12,7 @@ use ipcwatch_common::{
 };
 
 use crate::error::Error;
+use crate::kernel::attach::{Skipped, attach_btf_or_raw, attach_raw, attach_tp};
 use crate::kernel::{btf, shm, syscalls};
 
 /// The eBPF object built by build.rs (crate ipcwatch-ebpf, with BTF).
@@ -82,13 +83,6 @@ impl Default for Options {
             lock_probes: false,
         }
     }
-}
-
-/// A probe that could not be attached: tracing goes on without it.
-#[derive(Debug, Clone)]
-pub struct Skipped {
-    pub probe: String,
-    pub reason: String,
 }
 
 /// The loaded, attached probes. Dropping this detaches everything: no
@@ -306,19 +300,6 @@ impl Probes {
     }
 }
 
-/// The program `name` of the object, as its type `T`.
-pub(crate) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from the object"))?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())
-}
-
-/// Run `attach`; a failure is recorded as a skipped probe: tracing goes on
-/// without it.
 /// The eBPF object with its read-only globals set from this kernel's BTF
 /// and `opts` (the verifier sees them as constants).
 fn load_object(opts: &Options) -> Result<Ebpf, Error> {
@@ -417,58 +398,6 @@ fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<Skipped>, Error> {
     );
     shm::attach(ebpf, &mut skipped);
     Ok(skipped)
-}
-
-fn attach_or_skip(
-    skipped: &mut Vec<Skipped>,
-    probe: String,
-    attach: impl FnOnce() -> Result<(), String>,
-) -> bool {
-    match attach() {
-        Ok(()) => true,
-        Err(reason) => {
-            skipped.push(Skipped { probe, reason });
-            false
-        }
-    }
-}
-
-fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>) {
-    attach_or_skip(skipped, format!("raw_tp:{tp}"), || {
-        let program: &mut RawTracePoint = program(ebpf, prog)?;
-        program.load().map_err(|e| e.to_string())?;
-        program.attach(tp).map_err(|e| e.to_string())?;
-        Ok(())
-    });
-}
-
-/// Program `prog`_btf on tp_btf `tp`, which loads through typed pointers
-/// (fewer helper calls); kernels that refuse it, or the environment
-/// variable IPCWATCH_NO_TP_BTF, get `prog` on the raw tracepoint.
-fn attach_btf_or_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>) {
-    let btf_prog = format!("{prog}_btf");
-    let attached = attach_or_skip(skipped, format!("tp_btf:{tp}"), || {
-        if std::env::var_os("IPCWATCH_NO_TP_BTF").is_some() {
-            return Err("IPCWATCH_NO_TP_BTF is set: using the raw tracepoint".into());
-        }
-        let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
-        let program: &mut aya::programs::BtfTracePoint = program(ebpf, &btf_prog)?;
-        program.load(tp, &btf).map_err(|e| e.to_string())?;
-        program.attach().map_err(|e| e.to_string())?;
-        Ok(())
-    });
-    if !attached {
-        attach_raw(ebpf, prog, tp, skipped);
-    }
-}
-
-fn attach_tp(ebpf: &mut Ebpf, prog: &str, cat: &str, tp: &str, skipped: &mut Vec<Skipped>) {
-    attach_or_skip(skipped, format!("{cat}:{tp}"), || {
-        let program: &mut TracePoint = program(ebpf, prog)?;
-        program.load().map_err(|e| e.to_string())?;
-        program.attach(cat, tp).map_err(|e| e.to_string())?;
-        Ok(())
-    });
 }
 
 /// A write watchpoint (PERF_TYPE_BREAKPOINT) on the 8 bytes at `addr` in

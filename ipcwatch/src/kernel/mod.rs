@@ -4,6 +4,7 @@
 //! eBPF programs ([`loader`], with the shared-memory and lock probes in
 //! [`shm`]), and `ipcwatch doctor` ([`doctor`]).
 
+pub mod attach;
 pub mod btf;
 pub mod doctor;
 pub mod loader;

@@ -14,8 +14,8 @@ use btf_rs::Btf;
 use ipcwatch_common::shm::{ShmConfig, func, shm_flags};
 
 use crate::error::Error;
+use crate::kernel::attach::Skipped;
 use crate::kernel::btf::member_offset;
-use crate::kernel::loader::Skipped;
 
 /// The set-up calls, always probed (they are rare).
 pub const INVENTORY: [u32; 7] = [

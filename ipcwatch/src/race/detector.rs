@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use ipcwatch_common::race::{CollisionEvent, MAX_SLOTS, Slot};
 use std::os::fd::OwnedFd;
 
+use crate::decode::{comm, comm_text};
 use crate::kernel::loader::Probes;
 use crate::model::Model;
 use crate::race::hotwords::HotWords;
@@ -293,7 +294,7 @@ impl Detector {
         Access {
             pid: s.pid,
             tid: s.tid,
-            comm: crate::decode::comm_text(&s.comm),
+            comm: comm_text(&s.comm),
             ip: insn_frame.ip,
             function: own.function.clone(),
             file: own.file.clone(),
@@ -313,7 +314,7 @@ impl Detector {
             offset,
             pid: c.hdr.pid,
             tid: c.hdr.tid,
-            comm: crate::decode::comm(&c.hdr),
+            comm: comm(&c.hdr),
             ip: c.ip,
         })
     }

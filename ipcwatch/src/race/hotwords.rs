@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 
 use crate::model::Model;
+use crate::model::PAGE;
 use crate::record::Text;
 
 /// Largest part of a region compared per sample; bigger regions are
@@ -131,7 +132,7 @@ impl HotWords {
                 .pages
                 .iter()
                 .max_by_key(|(_, h)| h.last_ts)
-                .map(|(page, _)| (page * crate::model::PAGE).saturating_sub(view.base) as usize);
+                .map(|(page, _)| (page * PAGE).saturating_sub(view.base) as usize);
             let from = if view.len > MAX_SAMPLE {
                 match faulted {
                     Some(at) if view.fault_turn => at.min(view.len - window),

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::model::{Finding, Model};
 use crate::record::Summary;
+use crate::record::{ChannelSummary, RaceLine, RegionKind};
 use crate::trace::{Replay, TraceError, TraceReader};
 
 /// What a trace holds, after replay through the model.
@@ -50,7 +51,7 @@ struct JsonReport<'a> {
     lines: u64,
     events_lost: u64,
     complete: bool,
-    channels: Vec<crate::record::ChannelSummary>,
+    channels: Vec<ChannelSummary>,
     regions: Vec<JsonRegion<'a>>,
     races: Vec<JsonFinding<'a>>,
 }
@@ -58,7 +59,7 @@ struct JsonReport<'a> {
 #[derive(Serialize)]
 struct JsonRegion<'a> {
     region: &'a str,
-    kind: crate::record::RegionKind,
+    kind: RegionKind,
     size: u64,
     mappers: Vec<u32>,
     locks: Vec<&'a str>,
@@ -68,7 +69,7 @@ struct JsonRegion<'a> {
 #[derive(Serialize)]
 struct JsonFinding<'a> {
     #[serde(flatten)]
-    race: &'a crate::record::RaceLine,
+    race: &'a RaceLine,
     count: u64,
 }
 

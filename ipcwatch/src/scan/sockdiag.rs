@@ -17,6 +17,7 @@ use netlink_packet_sock_diag::{
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
 use crate::record::Text;
+use crate::scan::procs::comm_and_ppid;
 
 /// A unix socket as sock_diag reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,9 +196,7 @@ pub fn socket_holders() -> HashMap<u64, Holder> {
             map.entry(ino).or_insert_with(|| Holder {
                 pid,
                 fd,
-                comm: crate::scan::procs::comm_and_ppid(pid)
-                    .map(|(c, _)| c)
-                    .unwrap_or_default(),
+                comm: comm_and_ppid(pid).map(|(c, _)| c).unwrap_or_default(),
             });
         }
     }

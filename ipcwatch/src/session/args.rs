@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::kernel::loader::Filter;
+use crate::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use crate::race::detector::DetectorOptions;
 
 #[derive(Debug, Clone)]
@@ -37,12 +37,12 @@ impl Default for RecordArgs {
             duration: None,
             filter: Filter::default(),
             command: Vec::new(),
-            ring_bytes: crate::kernel::loader::DEFAULT_RING_BYTES,
+            ring_bytes: DEFAULT_RING_BYTES,
             detector: DetectorOptions::default(),
             watch_delay_ns: 50_000,
             deep: false,
             capture_bytes: 0,
-            kinds: crate::kernel::loader::Options::default().kinds,
+            kinds: Options::default().kinds,
             command_stdout_to_stderr: false,
             lock_probes: false,
         }

@@ -12,6 +12,7 @@ use crate::collect::Collector;
 use crate::host::{hostname, monotonic_ns, release};
 use crate::kernel::loader::{Options, Probes};
 use crate::kernel::preflight;
+use crate::race::hb::HappensBefore;
 use crate::record::{FORMAT_NAME, FORMAT_VERSION, Header, Record};
 use crate::scan::{maps, procs};
 use crate::sink::Sink;
@@ -54,7 +55,7 @@ pub fn start(args: &RecordArgs, sink: &mut dyn Sink) -> anyhow::Result<Started> 
     let start_ns = monotonic_ns();
     let mut collector = Collector::new();
     if args.deep {
-        collector.analyses.hb = Some(crate::race::hb::HappensBefore::new());
+        collector.analyses.hb = Some(HappensBefore::new());
     }
     let header = Record::Header(Header {
         ts_ns: start_ns,

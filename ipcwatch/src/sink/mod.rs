@@ -3,6 +3,7 @@
 
 use std::io;
 
+use crate::model::Model;
 use crate::record::Record;
 
 pub mod ndjson;
@@ -36,7 +37,7 @@ impl Sink for Discard {
 
 /// The model itself as a sink: a recording kept in memory (`graph` without
 /// a trace file).
-impl Sink for crate::model::Model {
+impl Sink for Model {
     fn record(&mut self, record: &Record) -> io::Result<()> {
         self.apply(record);
         Ok(())

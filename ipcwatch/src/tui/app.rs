@@ -23,6 +23,7 @@ use super::source::ReplayControl;
 use super::state::{Action, Data, ViewId};
 use super::theme::Theme;
 use super::views::{channels, help, overview, processes, races, regions};
+use crate::host::monotonic_ns;
 
 /// Where the source is, as the status line shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,7 +188,7 @@ impl App {
     /// Live: the clock moves on (rates decay) and names are read again.
     fn tick(&mut self) {
         if self.clock == Clock::Live && !self.paused {
-            self.data.now_ns = self.data.now_ns.max(crate::host::monotonic_ns());
+            self.data.now_ns = self.data.now_ns.max(monotonic_ns());
             if self.last_proc_scan.is_none_or(|t| t.elapsed() >= PROC_SCAN) {
                 self.last_proc_scan = Some(Instant::now());
                 self.data.refresh_comms_from_proc();

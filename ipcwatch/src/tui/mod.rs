@@ -35,6 +35,8 @@ use anyhow::{Context, bail};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
+use crate::kernel::preflight::check_privileges;
+use crate::record::Record;
 use crate::session::RecordArgs;
 use crate::trace::{Replay, TraceReader};
 
@@ -133,7 +135,7 @@ fn run_on_terminal(
 /// Live tracing in the TUI: `ipcwatch`, `ipcwatch tui [-- CMD]`, `demo`.
 pub fn run_live(args: RecordArgs, label: &str) -> anyhow::Result<()> {
     // Fail before touching the terminal when tracing cannot work at all.
-    crate::kernel::preflight::check_privileges()?;
+    check_privileges()?;
     let app = App::new(Theme::from_env(), Clock::Live, label);
     run_on_terminal(app, |tx| {
         Live::start(args, tx)
@@ -145,7 +147,7 @@ pub fn run_live(args: RecordArgs, label: &str) -> anyhow::Result<()> {
 
 /// Open a trace for replay; a bad file is a one-line error here, before
 /// the terminal is touched.
-pub fn open_trace(path: &str) -> anyhow::Result<(Replay<BufReader<File>>, crate::record::Record)> {
+pub fn open_trace(path: &str) -> anyhow::Result<(Replay<BufReader<File>>, Record)> {
     let file = File::open(path).with_context(|| format!("cannot open {path}"))?;
     let mut reader = Replay::new(TraceReader::new(BufReader::new(file)));
     match reader.next_record() {
@@ -190,7 +192,7 @@ pub struct HeadlessReport {
 /// for the bench: ends when the source ends; a probe "key" every 100 ms
 /// measures how long input waits behind the records.
 pub fn run_headless(args: RecordArgs) -> anyhow::Result<HeadlessReport> {
-    crate::kernel::preflight::check_privileges()?;
+    check_privileges()?;
     let (tx, rx) = mpsc::channel();
     let mut live = Live::start(args, tx.clone()).context("starting the collector")?;
     let probe_tx = tx.clone();

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::model::Model;
-use crate::record::{Record, Text};
+use crate::record::{Op, Record, Text};
 
 use super::rates::{Flow, Series};
 
@@ -85,7 +85,7 @@ impl Data {
         }
         match r {
             Record::Io(io) => {
-                if io.op == crate::record::Op::Write {
+                if io.op == Op::Write {
                     self.channel_flow
                         .entry(io.channel.clone())
                         .or_default()

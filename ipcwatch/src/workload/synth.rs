@@ -25,6 +25,7 @@ use ipcwatch_common::{
 
 use crate::collect::Collector;
 use crate::decode::{as_bytes, decode};
+use crate::model::Channel;
 use crate::record::{FORMAT_NAME, FORMAT_VERSION, Header, Record, Summary, Text};
 use crate::sink::Sink;
 use crate::sink::ndjson::{NdjsonWriter, open_output};
@@ -764,7 +765,7 @@ pub fn run(trace: &Trace, out: Box<dyn Write + Send>) -> io::Result<Measured> {
 pub fn check(trace: &Trace, m: &Measured) -> Result<()> {
     let exp = &trace.expected;
     let model = &m.collector.model;
-    let sum = |f: fn(&crate::model::Channel) -> u64| model.channels.values().map(f).sum::<u64>();
+    let sum = |f: fn(&Channel) -> u64| model.channels.values().map(f).sum::<u64>();
     let io_seen = sum(|c| c.writes) + sum(|c| c.reads);
     let checks: [(&str, u64, u64); 10] = [
         ("events ingested", m.collector.events, exp.events),
@@ -817,6 +818,7 @@ pub fn collector_throughput(events: u64, output: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Op;
     use crate::trace::TraceReader;
 
     #[test]
@@ -855,8 +857,8 @@ mod tests {
                 Record::Io(io) => {
                     io_lines += 1;
                     match io.op {
-                        crate::record::Op::Write => written += io.bytes,
-                        crate::record::Op::Read => read += io.bytes,
+                        Op::Write => written += io.bytes,
+                        Op::Read => read += io.bytes,
                     }
                 }
                 Record::Channel(_) => channel_lines += 1,
