@@ -19,8 +19,7 @@ fn syscall(code: u32) -> Option<Text> {
 
 /// Absolute path of `pid`'s descriptor `fd`, while the process lives.
 fn fd_path(pid: u32, fd: i32) -> Option<String> {
-    let p = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    Some(p.to_string_lossy().into_owned())
+    crate::scan::procs::fd_link(pid, fd)
 }
 
 fn line(
@@ -159,9 +158,13 @@ pub fn convert(model: &Model, raw: &RawEvent, out: &mut Vec<Record>) {
             let path = if raw_path.starts_with('/') {
                 raw_path
             } else {
-                match std::fs::read_link(format!("/proc/{}/cwd", e.hdr.pid)) {
-                    Ok(cwd) => cwd.join(&raw_path).to_string_lossy().into_owned(),
-                    Err(_) => raw_path,
+                let cwd = i32::try_from(e.hdr.pid)
+                    .ok()
+                    .and_then(|pid| procfs::process::Process::new(pid).ok())
+                    .and_then(|p| p.cwd().ok());
+                match cwd {
+                    Some(cwd) => cwd.join(&raw_path).to_string_lossy().into_owned(),
+                    None => raw_path,
                 }
             };
             let Ok(meta) = std::fs::metadata(&path) else {

@@ -28,8 +28,7 @@ impl QueueTracker {
         }
         // /proc/PID/fd/N of a queue reads "/NAME" (mqueue fs need not be
         // mounted for this).
-        let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-        let name = link.to_string_lossy().into_owned();
+        let name = crate::scan::procs::fd_link(pid, fd)?;
         if !name.starts_with('/') {
             return None;
         }
@@ -133,7 +132,8 @@ impl QueueTracker {
         }
     }
 
-    /// Key of a SysV queue, from msgget or /proc/sysvipc/msg.
+    /// Key of a SysV queue, from msgget or /proc/sysvipc/msg (read by hand:
+    /// procfs 0.18 has no API for /proc/sysvipc/msg).
     fn msg_key(&mut self, id: i32) -> Option<i64> {
         if let Some(k) = self.msg_keys.get(&id) {
             return Some(*k);

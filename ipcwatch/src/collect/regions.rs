@@ -213,10 +213,11 @@ impl RegionTracker {
                 e.addr,
                 e.addr + page_up(e.len)
             ))
-            .or_else(|_| fs::read_link(format!("/proc/{}/fd/{}", e.hdr.pid, e.id)))
-            .map(|p| p.to_string_lossy().into_owned());
+            .map(|p| p.to_string_lossy().into_owned())
+            .ok()
+            .or_else(|| crate::scan::procs::fd_link(e.hdr.pid, i32::try_from(e.id).ok()?));
             match path {
-                Ok(p) => {
+                Some(p) => {
                     let p = p.strip_suffix(" (deleted)").unwrap_or(&p).to_string();
                     if let Some(n) = p.strip_prefix(DEV_SHM) {
                         compact_str::format_compact!("posix:/{n}")
@@ -224,7 +225,7 @@ impl RegionTracker {
                         compact_str::format_compact!("file:{p}")
                     }
                 }
-                Err(_) => compact_str::format_compact!("file:{name}"),
+                None => compact_str::format_compact!("file:{name}"),
             }
         };
         self.names.insert((e.dev, e.ino), id.clone());

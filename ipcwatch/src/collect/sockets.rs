@@ -555,14 +555,7 @@ impl SocketTracker {
             .filter(|s| s.remote.1 != 0)
             .map(|s| ((s.tcp, endpoint(s.local.0, s.local.1)), s.inode))
             .collect();
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return out;
-        };
-        let mut pids: Vec<u32> = dir
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        pids.sort_unstable();
-        for pid in pids {
+        for pid in crate::scan::procs::all_pids() {
             if pid == std::process::id() {
                 continue;
             }

@@ -10,14 +10,9 @@ const CAP_BPF: u32 = 39;
 
 /// Effective capability set of this process, from /proc/self/status.
 fn effective_caps() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0)
+    procfs::process::Process::myself()
+        .and_then(|p| p.status())
+        .map_or(0, |s| s.capeff)
 }
 
 /// Names of the capabilities ipcwatch needs and does not have. Empty when

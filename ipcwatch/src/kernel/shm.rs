@@ -71,11 +71,11 @@ pub fn config(btf_path: &Path) -> Result<ShmConfig, Error> {
     })
 }
 
-/// The C library a process runs with, from its /proc/<pid>/maps.
+/// The C library a process runs with, from its /proc/<pid>/maps (without
+/// the " (deleted)" a library replaced on disk since it was mapped shows).
 pub fn libc_of(pid: u32) -> Option<String> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    maps.lines().find_map(|l| {
-        let path = l.split_whitespace().nth(5)?;
+    crate::scan::maps::read_maps(pid).into_iter().find_map(|l| {
+        let path = l.path.strip_suffix(" (deleted)").unwrap_or(&l.path);
         let base = path.rsplit('/').next()?;
         (base.starts_with("libc.so") || base.starts_with("libc-")).then(|| path.to_string())
     })

@@ -97,13 +97,17 @@ pub struct Detector {
     loaded: bool,
 }
 
+/// The thread ids of `pid` (none once it has exited).
 fn threads(pid: u32) -> Vec<u32> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    let tasks = i32::try_from(pid)
+        .ok()
+        .and_then(|pid| procfs::process::Process::new(pid).ok())
+        .and_then(|p| p.tasks().ok());
+    tasks
+        .into_iter()
+        .flatten()
+        .filter_map(|t| u32::try_from(t.ok()?.tid).ok())
+        .collect()
 }
 
 impl Detector {

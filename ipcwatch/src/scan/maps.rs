@@ -5,6 +5,9 @@
 use std::collections::HashSet;
 use std::fs;
 
+use procfs::FromBufRead;
+use procfs::process::MemoryMaps;
+
 use crate::ids::{kdev, region_kind, region_name};
 use crate::record::{MappingEvent, MappingLine, Record, RegionEvent, RegionLine, Text};
 
@@ -23,25 +26,29 @@ pub struct MapsLine {
     pub path: String,
 }
 
+/// One line of /proc/PID/maps: procfs-core parses the address range,
+/// permissions, offset, device and inode; the path stays the text the
+/// kernel wrote. procfs's `MMapPath` trims trailing blanks off a file
+/// name (region ids must match the path the probes report) and panics on
+/// a path that starts with "/SYSV" but is shorter than the kernel's
+/// "/SYSV%08x" (it slices `[5..13]`), which any file can be named.
 pub fn parse_maps_line(line: &str) -> Option<MapsLine> {
-    let mut it = line.splitn(6, ' ');
-    let range = it.next()?;
-    let perms = it.next()?.to_string();
-    let offset = u64::from_str_radix(it.next()?, 16).ok()?;
-    let dev = it.next()?;
-    let ino = it.next()?.parse().ok()?;
-    let path = it.next().unwrap_or("").trim_start().to_string();
-    let (s, e) = range.split_once('-')?;
-    let (maj, min) = dev.split_once(':')?;
+    // The path begins after the space that follows the inode.
+    let path_at = line.match_indices(' ').nth(4)?.0 + 1;
+    let (fields, path) = line.split_at(path_at);
+    let map = MemoryMaps::from_buf_read(fields.as_bytes())
+        .ok()?
+        .into_iter()
+        .next()?;
     Some(MapsLine {
-        start: u64::from_str_radix(s, 16).ok()?,
-        end: u64::from_str_radix(e, 16).ok()?,
-        perms,
-        offset,
-        major: u32::from_str_radix(maj, 16).ok()?,
-        minor: u32::from_str_radix(min, 16).ok()?,
-        ino,
-        path,
+        start: map.address.0,
+        end: map.address.1,
+        perms: map.perms.as_str(),
+        offset: map.offset,
+        major: map.dev.0 as u32,
+        minor: map.dev.1 as u32,
+        ino: map.inode,
+        path: path.trim_start().to_string(),
     })
 }
 
@@ -67,6 +74,10 @@ pub fn region_of_maps_line(l: &MapsLine) -> Option<Text> {
     None
 }
 
+/// The mappings of `pid` (none once it has exited). Parsed line by line
+/// with [`parse_maps_line`], not with `Process::maps()`: that one keeps
+/// procfs's `MMapPath` (see there) and gives up on the whole file for one
+/// line it cannot parse.
 pub fn read_maps(pid: u32) -> Vec<MapsLine> {
     fs::read_to_string(format!("/proc/{pid}/maps"))
         .map(|t| t.lines().filter_map(parse_maps_line).collect())
@@ -74,6 +85,10 @@ pub fn read_maps(pid: u32) -> Vec<MapsLine> {
 }
 
 /// One SysV segment from /proc/sysvipc/shm: (key, shmid, size, cpid).
+///
+/// Read by hand, not with procfs 0.18's `SharedMemorySegments`: that one
+/// parses the uid and gid columns as u16 and fails the whole file when one
+/// segment belongs to a uid above 65535 (a container's, for instance).
 pub fn sysv_segments() -> Vec<(i64, i64, u64, u32)> {
     let Ok(text) = fs::read_to_string("/proc/sysvipc/shm") else {
         return Vec::new();
@@ -198,5 +213,20 @@ mod tests {
         assert_eq!(region_of_maps_line(&l).unwrap(), "anon:1:7");
         let l = parse_maps_line("1000-2000 r--s 00000000 08:01 99 /var/db/x y").unwrap();
         assert_eq!(region_of_maps_line(&l).unwrap(), "file:/var/db/x y");
+    }
+
+    #[test]
+    fn maps_paths_stay_as_the_kernel_wrote_them() {
+        // A file name with a trailing blank, and one that starts like a
+        // SysV segment without being one (procfs's MMapPath would trim the
+        // first and panic on the second).
+        let l = parse_maps_line("1000-2000 rw-s 00000000 08:01 5 /tmp/a file ").unwrap();
+        assert_eq!(region_of_maps_line(&l).unwrap(), "file:/tmp/a file ");
+        let l = parse_maps_line("1000-2000 rw-s 00000000 08:01 6 /SYSVx").unwrap();
+        assert_eq!(l.path, "/SYSVx");
+        let l = parse_maps_line("7f00-7f01 rw-p 00000000 00:00 0 ").unwrap();
+        assert_eq!((l.start, l.end, l.path.as_str()), (0x7f00, 0x7f01, ""));
+        assert_eq!(l.perms, "rw-p");
+        assert!(parse_maps_line("not a maps line").is_none());
     }
 }

@@ -184,14 +184,7 @@ pub struct Holder {
 /// Socket inode -> a holder, from /proc/*/fd (lowest pid, lowest fd).
 pub fn socket_holders() -> HashMap<u64, Holder> {
     let mut map: HashMap<u64, Holder> = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return map;
-    };
-    let mut pids: Vec<u32> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    pids.sort_unstable();
-    for pid in pids {
+    for pid in crate::scan::procs::all_pids() {
         for (fd, ino) in socket_fds(pid) {
             map.entry(ino).or_insert_with(|| Holder {
                 pid,
@@ -205,21 +198,20 @@ pub fn socket_holders() -> HashMap<u64, Holder> {
 
 /// (fd, socket inode) of every socket `pid` holds, sorted by fd.
 pub fn socket_fds(pid: u32) -> Vec<(i32, u64)> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+    let fds = i32::try_from(pid)
+        .ok()
+        .and_then(|pid| procfs::process::Process::new(pid).ok())
+        .and_then(|p| p.fd().ok());
+    let Some(fds) = fds else {
         return Vec::new();
     };
-    let mut v: Vec<(i32, u64)> = dir
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
-            let target = std::fs::read_link(e.path()).ok()?;
-            let ino = target
-                .to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()?;
-            Some((fd, ino))
+    let mut v: Vec<(i32, u64)> = fds
+        .filter_map(|info| {
+            let info = info.ok()?;
+            match info.target {
+                procfs::process::FDTarget::Socket(ino) => Some((info.fd, ino)),
+                _ => None,
+            }
         })
         .collect();
     v.sort_unstable();

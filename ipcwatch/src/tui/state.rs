@@ -118,8 +118,12 @@ impl Data {
             .take(512)
             .collect();
         for pid in pids {
-            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-                let name = s.trim_end_matches('\n');
+            let stat = i32::try_from(pid)
+                .ok()
+                .and_then(|pid| procfs::process::Process::new(pid).ok())
+                .and_then(|p| p.stat().ok());
+            if let Some(stat) = stat {
+                let name = stat.comm.as_str();
                 if !name.is_empty() && self.comms.get(&pid).map(Text::as_str) != Some(name) {
                     self.comms.insert(pid, Text::from(name));
                 }
