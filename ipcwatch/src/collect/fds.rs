@@ -9,6 +9,7 @@ use crate::decode::{RawEvent, comm};
 use crate::ids::{channel_id, fifo_id};
 use crate::model::Model;
 use crate::record::{ChannelEvent, ChannelKind, ChannelLine, End, Io, Op, Record, Text};
+use crate::scan::procs::fd_link;
 
 const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 const CLOSE_RANGE_CLOEXEC: u32 = 4;
@@ -19,7 +20,7 @@ fn syscall(code: u32) -> Option<Text> {
 
 /// Absolute path of `pid`'s descriptor `fd`, while the process lives.
 fn fd_path(pid: u32, fd: i32) -> Option<String> {
-    crate::scan::procs::fd_link(pid, fd)
+    fd_link(pid, fd)
 }
 
 fn line(

@@ -9,6 +9,7 @@ use ipcwatch_common::{MqEvent, MsgEvent, sc};
 use super::lines::{channel_line, syscall_name};
 use crate::decode::{c_str, comm};
 use crate::record::{ChannelEvent, ChannelKind, End, Io, IoExt, MqAttr, Op, Record};
+use crate::scan::procs::fd_link;
 
 const IPC_RMID: u32 = 0;
 
@@ -28,7 +29,7 @@ impl QueueTracker {
         }
         // /proc/PID/fd/N of a queue reads "/NAME" (mqueue fs need not be
         // mounted for this).
-        let name = crate::scan::procs::fd_link(pid, fd)?;
+        let name = fd_link(pid, fd)?;
         if !name.starts_with('/') {
             return None;
         }

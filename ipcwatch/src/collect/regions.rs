@@ -23,6 +23,7 @@ use crate::ids::{kdev, region_name};
 use crate::model::{Model, mappings_of};
 use crate::record::{MappingEvent, MappingLine, Record, RegionEvent, Text};
 use crate::scan::maps::{DEV_SHM, read_maps, region_line, region_of_maps_line, sysv_segments};
+use crate::scan::procs::fd_link;
 
 const PAGE: u64 = 4096;
 const TMPFS_MAGIC: u64 = 0x0102_1994;
@@ -215,7 +216,7 @@ impl RegionTracker {
             ))
             .map(|p| p.to_string_lossy().into_owned())
             .ok()
-            .or_else(|| crate::scan::procs::fd_link(e.hdr.pid, i32::try_from(e.id).ok()?));
+            .or_else(|| fd_link(e.hdr.pid, i32::try_from(e.id).ok()?));
             match path {
                 Some(p) => {
                     let p = p.strip_suffix(" (deleted)").unwrap_or(&p).to_string();

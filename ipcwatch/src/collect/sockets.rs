@@ -25,7 +25,7 @@ use crate::record::{
     ChannelEvent, ChannelExt, ChannelKind, ChannelLine, Credentials, End, Io, IoExt, Op, Record,
     Text,
 };
-use crate::scan::procs::comm_and_ppid;
+use crate::scan::procs::{all_pids, comm_and_ppid};
 use crate::scan::sockdiag::{self, Holder, Snapshot};
 
 const AF_UNIX: u16 = 1;
@@ -555,7 +555,7 @@ impl SocketTracker {
             .filter(|s| s.remote.1 != 0)
             .map(|s| ((s.tcp, endpoint(s.local.0, s.local.1)), s.inode))
             .collect();
-        for pid in crate::scan::procs::all_pids() {
+        for pid in all_pids() {
             if pid == std::process::id() {
                 continue;
             }

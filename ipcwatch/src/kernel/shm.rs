@@ -16,6 +16,7 @@ use ipcwatch_common::shm::{ShmConfig, func, shm_flags};
 use crate::error::Error;
 use crate::kernel::attach::Skipped;
 use crate::kernel::btf::member_offset;
+use crate::scan::maps::read_maps;
 
 /// The set-up calls, always probed (they are rare).
 pub const INVENTORY: [u32; 7] = [
@@ -74,7 +75,7 @@ pub fn config(btf_path: &Path) -> Result<ShmConfig, Error> {
 /// The C library a process runs with, from its /proc/<pid>/maps (without
 /// the " (deleted)" a library replaced on disk since it was mapped shows).
 pub fn libc_of(pid: u32) -> Option<String> {
-    crate::scan::maps::read_maps(pid).into_iter().find_map(|l| {
+    read_maps(pid).into_iter().find_map(|l| {
         let path = l.path.strip_suffix(" (deleted)").unwrap_or(&l.path);
         let base = path.rsplit('/').next()?;
         (base.starts_with("libc.so") || base.starts_with("libc-")).then(|| path.to_string())

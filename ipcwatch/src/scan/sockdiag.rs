@@ -17,7 +17,7 @@ use netlink_packet_sock_diag::{
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
 use crate::record::Text;
-use crate::scan::procs::comm_and_ppid;
+use crate::scan::procs::{all_pids, comm_and_ppid};
 
 /// A unix socket as sock_diag reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +184,7 @@ pub struct Holder {
 /// Socket inode -> a holder, from /proc/*/fd (lowest pid, lowest fd).
 pub fn socket_holders() -> HashMap<u64, Holder> {
     let mut map: HashMap<u64, Holder> = HashMap::new();
-    for pid in crate::scan::procs::all_pids() {
+    for pid in all_pids() {
         for (fd, ino) in socket_fds(pid) {
             map.entry(ino).or_insert_with(|| Holder {
                 pid,
