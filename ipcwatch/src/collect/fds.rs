@@ -2,7 +2,7 @@
 //! channel (dup, close, fcntl, close_range): kernel events to records.
 //! Stateless: what a descriptor refers to is in the model.
 
-use ipcwatch_common::{EventHeader, FileId, file_kind, op};
+use ipcwatch_common::{EventHeader, FdEvent, FileId, IoEvent, PathEvent, file_kind, op};
 
 use super::lines::{channel_line, lossy, syscall_name};
 use crate::decode::{RawEvent, comm};
@@ -53,29 +53,7 @@ fn known_channel(model: &Model, file: &FileId, pid: u32, fd: i32) -> Option<(Cha
 /// Records for a descriptor event (the other events are not for here).
 pub fn convert(model: &Model, raw: &RawEvent, out: &mut Vec<Record>) {
     match raw {
-        RawEvent::Io(e) => {
-            let Some((kind, channel)) = channel_id(&e.file) else {
-                return;
-            };
-            out.push(Record::Io(Io {
-                ts_ns: e.hdr.ts_ns,
-                kind,
-                op: if e.op == op::WRITE {
-                    Op::Write
-                } else {
-                    Op::Read
-                },
-                channel,
-                pid: e.hdr.pid,
-                tid: e.hdr.tid,
-                comm: comm(&e.hdr),
-                bytes: e.bytes,
-                fd: e.fd,
-                syscall: Text::const_new(ipcwatch_common::sc::name(e.syscall)),
-                start_ns: None,
-                ext: Default::default(),
-            }));
-        }
+        RawEvent::Io(e) => out.extend(io(e)),
         RawEvent::Pipe(e) => {
             let Some((kind, channel)) = channel_id(&e.file) else {
                 return;
@@ -134,52 +112,82 @@ pub fn convert(model: &Model, raw: &RawEvent, out: &mut Vec<Record>) {
             l.syscall = syscall(e.syscall);
             out.push(Record::Channel(l));
         }
-        RawEvent::CloseRange(e) => {
-            let first = e.fd as u32;
-            let cloexec = e.flags & CLOSE_RANGE_CLOEXEC != 0;
-            for (fd, r) in model.fds_in_range(e.hdr.pid, first, e.arg) {
-                let kind = model
-                    .channels
-                    .get(&r.channel)
-                    .map_or(ChannelKind::Pipe, |c| c.kind);
-                let event = if cloexec {
-                    ChannelEvent::Setfd
-                } else {
-                    ChannelEvent::Close
-                };
-                let mut l = line(&e.hdr, event, kind, r.channel, fd);
-                l.end = Some(r.end);
-                l.cloexec = cloexec;
-                l.syscall = syscall(e.syscall);
-                out.push(Record::Channel(l));
-            }
-        }
-        RawEvent::Mkfifo(e) => {
-            let raw_path = lossy(&e.path);
-            let path = if raw_path.starts_with('/') {
-                raw_path
-            } else {
-                let cwd = i32::try_from(e.hdr.pid)
-                    .ok()
-                    .and_then(|pid| procfs::process::Process::new(pid).ok())
-                    .and_then(|p| p.cwd().ok());
-                match cwd {
-                    Some(cwd) => cwd.join(&raw_path).to_string_lossy().into_owned(),
-                    None => raw_path,
-                }
-            };
-            let Ok(meta) = std::fs::metadata(&path) else {
-                return; // already gone: its opens will still be seen
-            };
-            use std::os::unix::fs::MetadataExt;
-            let dev = meta.dev();
-            let channel = fifo_id(libc::major(dev), libc::minor(dev), meta.ino());
-            let mut l = line(&e.hdr, ChannelEvent::Mkfifo, ChannelKind::Fifo, channel, 0);
-            l.fd = None;
-            l.path = Some(path);
-            l.syscall = syscall(e.syscall);
-            out.push(Record::Channel(l));
-        }
+        RawEvent::CloseRange(e) => close_range(model, e, out),
+        RawEvent::Mkfifo(e) => out.extend(mkfifo(e)),
         _ => {}
     }
+}
+
+/// A read or write on a pipe or FIFO.
+fn io(e: &IoEvent) -> Option<Record> {
+    let (kind, channel) = channel_id(&e.file)?;
+    Some(Record::Io(Io {
+        ts_ns: e.hdr.ts_ns,
+        kind,
+        op: if e.op == op::WRITE {
+            Op::Write
+        } else {
+            Op::Read
+        },
+        channel,
+        pid: e.hdr.pid,
+        tid: e.hdr.tid,
+        comm: comm(&e.hdr),
+        bytes: e.bytes,
+        fd: e.fd,
+        syscall: Text::const_new(ipcwatch_common::sc::name(e.syscall)),
+        start_ns: None,
+        ext: Default::default(),
+    }))
+}
+
+/// close_range(2): a close (or, with CLOSE_RANGE_CLOEXEC, a setfd) line for
+/// every known channel descriptor in the range.
+fn close_range(model: &Model, e: &FdEvent, out: &mut Vec<Record>) {
+    let first = e.fd as u32;
+    let cloexec = e.flags & CLOSE_RANGE_CLOEXEC != 0;
+    for (fd, r) in model.fds_in_range(e.hdr.pid, first, e.arg) {
+        let kind = model
+            .channels
+            .get(&r.channel)
+            .map_or(ChannelKind::Pipe, |c| c.kind);
+        let event = if cloexec {
+            ChannelEvent::Setfd
+        } else {
+            ChannelEvent::Close
+        };
+        let mut l = line(&e.hdr, event, kind, r.channel, fd);
+        l.end = Some(r.end);
+        l.cloexec = cloexec;
+        l.syscall = syscall(e.syscall);
+        out.push(Record::Channel(l));
+    }
+}
+
+/// mkfifo(3): the FIFO's id from the file the call made (relative paths
+/// resolved against the process's cwd).
+fn mkfifo(e: &PathEvent) -> Option<Record> {
+    let raw_path = lossy(&e.path);
+    let path = if raw_path.starts_with('/') {
+        raw_path
+    } else {
+        let cwd = i32::try_from(e.hdr.pid)
+            .ok()
+            .and_then(|pid| procfs::process::Process::new(pid).ok())
+            .and_then(|p| p.cwd().ok());
+        match cwd {
+            Some(cwd) => cwd.join(&raw_path).to_string_lossy().into_owned(),
+            None => raw_path,
+        }
+    };
+    // Already gone: its opens will still be seen.
+    let meta = std::fs::metadata(&path).ok()?;
+    use std::os::unix::fs::MetadataExt;
+    let dev = meta.dev();
+    let channel = fifo_id(libc::major(dev), libc::minor(dev), meta.ino());
+    let mut l = line(&e.hdr, ChannelEvent::Mkfifo, ChannelKind::Fifo, channel, 0);
+    l.fd = None;
+    l.path = Some(path);
+    l.syscall = syscall(e.syscall);
+    Some(Record::Channel(l))
 }

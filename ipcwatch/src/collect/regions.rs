@@ -235,162 +235,192 @@ impl RegionTracker {
 
     /// Turn one memory event into records.
     pub fn mem(&mut self, model: &Model, e: &MemEvent, out: &mut Vec<Record>) {
-        let ts = e.hdr.ts_ns;
         match e.syscall {
-            sc::SHMGET => {
-                self.sysv_size.insert(e.id, e.len);
-                let id = compact_str::format_compact!("sysv:{}", e.id);
-                let event = if e.flags & IPC_CREAT != 0 {
-                    RegionEvent::Created
-                } else {
-                    RegionEvent::Existing
-                };
-                let size = sysv_segments()
-                    .iter()
-                    .find(|s| s.1 == e.id)
-                    .map_or(e.len, |s| s.2);
-                self.ensure_region(model, e, &id, event, size, out);
-                if e.arg != 0
-                    && let Some(Record::Region(l)) = out.last_mut()
-                    && l.region == id
-                {
-                    l.name = Some(format!("key {:#x}", e.arg));
-                }
-            }
-            sc::SHMAT => {
-                let id = compact_str::format_compact!("sysv:{}", e.id);
-                let size = match self.sysv_size.get(&e.id) {
-                    Some(s) => *s,
-                    None => sysv_segments()
-                        .iter()
-                        .find(|s| s.1 == e.id)
-                        .map_or(0, |s| s.2),
-                };
-                let size = if size == 0 {
-                    model.regions.get(&id).map_or(0, |r| r.size)
-                } else {
-                    size
-                };
-                self.ensure_region(model, e, &id, RegionEvent::Existing, size, out);
-                let mut prot = Text::const_new("r");
-                if e.flags & SHM_RDONLY == 0 {
-                    prot.push('w');
-                }
-                if e.flags & SHM_EXEC != 0 {
-                    prot.push('x');
-                }
-                let rec = self.mapping(
-                    e,
-                    MappingEvent::Mapped,
-                    id,
-                    (e.addr, e.addr + page_up(size.max(1)), 0, prot),
-                );
-                out.push(rec);
-            }
-            sc::SHMDT => {
-                if let Some((id, m)) = mappings_of(model, e.hdr.pid)
-                    .into_iter()
-                    .find(|(id, m)| m.start == e.addr && id.starts_with("sysv:"))
-                {
-                    let rec = self.mapping(
-                        e,
-                        MappingEvent::Unmapped,
-                        id,
-                        (m.start, m.end, m.offset, m.prot),
-                    );
-                    out.push(rec);
-                }
-            }
-            sc::SHMCTL => {
-                let id = compact_str::format_compact!("sysv:{}", e.id);
-                let size = model.regions.get(&id).map_or(0, |r| r.size);
-                let mut l = region_line(ts, RegionEvent::Removed, id, size);
-                l.pid = Some(e.hdr.pid);
-                l.comm = Some(header_comm(e));
-                out.push(Record::Region(l));
-            }
-            sc::MMAP => {
-                let (id, created) = if e.id < 0 {
-                    (self.anon_region(e), RegionEvent::Created)
-                } else {
-                    (self.file_region(e), RegionEvent::Existing)
-                };
-                let size = if e.id < 0 {
-                    e.len
-                } else {
-                    fs::metadata(format!(
-                        "/proc/{}/map_files/{:x}-{:x}",
-                        e.hdr.pid,
-                        e.addr,
-                        e.addr + page_up(e.len)
-                    ))
-                    .map_or(e.arg + e.len, |m| m.len())
-                };
-                self.ensure_region(model, e, &id, created, size, out);
-                let rec = self.mapping(
-                    e,
-                    MappingEvent::Mapped,
-                    id,
-                    (e.addr, e.addr + page_up(e.len), e.arg, prot_text(e.prot)),
-                );
-                out.push(rec);
-            }
+            sc::SHMGET => self.shmget(model, e, out),
+            sc::SHMAT => self.shmat(model, e, out),
+            sc::SHMDT => self.shmdt(model, e, out),
+            sc::SHMCTL => self.shmctl(model, e, out),
+            sc::MMAP => self.mmap(model, e, out),
             sc::MUNMAP => self.unmap(model, e, e.addr, e.addr + page_up(e.len), out),
-            sc::MREMAP => {
-                let pid = e.hdr.pid;
-                let Some((id, m)) = mappings_of(model, pid)
-                    .into_iter()
-                    .find(|(_, m)| (m.start..m.end).contains(&e.addr))
-                else {
-                    return;
-                };
-                let offset = m.offset + (e.addr - m.start);
-                if e.flags & MREMAP_DONTUNMAP == 0 {
-                    self.unmap(model, e, e.addr, e.addr + page_up(e.len), out);
-                }
-                let rec = self.mapping(
-                    e,
-                    MappingEvent::Mapped,
-                    id,
-                    (e.new_addr, e.new_addr + page_up(e.arg), offset, m.prot),
-                );
-                out.push(rec);
-            }
-            sc::MEMFD_CREATE => {
-                let name = String::from_utf8_lossy(c_str(&e.name)).into_owned();
-                let id = compact_str::format_compact!("memfd:{name}:{}", e.ino);
-                self.names.insert((e.dev, e.ino), id.clone());
-                self.ensure_region(model, e, &id, RegionEvent::Created, 0, out);
-            }
+            sc::MREMAP => self.mremap(model, e, out),
+            sc::MEMFD_CREATE => self.memfd_create(model, e, out),
             c if c == ipcwatch_common::sc::OPEN || c == ipcwatch_common::sc::OPENAT => {
-                let path = String::from_utf8_lossy(c_str(&e.name)).into_owned();
-                let Some(name) = path.strip_prefix(DEV_SHM) else {
-                    return;
-                };
-                let id = compact_str::format_compact!("posix:/{name}");
-                self.names.insert((e.dev, e.ino), id.clone());
-                let event = if e.flags & libc::O_CREAT as u32 != 0 {
-                    RegionEvent::Created
-                } else {
-                    RegionEvent::Existing
-                };
-                let size = fs::metadata(&path).map_or(0, |m| m.len());
-                self.ensure_region(model, e, &id, event, size, out);
+                self.open_dev_shm(model, e, out)
             }
-            sc::UNLINK | sc::UNLINKAT => {
-                let path = String::from_utf8_lossy(c_str(&e.name)).into_owned();
-                let Some(name) = path.strip_prefix(DEV_SHM) else {
-                    return;
-                };
-                let id = compact_str::format_compact!("posix:/{name}");
-                let size = model.regions.get(&id).map_or(0, |r| r.size);
-                let mut l = region_line(ts, RegionEvent::Removed, id, size);
-                l.pid = Some(e.hdr.pid);
-                l.comm = Some(header_comm(e));
-                out.push(Record::Region(l));
-            }
+            sc::UNLINK | sc::UNLINKAT => self.unlink_dev_shm(model, e, out),
             _ => {}
         }
+    }
+
+    /// SysV shmget: the segment, created or found, with its key.
+    fn shmget(&mut self, model: &Model, e: &MemEvent, out: &mut Vec<Record>) {
+        self.sysv_size.insert(e.id, e.len);
+        let id = compact_str::format_compact!("sysv:{}", e.id);
+        let event = if e.flags & IPC_CREAT != 0 {
+            RegionEvent::Created
+        } else {
+            RegionEvent::Existing
+        };
+        let size = sysv_segments()
+            .iter()
+            .find(|s| s.1 == e.id)
+            .map_or(e.len, |s| s.2);
+        self.ensure_region(model, e, &id, event, size, out);
+        if e.arg != 0
+            && let Some(Record::Region(l)) = out.last_mut()
+            && l.region == id
+        {
+            l.name = Some(format!("key {:#x}", e.arg));
+        }
+    }
+
+    /// SysV shmat: a mapping of the whole segment.
+    fn shmat(&mut self, model: &Model, e: &MemEvent, out: &mut Vec<Record>) {
+        let id = compact_str::format_compact!("sysv:{}", e.id);
+        let size = match self.sysv_size.get(&e.id) {
+            Some(s) => *s,
+            None => sysv_segments()
+                .iter()
+                .find(|s| s.1 == e.id)
+                .map_or(0, |s| s.2),
+        };
+        let size = if size == 0 {
+            model.regions.get(&id).map_or(0, |r| r.size)
+        } else {
+            size
+        };
+        self.ensure_region(model, e, &id, RegionEvent::Existing, size, out);
+        let mut prot = Text::const_new("r");
+        if e.flags & SHM_RDONLY == 0 {
+            prot.push('w');
+        }
+        if e.flags & SHM_EXEC != 0 {
+            prot.push('x');
+        }
+        let rec = self.mapping(
+            e,
+            MappingEvent::Mapped,
+            id,
+            (e.addr, e.addr + page_up(size.max(1)), 0, prot),
+        );
+        out.push(rec);
+    }
+
+    /// SysV shmdt: the segment mapped at that address is unmapped.
+    fn shmdt(&mut self, model: &Model, e: &MemEvent, out: &mut Vec<Record>) {
+        if let Some((id, m)) = mappings_of(model, e.hdr.pid)
+            .into_iter()
+            .find(|(id, m)| m.start == e.addr && id.starts_with("sysv:"))
+        {
+            let rec = self.mapping(
+                e,
+                MappingEvent::Unmapped,
+                id,
+                (m.start, m.end, m.offset, m.prot),
+            );
+            out.push(rec);
+        }
+    }
+
+    /// shmctl(IPC_RMID): the segment is removed once unmapped.
+    fn shmctl(&mut self, model: &Model, e: &MemEvent, out: &mut Vec<Record>) {
+        let ts = e.hdr.ts_ns;
+        let id = compact_str::format_compact!("sysv:{}", e.id);
+        let size = model.regions.get(&id).map_or(0, |r| r.size);
+        let mut l = region_line(ts, RegionEvent::Removed, id, size);
+        l.pid = Some(e.hdr.pid);
+        l.comm = Some(header_comm(e));
+        out.push(Record::Region(l));
+    }
+
+    /// mmap(MAP_SHARED): an anonymous or file region, and the mapping.
+    fn mmap(&mut self, model: &Model, e: &MemEvent, out: &mut Vec<Record>) {
+        let (id, created) = if e.id < 0 {
+            (self.anon_region(e), RegionEvent::Created)
+        } else {
+            (self.file_region(e), RegionEvent::Existing)
+        };
+        let size = if e.id < 0 {
+            e.len
+        } else {
+            fs::metadata(format!(
+                "/proc/{}/map_files/{:x}-{:x}",
+                e.hdr.pid,
+                e.addr,
+                e.addr + page_up(e.len)
+            ))
+            .map_or(e.arg + e.len, |m| m.len())
+        };
+        self.ensure_region(model, e, &id, created, size, out);
+        let rec = self.mapping(
+            e,
+            MappingEvent::Mapped,
+            id,
+            (e.addr, e.addr + page_up(e.len), e.arg, prot_text(e.prot)),
+        );
+        out.push(rec);
+    }
+
+    /// mremap: the mapping moves (or is copied, with MREMAP_DONTUNMAP).
+    fn mremap(&mut self, model: &Model, e: &MemEvent, out: &mut Vec<Record>) {
+        let pid = e.hdr.pid;
+        let Some((id, m)) = mappings_of(model, pid)
+            .into_iter()
+            .find(|(_, m)| (m.start..m.end).contains(&e.addr))
+        else {
+            return;
+        };
+        let offset = m.offset + (e.addr - m.start);
+        if e.flags & MREMAP_DONTUNMAP == 0 {
+            self.unmap(model, e, e.addr, e.addr + page_up(e.len), out);
+        }
+        let rec = self.mapping(
+            e,
+            MappingEvent::Mapped,
+            id,
+            (e.new_addr, e.new_addr + page_up(e.arg), offset, m.prot),
+        );
+        out.push(rec);
+    }
+
+    /// memfd_create: a region named by the memfd and its inode.
+    fn memfd_create(&mut self, model: &Model, e: &MemEvent, out: &mut Vec<Record>) {
+        let name = String::from_utf8_lossy(c_str(&e.name)).into_owned();
+        let id = compact_str::format_compact!("memfd:{name}:{}", e.ino);
+        self.names.insert((e.dev, e.ino), id.clone());
+        self.ensure_region(model, e, &id, RegionEvent::Created, 0, out);
+    }
+
+    /// An open under /dev/shm (shm_open, sem_open): a POSIX region.
+    fn open_dev_shm(&mut self, model: &Model, e: &MemEvent, out: &mut Vec<Record>) {
+        let path = String::from_utf8_lossy(c_str(&e.name)).into_owned();
+        let Some(name) = path.strip_prefix(DEV_SHM) else {
+            return;
+        };
+        let id = compact_str::format_compact!("posix:/{name}");
+        self.names.insert((e.dev, e.ino), id.clone());
+        let event = if e.flags & libc::O_CREAT as u32 != 0 {
+            RegionEvent::Created
+        } else {
+            RegionEvent::Existing
+        };
+        let size = fs::metadata(&path).map_or(0, |m| m.len());
+        self.ensure_region(model, e, &id, event, size, out);
+    }
+
+    /// An unlink under /dev/shm: the POSIX region is removed.
+    fn unlink_dev_shm(&mut self, model: &Model, e: &MemEvent, out: &mut Vec<Record>) {
+        let ts = e.hdr.ts_ns;
+        let path = String::from_utf8_lossy(c_str(&e.name)).into_owned();
+        let Some(name) = path.strip_prefix(DEV_SHM) else {
+            return;
+        };
+        let id = compact_str::format_compact!("posix:/{name}");
+        let size = model.regions.get(&id).map_or(0, |r| r.size);
+        let mut l = region_line(ts, RegionEvent::Removed, id, size);
+        l.pid = Some(e.hdr.pid);
+        l.comm = Some(header_comm(e));
+        out.push(Record::Region(l));
     }
 
     /// MAP_SHARED|MAP_ANONYMOUS: the shmem inode the kernel made for it,

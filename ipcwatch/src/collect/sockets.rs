@@ -426,28 +426,7 @@ impl SocketTracker {
         };
         let event = match e.op {
             sock_op::CREATE => return, // nothing to say until it is used
-            sock_op::PAIR => {
-                if let Some(first) = self.pair_half.remove(&e.hdr.tid) {
-                    // Both ends known: one line each, naming the other.
-                    for (me, other) in [(&first, e), (e, &first)] {
-                        let mut l =
-                            channel_line(&me.hdr, ChannelEvent::Socket, kind, channel.clone());
-                        l.fd = Some(me.fd);
-                        l.end = Some(End::Both);
-                        l.syscall = Some(syscall_name(me.syscall));
-                        l.ext.socket_type = Some(socket_type(me.sotype));
-                        l.ext.inode = Some(me.file.ino);
-                        l.ext.peer_inode = Some(other.file.ino);
-                        l.ext.peer_pid = Some(other.hdr.pid);
-                        l.ext.peer_comm = Some(comm(&other.hdr));
-                        l.ext.peer_fd = Some(other.fd);
-                        out.push(Record::Channel(l));
-                    }
-                } else {
-                    self.pair_half.insert(e.hdr.tid, *e);
-                }
-                return;
-            }
+            sock_op::PAIR => return self.socketpair(e, kind, channel, out),
             sock_op::BIND => {
                 if let Some(name) = Self::addr(e)
                     && !inet
@@ -483,32 +462,7 @@ impl SocketTracker {
         if !inet && event == ChannelEvent::Connect {
             remote = Self::addr(e);
         }
-        // The other end.
-        let peer = if inet {
-            let tcp = kind == ChannelKind::Tcp;
-            if let Some(lc) = &local {
-                self.inet_local.insert((tcp, lc.clone()), e.file.ino);
-            }
-            match (event, &remote) {
-                (ChannelEvent::Connect | ChannelEvent::Accept, Some(r)) => {
-                    let port = r.rsplit(':').next().and_then(|p| p.parse().ok());
-                    self.inet_local
-                        .get(&(tcp, r.clone()))
-                        .copied()
-                        .or_else(|| port.and_then(|p: u16| self.listeners.get(&(tcp, p)).copied()))
-                }
-                _ => None,
-            }
-        } else if matches!(event, ChannelEvent::Connect | ChannelEvent::Accept) {
-            let p = self.unix_peer(e);
-            if p != 0 {
-                Some(p)
-            } else {
-                remote.clone().and_then(|r| self.bound_ino(&r))
-            }
-        } else {
-            None
-        };
+        let peer = self.peer_of(e, event, kind, local.as_ref(), remote.as_ref());
         if !inet && event == ChannelEvent::Accept {
             // The connecting end's name, if it bound one.
             remote = peer.and_then(|p| self.socks.get(&p).and_then(|s| s.local.clone()));
@@ -529,6 +483,75 @@ impl SocketTracker {
             }
         }
         out.push(Record::Channel(l));
+    }
+
+    /// socketpair(2): the first end waits for the second (same thread),
+    /// then one line each, naming the other.
+    fn socketpair(
+        &mut self,
+        e: &SockEvent,
+        kind: ChannelKind,
+        channel: Text,
+        out: &mut Vec<Record>,
+    ) {
+        if let Some(first) = self.pair_half.remove(&e.hdr.tid) {
+            // Both ends known: one line each, naming the other.
+            for (me, other) in [(&first, e), (e, &first)] {
+                let mut l = channel_line(&me.hdr, ChannelEvent::Socket, kind, channel.clone());
+                l.fd = Some(me.fd);
+                l.end = Some(End::Both);
+                l.syscall = Some(syscall_name(me.syscall));
+                l.ext.socket_type = Some(socket_type(me.sotype));
+                l.ext.inode = Some(me.file.ino);
+                l.ext.peer_inode = Some(other.file.ino);
+                l.ext.peer_pid = Some(other.hdr.pid);
+                l.ext.peer_comm = Some(comm(&other.hdr));
+                l.ext.peer_fd = Some(other.fd);
+                out.push(Record::Channel(l));
+            }
+        } else {
+            self.pair_half.insert(e.hdr.tid, *e);
+        }
+    }
+
+    /// The inode of the other end of a socket event: the connected inet
+    /// socket whose local end is this one's remote end (or the listener on
+    /// its port), the unix peer the kernel names, or the socket bound at
+    /// the address connected to.
+    fn peer_of(
+        &mut self,
+        e: &SockEvent,
+        event: ChannelEvent,
+        kind: ChannelKind,
+        local: Option<&String>,
+        remote: Option<&String>,
+    ) -> Option<u64> {
+        let inet = kind != ChannelKind::Unix;
+        if inet {
+            let tcp = kind == ChannelKind::Tcp;
+            if let Some(lc) = local {
+                self.inet_local.insert((tcp, lc.clone()), e.file.ino);
+            }
+            match (event, remote) {
+                (ChannelEvent::Connect | ChannelEvent::Accept, Some(r)) => {
+                    let port = r.rsplit(':').next().and_then(|p| p.parse().ok());
+                    self.inet_local
+                        .get(&(tcp, r.clone()))
+                        .copied()
+                        .or_else(|| port.and_then(|p: u16| self.listeners.get(&(tcp, p)).copied()))
+                }
+                _ => None,
+            }
+        } else if matches!(event, ChannelEvent::Connect | ChannelEvent::Accept) {
+            let p = self.unix_peer(e);
+            if p != 0 {
+                Some(p)
+            } else {
+                remote.and_then(|r| self.bound_ino(r))
+            }
+        } else {
+            None
+        }
     }
 
     /// Held-back events whose peer never got an inode: write them now.
