@@ -12,7 +12,6 @@ pub mod collector;
 pub mod decode;
 pub mod doctor;
 pub mod events;
-pub mod floor;
 pub mod graph;
 pub mod kernel;
 pub mod loader;
@@ -28,7 +27,6 @@ pub mod shmprobes;
 pub mod sockdiag;
 pub mod spawn;
 pub mod tui;
-pub mod workload;
 
 /// Errors at the edges of the library (kernel, privileges, files).
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::{child_run, drain, fork, os_err, wait};
+use crate::sys::{child_run, drain, fork, os_err, wait};
 
 fn say(line: String) -> Result<()> {
     let mut out = std::io::stdout();
@@ -320,7 +320,7 @@ pub fn fd_pass() -> Result<()> {
         },
         "setsockopt",
     )?;
-    let (r, w) = super::pipe()?;
+    let (r, w) = crate::sys::pipe()?;
     let child = fork()?;
     if child == 0 {
         child_run(|| {
@@ -592,7 +592,7 @@ pub fn sock_delayed(bytes: usize, tcp: bool) -> Result<()> {
         return tcp_delayed(bytes);
     }
     let (a, b) = UnixStream::pair()?;
-    let ino = |s: &UnixStream| super::inode_of(s);
+    let ino = |s: &UnixStream| crate::sys::inode_of(s);
     let (ia, ib) = (ino(&a), ino(&b));
     let banner = move |child| {
         format!(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::{child_run, fork, os_err, pipe, wait};
+use crate::sys::{child_run, fork, os_err, pipe, wait};
 
 /// Quiet time around the measured phase, so that set-up and tear-down
 /// events (forks, closes, exits) find the ring buffer drained and are
@@ -93,7 +93,7 @@ fn send_result(fd: RawFd, role: u64, calls: u64, end_ns: u64) -> Result<()> {
     Ok(())
 }
 
-/// `ipcwatch workload paced`: `procs` writer processes, each with its own
+/// `ipcwatch-workload paced`: `procs` writer processes, each with its own
 /// pipe and reader process, write `size`-byte messages at a paced rate for
 /// `secs`; every message is one write and one read (the reader reads
 /// exactly `size` bytes at a time), so the traced `io` event rate is
@@ -239,7 +239,7 @@ fn make_channel(j: usize) -> Result<(OwnedFd, OwnedFd)> {
     }
 }
 
-/// `ipcwatch workload many-channels`: `procs` processes (`procs / 2`
+/// `ipcwatch-workload many-channels`: `procs` processes (`procs / 2`
 /// groups of a leader and its partner) hold `channels` live channels
 /// between them, half pipes and half unix socketpairs, each written once
 /// by the leader and read once by the partner. Prints `many-channels

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::{os_err, pipe};
+use crate::sys::{os_err, pipe};
 
 /// Layout of the shared page: the lock (or semaphore) at 0, the counter
 /// on its own cache line.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{fork, os_err, wait};
+use crate::sys::{fork, os_err, wait};
 
 /// Offsets in the shared page used by the counter workloads.
 pub const LOCK_OFFSET: usize = 0;
@@ -125,7 +125,7 @@ pub fn create(kind: &str, name: &str) -> Result<Region> {
             if unsafe { libc::ftruncate(fd.as_raw_fd(), SIZE as i64) } != 0 {
                 return Err(os_err("ftruncate"));
             }
-            let ino = super::inode_of(&fd);
+            let ino = crate::sys::inode_of(&fd);
             let base = mmap_shared(fd.as_raw_fd(), SIZE)?;
             Ok(Region {
                 id: format!("memfd:{name}:{ino}"),
