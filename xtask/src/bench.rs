@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::root;
+use crate::{Bins, root};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -36,7 +36,7 @@ enum Way {
     Untraced,
     /// Empty programs on the raw sys_enter/sys_exit tracepoints that
     /// ipcwatch hooks: what the kernel charges before ipcwatch does any
-    /// work (`ipcwatch workload empty-hooks`).
+    /// work (`ipcwatch-workload empty-hooks`).
     Hooks,
     Ipcwatch,
     /// `record -o /dev/null` by the `--baseline` binary.
@@ -112,9 +112,11 @@ fn absolute(cmd: &str) -> Result<String> {
         .with_context(|| format!("{cmd} not found in PATH"))
 }
 
-/// Run the workload one way; returns round trips per second.
+/// Run the workload (arguments of ipcwatch-workload) one way; returns
+/// round trips per second. A `--baseline` binary only traces: the
+/// workload is always this tree's.
 fn once(
-    bin: &Path,
+    bins: &Bins,
     baseline: Option<&Path>,
     way: Way,
     workload: &[String],
@@ -125,8 +127,9 @@ fn once(
         // The workload's two processes share CPU 1; the tracer gets CPU 0.
         argv.extend(["taskset".into(), "-c".into(), "1".into()]);
     }
-    argv.push(bin.display().to_string());
+    argv.push(bins.workload.display().to_string());
     argv.extend(workload.iter().cloned());
+    let bin = &bins.ipcwatch;
     let mut cmd = match way {
         Way::Untraced => {
             let mut c = Command::new(&argv[0]);
@@ -134,8 +137,8 @@ fn once(
             c
         }
         Way::Hooks => {
-            let mut c = Command::new(bin);
-            c.args(["workload", "empty-hooks", "--"]).args(&argv);
+            let mut c = Command::new(&bins.workload);
+            c.args(["empty-hooks", "--"]).args(&argv);
             c
         }
         Way::Ipcwatch => {
@@ -224,7 +227,7 @@ struct Row {
     medians: Vec<(Way, f64)>,
 }
 
-pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
+pub fn run(bins: &Bins, args: &BenchArgs) -> Result<()> {
     let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     let _ = BASELINE_NAME.set(args.baseline_name.clone());
     let mut ways = vec![Way::Untraced, Way::Hooks, Way::Ipcwatch];
@@ -256,7 +259,7 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     ] {
         workloads.push((
             name,
-            strings(&["workload", workload, "--size", size, "--iters", &iters]),
+            strings(&[workload, "--size", size, "--iters", &iters]),
         ));
     }
     // Two processes bump a counter in a SysV segment under a
@@ -265,7 +268,6 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     workloads.push((
         "shm mutex counter, 2 processes (increments/s)",
         strings(&[
-            "workload",
             "shm-counter",
             "--region",
             "sysv",
@@ -282,7 +284,6 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     workloads.push((
         "racy shm counter, 2 processes, no lock (increments/s)",
         strings(&[
-            "workload",
             "shm-counter",
             "--region",
             "anon",
@@ -299,7 +300,6 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     workloads.push((
         "private mutex counter, shares nothing (increments/s)",
         strings(&[
-            "workload",
             "shm-counter",
             "--region",
             "private",
@@ -324,7 +324,7 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
                 (0..ways.len()).rev().collect()
             };
             for i in order {
-                samples[i].push(once(bin, args.baseline.as_deref(), ways[i], &wl, pin)?);
+                samples[i].push(once(bins, args.baseline.as_deref(), ways[i], &wl, pin)?);
             }
         }
         let medians = ways
@@ -341,13 +341,13 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
     }
     let table = table(&rows, &ways);
     println!("\n{table}");
-    let tui = tui_load(bin, args, pin)?;
+    let tui = tui_load(bins, args, pin)?;
     println!("\n{tui}");
-    let collector = crate::bench_collector::run(bin, COLLECTOR_EVENTS)?;
+    let collector = crate::bench_collector::run(&bins.workload, COLLECTOR_EVENTS)?;
     println!("\n{collector}");
-    let loss = crate::bench_load::loss_sweep(bin)?;
+    let loss = crate::bench_load::loss_sweep(bins)?;
     println!("\n{loss}");
-    let memory = crate::bench_load::memory(bin)?;
+    let memory = crate::bench_load::memory(bins)?;
     println!("\n{memory}");
     let json = serde_json_like(&rows);
     let out = root().join("target/bench.json");
@@ -368,7 +368,7 @@ pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
             "<!-- bench-collector:begin -->",
             "<!-- bench-collector:end -->",
             &format!(
-                "Measured by `cargo xtask bench` on {}: `ipcwatch workload collector-throughput --events {COLLECTOR_EVENTS}`, pinned to CPU 1.\n\n{collector}",
+                "Measured by `cargo xtask bench` on {}: `ipcwatch-workload collector-throughput --events {COLLECTOR_EVENTS}`, pinned to CPU 1.\n\n{collector}",
                 machine()
             ),
         )?;
@@ -412,19 +412,19 @@ fn rate_of(stderr: &str) -> Option<f64> {
 /// and draws a 100x30 off-screen frame every 100 ms, cycling through the
 /// five views) next to `record -o /dev/null`. Reports kernel drops, draw
 /// times, and how long a key press waits behind the records.
-fn tui_load(bin: &Path, args: &BenchArgs, pin: bool) -> Result<String> {
+fn tui_load(bins: &Bins, args: &BenchArgs, pin: bool) -> Result<String> {
     let iters = (args.iters * TUI_ITERS_FACTOR).to_string();
     let mut workload: Vec<String> = Vec::new();
     if pin {
         workload.extend(["taskset".into(), "-c".into(), "1".into()]);
     }
-    workload.push(bin.display().to_string());
+    workload.push(bins.workload.display().to_string());
     workload.extend(
-        ["workload", "pingpong", "--size", "1", "--iters", &iters]
+        ["pingpong", "--size", "1", "--iters", &iters]
             .iter()
             .map(|s| s.to_string()),
     );
-    let out = Command::new(bin)
+    let out = Command::new(&bins.ipcwatch)
         .args(["tui", "--headless", "--"])
         .args(&workload)
         .output()
@@ -442,7 +442,7 @@ fn tui_load(bin: &Path, args: &BenchArgs, pin: bool) -> Result<String> {
     let num = |k: &str| json_num(report, k).unwrap_or(f64::NAN);
     let tui_rate = rate_of(&stderr).unwrap_or(f64::NAN) * 4.0;
 
-    let rec = Command::new(bin)
+    let rec = Command::new(&bins.ipcwatch)
         .args(["record", "-o", "/dev/null", "--"])
         .args(&workload)
         .output()

@@ -58,7 +58,8 @@ enum Cmd {
     /// Loss under load: the highest event rate recorded with nothing lost,
     /// and every loss checked to be counted (markdown on stdout).
     BenchLoss {
-        /// Use this ipcwatch binary instead of building one.
+        /// Use this ipcwatch binary instead of building one (the workload
+        /// is built from this tree either way).
         #[arg(long)]
         bin: Option<PathBuf>,
     },
@@ -72,7 +73,8 @@ enum Cmd {
         /// Seconds the channels are held, sampled every second.
         #[arg(long, default_value_t = 60)]
         hold: u64,
-        /// Use this ipcwatch binary instead of building one.
+        /// Use this ipcwatch binary instead of building one (the workload
+        /// is built from this tree either way).
         #[arg(long)]
         bin: Option<PathBuf>,
     },
@@ -130,14 +132,37 @@ fn build_release() -> Result<PathBuf> {
     Ok(root().join("target/release/ipcwatch"))
 }
 
-/// `bin` when given, or a release build (after the set-up).
-fn given_or_built(bin: Option<PathBuf>) -> Result<PathBuf> {
+/// What a benchmark runs: ipcwatch, the tracer, and ipcwatch-workload,
+/// the programs it traces (not shipped with ipcwatch).
+pub struct Bins {
+    pub ipcwatch: PathBuf,
+    pub workload: PathBuf,
+}
+
+fn build_workload_release() -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "--package", "ipcwatch-workload"]))?;
+    Ok(root().join("target/release/ipcwatch-workload"))
+}
+
+/// Release builds of both binaries.
+fn build_release_with_workload() -> Result<Bins> {
+    Ok(Bins {
+        ipcwatch: build_release()?,
+        workload: build_workload_release()?,
+    })
+}
+
+/// `bin` as the tracer when given, or a release build; the workloads
+/// always come from a release build of this tree (after the set-up: the
+/// workload crate builds the eBPF object through the ipcwatch library).
+fn given_or_built(bin: Option<PathBuf>) -> Result<Bins> {
+    setup::ensure()?;
     match bin {
-        Some(b) => Ok(b),
-        None => {
-            setup::ensure()?;
-            build_release()
-        }
+        Some(ipcwatch) => Ok(Bins {
+            ipcwatch,
+            workload: build_workload_release()?,
+        }),
+        None => build_release_with_workload(),
     }
 }
 
@@ -168,6 +193,10 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The integration tests run ipcwatch-workload next to ipcwatch (same
+    // profile); cargo builds another package's binaries only for that
+    // package's own tests, and cannot be called from a test (build lock).
+    run(cargo().args(["build", "--package", "ipcwatch-workload"]))?;
     // Unit tests (no root needed) run in parallel...
     run(cargo().args(["test", "--workspace", "--lib", "--bins"]))?;
     // ...the root integration tests share kernel state: one at a time.
@@ -208,18 +237,18 @@ fn main() -> Result<()> {
         }
         Cmd::Accuracy(args) => {
             setup::ensure()?;
-            let bin = build_release()?;
-            accuracy::run(&bin, &args)
+            let bins = build_release_with_workload()?;
+            accuracy::run(&bins, &args)
         }
         Cmd::Soak(args) => {
             setup::ensure()?;
-            let bin = build_release()?;
-            soak::run(&bin, &args)
+            let bins = build_release_with_workload()?;
+            soak::run(&bins, &args)
         }
         Cmd::BenchCollector { events } => {
             setup::ensure()?;
-            let bin = build_release()?;
-            print!("{}", bench_collector::run(&bin, events)?);
+            let workload = build_workload_release()?;
+            print!("{}", bench_collector::run(&workload, events)?);
             Ok(())
         }
         Cmd::BenchLoss { bin } => {
@@ -232,14 +261,14 @@ fn main() -> Result<()> {
             hold,
             bin,
         } => {
-            let bin = given_or_built(bin)?;
-            print!("{}", bench_load::memory_with(&bin, procs, channels, hold)?);
+            let bins = given_or_built(bin)?;
+            print!("{}", bench_load::memory_with(&bins, procs, channels, hold)?);
             Ok(())
         }
         Cmd::Bench(args) => {
             setup::ensure()?;
-            let bin = build_release()?;
-            bench::run(&bin, &args)
+            let bins = build_release_with_workload()?;
+            bench::run(&bins, &args)
         }
     }
 }
