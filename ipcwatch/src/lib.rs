@@ -29,7 +29,6 @@
 pub mod collect;
 pub mod decode;
 pub mod error;
-pub mod floor;
 pub mod host;
 pub mod ids;
 pub mod kernel;
@@ -42,6 +41,5 @@ pub mod session;
 pub mod sink;
 pub mod trace;
 pub mod tui;
-pub mod workload;
 
 pub use error::Error;

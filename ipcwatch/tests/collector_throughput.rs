@@ -1,4 +1,4 @@
-//! `ipcwatch workload collector-throughput` (no root): synthetic kernel
+//! `ipcwatch-workload collector-throughput` (no root): synthetic kernel
 //! events through the decoder, the collector and the NDJSON writer. The
 //! command checks its own result; here the file it wrote is read back.
 
@@ -19,8 +19,8 @@ fn field<'a>(stdout: &'a str, name: &str) -> &'a str {
 fn the_benchmark_writes_every_line_it_reports() {
     let dir = temp_dir();
     let out = dir.path().join("synth.ndjson");
-    let o = Command::new(ipcwatch())
-        .args(["workload", "collector-throughput", "--events", "20000"])
+    let o = Command::new(workload())
+        .args(["collector-throughput", "--events", "20000"])
         .args(["--output", out.to_str().unwrap()])
         .output()
         .unwrap();
@@ -55,8 +55,8 @@ fn the_benchmark_writes_every_line_it_reports() {
 
 #[test]
 fn zero_events_is_an_error() {
-    let o = Command::new(ipcwatch())
-        .args(["workload", "collector-throughput", "--events", "0"])
+    let o = Command::new(workload())
+        .args(["collector-throughput", "--events", "0"])
         .output()
         .unwrap();
     assert!(!o.status.success());

@@ -48,10 +48,8 @@ fn run_detector(sync: &str) -> (Vec<RaceLine>, ipcwatch::race::detector::Detecto
     })
     .expect("load probes");
     let mut ring = probes.take_ring().unwrap();
-    let mut wl = Command::new(ipcwatch())
-        .args([
-            "workload", "counter", "--memory", "anon", "--sync", sync, "--secs", "4",
-        ])
+    let mut wl = Command::new(workload())
+        .args(["counter", "--memory", "anon", "--sync", sync, "--secs", "4"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -44,7 +44,7 @@ fn a_writer_killed_mid_write_is_seen_exiting_by_signal() {
 #[test]
 fn reused_descriptor_numbers_are_attributed_to_the_right_pipe() {
     require_root();
-    let t = record(&["--", ipcwatch(), "workload", "fd-reuse"]);
+    let t = record(&["--", workload(), "fd-reuse"]);
     let out = t.stdout();
     let w: Vec<&str> = out
         .lines()

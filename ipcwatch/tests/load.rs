@@ -34,8 +34,7 @@ fn many_channels_held_by_many_processes_are_all_recorded() {
     require_root();
     let t = record(&[
         "--",
-        ipcwatch(),
-        "workload",
+        workload(),
         "many-channels",
         "--procs",
         "50",
@@ -93,8 +92,7 @@ fn a_tiny_ring_buffer_loses_events_and_counts_every_one() {
         "--ring-size",
         "4096",
         "--",
-        ipcwatch(),
-        "workload",
+        workload(),
         "paced",
         "--rate",
         "400000",

@@ -131,8 +131,7 @@ fn parent_writes_3_times_1000_bytes_to_its_child() {
     require_root();
     let t = record(&[
         "--",
-        ipcwatch(),
-        "workload",
+        workload(),
         "pipe-parent-child",
         "--count",
         "3",
@@ -149,7 +148,7 @@ fn parent_writes_3_times_1000_bytes_to_its_child() {
     for w in &writes {
         assert_eq!(w["bytes"], 1000);
         assert_eq!(w["pid"], parent);
-        assert_eq!(w["comm"], "ipcwatch");
+        assert_eq!(w["comm"], WORKLOAD_COMM);
     }
     let reads: Vec<_> = t
         .of_type("io")
@@ -184,9 +183,9 @@ fn fifo_between_two_processes_that_share_only_its_path() {
     let dir = temp_dir();
     let fifo = dir.path().join("f");
     let script = format!(
-        "mkfifo {f} && ({w} workload fifo-write {f} --bytes 5000 &) && {w} workload fifo-read {f}; wait",
+        "mkfifo {f} && ({w} fifo-write {f} --bytes 5000 &) && {w} fifo-read {f}; wait",
         f = fifo.display(),
-        w = ipcwatch()
+        w = workload()
     );
     let t = record(&["--", "sh", "-c", &script]);
     assert!(t.stdout().contains("read 5000"), "{}", t.stdout());
@@ -222,8 +221,8 @@ fn fifo_between_two_processes_that_share_only_its_path() {
 #[test]
 fn a_pipe_made_before_ipcwatch_started_is_found_and_traced() {
     require_root();
-    let mut wl = Command::new(ipcwatch())
-        .args(["workload", "pipe-delayed", "--bytes", "5000"])
+    let mut wl = Command::new(workload())
+        .args(["pipe-delayed", "--bytes", "5000"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -306,7 +305,7 @@ fn a_full_ring_buffer_loses_events_and_counts_every_one() {
             "4096",
             "--",
         ])
-        .args([ipcwatch(), "workload", "pingpong", "--iters", &iters])
+        .args([workload(), "pingpong", "--iters", &iters])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -102,12 +102,11 @@ fn counter(memory: &'static str, sync: &'static str) -> Vec<&'static str> {
     counter_for(memory, sync, SECS)
 }
 
-/// `-- ipcwatch workload counter` on `memory`, taking `sync`, for `secs`.
+/// `-- ipcwatch-workload counter` on `memory`, taking `sync`, for `secs`.
 fn counter_for(memory: &'static str, sync: &'static str, secs: &'static str) -> Vec<&'static str> {
     vec![
         "--",
-        ipcwatch(),
-        "workload",
+        workload(),
         "counter",
         "--memory",
         memory,
@@ -136,8 +135,8 @@ fn racy_sysv_shm() {
 #[test]
 fn racy_posix_shm_between_unrelated_processes() {
     let script = format!(
-        "n=/ipcwatch-race-$$; {w} workload posix-counter --name $n --secs {SECS} & {w} workload posix-counter --name $n --secs {SECS}; wait; rm -f /dev/shm/${{n#/}}",
-        w = ipcwatch()
+        "n=/ipcwatch-race-$$; {w} posix-counter --name $n --secs {SECS} & {w} posix-counter --name $n --secs {SECS}; wait; rm -f /dev/shm/${{n#/}}",
+        w = workload()
     );
     assert_racy(&["--", "sh", "-c", &script]);
 }
@@ -172,8 +171,7 @@ fn pipe_writers_of_64k_records_interleave() {
     require_root();
     let t = record(&[
         "--",
-        ipcwatch(),
-        "workload",
+        workload(),
         "pipe-writers",
         "--writers",
         "3",
@@ -205,8 +203,7 @@ fn pipe_writers_of_64k_records_interleave() {
 fn pipe_writers_of_512_byte_records_do_not() {
     assert_clean(&[
         "--",
-        ipcwatch(),
-        "workload",
+        workload(),
         "pipe-writers",
         "--writers",
         "3",

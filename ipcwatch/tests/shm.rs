@@ -1,5 +1,5 @@
 //! Root integration tests: the real shared-memory and lock probes on the
-//! built-in workloads (`ipcwatch workload shm-*`, `file-lock`).
+//! built-in workloads (`ipcwatch-workload shm-*`, `file-lock`).
 
 mod common;
 
@@ -34,10 +34,10 @@ fn counter_line(t: &Trace) -> Counter {
     }
 }
 
-fn shm_counter(extra: &[&str], workload: &[&str]) -> (Trace, Counter) {
+fn shm_counter(extra: &[&str], wl_args: &[&str]) -> (Trace, Counter) {
     let mut args: Vec<&str> = extra.to_vec();
-    args.extend(["--", ipcwatch(), "workload", "shm-counter"]);
-    args.extend(workload);
+    args.extend(["--", workload(), "shm-counter"]);
+    args.extend(wl_args);
     let t = record(&args);
     assert_schema(&t.lines);
     assert_eq!(t.summary()["dropped"], 0, "events were lost");
@@ -351,9 +351,9 @@ fn uncontended_locks_are_seen_with_lock_probes() {
 fn unrelated_processes_share_a_posix_object() {
     require_root();
     let name = format!("ipcwatch-peer-{}", std::process::id());
-    let w = ipcwatch();
+    let w = workload();
     let script = format!(
-        "{w} workload shm-posix-peer {name} --role create & {w} workload shm-posix-peer {name} --role open; wait"
+        "{w} shm-posix-peer {name} --role create & {w} shm-posix-peer {name} --role open; wait"
     );
     let t = record(&["--", "sh", "-c", &script]);
     assert_schema(&t.lines);
@@ -415,14 +415,7 @@ fn contended_file_locks_have_one_identity() {
         ("lockf", "fcntl"),
     ] {
         let path = dir.path().join(format!("{kind}.lock"));
-        let t = record(&[
-            "--",
-            ipcwatch(),
-            "workload",
-            "file-lock",
-            kind,
-            path.to_str().unwrap(),
-        ]);
+        let t = record(&["--", workload(), "file-lock", kind, path.to_str().unwrap()]);
         assert_schema(&t.lines);
         let out = t.stdout();
         let w: Vec<&str> = out
@@ -461,8 +454,8 @@ fn contended_file_locks_have_one_identity() {
 
 /// Start a holder of a region of `kind`; returns it and its "region" line.
 fn holder(kind: &str, name: &str) -> (std::process::Child, String, u32) {
-    let mut child = Command::new(ipcwatch())
-        .args(["workload", "shm-hold", kind, "--name", name])
+    let mut child = Command::new(workload())
+        .args(["shm-hold", kind, "--name", name])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

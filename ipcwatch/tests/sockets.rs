@@ -67,7 +67,7 @@ fn summary_channel<'a>(t: &'a Trace, id: &str) -> &'a Value {
 #[test]
 fn done_when_socketpair_abstract_tcp_and_posix_queue_in_one_record() {
     require_root();
-    let t = record(&["--", ipcwatch(), "workload", "channels-demo"]);
+    let t = record(&["--", workload(), "channels-demo"]);
     let out = t.stdout();
     let l = &t.lines;
 
@@ -232,7 +232,7 @@ fn graph_traces_a_command_and_writes_dot() {
     let out = dir.path().join("g.dot");
     let g = Command::new(ipcwatch())
         .args(["graph", "-o", out.to_str().unwrap(), "--kind", "unix", "--"])
-        .args([ipcwatch(), "workload", "channels-demo"])
+        .args([workload(), "channels-demo"])
         .output()
         .unwrap();
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
@@ -245,7 +245,7 @@ fn graph_traces_a_command_and_writes_dot() {
     // To standard output, the command's own output stays out of the graph.
     let g = Command::new(ipcwatch())
         .args(["graph", "--format", "json", "--kind", "tcp", "--"])
-        .args([ipcwatch(), "workload", "channels-demo"])
+        .args([workload(), "channels-demo"])
         .output()
         .unwrap();
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
@@ -264,15 +264,7 @@ fn unix_stream_dgram_and_seqpacket_by_path() {
     require_root();
     let dir = temp_dir();
     let d = dir.path().to_str().unwrap().to_string();
-    let t = record(&[
-        "--",
-        ipcwatch(),
-        "workload",
-        "unix-types",
-        &d,
-        "--bytes",
-        "3000",
-    ]);
+    let t = record(&["--", workload(), "unix-types", &d, "--bytes", "3000"]);
     let out = t.stdout();
     let l = &t.lines;
     for ty in ["stream", "dgram", "seqpacket"] {
@@ -320,7 +312,7 @@ fn unix_stream_dgram_and_seqpacket_by_path() {
 #[test]
 fn fd_passing_records_scm_rights_and_credentials() {
     require_root();
-    let t = record(&["--", ipcwatch(), "workload", "fd-pass"]);
+    let t = record(&["--", workload(), "fd-pass"]);
     let out = t.stdout();
     let f = fact(&out, "fdpass");
     let (parent, child, received) = (
@@ -354,7 +346,7 @@ fn fd_passing_records_scm_rights_and_credentials() {
 #[test]
 fn udp_over_ipv4_and_ipv6_loopback() {
     require_root();
-    let t = record(&["--", ipcwatch(), "workload", "udp", "--size", "400"]);
+    let t = record(&["--", workload(), "udp", "--size", "400"]);
     let out = t.stdout();
     let l = &t.lines;
     for (tag, host) in [("udp4", "127.0.0.1"), ("udp6", "[::1]")] {
@@ -388,16 +380,7 @@ fn udp_over_ipv4_and_ipv6_loopback() {
 #[test]
 fn sysv_queue_written_by_a_child_read_by_its_parent() {
     require_root();
-    let t = record(&[
-        "--",
-        ipcwatch(),
-        "workload",
-        "msgq",
-        "--count",
-        "4",
-        "--size",
-        "64",
-    ]);
+    let t = record(&["--", workload(), "msgq", "--count", "4", "--size", "64"]);
     let out = t.stdout();
     let f = fact(&out, "msgq");
     let (key, id, parent, child) = (
@@ -446,14 +429,7 @@ fn payloads_of_sends_receives_and_queues_are_captured_when_asked() {
     require_root();
     // Each workload fills its messages with one byte value; the first 3
     // bytes of every send and receive must be that value.
-    let demo = record(&[
-        "--capture-bytes",
-        "3",
-        "--",
-        ipcwatch(),
-        "workload",
-        "channels-demo",
-    ]);
+    let demo = record(&["--capture-bytes", "3", "--", workload(), "channels-demo"]);
     assert_eq!(
         payloads(&demo, "mq"),
         own(&[
@@ -469,8 +445,7 @@ fn payloads_of_sends_receives_and_queues_are_captured_when_asked() {
         "--capture-bytes",
         "3",
         "--",
-        ipcwatch(),
-        "workload",
+        workload(),
         "udp",
         "--size",
         "400",
@@ -486,26 +461,19 @@ fn payloads_of_sends_receives_and_queues_are_captured_when_asked() {
         BTreeSet::from(["recvfrom", "recvmmsg", "sendmmsg", "sendto"])
     );
     // sendmsg/recvmsg: the one byte of fd-pass's message, "F".
-    let fdpass = record(&[
-        "--capture-bytes",
-        "3",
-        "--",
-        ipcwatch(),
-        "workload",
-        "fd-pass",
-    ]);
+    let fdpass = record(&["--capture-bytes", "3", "--", workload(), "fd-pass"]);
     assert_eq!(
         payloads(&fdpass, "unix"),
         own(&[("recvmsg", "46", 1), ("sendmsg", "46", 1)])
     );
     // SysV: the text after the message type.
-    let args = ["workload", "msgq", "--count", "4", "--size", "64"];
-    let msgq = record(&[&["--capture-bytes", "3", "--", ipcwatch()][..], &args[..]].concat());
+    let args = ["msgq", "--count", "4", "--size", "64"];
+    let msgq = record(&[&["--capture-bytes", "3", "--", workload()][..], &args[..]].concat());
     assert_eq!(
         payloads(&msgq, "msgq"),
         own(&[("msgrcv", "090909", 4), ("msgsnd", "090909", 4)])
     );
-    let plain = record(&[&["--", ipcwatch()][..], &args[..]].concat());
+    let plain = record(&[&["--", workload()][..], &args[..]].concat());
     assert_eq!(
         payloads(&plain, "msgq"),
         own(&[("msgrcv", "(none)", 4), ("msgsnd", "(none)", 4)])
@@ -518,8 +486,8 @@ fn payloads_of_sends_receives_and_queues_are_captured_when_asked() {
 #[test]
 fn a_connection_made_before_ipcwatch_started_is_resolved_by_sock_diag() {
     require_root();
-    let mut wl = Command::new(ipcwatch())
-        .args(["workload", "sock-delayed", "--bytes", "6000"])
+    let mut wl = Command::new(workload())
+        .args(["sock-delayed", "--bytes", "6000"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -578,8 +546,8 @@ fn a_connection_made_before_ipcwatch_started_is_resolved_by_sock_diag() {
 #[test]
 fn a_tcp_connection_made_before_ipcwatch_started_names_both_processes() {
     require_root();
-    let mut wl = Command::new(ipcwatch())
-        .args(["workload", "sock-delayed", "--tcp", "--bytes", "4000"])
+    let mut wl = Command::new(workload())
+        .args(["sock-delayed", "--tcp", "--bytes", "4000"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -645,14 +613,7 @@ fn a_tcp_connection_made_before_ipcwatch_started_names_both_processes() {
 #[test]
 fn kind_filter_keeps_only_the_named_kinds() {
     require_root();
-    let t = record(&[
-        "--kind",
-        "mq",
-        "--",
-        ipcwatch(),
-        "workload",
-        "channels-demo",
-    ]);
+    let t = record(&["--kind", "mq", "--", workload(), "channels-demo"]);
     let kinds: BTreeSet<&str> = t
         .of_type("io")
         .map(|l| l["kind"].as_str().unwrap())

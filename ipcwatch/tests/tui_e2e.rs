@@ -1,6 +1,7 @@
 //! The real binary in a real terminal (tmux, 100x30): `ipcwatch demo`
 //! draws every view, `q` exits 0 with the terminal restored, and so do
-//! SIGTERM and a panic. Needs root (eBPF) and tmux.
+//! SIGTERM and a panic (after the TUI's terminal set-up, run by
+//! `ipcwatch-workload tui-panic`). Needs root (eBPF) and tmux.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ipcwatch, require_root, temp_dir};
+use common::{ipcwatch, require_root, temp_dir, workload};
 
 fn tmux(args: &[&str]) -> String {
     let o = Command::new("tmux")
@@ -80,12 +81,12 @@ fn wait_file(p: &Path, secs: u64) -> String {
     }
 }
 
-/// `sh` wrapper: terminal settings before and after, and the exit status.
-fn wrapped(dir: &Path, args: &str) -> String {
+/// `sh` wrapper of `bin args`: terminal settings before and after, and
+/// the exit status.
+fn wrapped(dir: &Path, bin: &str, args: &str) -> String {
     let d = dir.display();
     format!(
-        "sh -c 'stty -g > {d}/before; echo $$ > {d}/sh.pid; {} {args}; echo $? > {d}/status; stty -g > {d}/after; sleep 600'",
-        ipcwatch()
+        "sh -c 'stty -g > {d}/before; echo $$ > {d}/sh.pid; {bin} {args}; echo $? > {d}/status; stty -g > {d}/after; sleep 600'"
     )
 }
 
@@ -105,7 +106,7 @@ fn assert_restored(s: &Session, dir: &Path) {
 fn demo_shows_every_view_and_q_exits_0_with_the_terminal_restored() {
     require_root();
     let dir = temp_dir();
-    let s = Session::start("ipcwatch-demo", &wrapped(dir.path(), "demo"));
+    let s = Session::start("ipcwatch-demo", &wrapped(dir.path(), ipcwatch(), "demo"));
     // View 1: live, the pipeline's processes among the top talkers.
     s.wait_for(&["LIVE", "Events per second", "Top talkers", "demo-"], 30);
     s.keys("2");
@@ -139,7 +140,7 @@ fn demo_shows_every_view_and_q_exits_0_with_the_terminal_restored() {
     assert_restored(&s, dir.path());
     // The demo's workloads went away with it.
     let left = Command::new("pgrep")
-        .args(["-f", "workload demo"])
+        .args(["-f", "demo --workloads-only"])
         .output()
         .unwrap();
     assert!(left.stdout.is_empty(), "demo workloads left running");
@@ -149,7 +150,7 @@ fn demo_shows_every_view_and_q_exits_0_with_the_terminal_restored() {
 fn sigterm_restores_the_terminal() {
     require_root();
     let dir = temp_dir();
-    let s = Session::start("ipcwatch-term", &wrapped(dir.path(), "tui"));
+    let s = Session::start("ipcwatch-term", &wrapped(dir.path(), ipcwatch(), "tui"));
     s.wait_for(&["LIVE", "Events per second"], 30);
     let sh = wait_file(&dir.path().join("sh.pid"), 5);
     let child = Command::new("pgrep").args(["-P", &sh]).output().unwrap();
@@ -163,18 +164,14 @@ fn sigterm_restores_the_terminal() {
 #[test]
 fn a_panic_restores_the_terminal() {
     let dir = temp_dir();
-    let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pipes.ndjson");
-    let cmd = wrapped(dir.path(), &format!("tui --replay {trace}")).replacen(
-        "sh -c '",
-        "sh -c 'export IPCWATCH_TUI_TEST_PANIC=1; ",
-        1,
-    );
+    let cmd = wrapped(dir.path(), workload(), "tui-panic");
     let s = Session::start("ipcwatch-panic", &cmd);
     let status = wait_file(&dir.path().join("status"), 20);
     assert_eq!(status, "101", "a panic exits with 101");
     assert_restored(&s, dir.path());
     assert!(
-        s.screen().contains("IPCWATCH_TUI_TEST_PANIC"),
+        s.screen()
+            .contains("tui-panic: panicking to test the terminal restore"),
         "{}",
         s.screen()
     );

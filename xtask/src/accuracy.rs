@@ -3,11 +3,11 @@
 //! precision and recall in docs/races.md.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::build::Bins;
 use crate::cmd::root;
 
 #[derive(clap::Args)]
@@ -26,23 +26,23 @@ struct Variant {
     args: Vec<String>,
 }
 
+/// The variants, run by the workload binary `bin`.
 fn variants(bin: &str, secs: u64) -> Vec<Variant> {
     let s = secs.to_string();
     let counter = |memory: &str, sync: &str| -> Vec<String> {
         [
-            bin, "workload", "counter", "--memory", memory, "--sync", sync, "--secs", &s,
+            bin, "counter", "--memory", memory, "--sync", sync, "--secs", &s,
         ]
         .iter()
         .map(|x| x.to_string())
         .collect()
     };
     let posix = format!(
-        "n=/ipcwatch-acc-$$; {bin} workload posix-counter --name $n --secs {s} & {bin} workload posix-counter --name $n --secs {s}; wait; rm -f /dev/shm/${{n#/}}"
+        "n=/ipcwatch-acc-$$; {bin} posix-counter --name $n --secs {s} & {bin} posix-counter --name $n --secs {s}; wait; rm -f /dev/shm/${{n#/}}"
     );
     let pipes = |size: &str, records: &str| -> Vec<String> {
         [
             bin,
-            "workload",
             "pipe-writers",
             "--writers",
             "3",
@@ -114,14 +114,14 @@ fn variants(bin: &str, secs: u64) -> Vec<Variant> {
     ]
 }
 
-pub fn run(bin: &Path, args: &AccuracyArgs) -> Result<()> {
-    let bin_s = bin.display().to_string();
+pub fn run(bins: &Bins, args: &AccuracyArgs) -> Result<()> {
+    let workload = bins.workload.display().to_string();
     let mut table = String::from("| workload | racy | flagged | runs |\n|---|---|---|---|\n");
     let (mut tp, mut fn_, mut fp, mut tn) = (0, 0, 0, 0);
-    for v in variants(&bin_s, args.secs) {
+    for v in variants(&workload, args.secs) {
         let mut flagged = 0;
         for _ in 0..args.runs {
-            let status = Command::new(bin)
+            let status = Command::new(&bins.ipcwatch)
                 .args(["record", "-o", "/dev/null", "--fail-on-race", "--"])
                 .args(&v.args)
                 .output()

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
+use crate::build::Bins;
 use crate::cmd::{have, root};
 use crate::{bench_collector, bench_load};
 
@@ -39,7 +40,7 @@ enum Way {
     Untraced,
     /// Empty programs on the raw sys_enter/sys_exit tracepoints that
     /// ipcwatch hooks: what the kernel charges before ipcwatch does any
-    /// work (`ipcwatch workload empty-hooks`).
+    /// work (`ipcwatch-workload empty-hooks`).
     Hooks,
     Ipcwatch,
     /// `record -o /dev/null` by the `--baseline` binary.
@@ -108,9 +109,11 @@ fn absolute(cmd: &str) -> Result<String> {
         .with_context(|| format!("{cmd} not found in PATH"))
 }
 
-/// Run the workload one way; returns round trips per second.
+/// Run the workload (arguments of ipcwatch-workload) one way; returns
+/// round trips per second. A `--baseline` binary only traces: the
+/// workload is always this tree's.
 fn once(
-    bin: &Path,
+    bins: &Bins,
     baseline: Option<&Path>,
     way: Way,
     workload: &[String],
@@ -121,8 +124,9 @@ fn once(
         // The workload's two processes share CPU 1; the tracer gets CPU 0.
         argv.extend(["taskset".into(), "-c".into(), "1".into()]);
     }
-    argv.push(bin.display().to_string());
+    argv.push(bins.workload.display().to_string());
     argv.extend(workload.iter().cloned());
+    let bin = &bins.ipcwatch;
     let mut cmd = match way {
         Way::Untraced => {
             let mut c = Command::new(&argv[0]);
@@ -130,8 +134,8 @@ fn once(
             c
         }
         Way::Hooks => {
-            let mut c = Command::new(bin);
-            c.args(["workload", "empty-hooks", "--"]).args(&argv);
+            let mut c = Command::new(&bins.workload);
+            c.args(["empty-hooks", "--"]).args(&argv);
             c
         }
         Way::Ipcwatch => {
@@ -220,20 +224,20 @@ struct Row {
     medians: Vec<(Way, f64)>,
 }
 
-pub fn run(bin: &Path, args: &BenchArgs) -> Result<()> {
+pub fn run(bins: &Bins, args: &BenchArgs) -> Result<()> {
     let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     let _ = BASELINE_NAME.set(args.baseline_name.clone());
     let ways = ways(args)?;
-    let rows = measure(bin, args, &ways, workloads(args), pin)?;
+    let rows = measure(bins, args, &ways, workloads(args), pin)?;
     let table = table(&rows, &ways);
     println!("\n{table}");
-    let tui = tui_load(bin, args, pin)?;
+    let tui = tui_load(bins, args, pin)?;
     println!("\n{tui}");
-    let collector = bench_collector::run(bin, COLLECTOR_EVENTS)?;
+    let collector = bench_collector::run(&bins.workload, COLLECTOR_EVENTS)?;
     println!("\n{collector}");
-    let loss = bench_load::loss_sweep(bin)?;
+    let loss = bench_load::loss_sweep(bins)?;
     println!("\n{loss}");
-    let memory = bench_load::memory(bin)?;
+    let memory = bench_load::memory(bins)?;
     println!("\n{memory}");
     let out = root().join("target/bench.json");
     std::fs::write(&out, json(&rows)?)?;
@@ -282,7 +286,7 @@ fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
     ] {
         workloads.push((
             name,
-            strings(&["workload", workload, "--size", size, "--iters", &iters]),
+            strings(&[workload, "--size", size, "--iters", &iters]),
         ));
     }
     // Two processes bump a counter in a SysV segment under a
@@ -291,7 +295,6 @@ fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
     workloads.push((
         "shm mutex counter, 2 processes (increments/s)",
         strings(&[
-            "workload",
             "shm-counter",
             "--region",
             "sysv",
@@ -308,7 +311,6 @@ fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
     workloads.push((
         "racy shm counter, 2 processes, no lock (increments/s)",
         strings(&[
-            "workload",
             "shm-counter",
             "--region",
             "anon",
@@ -325,7 +327,6 @@ fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
     workloads.push((
         "private mutex counter, shares nothing (increments/s)",
         strings(&[
-            "workload",
             "shm-counter",
             "--region",
             "private",
@@ -344,7 +345,7 @@ fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
 
 /// Every workload `args.rounds` times each way, alternating; the medians.
 fn measure(
-    bin: &Path,
+    bins: &Bins,
     args: &BenchArgs,
     ways: &[Way],
     workloads: Vec<(&'static str, Vec<String>)>,
@@ -361,7 +362,7 @@ fn measure(
                 (0..ways.len()).rev().collect()
             };
             for i in order {
-                samples[i].push(once(bin, args.baseline.as_deref(), ways[i], &wl, pin)?);
+                samples[i].push(once(bins, args.baseline.as_deref(), ways[i], &wl, pin)?);
             }
         }
         let medians = ways
@@ -400,7 +401,7 @@ fn write_part_docs(
         "<!-- bench-collector:begin -->",
         "<!-- bench-collector:end -->",
         &format!(
-            "Measured by `cargo xtask bench` on {}: `ipcwatch workload collector-throughput --events {COLLECTOR_EVENTS}`, pinned to CPU 1.\n\n{collector}",
+            "Measured by `cargo xtask bench` on {}: `ipcwatch-workload collector-throughput --events {COLLECTOR_EVENTS}`, pinned to CPU 1.\n\n{collector}",
             machine()
         ),
     )?;
@@ -435,19 +436,19 @@ fn rate_of(stderr: &str) -> Option<f64> {
 /// and draws a 100x30 off-screen frame every 100 ms, cycling through the
 /// five views) next to `record -o /dev/null`. Reports kernel drops, draw
 /// times, and how long a key press waits behind the records.
-fn tui_load(bin: &Path, args: &BenchArgs, pin: bool) -> Result<String> {
+fn tui_load(bins: &Bins, args: &BenchArgs, pin: bool) -> Result<String> {
     let iters = (args.iters * TUI_ITERS_FACTOR).to_string();
     let mut workload: Vec<String> = Vec::new();
     if pin {
         workload.extend(["taskset".into(), "-c".into(), "1".into()]);
     }
-    workload.push(bin.display().to_string());
+    workload.push(bins.workload.display().to_string());
     workload.extend(
-        ["workload", "pingpong", "--size", "1", "--iters", &iters]
+        ["pingpong", "--size", "1", "--iters", &iters]
             .iter()
             .map(|s| s.to_string()),
     );
-    let out = Command::new(bin)
+    let out = Command::new(&bins.ipcwatch)
         .args(["tui", "--headless", "--"])
         .args(&workload)
         .output()
@@ -467,7 +468,7 @@ fn tui_load(bin: &Path, args: &BenchArgs, pin: bool) -> Result<String> {
     let num = |k: &str| report_json[k].as_f64().unwrap_or(f64::NAN);
     let tui_rate = rate_of(&stderr).unwrap_or(f64::NAN) * 4.0;
 
-    let rec = Command::new(bin)
+    let rec = Command::new(&bins.ipcwatch)
         .args(["record", "-o", "/dev/null", "--"])
         .args(&workload)
         .output()

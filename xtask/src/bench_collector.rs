@@ -1,5 +1,5 @@
 //! `cargo xtask bench-collector`: how many kernel events a second the
-//! collector turns into NDJSON on one core. `ipcwatch workload
+//! collector turns into NDJSON on one core. `ipcwatch-workload
 //! collector-throughput` pushes synthetic ring-buffer records through the
 //! decoder, the model and the NDJSON writer (no kernel, no root) and checks
 //! its own output; this runs it a few times and reports the median.
@@ -66,12 +66,7 @@ fn once(bin: &Path, events: u64, pin: bool) -> Result<Figures> {
     } else {
         Command::new(bin)
     };
-    cmd.args([
-        "workload",
-        "collector-throughput",
-        "--events",
-        &events.to_string(),
-    ]);
+    cmd.args(["collector-throughput", "--events", &events.to_string()]);
     let out = cmd
         .output()
         .with_context(|| format!("cannot run {}", bin.display()))?;
@@ -147,7 +142,8 @@ fn table(runs: &[Figures], pinned: bool) -> String {
     t
 }
 
-/// Run the benchmark; a markdown table of the median run.
+/// Run the benchmark with the workload binary `bin`; a markdown table of
+/// the median run.
 pub fn run(bin: &Path, events: u64) -> Result<String> {
     let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     let mut runs = Vec::with_capacity(RUNS);

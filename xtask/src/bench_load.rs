@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
+use crate::build::Bins;
+
 /// Seconds of paced load per run.
 const PACED_SECS: f64 = 3.0;
 /// Writer processes (each with a reader): two pairs for two CPUs.
@@ -128,20 +130,20 @@ impl PacedRun {
     }
 }
 
-/// `ipcwatch record -o FILE [--ring-size N] -- ipcwatch workload paced`,
+/// `ipcwatch record -o FILE [--ring-size N] -- ipcwatch-workload paced`,
 /// then the accounting checks: the kernel's drop counter, the `lost`
 /// lines and the sequence gaps agree, and recorded + dropped is what the
 /// generator made.
-fn paced(bin: &Path, rate: u64, ring: Option<u32>) -> Result<PacedRun> {
+fn paced(bins: &Bins, rate: u64, ring: Option<u32>) -> Result<PacedRun> {
     let trace = scratch("paced");
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(&bins.ipcwatch);
     cmd.args(["record", "-o"]).arg(&trace);
     if let Some(r) = ring {
         cmd.args(["--ring-size", &r.to_string()]);
     }
     cmd.arg("--")
-        .arg(bin)
-        .args(["workload", "paced", "--rate", &rate.to_string()])
+        .arg(&bins.workload)
+        .args(["paced", "--rate", &rate.to_string()])
         .args(["--secs", &PACED_SECS.to_string()])
         .args(["--procs", &PACED_PROCS.to_string()]);
     let out = cmd.output().context("running ipcwatch record")?;
@@ -214,13 +216,13 @@ const LOSS_HEADER: &str = "| offered io events/s | ring buffer | achieved io eve
 /// The loss sweep: double the offered rate until events are dropped (or
 /// the generator cannot go faster), bisect between the last clean and
 /// the first lossy rate, then force drops with the smallest ring buffer.
-pub fn loss_sweep(bin: &Path) -> Result<String> {
+pub fn loss_sweep(bins: &Bins) -> Result<String> {
     let mut runs = Vec::new();
     let mut clean: Option<u64> = None;
     let mut lossy: Option<u64> = None;
     let mut rate = 100_000u64;
     while rate <= 12_800_000 {
-        let r = paced(bin, rate, None)?;
+        let r = paced(bins, rate, None)?;
         let dropped = r.dropped;
         runs.push(r);
         if dropped > 0 {
@@ -246,7 +248,7 @@ pub fn loss_sweep(bin: &Path) -> Result<String> {
             if mid <= lo || mid >= hi {
                 break;
             }
-            let r = paced(bin, mid, None)?;
+            let r = paced(bins, mid, None)?;
             if r.dropped > 0 {
                 hi = mid;
             } else {
@@ -256,7 +258,7 @@ pub fn loss_sweep(bin: &Path) -> Result<String> {
         }
         lossy = Some(hi);
     }
-    let tiny = paced(bin, 400_000, Some(TINY_RING))?;
+    let tiny = paced(bins, 400_000, Some(TINY_RING))?;
     if tiny.dropped == 0 {
         bail!(
             "the {TINY_RING}-byte ring dropped nothing at 400,000/s: the loss path is not exercised"
@@ -273,7 +275,7 @@ pub fn loss_sweep(bin: &Path) -> Result<String> {
     }
     let _ = write!(
         doc,
-        "\n`ipcwatch record -o FILE -- ipcwatch workload paced --rate R --secs {PACED_SECS} --procs {PACED_PROCS}` ({PACED_PROCS} writers, each with a pipe and a reader; one 8-byte write and one read per message, paced per 1 ms tick). "
+        "\n`ipcwatch record -o FILE -- ipcwatch-workload paced --rate R --secs {PACED_SECS} --procs {PACED_PROCS}` ({PACED_PROCS} writers, each with a pipe and a reader; one 8-byte write and one read per message, paced per 1 ms tick). "
     );
     match (best, lossy) {
         (Some(b), Some(l)) => {
@@ -319,18 +321,18 @@ fn mib(kib: u64) -> f64 {
 
 /// Memory: ipcwatch records 1,000 processes holding 10,000 live channels,
 /// sampled every second while they are live.
-pub fn memory(bin: &Path) -> Result<String> {
-    memory_with(bin, 1000, 10_000, 60)
+pub fn memory(bins: &Bins) -> Result<String> {
+    memory_with(bins, 1000, 10_000, 60)
 }
 
-pub fn memory_with(bin: &Path, procs: usize, channels: usize, hold: u64) -> Result<String> {
+pub fn memory_with(bins: &Bins, procs: usize, channels: usize, hold: u64) -> Result<String> {
     let trace = scratch("memory");
-    let mut child = Command::new(bin)
+    let mut child = Command::new(&bins.ipcwatch)
         .args(["record", "-o"])
         .arg(&trace)
         .arg("--")
-        .arg(bin)
-        .args(["workload", "many-channels"])
+        .arg(&bins.workload)
+        .args(["many-channels"])
         .args(["--procs", &procs.to_string()])
         .args(["--channels", &channels.to_string()])
         .args(["--hold", &hold.to_string()])
@@ -429,7 +431,7 @@ fn memory_doc(
     }
     let _ = write!(
         doc,
-        "\n`ipcwatch record -o FILE -- ipcwatch workload many-channels --procs {procs} --channels {channels} --hold {hold}` (set-up {:.1} s; trace: {} channels in the summary, {} forks, {} events, {} dropped). \
+        "\n`ipcwatch record -o FILE -- ipcwatch-workload many-channels --procs {procs} --channels {channels} --hold {hold}` (set-up {:.1} s; trace: {} channels in the summary, {} forks, {} events, {} dropped). \
          RSS with {channels} live channels and {procs} processes: **{:.1} MiB** (peak {:.1} MiB, high-water mark {:.1} MiB; goal <= 64 MiB: {}); \
          first sample {:.1} MiB, last {:.1} MiB after {:.0} s of steady traffic ({}). \
          RssFile includes the 8 MiB ring buffer, which is mapped twice (16 MiB).\n",

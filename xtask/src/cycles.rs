@@ -53,6 +53,15 @@ const TARGETS: &[Target] = &[
         args: &["--package", "ipcwatch", "--bin", "ipcwatch"],
     },
     Target {
+        name: "ipcwatch-workload",
+        args: &[
+            "--package",
+            "ipcwatch-workload",
+            "--bin",
+            "ipcwatch-workload",
+        ],
+    },
+    Target {
         name: "ipcwatch-common",
         args: &["--package", "ipcwatch-common", "--lib"],
     },

@@ -14,6 +14,7 @@ mod accuracy;
 mod bench;
 mod bench_collector;
 mod bench_load;
+mod build;
 mod cmd;
 mod cycles;
 mod fuzz;
@@ -26,7 +27,10 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{cargo, root, run};
+use crate::build::{
+    build_release, build_release_with_workload, build_workload_release, given_or_built,
+};
+use crate::cmd::{cargo, run};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -71,7 +75,8 @@ enum Cmd {
     /// Loss under load: the highest event rate recorded with nothing lost,
     /// and every loss checked to be counted (markdown on stdout).
     BenchLoss {
-        /// Use this ipcwatch binary instead of building one.
+        /// Use this ipcwatch binary instead of building one (the workload
+        /// is built from this tree either way).
         #[arg(long)]
         bin: Option<PathBuf>,
     },
@@ -85,26 +90,11 @@ enum Cmd {
         /// Seconds the channels are held, sampled every second.
         #[arg(long, default_value_t = 60)]
         hold: u64,
-        /// Use this ipcwatch binary instead of building one.
+        /// Use this ipcwatch binary instead of building one (the workload
+        /// is built from this tree either way).
         #[arg(long)]
         bin: Option<PathBuf>,
     },
-}
-
-fn build_release() -> Result<PathBuf> {
-    run(cargo().args(["build", "--release", "--package", "ipcwatch"]))?;
-    Ok(root().join("target/release/ipcwatch"))
-}
-
-/// `bin` when given, or a release build (after the set-up).
-fn given_or_built(bin: Option<PathBuf>) -> Result<PathBuf> {
-    match bin {
-        Some(b) => Ok(b),
-        None => {
-            setup::ensure()?;
-            build_release()
-        }
-    }
 }
 
 fn test() -> Result<()> {
@@ -135,6 +125,10 @@ fn test() -> Result<()> {
         "warnings",
     ]))?;
     cycles::check()?;
+    // The integration tests run ipcwatch-workload next to ipcwatch (same
+    // profile); cargo builds another package's binaries only for that
+    // package's own tests, and cannot be called from a test (build lock).
+    run(cargo().args(["build", "--package", "ipcwatch-workload"]))?;
     // Unit tests (no root needed) run in parallel...
     run(cargo().args(["test", "--workspace", "--lib", "--bins"]))?;
     // ...the root integration tests share kernel state: one at a time.
@@ -179,18 +173,18 @@ fn main() -> Result<()> {
         }
         Cmd::Accuracy(args) => {
             setup::ensure()?;
-            let bin = build_release()?;
-            accuracy::run(&bin, &args)
+            let bins = build_release_with_workload()?;
+            accuracy::run(&bins, &args)
         }
         Cmd::Soak(args) => {
             setup::ensure()?;
-            let bin = build_release()?;
-            soak::run(&bin, &args)
+            let bins = build_release_with_workload()?;
+            soak::run(&bins, &args)
         }
         Cmd::BenchCollector { events } => {
             setup::ensure()?;
-            let bin = build_release()?;
-            print!("{}", bench_collector::run(&bin, events)?);
+            let workload = build_workload_release()?;
+            print!("{}", bench_collector::run(&workload, events)?);
             Ok(())
         }
         Cmd::BenchLoss { bin } => {
@@ -203,14 +197,14 @@ fn main() -> Result<()> {
             hold,
             bin,
         } => {
-            let bin = given_or_built(bin)?;
-            print!("{}", bench_load::memory_with(&bin, procs, channels, hold)?);
+            let bins = given_or_built(bin)?;
+            print!("{}", bench_load::memory_with(&bins, procs, channels, hold)?);
             Ok(())
         }
         Cmd::Bench(args) => {
             setup::ensure()?;
-            let bin = build_release()?;
-            bench::run(&bin, &args)
+            let bins = build_release_with_workload()?;
+            bench::run(&bins, &args)
         }
     }
 }

@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::bench_load::mem_kib;
+use crate::build::Bins;
 use crate::cmd::root;
 
 #[derive(clap::Args)]
@@ -30,18 +30,11 @@ fn rss_kib(pid: u32) -> u64 {
     mem_kib(pid).map_or(0, |m| m[0])
 }
 
-pub fn run(bin: &Path, args: &SoakArgs) -> Result<()> {
-    let mut child = Command::new(bin)
+pub fn run(bins: &Bins, args: &SoakArgs) -> Result<()> {
+    let mut child = Command::new(&bins.ipcwatch)
         .args(["record", "-o", "-", "--"])
-        .arg(bin)
-        .args([
-            "workload",
-            "pingpong",
-            "--size",
-            "64",
-            "--iters",
-            "1000000000000",
-        ])
+        .arg(&bins.workload)
+        .args(["pingpong", "--size", "64", "--iters", "1000000000000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so that SIGINT reaches the workload too,

@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod args;
+pub mod demo;
 pub mod graph;
 pub mod record;
 pub mod tui;

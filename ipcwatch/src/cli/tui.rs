@@ -105,28 +105,3 @@ pub fn tui(cli: TuiCli) -> ExitCode {
         }
     }
 }
-
-pub fn demo() -> ExitCode {
-    let exe = match std::env::current_exe() {
-        Ok(p) => p.display().to_string(),
-        Err(e) => {
-            eprintln!("ipcwatch: error: cannot find my own executable: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let args = RecordArgs {
-        output: "-".into(),
-        duration: None,
-        filter: Filter::default(),
-        command: vec![exe, "workload".into(), "demo".into()],
-        ring_bytes: DEFAULT_RING_BYTES,
-        ..RecordArgs::default()
-    };
-    match ipcwatch::tui::run_live(args, "demo") {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ipcwatch: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}

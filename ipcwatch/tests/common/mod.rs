@@ -11,6 +11,26 @@ pub fn ipcwatch() -> &'static str {
     env!("CARGO_BIN_EXE_ipcwatch")
 }
 
+/// The `ipcwatch-workload` binary, next to ipcwatch (same target directory
+/// and profile). Cargo builds it for its own package only, so it must be
+/// built before these tests run; `cargo xtask test` does that.
+pub fn workload() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = Path::new(ipcwatch()).with_file_name("ipcwatch-workload");
+        assert!(
+            path.is_file(),
+            "{} is missing: build it first: cargo build -p ipcwatch-workload, or run cargo xtask test",
+            path.display()
+        );
+        path.display().to_string()
+    })
+}
+
+/// The comm (first 15 bytes of the name) of `ipcwatch-workload`'s
+/// processes, as traces show it.
+pub const WORKLOAD_COMM: &str = "ipcwatch-worklo";
+
 /// These tests load eBPF programs: they need root, and say so.
 pub fn require_root() {
     // SAFETY: geteuid cannot fail.

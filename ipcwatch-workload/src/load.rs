@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::{child_run, fork, os_err, pipe, wait};
+use crate::sys::{child_run, fork, os_err, pipe, wait};
 
 /// Quiet time around the measured phase, so that set-up and tear-down
 /// events (forks, closes, exits) find the ring buffer drained and are
@@ -93,7 +93,67 @@ fn send_result(fd: RawFd, role: u64, calls: u64, end_ns: u64) -> Result<()> {
     Ok(())
 }
 
-/// `ipcwatch workload paced`: `procs` writer processes, each with its own
+/// Reader `i` of `paced`: read `size`-byte messages from `fd` to EOF,
+/// then report its read calls on `res`.
+fn paced_reader(i: usize, fd: RawFd, res: RawFd, size: usize, start: Instant) -> Result<()> {
+    let mut buf = vec![0u8; size];
+    let mut calls = 0;
+    loop {
+        let (c, got) = read_counted(fd, &mut buf)?;
+        calls += c;
+        if got < size {
+            if got != 0 {
+                bail!("reader {i}: a partial message of {got} bytes at EOF");
+            }
+            break;
+        }
+    }
+    let end_ns = Instant::now().saturating_duration_since(start).as_nanos() as u64;
+    std::thread::sleep(SETTLE * 2);
+    send_result(res, 2 * i as u64 + 1, calls, end_ns)
+}
+
+/// The measured phase of `paced` and each writer's messages per second.
+struct Pace {
+    start: Instant,
+    end: Instant,
+    per_sec: f64,
+}
+
+/// Writer `i` of `paced`: `size`-byte messages to `fd` at the pace, then
+/// its write calls reported on `res`.
+fn paced_writer(i: usize, fd: RawFd, res: RawFd, size: usize, pace: &Pace) -> Result<()> {
+    let msg = vec![b'p'; size];
+    let (start, end) = (pace.start, pace.end);
+    let mut done = 0u64;
+    let mut calls = 0;
+    sleep_until(start);
+    let mut tick = start;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let due = (pace.per_sec * (now - start).as_secs_f64()) as u64;
+        while done < due {
+            calls += write_counted(fd, &msg)?;
+            done += 1;
+            // Behind the pace: catch up, but not past the end.
+            if done.is_multiple_of(1024) && Instant::now() >= end {
+                break;
+            }
+        }
+        tick += Duration::from_millis(1);
+        sleep_until(tick.min(end));
+    }
+    let end_ns = Instant::now().saturating_duration_since(start).as_nanos() as u64;
+    // Let ipcwatch drain its ring buffer before the result and the exit
+    // (whose events are then not lost).
+    std::thread::sleep(QUIET);
+    send_result(res, 2 * i as u64, calls, end_ns)
+}
+
+/// `ipcwatch-workload paced`: `procs` writer processes, each with its own
 /// pipe and reader process, write `size`-byte messages at a paced rate for
 /// `secs`; every message is one write and one read (the reader reads
 /// exactly `size` bytes at a time), so the traced `io` event rate is
@@ -123,59 +183,19 @@ pub fn paced(rate: u64, secs: f64, procs: usize, size: usize) -> Result<()> {
         let reader = fork()?;
         if reader == 0 {
             drop(w);
-            child_run(|| {
-                let mut buf = vec![0u8; size];
-                let mut calls = 0;
-                loop {
-                    let (c, got) = read_counted(r.as_raw_fd(), &mut buf)?;
-                    calls += c;
-                    if got < size {
-                        if got != 0 {
-                            bail!("reader {i}: a partial message of {got} bytes at EOF");
-                        }
-                        break;
-                    }
-                }
-                let end_ns = Instant::now().saturating_duration_since(start).as_nanos() as u64;
-                std::thread::sleep(SETTLE * 2);
-                send_result(res_w.as_raw_fd(), 2 * i as u64 + 1, calls, end_ns)
-            });
+            child_run(|| paced_reader(i, r.as_raw_fd(), res_w.as_raw_fd(), size, start));
         }
         children.push(reader);
         std::thread::sleep(SETTLE);
         let writer = fork()?;
         if writer == 0 {
-            child_run(|| {
-                let msg = vec![b'p'; size];
-                let fd = w.as_raw_fd();
-                let mut done = 0u64;
-                let mut calls = 0;
-                sleep_until(start);
-                let mut tick = start;
-                loop {
-                    let now = Instant::now();
-                    if now >= end {
-                        break;
-                    }
-                    let due = (per_writer * (now - start).as_secs_f64()) as u64;
-                    while done < due {
-                        calls += write_counted(fd, &msg)?;
-                        done += 1;
-                        // Behind the pace: catch up, but not past the end.
-                        if done.is_multiple_of(1024) && Instant::now() >= end {
-                            break;
-                        }
-                    }
-                    tick += Duration::from_millis(1);
-                    sleep_until(tick.min(end));
-                }
-                let end_ns = Instant::now().saturating_duration_since(start).as_nanos() as u64;
-                // Let ipcwatch drain its ring buffer before the result
-                // and the exit (whose events are then not lost).
-                std::thread::sleep(QUIET);
-                send_result(res_w.as_raw_fd(), 2 * i as u64, calls, end_ns)
-                // Exit without closing: the reader sees EOF at exit.
-            });
+            let pace = Pace {
+                start,
+                end,
+                per_sec: per_writer,
+            };
+            // Exit without closing: the reader sees EOF at exit.
+            child_run(|| paced_writer(i, w.as_raw_fd(), res_w.as_raw_fd(), size, &pace));
         }
         children.push(writer);
         // The writer's end lives on in the writer only, so that its exit
@@ -239,7 +259,7 @@ fn make_channel(j: usize) -> Result<(OwnedFd, OwnedFd)> {
     }
 }
 
-/// `ipcwatch workload many-channels`: `procs` processes (`procs / 2`
+/// `ipcwatch-workload many-channels`: `procs` processes (`procs / 2`
 /// groups of a leader and its partner) hold `channels` live channels
 /// between them, half pipes and half unix socketpairs, each written once
 /// by the leader and read once by the partner. Prints `many-channels

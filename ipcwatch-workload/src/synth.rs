@@ -1,4 +1,4 @@
-//! `ipcwatch workload collector-throughput`: a synthetic event source for
+//! `ipcwatch-workload collector-throughput`: a synthetic event source for
 //! the collector benchmark (no kernel, no root).
 //!
 //! A trace of raw ring-buffer records is built first, byte for byte as the
@@ -23,12 +23,11 @@ use ipcwatch_common::{
     IoEvent, PATH_LEN, PipeEvent, SockEvent, file_kind, kind, op, sc, sock_op,
 };
 
-use crate::collect::Collector;
-use crate::decode::{as_bytes, decode};
-use crate::model::Channel;
-use crate::record::{FORMAT_NAME, FORMAT_VERSION, Header, Record, Summary, Text};
-use crate::sink::Sink;
-use crate::sink::ndjson::{NdjsonWriter, open_output};
+use ipcwatch::collect::Collector;
+use ipcwatch::decode::{as_bytes, decode};
+use ipcwatch::record::{FORMAT_NAME, FORMAT_VERSION, Header, Record, Summary, Text};
+use ipcwatch::sink::Sink;
+use ipcwatch::sink::ndjson::{NdjsonWriter, open_output};
 
 /// Events in a run unless told otherwise.
 pub const DEFAULT_EVENTS: u64 = 3_000_000;
@@ -90,10 +89,6 @@ impl Trace {
 
     pub fn len(&self) -> usize {
         self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
     }
 }
 
@@ -765,7 +760,7 @@ pub fn run(trace: &Trace, out: Box<dyn Write + Send>) -> io::Result<Measured> {
 pub fn check(trace: &Trace, m: &Measured) -> Result<()> {
     let exp = &trace.expected;
     let model = &m.collector.model;
-    let sum = |f: fn(&Channel) -> u64| model.channels.values().map(f).sum::<u64>();
+    let sum = |f: fn(&ipcwatch::model::Channel) -> u64| model.channels.values().map(f).sum::<u64>();
     let io_seen = sum(|c| c.writes) + sum(|c| c.reads);
     let checks: [(&str, u64, u64); 10] = [
         ("events ingested", m.collector.events, exp.events),
@@ -793,7 +788,7 @@ pub fn check(trace: &Trace, m: &Measured) -> Result<()> {
     Ok(())
 }
 
-/// `ipcwatch workload collector-throughput`.
+/// `ipcwatch-workload collector-throughput`.
 pub fn collector_throughput(events: u64, output: &str) -> Result<()> {
     if events == 0 {
         bail!("--events must be at least 1");
@@ -818,8 +813,7 @@ pub fn collector_throughput(events: u64, output: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Op;
-    use crate::trace::TraceReader;
+    use ipcwatch::trace::TraceReader;
 
     #[test]
     fn the_trace_is_deterministic_and_decodes() {
@@ -857,8 +851,8 @@ mod tests {
                 Record::Io(io) => {
                     io_lines += 1;
                     match io.op {
-                        Op::Write => written += io.bytes,
-                        Op::Read => read += io.bytes,
+                        ipcwatch::record::Op::Write => written += io.bytes,
+                        ipcwatch::record::Op::Read => read += io.bytes,
                     }
                 }
                 Record::Channel(_) => channel_lines += 1,

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::{child_run, drain, fork, os_err, wait};
+use crate::sys::{child_run, drain, fork, os_err, wait};
 
 fn say(line: String) -> Result<()> {
     let mut out = std::io::stdout();
@@ -73,7 +73,15 @@ fn mq_unlink(name: &str) {
 /// a POSIX queue carrying 5 x 100 bytes from a child to its parent.
 pub fn channels_demo() -> Result<()> {
     let me = std::process::id();
-    // 1. socketpair, parent to child.
+    demo_socketpair(me)?;
+    demo_abstract(me)?;
+    // The TCP sockets stay open until the end, after the queue.
+    let _tcp = demo_tcp(me)?;
+    demo_mq(me)
+}
+
+/// First a socketpair, parent to child.
+fn demo_socketpair(me: u32) -> Result<()> {
     let (mut a, b) = UnixStream::pair()?;
     let child = fork()?;
     if child == 0 {
@@ -90,9 +98,11 @@ pub fn channels_demo() -> Result<()> {
     a.write_all(&[1u8; 7000])?;
     drop(a);
     reap(child, "socketpair")?;
-    say(format!("socketpair parent {me} child {child}"))?;
+    say(format!("socketpair parent {me} child {child}"))
+}
 
-    // 2. abstract unix socket, child connects and sends 3333 bytes.
+/// Then an abstract unix socket: the child connects and sends 3333 bytes.
+fn demo_abstract(me: u32) -> Result<()> {
     let name = format!("ipcwatch-demo-{me}");
     let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
     let listener = UnixListener::bind_addr(&addr)?;
@@ -112,9 +122,13 @@ pub fn channels_demo() -> Result<()> {
     }
     drop(conn);
     drop(listener);
-    say(format!("abstract @{name} parent {me} child {child}"))?;
+    say(format!("abstract @{name} parent {me} child {child}"))
+}
 
-    // 3. TCP loopback: the child connects and sends 5555 bytes.
+/// Then TCP loopback: the child connects and sends 5555 bytes. Returns
+/// the accepted connection and the listener, still open (closed in that
+/// order).
+fn demo_tcp(me: u32) -> Result<(TcpStream, TcpListener)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let child = fork()?;
@@ -132,8 +146,11 @@ pub fn channels_demo() -> Result<()> {
         bail!("tcp: read {n}");
     }
     say(format!("tcp port {port} parent {me} child {child}"))?;
+    Ok((conn, listener))
+}
 
-    // 4. POSIX queue: the child sends 5 x 100 bytes, the parent receives.
+/// Last a POSIX queue: the child sends 5 x 100 bytes, the parent receives.
+fn demo_mq(me: u32) -> Result<()> {
     let qname = format!("/ipcwatch-demo-{me}");
     mq_unlink(&qname);
     let q = mq_open(&qname, libc::O_CREAT | libc::O_RDWR, 10, 128)?;
@@ -176,8 +193,7 @@ pub fn channels_demo() -> Result<()> {
     // SAFETY: our own queue descriptor, not used afterwards.
     unsafe { libc::mq_close(q) };
     mq_unlink(&qname);
-    say(format!("mq {qname} parent {me} child {child}"))?;
-    Ok(())
+    say(format!("mq {qname} parent {me} child {child}"))
 }
 
 fn seqpacket_pair_listener(name: &str) -> Result<(OwnedFd, libc::sockaddr_un, u32)> {
@@ -320,7 +336,7 @@ pub fn fd_pass() -> Result<()> {
         },
         "setsockopt",
     )?;
-    let (r, w) = super::pipe()?;
+    let (r, w) = crate::sys::pipe()?;
     let child = fork()?;
     if child == 0 {
         child_run(|| {
@@ -592,7 +608,7 @@ pub fn sock_delayed(bytes: usize, tcp: bool) -> Result<()> {
         return tcp_delayed(bytes);
     }
     let (a, b) = UnixStream::pair()?;
-    let ino = |s: &UnixStream| super::inode_of(s);
+    let ino = |s: &UnixStream| crate::sys::inode_of(s);
     let (ia, ib) = (ino(&a), ino(&b));
     let banner = move |child| {
         format!(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::{os_err, pipe};
+use crate::sys::{os_err, pipe};
 
 /// Layout of the shared page: the lock (or semaphore) at 0, the counter
 /// on its own cache line.
@@ -124,13 +124,9 @@ struct Token {
     tx: std::fs::File,
 }
 
-/// Two processes bump the counter at offset 128 of a shared page for
-/// `secs`. Prints "counter <parent pid> <child pid> <final value>
-/// <increments>" (a racy run loses increments).
-pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
-    let page = shared_page(memory)?;
-    // SAFETY: offsets inside the 4096-byte page.
-    let (lock, counter) = unsafe { (page.add(LOCK_OFF), page.add(COUNTER_OFF) as *mut u64) };
+/// Set up `sync`'s process-shared lock at `lock` in the shared page, or
+/// its semaphore (returned); nothing for the others.
+fn init_sync(sync: Sync, lock: *mut u8) -> Result<*mut libc::sem_t> {
     let sem_name = CString::new(format!("/ipcwatch-sem-{}", std::process::id()))?;
     let mut sem: *mut libc::sem_t = ptr::null_mut();
     // SAFETY: initializing process-shared objects in the shared page
@@ -163,7 +159,12 @@ pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
             _ => {}
         }
     }
-    // Token pipes: parent -> child and child -> parent.
+    Ok(sem)
+}
+
+/// Token pipes, parent -> child and child -> parent, and a fork: this
+/// side's ends and the child's pid (0 in the child).
+fn fork_with_token() -> Result<(Token, i32)> {
     let (p2c_r, p2c_w) = pipe()?;
     let (c2p_r, c2p_w) = pipe()?;
     // SAFETY: single-threaded workload.
@@ -184,25 +185,28 @@ pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
             tx: p2c_w,
         }
     };
-    let mut token = token;
-    if sync == Sync::Token && child != 0 {
-        token.tx.write_all(b"t")?; // the parent gives the token first
-    }
-    let mut deadline = Instant::now() + Duration::from_secs_f64(secs);
-    if sync == Sync::Handoff {
-        if child != 0 {
-            let mut status = 0;
-            // SAFETY: waiting for our own child.
-            unsafe { libc::waitpid(child, &mut status, 0) };
-        }
-        deadline = Instant::now() + Duration::from_secs_f64(secs / 2.0);
-    }
+    Ok((token, child))
+}
+
+/// Bump `counter` under `sync` until `deadline`; returns the increments.
+///
+/// # Safety
+/// `lock` (or `sem`) was set up by [`init_sync`] for `sync`, and both
+/// point into memory shared with the other process, as `counter` does.
+unsafe fn bump_until(
+    sync: Sync,
+    lock: *mut u8,
+    sem: *mut libc::sem_t,
+    counter: *mut u64,
+    token: &mut Token,
+    deadline: Instant,
+) -> u64 {
     let mut n: u64 = 0;
     let mut b = [0u8; 1];
     while Instant::now() < deadline {
         for _ in 0..1000 {
-            // SAFETY: the lock objects were initialized above, in shared
-            // memory both processes map.
+            // SAFETY: the lock objects were initialized in shared memory
+            // both processes map (the caller's promise).
             unsafe {
                 match sync {
                     Sync::None | Sync::Handoff => bump_counter_unsynchronized(counter),
@@ -236,6 +240,32 @@ pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
             n += 1;
         }
     }
+    n
+}
+
+/// Two processes bump the counter at offset 128 of a shared page for
+/// `secs`. Prints "counter <parent pid> <child pid> <final value>
+/// <increments>" (a racy run loses increments).
+pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
+    let page = shared_page(memory)?;
+    // SAFETY: offsets inside the 4096-byte page.
+    let (lock, counter) = unsafe { (page.add(LOCK_OFF), page.add(COUNTER_OFF) as *mut u64) };
+    let sem = init_sync(sync, lock)?;
+    let (mut token, child) = fork_with_token()?;
+    if sync == Sync::Token && child != 0 {
+        token.tx.write_all(b"t")?; // the parent gives the token first
+    }
+    let mut deadline = Instant::now() + Duration::from_secs_f64(secs);
+    if sync == Sync::Handoff {
+        if child != 0 {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+        }
+        deadline = Instant::now() + Duration::from_secs_f64(secs / 2.0);
+    }
+    // SAFETY: init_sync set the lock up in the shared page.
+    let n = unsafe { bump_until(sync, lock, sem, counter, &mut token, deadline) };
     if child == 0 {
         // SAFETY: leave without running the parent's destructors twice.
         unsafe { libc::_exit(0) };

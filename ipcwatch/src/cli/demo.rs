@@ -1,7 +1,9 @@
-//! `ipcwatch workload demo`: the workloads behind `ipcwatch demo`, with
-//! plain libc calls. Each runs in its own processes, at a pace a person
-//! can watch, until ipcwatch goes away (every process asks the kernel for
-//! SIGTERM when its parent dies) or `duration` ends:
+//! `ipcwatch demo`: the TUI on built-in workloads. ipcwatch traces itself
+//! started again as `ipcwatch demo --workloads-only` (hidden), which runs
+//! the workloads below with plain libc calls. Each runs in its own
+//! processes, at a pace a person can watch, until ipcwatch goes away
+//! (every process asks the kernel for SIGTERM when its parent dies) or
+//! `--duration` ends:
 //!
 //! - a pipe pipeline: `demo-src` -> `demo-filter` -> `demo-sink`;
 //! - a unix socket pair between `demo-sock-a` and `demo-sock-b`;
@@ -9,13 +11,70 @@
 //! - a counter in MAP_SHARED|MAP_ANONYMOUS memory bumped by two processes
 //!   with no synchronization (`demo-racer`: the race);
 //! - another bumped under a process-shared pthread mutex (`demo-locked`).
+//!
+//! The workloads for tests and benchmarks are elsewhere (the
+//! `ipcwatch-workload` crate); these are the only ones ipcwatch ships.
 
 use std::ffi::CString;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
+use ipcwatch::session::RecordArgs;
 
-use super::os_err;
+use super::args::parse_secs;
+
+#[derive(clap::Args, Debug)]
+pub struct DemoCli {
+    /// Run only the demo's workloads, without the TUI: what `ipcwatch demo`
+    /// starts and traces.
+    #[arg(long, hide = true)]
+    workloads_only: bool,
+    /// With --workloads-only: stop after this long (default: when the
+    /// parent goes).
+    #[arg(long, hide = true, requires = "workloads_only", value_parser = parse_secs)]
+    duration: Option<Duration>,
+}
+
+pub fn run(cli: DemoCli) -> ExitCode {
+    let r = if cli.workloads_only {
+        workloads(cli.duration)
+    } else {
+        watch()
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipcwatch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The TUI, live, on this executable's `demo --workloads-only`.
+fn watch() -> Result<()> {
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find my own executable: {e}"))?;
+    let args = RecordArgs {
+        output: "-".into(),
+        duration: None,
+        filter: Filter::default(),
+        command: vec![
+            exe.display().to_string(),
+            "demo".into(),
+            "--workloads-only".into(),
+        ],
+        ring_bytes: DEFAULT_RING_BYTES,
+        ..RecordArgs::default()
+    };
+    ipcwatch::tui::run_live(args, "demo")
+}
+
+/// `what` failed, with the OS error it left.
+fn os_err(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
+}
 
 /// Name this process (its comm) so the TUI shows what it is.
 fn set_name(name: &str) {
@@ -267,7 +326,7 @@ fn shared_counters() -> Result<()> {
 
 /// Start every demo workload, then wait: until `duration` (killing the
 /// children) or until ipcwatch, the parent, goes away.
-pub fn run(duration: Option<Duration>) -> Result<()> {
+fn workloads(duration: Option<Duration>) -> Result<()> {
     // SAFETY: getppid cannot fail.
     die_with_parent(unsafe { libc::getppid() });
     set_name("demo");

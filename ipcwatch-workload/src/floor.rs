@@ -3,38 +3,42 @@
 //! process) while a command runs. `cargo xtask bench` runs each workload
 //! under it, so the table shows what the kernel charges for the hooks
 //! alone, before ipcwatch does any work in them.
+//!
+//! The empty program is `doctor_raw_tracepoint` in ipcwatch's own eBPF
+//! object, which the ipcwatch library embeds (`loader::EBPF_OBJECT`).
 
 use std::process::Command;
 
+use anyhow::{Context, Result, bail};
 use aya::{EbpfLoader, programs::RawTracePoint};
+use ipcwatch::kernel::loader::EBPF_OBJECT;
+use ipcwatch::kernel::preflight;
 use ipcwatch_common::Config;
 
-use crate::error::Error;
-use crate::kernel::{attach::program, loader::EBPF_OBJECT, preflight};
-
 /// Runs `argv` with the empty hooks attached; returns its exit status.
-pub fn run(argv: &[String]) -> Result<i32, Error> {
+pub fn run(argv: &[String]) -> Result<i32> {
     let Some((cmd, args)) = argv.split_first() else {
-        return Err(Error::Spawn(
-            "empty-hooks needs a command after `--`".into(),
-        ));
+        bail!("empty-hooks needs a command after `--`");
     };
     preflight::raise_memlock();
     let mut ebpf = EbpfLoader::new()
         .override_global("CONFIG", &Config::zeroed(), true)
         .map_max_entries("EVENTS", 1 << 16)
         .load(EBPF_OBJECT)
-        .map_err(|e| Error::Load(format!("loading the eBPF object: {e}")))?;
-    let p: &mut RawTracePoint = program(&mut ebpf, "doctor_raw_tracepoint").map_err(Error::Load)?;
-    p.load()
-        .map_err(|e| Error::Load(format!("loading the empty program: {e}")))?;
+        .context("loading the eBPF object")?;
+    let p: &mut RawTracePoint = ebpf
+        .program_mut("doctor_raw_tracepoint")
+        .context("no program doctor_raw_tracepoint in the eBPF object")?
+        .try_into()
+        .context("doctor_raw_tracepoint is not a raw tracepoint program")?;
+    p.load().context("loading the empty program")?;
     for tp in ["sys_enter", "sys_exit"] {
         p.attach(tp)
-            .map_err(|e| Error::Load(format!("attaching to raw tracepoint {tp}: {e}")))?;
+            .with_context(|| format!("attaching to raw tracepoint {tp}"))?;
     }
     let status = Command::new(cmd)
         .args(args)
         .status()
-        .map_err(|e| Error::Spawn(format!("cannot run {cmd}: {e}")))?;
+        .with_context(|| format!("cannot run {cmd}"))?;
     Ok(status.code().unwrap_or(1))
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{fork, os_err, wait};
+use crate::sys::{fork, os_err, wait};
 
 /// Offsets in the shared page used by the counter workloads.
 pub const LOCK_OFFSET: usize = 0;
@@ -75,102 +75,11 @@ fn mmap_shared(fd: i32, len: usize) -> Result<*mut u8> {
 pub fn create(kind: &str, name: &str) -> Result<Region> {
     let pid = std::process::id();
     match kind {
-        "sysv" => {
-            // SAFETY: plain syscalls; the segment is private to this run.
-            let id = unsafe { libc::shmget(libc::IPC_PRIVATE, SIZE, libc::IPC_CREAT | 0o600) };
-            if id < 0 {
-                return Err(os_err("shmget"));
-            }
-            // SAFETY: attach the segment just made at an address of the kernel's choice.
-            let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
-            if p as isize == -1 {
-                return Err(os_err("shmat"));
-            }
-            Ok(Region {
-                id: format!("sysv:{id}"),
-                base: p.cast(),
-                cleanup: Cleanup::Sysv(id),
-            })
-        }
-        "posix" => {
-            let cname = CString::new(format!("/{name}"))?;
-            // SAFETY: valid C string.
-            let fd = unsafe { libc::shm_open(cname.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
-            if fd < 0 {
-                return Err(os_err("shm_open"));
-            }
-            // SAFETY: the descriptor is ours.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            // SAFETY: plain syscall on our descriptor.
-            if unsafe { libc::ftruncate(fd.as_raw_fd(), SIZE as i64) } != 0 {
-                return Err(os_err("ftruncate"));
-            }
-            let base = mmap_shared(fd.as_raw_fd(), SIZE)?;
-            Ok(Region {
-                id: format!("posix:/{name}"),
-                base,
-                cleanup: Cleanup::Posix(cname),
-            })
-        }
-        "memfd" => {
-            let cname = CString::new(name)?;
-            // SAFETY: valid C string.
-            let fd = unsafe { libc::memfd_create(cname.as_ptr(), 0) };
-            if fd < 0 {
-                return Err(os_err("memfd_create"));
-            }
-            // SAFETY: the descriptor is ours.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            // SAFETY: plain syscall on our descriptor.
-            if unsafe { libc::ftruncate(fd.as_raw_fd(), SIZE as i64) } != 0 {
-                return Err(os_err("ftruncate"));
-            }
-            let ino = super::inode_of(&fd);
-            let base = mmap_shared(fd.as_raw_fd(), SIZE)?;
-            Ok(Region {
-                id: format!("memfd:{name}:{ino}"),
-                base,
-                cleanup: Cleanup::Unmap,
-            })
-        }
-        "file" => {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(name)
-                .with_context(|| format!("creating {name}"))?;
-            f.set_len(SIZE as u64)?;
-            let base = mmap_shared(f.as_raw_fd(), SIZE)?;
-            let path = std::fs::canonicalize(name)?;
-            Ok(Region {
-                id: format!("file:{}", path.display()),
-                base,
-                cleanup: Cleanup::Unmap,
-            })
-        }
-        "private" => {
-            // SAFETY: a fresh private mapping chosen by the kernel.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    SIZE,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                return Err(os_err("mmap"));
-            }
-            Ok(Region {
-                id: "private".into(),
-                base: p.cast(),
-                cleanup: Cleanup::Unmap,
-            })
-        }
+        "sysv" => create_sysv(),
+        "posix" => create_posix(name),
+        "memfd" => create_memfd(name),
+        "file" => create_file(name),
+        "private" => create_private(),
         "anon" => {
             let base = mmap_shared(-1, SIZE)?;
             let (dev, ino) =
@@ -183,6 +92,107 @@ pub fn create(kind: &str, name: &str) -> Result<Region> {
         }
         other => bail!("unknown region kind {other:?} (pid {pid})"),
     }
+}
+
+fn create_sysv() -> Result<Region> {
+    // SAFETY: plain syscalls; the segment is private to this run.
+    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, SIZE, libc::IPC_CREAT | 0o600) };
+    if id < 0 {
+        return Err(os_err("shmget"));
+    }
+    // SAFETY: attach the segment just made at an address of the kernel's choice.
+    let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+    if p as isize == -1 {
+        return Err(os_err("shmat"));
+    }
+    Ok(Region {
+        id: format!("sysv:{id}"),
+        base: p.cast(),
+        cleanup: Cleanup::Sysv(id),
+    })
+}
+
+fn create_posix(name: &str) -> Result<Region> {
+    let cname = CString::new(format!("/{name}"))?;
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::shm_open(cname.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
+    if fd < 0 {
+        return Err(os_err("shm_open"));
+    }
+    // SAFETY: the descriptor is ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: plain syscall on our descriptor.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), SIZE as i64) } != 0 {
+        return Err(os_err("ftruncate"));
+    }
+    let base = mmap_shared(fd.as_raw_fd(), SIZE)?;
+    Ok(Region {
+        id: format!("posix:/{name}"),
+        base,
+        cleanup: Cleanup::Posix(cname),
+    })
+}
+
+fn create_memfd(name: &str) -> Result<Region> {
+    let cname = CString::new(name)?;
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), 0) };
+    if fd < 0 {
+        return Err(os_err("memfd_create"));
+    }
+    // SAFETY: the descriptor is ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: plain syscall on our descriptor.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), SIZE as i64) } != 0 {
+        return Err(os_err("ftruncate"));
+    }
+    let ino = crate::sys::inode_of(&fd);
+    let base = mmap_shared(fd.as_raw_fd(), SIZE)?;
+    Ok(Region {
+        id: format!("memfd:{name}:{ino}"),
+        base,
+        cleanup: Cleanup::Unmap,
+    })
+}
+
+fn create_file(name: &str) -> Result<Region> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(name)
+        .with_context(|| format!("creating {name}"))?;
+    f.set_len(SIZE as u64)?;
+    let base = mmap_shared(f.as_raw_fd(), SIZE)?;
+    let path = std::fs::canonicalize(name)?;
+    Ok(Region {
+        id: format!("file:{}", path.display()),
+        base,
+        cleanup: Cleanup::Unmap,
+    })
+}
+
+fn create_private() -> Result<Region> {
+    // SAFETY: a fresh private mapping chosen by the kernel.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(os_err("mmap"));
+    }
+    Ok(Region {
+        id: "private".into(),
+        base: p.cast(),
+        cleanup: Cleanup::Unmap,
+    })
 }
 
 impl Region {

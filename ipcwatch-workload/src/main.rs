@@ -1,0 +1,314 @@
+//! `ipcwatch-workload`: small programs with known IPC behaviour for
+//! ipcwatch's integration tests and benchmarks (`ipcwatch-workload NAME
+//! ...`). Every figure the tests assert comes from code in this crate.
+//! Not part of the product: `ipcwatch demo` has its own workloads.
+
+mod floor;
+mod load;
+mod pipes;
+mod race;
+mod shm;
+mod sock;
+mod synth;
+mod sys;
+mod tui_panic;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Built-in workloads with known IPC behaviour (tests, benchmarks).
+#[derive(Parser, Debug)]
+#[command(name = "ipcwatch-workload", version)]
+struct Cli {
+    #[command(subcommand)]
+    which: Workload,
+}
+
+#[derive(Subcommand, Debug)]
+enum Workload {
+    /// A parent writes COUNT x SIZE bytes to a child through a pipe.
+    PipeParentChild {
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        #[arg(long, default_value_t = 1000)]
+        size: usize,
+    },
+    /// Round trips of SIZE bytes over two pipes.
+    Pingpong {
+        #[arg(long, default_value_t = 1)]
+        size: usize,
+        #[arg(long, default_value_t = 100_000)]
+        iters: u64,
+    },
+    /// Run CMD with empty programs on the raw sys_enter and sys_exit
+    /// tracepoints: the cost of ipcwatch's hooks alone (benchmarks).
+    EmptyHooks {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// A pipe made now, written after DELAY seconds (or a line on stdin).
+    PipeDelayed {
+        #[arg(long, value_parser = parse_secs)]
+        delay: Option<Duration>,
+        #[arg(long)]
+        bytes: usize,
+    },
+    /// Write BYTES to the FIFO at PATH.
+    FifoWrite {
+        path: String,
+        #[arg(long)]
+        bytes: usize,
+    },
+    /// Read the FIFO at PATH to the end.
+    FifoRead { path: String },
+    /// Two pipes, one after the other, on the same descriptor numbers.
+    FdReuse,
+    /// Two processes bump a shared counter, racing or synchronized.
+    Counter {
+        #[arg(long, value_enum)]
+        memory: race::Memory,
+        #[arg(long, value_enum)]
+        sync: race::Sync,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// Bump a counter in POSIX shm object NAME, unsynchronized.
+    PosixCounter {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// WRITERS processes write RECORDS records of SIZE bytes to one pipe.
+    PipeWriters {
+        #[arg(long, default_value_t = 3)]
+        writers: usize,
+        #[arg(long)]
+        size: usize,
+        #[arg(long, default_value_t = 64)]
+        records: usize,
+    },
+    /// Socketpair 7000 B, abstract unix 3333 B, TCP 5555 B, POSIX queue 5 x 100 B.
+    ChannelsDemo,
+    /// Unix stream, dgram and seqpacket sockets under DIR, BYTES each.
+    UnixTypes {
+        dir: String,
+        #[arg(long, default_value_t = 3000)]
+        bytes: usize,
+    },
+    /// SCM_RIGHTS and SCM_CREDENTIALS over a socketpair.
+    FdPass,
+    /// UDP over IPv4 and IPv6 loopback, 3 datagrams of SIZE.
+    Udp {
+        #[arg(long, default_value_t = 400)]
+        size: usize,
+    },
+    /// A SysV message queue, COUNT messages of SIZE from a child.
+    Msgq {
+        #[arg(long, default_value_t = 4)]
+        count: usize,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// A socketpair (or with --tcp a TCP loopback connection) connected
+    /// now, written after a line on stdin.
+    SockDelayed {
+        #[arg(long)]
+        bytes: usize,
+        #[arg(long)]
+        tcp: bool,
+    },
+    /// Synthetic kernel events through the decoder, the collector and the
+    /// NDJSON writer on one thread; prints events/s (no kernel, no root).
+    CollectorThroughput {
+        #[arg(long, default_value_t = synth::DEFAULT_EVENTS)]
+        events: u64,
+        /// Where the NDJSON goes.
+        #[arg(long, default_value = "/dev/null")]
+        output: String,
+    },
+    /// Round trips of SIZE bytes over a unix socketpair.
+    UnixPingpong {
+        #[arg(long, default_value_t = 1)]
+        size: usize,
+        #[arg(long, default_value_t = 100_000)]
+        iters: u64,
+    },
+    /// Round trips of SIZE bytes over two POSIX queues.
+    MqPingpong {
+        #[arg(long, default_value_t = 1)]
+        size: usize,
+        #[arg(long, default_value_t = 100_000)]
+        iters: u64,
+    },
+    /// Children bump a counter in a shared region under a process-shared lock.
+    ShmCounter(ShmCounterCli),
+    /// One of two unrelated processes sharing a POSIX shm object.
+    ShmPosixPeer {
+        name: String,
+        /// create or open.
+        #[arg(long)]
+        role: String,
+    },
+    /// Two processes contend for a file lock (flock, fcntl, ofd, lockf).
+    FileLock { kind: String, path: String },
+    /// Map a region, wait for a line on stdin, write it, remove it.
+    ShmHold {
+        kind: String,
+        #[arg(long, default_value = "ipcwatch-hold")]
+        name: String,
+    },
+    /// PROCS writers, each with a pipe and a reader, at RATE traced io
+    /// events per second (one write and one read per message) for SECS.
+    Paced {
+        #[arg(long)]
+        rate: u64,
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 2)]
+        procs: usize,
+        #[arg(long, default_value_t = 8)]
+        size: usize,
+    },
+    /// PROCS processes holding CHANNELS live pipes and socketpairs for
+    /// HOLD seconds, with RATE one-byte messages per second among them.
+    ManyChannels {
+        #[arg(long, default_value_t = 1000)]
+        procs: usize,
+        #[arg(long, default_value_t = 10_000)]
+        channels: usize,
+        #[arg(long, default_value_t = 10.0)]
+        hold: f64,
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+    },
+    /// Set the terminal up as ipcwatch's TUI does, draw once, then panic:
+    /// the panic hook must restore the terminal and show the message.
+    TuiPanic,
+}
+
+#[derive(clap::Args, Debug)]
+struct ShmCounterCli {
+    /// sysv, posix, memfd, file or anon.
+    #[arg(long, default_value = "sysv")]
+    region: String,
+    /// Name of a posix object or path of a file.
+    #[arg(long, default_value = "ipcwatch-counter")]
+    name: String,
+    /// none, mutex, rwlock, spin, sem or cond.
+    #[arg(long, default_value = "mutex")]
+    lock: String,
+    #[arg(long, default_value_t = 2)]
+    children: usize,
+    /// Seconds each child runs (when --iters is 0).
+    #[arg(long, default_value_t = 1.0)]
+    secs: f64,
+    /// Increments per child (0: run for --secs).
+    #[arg(long, default_value_t = 0)]
+    iters: u64,
+    /// One child after the other (uncontended).
+    #[arg(long)]
+    serial: bool,
+    /// Seconds each child sleeps before it starts.
+    #[arg(long, default_value_t = 0.0)]
+    settle: f64,
+}
+
+fn shm_counter(c: ShmCounterCli) -> Result<()> {
+    let lock = shm::LockKind::parse(&c.lock)?;
+    shm::counter(&shm::CounterArgs {
+        region: c.region,
+        name: c.name,
+        lock,
+        children: c.children,
+        secs: c.secs,
+        iters: c.iters,
+        serial: c.serial,
+        settle: c.settle,
+    })
+}
+
+/// Run one workload; its exit status.
+fn run(w: Workload) -> Result<ExitCode> {
+    let done = match w {
+        Workload::PipeParentChild { count, size } => pipes::pipe_parent_child(count, size),
+        Workload::Pingpong { size, iters } => pipes::pingpong(size, iters),
+        // The command's own exit status becomes ours.
+        Workload::EmptyHooks { cmd } => return floor::run(&cmd).map(exit_code),
+        Workload::PipeDelayed { delay, bytes } => pipes::pipe_delayed(delay, bytes),
+        Workload::FifoWrite { path, bytes } => pipes::fifo_write(&path, bytes),
+        Workload::FifoRead { path } => pipes::fifo_read(&path),
+        Workload::FdReuse => pipes::fd_reuse(),
+        Workload::Counter { memory, sync, secs } => race::counter(memory, sync, secs),
+        Workload::PosixCounter { name, secs } => race::posix_counter(&name, secs),
+        Workload::PipeWriters {
+            writers,
+            size,
+            records,
+        } => race::pipe_writers(writers, size, records),
+        Workload::ChannelsDemo => sock::channels_demo(),
+        Workload::UnixTypes { dir, bytes } => sock::unix_types(&dir, bytes),
+        Workload::FdPass => sock::fd_pass(),
+        Workload::Udp { size } => sock::udp(size),
+        Workload::Msgq { count, size } => sock::msgq(count, size),
+        Workload::SockDelayed { bytes, tcp } => sock::sock_delayed(bytes, tcp),
+        Workload::CollectorThroughput { events, output } => {
+            synth::collector_throughput(events, &output)
+        }
+        Workload::UnixPingpong { size, iters } => sock::unix_pingpong(size, iters),
+        Workload::MqPingpong { size, iters } => sock::mq_pingpong(size, iters),
+        Workload::ShmCounter(c) => shm_counter(c),
+        Workload::ShmPosixPeer { name, role } => shm::posix_peer(&name, &role),
+        Workload::FileLock { kind, path } => shm::filelock(&kind, &path),
+        Workload::ShmHold { kind, name } => shm::hold(&kind, &name),
+        Workload::Paced {
+            rate,
+            secs,
+            procs,
+            size,
+        } => load::paced(rate, secs, procs, size),
+        Workload::ManyChannels {
+            procs,
+            channels,
+            hold,
+            rate,
+        } => load::many_channels(procs, channels, hold, rate),
+        Workload::TuiPanic => tui_panic::run(),
+    };
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+fn exit_code(status: i32) -> ExitCode {
+    match status {
+        0 => ExitCode::SUCCESS,
+        code => ExitCode::from(code.clamp(1, 255) as u8),
+    }
+}
+
+/// Seconds (`2.5`) or a duration with units (`10s`, `1m30s`, `500ms`).
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = match s.parse() {
+        Ok(v) => v,
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|_| {
+                format!("`{s}` is neither a number of seconds nor a duration like 10s or 1m30s")
+            })?
+            .as_secs_f64(),
+    };
+    if !v.is_finite() || v <= 0.0 || v > 1e9 {
+        return Err(format!(
+            "`{s}`: the duration must be a positive number of seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn main() -> ExitCode {
+    run(Cli::parse().which).unwrap_or_else(|e| {
+        eprintln!("ipcwatch-workload: error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
