@@ -1,9 +1,10 @@
 //! Ring-buffer bytes -> decoder -> collector -> model -> NDJSON.
 #![no_main]
 
-use ipcwatch::collector::{Collector, Sink};
+use ipcwatch::collect::Collector;
+use ipcwatch::sink::Sink;
 use ipcwatch::decode::decode;
-use ipcwatch::events::Record;
+use ipcwatch::record::Record;
 use libfuzzer_sys::fuzz_target;
 
 struct Json;

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let (analysis, _error) = ipcwatch::analyze::replay(data);
+    let (analysis, _error) = ipcwatch::report::analyze::replay(data);
     let _ = analysis.text();
     let _ = analysis.json();
 });
