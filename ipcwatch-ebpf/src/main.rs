@@ -22,7 +22,7 @@
 //!
 //! Layers, each using only those below it: `maps` (every map and global);
 //! the helpers `block`, `user`, `file`, `emit`, `filter`, `shared`,
-//! `socket`, `io`; the programs in `probes/`, one file per hook
+//! `socket`, `io`, `log`; the programs in `probes/`, one file per hook
 //! family; `dispatch`, which routes each followed syscall to its family.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
@@ -43,6 +43,8 @@ mod file;
 mod filter;
 #[cfg(target_arch = "bpf")]
 mod io;
+#[cfg(target_arch = "bpf")]
+mod log;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]

@@ -19,6 +19,7 @@ use crate::{
     block::{Regs, kread},
     emit::{bump, emit, header},
     filter::allowed,
+    log,
     maps::{EVENTS, TRACED, conf},
     shared,
 };
@@ -35,6 +36,7 @@ fn fork(ctx: &RawTracePointContext) {
     let parent = (pid_tgid >> 32) as u32;
     let child: u64 = ctx.arg(1);
     let Some(child_tgid) = kread::<u32>(child, conf!(off.task_tgid)) else {
+        log::unreadable_child(parent, child);
         return;
     };
     if child_tgid == parent {
@@ -92,6 +94,7 @@ fn exec(ctx: &TracePointContext) {
         (*e)._pad = 0;
         if bpf_probe_read_kernel_str_bytes(src, &mut (*e).filename).is_err() {
             (*e).filename[0] = 0;
+            log::unreadable_exec_name((pid_tgid >> 32) as u32);
         }
     }
     entry.submit(0);

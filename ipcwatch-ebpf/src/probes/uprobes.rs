@@ -17,6 +17,7 @@ use ipcwatch_common::shm::{UprobeEvent, func, kind};
 use crate::{
     emit::{emit, header},
     filter::allowed,
+    log,
     maps::PENDING,
 };
 
@@ -110,6 +111,7 @@ fn ret(ctx: &RetProbeContext) {
     } else {
         // SAFETY: value read once from the map.
         let Some(a) = (unsafe { PENDING.get(tid) }) else {
+            log::return_without_entry(tid, f);
             return;
         };
         let a = *a;

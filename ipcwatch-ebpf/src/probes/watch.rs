@@ -22,6 +22,7 @@ use ipcwatch_common::{
 
 use crate::{
     emit::{bump, emit, header},
+    log,
     maps::{SLOTS, STACKS, WATCH, conf},
 };
 
@@ -47,6 +48,7 @@ fn watch(ctx: &PerfEventContext) {
     };
     // SAFETY: plain map lookup; the value is copied out at once.
     let Some(&slot) = (unsafe { WATCH.get(key) }) else {
+        log::trap_outside_armed_words(pid, addr);
         return;
     };
     let Some(st) = SLOTS.get_ptr_mut(slot) else {
