@@ -50,8 +50,9 @@ pub struct KernelOffsets {
     pub task_comm: u32,
 }
 
-/// Read-only configuration written by userspace before load
-/// (`EbpfLoader::set_global("CONFIG", ...)`).
+/// Configuration written by userspace before load
+/// (`EbpfLoader::override_global("CONFIG", ...)`). It is read-only data:
+/// the verifier sees its fields as constants.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {

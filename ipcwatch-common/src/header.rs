@@ -1,5 +1,5 @@
 //! The part every event shares: [`EventHeader`], the event kinds, and the
-//! per-CPU loss counters.
+//! per-CPU counters of `STATS` (losses, watchpoint traps, collisions).
 
 /// Length of `task_struct.comm`.
 pub const COMM_LEN: usize = 16;

@@ -80,8 +80,8 @@ pub const CHANNEL_NAMES: [(u32, &str); 23] = [
     (MSGCTL, "msgctl"),
 ];
 
-/// Every code with its syscall name, as it appears in NDJSON and in
-/// the tracepoint names `syscalls:sys_{enter,exit}_<name>`.
+/// Every code with its syscall name, as it appears in NDJSON (the
+/// `syscall` field of a record).
 pub const NAMES: [(u32, &str); 22] = [
     (READ, "read"),
     (WRITE, "write"),
