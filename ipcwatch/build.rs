@@ -1,5 +1,5 @@
 //! Builds the eBPF object (crate `ipcwatch-ebpf`, for bpfel-unknown-none,
-//! with BTF) into OUT_DIR, where `src/loader.rs` embeds it.
+//! with BTF) into OUT_DIR, where `src/kernel/loader.rs` embeds it.
 //!
 //! This needs the nightly toolchain with rust-src and bpf-linker:
 //! `cargo xtask setup` installs both.

@@ -1,7 +1,7 @@
 //! Collision sampling (the race detector's default mode): hardware write
 //! watchpoints on hot words of shared regions, one perf event per thread.
 
-use crate::{COMM_LEN, EventHeader};
+use crate::header::{COMM_LEN, EventHeader};
 
 /// [`EventHeader::kind`] of a [`CollisionEvent`].
 pub const KIND_COLLISION: u32 = 100;
@@ -50,4 +50,12 @@ pub struct CollisionEvent {
     pub ip: u64,
     pub stack: i64,
     pub other: Slot,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: repr(C), Copy, integers only, no padding.
+    unsafe impl aya::Pod for super::WatchKey {}
+    // SAFETY: repr(C), Copy, integers and bytes only, no padding.
+    unsafe impl aya::Pod for super::Slot {}
 }

@@ -188,7 +188,7 @@ pub const PART_LEN: usize = 64;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemEvent {
-    pub hdr: crate::EventHeader,
+    pub hdr: crate::header::EventHeader,
     pub id: i64,
     pub addr: u64,
     pub len: u64,
@@ -222,7 +222,7 @@ pub struct MemEvent {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LockEvent {
-    pub hdr: crate::EventHeader,
+    pub hdr: crate::header::EventHeader,
     pub addr: u64,
     pub ret: i64,
     pub ino: u64,
@@ -241,7 +241,7 @@ pub struct LockEvent {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultEvent {
-    pub hdr: crate::EventHeader,
+    pub hdr: crate::header::EventHeader,
     pub addr: u64,
     pub ip: u64,
     pub error_code: u64,
@@ -251,7 +251,7 @@ pub struct FaultEvent {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UprobeEvent {
-    pub hdr: crate::EventHeader,
+    pub hdr: crate::header::EventHeader,
     /// The object's address (first argument, or sem_open's result).
     pub addr: u64,
     /// Second argument at entry (attr pointer, pshared, ...), or the

@@ -1,22 +1,29 @@
-//! ipcwatch's kernel side.
+//! ipcwatch's kernel side (see docs/architecture.md).
 //!
-//! Hot path: two generic programs, `ipcwatch_sys_enter` and
-//! `ipcwatch_sys_exit`, are attached to the `syscalls:sys_{enter,exit}_*`
-//! tracepoints of every syscall ipcwatch follows. Userspace fills the
-//! `SYSCALLS` map (syscall number -> architecture-independent code), so the
-//! same object works on every architecture. At entry a file descriptor is
-//! classified by walking `current->files` with offsets that userspace read
-//! from the kernel's BTF; only descriptors of a wanted kind (pipe, FIFO...)
-//! leave state behind for the exit probe, so unrelated I/O costs a few
-//! memory reads and nothing else.
+//! Hot path: two programs see every syscall, `ipcwatch_sys_exit` on the
+//! `sys_exit` tracepoint and `ipcwatch_sys_enter` on `sys_enter`, each on
+//! tp_btf with a raw-tracepoint fallback (`dispatch.rs`). One lookup in the
+//! `SYSCALLS` array (architecture syscall number -> code, filled by
+//! userspace) turns away the syscalls ipcwatch does not follow; the others
+//! read their arguments back from the saved user registers at exit, so
+//! nothing is kept between entry and exit (`sys_enter` only sees close,
+//! close_range and large writes). A descriptor is classified by walking
+//! `current->files` with offsets that userspace read from the kernel's BTF
+//! and wrote into the read-only `CONFIG` global; only wanted kinds (pipe,
+//! FIFO, socket...) produce events.
 //!
-//! Process lifecycle comes from `sched_process_fork` (raw tracepoint, to
-//! tell threads from processes), `sched_process_exec` and
-//! `sched_process_exit`.
+//! Beside it: process lifecycle (`sched_process_fork`, `_exec`, `_exit`),
+//! write faults, uprobes on libc's lock calls, and the watchpoint program
+//! of the race detector.
 //!
 //! Every event starts with `EventHeader`; a per-CPU sequence number advances
 //! for every event, emitted or dropped, and failed reservations are counted
 //! in `STATS`, so userspace can show every loss.
+//!
+//! Layers, each using only those below it: `maps` (every map and global);
+//! the helpers `block`, `user`, `file`, `emit`, `filter`, `shared`,
+//! `socket`, `io`, `log`; the programs in `probes/`, one file per hook
+//! family; `dispatch`, which routes each followed syscall to its family.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // Atomic fetch-add for per-CPU counters: the bpf target has no atomic
@@ -25,17 +32,29 @@
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 #[cfg(target_arch = "bpf")]
+mod block;
+#[cfg(target_arch = "bpf")]
+mod dispatch;
+#[cfg(target_arch = "bpf")]
+mod emit;
+#[cfg(target_arch = "bpf")]
+mod file;
+#[cfg(target_arch = "bpf")]
+mod filter;
+#[cfg(target_arch = "bpf")]
+mod io;
+#[cfg(target_arch = "bpf")]
+mod log;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
 mod probes;
 #[cfg(target_arch = "bpf")]
-mod shm;
+mod shared;
 #[cfg(target_arch = "bpf")]
-mod sock;
+mod socket;
 #[cfg(target_arch = "bpf")]
-mod tracer;
-#[cfg(target_arch = "bpf")]
-mod uprobes;
-#[cfg(target_arch = "bpf")]
-mod watch;
+mod user;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

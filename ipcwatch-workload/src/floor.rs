@@ -5,7 +5,7 @@
 //! alone, before ipcwatch does any work in them.
 //!
 //! The empty program is `doctor_raw_tracepoint` in ipcwatch's own eBPF
-//! object, which the ipcwatch library embeds (`loader::EBPF_OBJECT`).
+//! object, which the ipcwatch library embeds (`kernel::loader::EBPF_OBJECT`).
 
 use std::process::Command;
 

@@ -33,20 +33,38 @@ struct Cli {
 }
 
 /// Diagnostics go to standard error (the TUI keeps them for after it
-/// closes), warnings and worse by default.
+/// closes), warnings and worse by default. -v and -vv (or --log-level)
+/// raise ipcwatch's own level, and the eBPF side's (aya-log, whose
+/// messages come under ipcwatch's name); other crates (aya's loader...)
+/// stay at warn until -vvv.
 fn init_logging(cli: &Cli) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = cli.log_level.unwrap_or(match cli.verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     });
-    tracing_subscriber::fmt()
-        .with_max_level(level)
+    let ours = LevelFilter::from_level(level);
+    let others = if level == tracing::Level::TRACE {
+        LevelFilter::TRACE
+    } else {
+        ours.min(LevelFilter::WARN)
+    };
+    let filter = Targets::new()
+        .with_default(others)
+        .with_target("ipcwatch", ours);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .without_time()
-        .init();
+        .without_time();
+    // A second init (none happens) would only keep the first.
+    let _ = tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
+        .try_init();
 }
 
 #[derive(Subcommand, Debug)]

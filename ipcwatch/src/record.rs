@@ -2,7 +2,7 @@
 //!
 //! This is the contract documented in `docs/ndjson.md` and checked against
 //! `docs/ndjson.schema.json`. Live tracing turns kernel events into these
-//! records (see `collector`), and replay reads them back from a file; the
+//! records (see [`crate::collect`]), and replay reads them back from a file; the
 //! model and every sink only ever see records.
 
 use compact_str::CompactString;

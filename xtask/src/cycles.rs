@@ -20,8 +20,8 @@
 //! and then a field of type `Vec<other::Type>` no longer leads to `other`.
 //!
 //! What the graph does not see: paths written inside function bodies
-//! (`crate::procscan::comm_and_ppid(pid)` in a body makes no edge, while
-//! `use crate::procscan::comm_and_ppid;` does) and macro bodies. So a
+//! (`crate::scan::procs::comm_and_ppid(pid)` in a body makes no edge, while
+//! `use crate::scan::procs::comm_and_ppid;` does) and macro bodies. So a
 //! module reaches other modules through `use`; xtask holds itself to that
 //! with `clippy::absolute_paths` (main.rs, xtask/clippy.toml).
 

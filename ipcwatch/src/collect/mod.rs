@@ -1,7 +1,8 @@
 //! Kernel events in, records out: the collector turns each decoded event
 //! into records, applies them to the model, and hands them to a sink. One
-//! tracker per family keeps what the kernel does not repeat in each event:
-//! [`fds`] (descriptors, pipes, FIFOs), [`sockets`], [`queues`],
+//! module per family: [`fds`] (descriptors, pipes, FIFOs: stateless, what
+//! a descriptor refers to is in the model), and the trackers, which keep
+//! what the kernel does not repeat in each event: [`sockets`], [`queues`],
 //! [`regions`] (shared memory and mappings) and [`sync`] (locks, faults).
 
 pub mod fds;

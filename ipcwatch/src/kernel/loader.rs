@@ -18,8 +18,15 @@ use crate::kernel::{btf, shm, syscalls};
 /// The eBPF object built by build.rs (crate ipcwatch-ebpf, with BTF).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipcwatch"));
 
+/// The ring buffer the events come through, as the event loop reads it.
+pub type EventRing = RingBuf<MapData>;
+
 /// Default ring buffer: 8 MiB.
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+
+/// Ring buffer of the eBPF side's log messages (aya-log's `AYA_LOGS`,
+/// 128 KiB by default): they are rare, 64 KiB is plenty.
+const KERNEL_LOG_BYTES: u32 = 64 << 10;
 
 /// Every channel kind ipcwatch follows.
 pub const ALL_KINDS: u32 = file_kind::bit(file_kind::PIPE)
@@ -100,6 +107,9 @@ pub struct Probes {
     shm_procs: HashMap<MapData, u32, u32>,
     /// `--lock-probes`, when on.
     lock_probes: Option<shm::LockProbes>,
+    /// The eBPF side's log messages (why an event was skipped), when the
+    /// `log` crate's level is debug or finer at load.
+    kernel_log: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
 fn comm_key(name: &str) -> [u8; COMM_LEN] {
@@ -132,6 +142,13 @@ impl Probes {
         let seq = ebpf
             .take_map("SEQ")
             .and_then(|m| PerCpuArray::try_from(m).ok());
+        let kernel_log = if kernel_log_level() == 0 {
+            None
+        } else {
+            aya_log::EbpfLogger::init(&mut ebpf)
+                .inspect_err(|e| log::debug!("no eBPF log: {e}"))
+                .ok()
+        };
         let mut probes = Probes {
             ebpf,
             ring: Some(ring),
@@ -141,6 +158,7 @@ impl Probes {
             skipped,
             shm_procs,
             lock_probes: opts.lock_probes.then(shm::LockProbes::default),
+            kernel_log,
         };
         for pid in &opts.filter.pids {
             probes.trace_pid(*pid, false)?;
@@ -292,6 +310,16 @@ impl Probes {
         self.stat(stat::DROPPED)
     }
 
+    /// Pass what the eBPF programs logged to the `log` crate (debug level,
+    /// only when it was at least debug at load). Not driven by itself: the
+    /// event loop calls it on its poll timer; it returns at once when
+    /// nothing waits.
+    pub fn flush_kernel_log(&mut self) {
+        if let Some(logger) = &mut self.kernel_log {
+            logger.flush();
+        }
+    }
+
     /// The ring buffer, for the reader (once).
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, Error> {
         self.ring
@@ -330,9 +358,20 @@ fn load_object(opts: &Options) -> Result<Ebpf, Error> {
         .override_global("CONFIG", &config, true)
         .override_global("SOCK_CONFIG", &sock_config, true)
         .override_global("SHM_CONFIG", &shm_config, true)
+        .override_global(aya_log::LEVEL, &kernel_log_level(), false)
         .map_max_entries("EVENTS", opts.ring_bytes)
+        .map_max_entries("AYA_LOGS", KERNEL_LOG_BYTES)
         .load(EBPF_OBJECT)
         .map_err(|e| load_err("loading the eBPF object", e))
+}
+
+/// The eBPF side logs at debug level only: below it, level 0 turns its
+/// messages off (a constant, so the verifier drops their code).
+fn kernel_log_level() -> u8 {
+    match log::max_level() {
+        log::LevelFilter::Debug | log::LevelFilter::Trace => log::max_level() as u8,
+        _ => 0,
+    }
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {

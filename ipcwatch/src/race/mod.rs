@@ -4,7 +4,7 @@
 //! shared region that keep changing (no traps), [`detector`] arms write
 //! watchpoints on a few of them for a short window in every thread of
 //! every process that maps them, and the kernel holds each trapped write
-//! for a moment (`ipcwatch-ebpf/src/watch.rs`). Two writes in flight at
+//! for a moment (`ipcwatch-ebpf/src/probes/watch.rs`). Two writes in flight at
 //! once are a race caught in the act; [`insn`] drops the collisions of
 //! atomic instructions, [`symbols`] names the code.
 

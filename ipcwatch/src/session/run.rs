@@ -7,7 +7,6 @@ use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::time::Duration;
 
-use aya::maps::{MapData, RingBuf};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -19,7 +18,7 @@ use super::spawn;
 use crate::collect::Collector;
 use crate::decode::{RawEvent, decode};
 use crate::host::monotonic_ns;
-use crate::kernel::loader::Probes;
+use crate::kernel::loader::{EventRing, Probes};
 use crate::race::detector::{Detector, DetectorOptions};
 use crate::record::{Lost, Record};
 use crate::sink::Sink;
@@ -75,7 +74,7 @@ struct Loop<'a> {
 impl Loop<'_> {
     /// Everything waiting in the ring buffer: kernel events through the
     /// collector, collisions through the race detector.
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> io::Result<()> {
+    fn drain(&mut self, ring: &mut EventRing) -> io::Result<()> {
         let (collector, sink) = (&mut *self.collector, &mut *self.sink);
         while let Some(item) = ring.next() {
             match decode(&item) {
@@ -181,7 +180,7 @@ impl Loop<'_> {
 
     /// After the stop: everything the kernel wrote before it, and the
     /// final loss count.
-    fn last_drain(&mut self, ring: &mut RingBuf<MapData>) -> io::Result<()> {
+    fn last_drain(&mut self, ring: &mut EventRing) -> io::Result<()> {
         self.detector.disarm(self.probes);
         let seqs = self.probes.kernel_seqs();
         self.collector.stop_at(seqs, self.probes.dropped());
@@ -267,6 +266,7 @@ pub async fn event_loop(
                 r.and_then(|()| lp.attach_new()).map(|()| None)
             }
             _ = poll.tick() => {
+                lp.probes.flush_kernel_log();
                 lp.detector.tick(&lp.collector.model, lp.probes, std::time::Instant::now());
                 lp.drain(ring.get_mut()).and_then(|()| lp.attach_new()).map(|()| None)
             }

@@ -24,7 +24,7 @@ const BATCH_AGE: Duration = Duration::from_millis(50);
 /// The collector's sink in TUI mode: batches records and sends them to
 /// the UI thread. Sending never blocks (the channel is unbounded), so the
 /// collector keeps draining the ring buffer whatever the UI is doing.
-pub struct ChannelSink {
+pub struct BatchSink {
     tx: Sender<Input>,
     batch: Vec<Record>,
     since: Instant,
@@ -33,9 +33,9 @@ pub struct ChannelSink {
     pub sent: u64,
 }
 
-impl ChannelSink {
+impl BatchSink {
     pub fn new(tx: Sender<Input>) -> Self {
-        ChannelSink {
+        BatchSink {
             tx,
             batch: Vec::with_capacity(BATCH),
             since: Instant::now(),
@@ -57,7 +57,7 @@ impl ChannelSink {
     }
 }
 
-impl Sink for ChannelSink {
+impl Sink for BatchSink {
     fn record(&mut self, record: &Record) -> std::io::Result<()> {
         if !self.started {
             self.started = true;
@@ -91,7 +91,7 @@ impl Live {
             .name("collector".into())
             .spawn(move || {
                 let sink_tx = tx.clone();
-                let r = session::run_with(args, |_| Ok(ChannelSink::new(sink_tx)), Some(stop_rx));
+                let r = session::run_with(args, |_| Ok(BatchSink::new(sink_tx)), Some(stop_rx));
                 let status = match r {
                     Ok(o) => {
                         let mut why = o.reason.as_str().to_string();
@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn the_sink_batches_without_blocking_and_flush_sends_the_rest() {
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut sink = ChannelSink::new(tx);
+        let mut sink = BatchSink::new(tx);
         for i in 0..(BATCH as u64 + 10) {
             sink.record(&warning(i)).unwrap();
         }

@@ -9,17 +9,17 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_get_attach_cookie},
-    macros::{map, uprobe, uretprobe},
-    maps::HashMap,
+    macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 use ipcwatch_common::shm::{UprobeEvent, func, kind};
 
-use crate::tracer::{allowed, emit, header};
-
-/// tid -> object address of an acquire-type call in progress.
-#[map]
-static PENDING: HashMap<u32, u64> = HashMap::with_max_entries(16384, 0);
+use crate::{
+    emit::{emit, header},
+    filter::allowed,
+    log,
+    maps::PENDING,
+};
 
 /// glibc `PTHREAD_MUTEXATTR_FLAG_PSHARED` in `pthread_mutexattr_t`.
 const MUTEXATTR_PSHARED: u32 = 0x8000_0000;
@@ -111,6 +111,7 @@ fn ret(ctx: &RetProbeContext) {
     } else {
         // SAFETY: value read once from the map.
         let Some(a) = (unsafe { PENDING.get(tid) }) else {
+            log::return_without_entry(tid, f);
             return;
         };
         let a = *a;

@@ -11,28 +11,20 @@ use aya_ebpf::{
     EbpfContext as _,
     bindings::{BPF_F_USER_STACK, bpf_perf_event_data},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::{map, perf_event},
-    maps::{Array, HashMap, StackTrace},
+    macros::perf_event,
     programs::{PerfEventContext, tracing::StackIdContext as _},
 };
 use ipcwatch_common::{
     COMM_LEN,
-    race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE, MAX_SLOTS, Slot, WatchKey},
+    race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE, Slot, WatchKey},
     stat,
 };
 
-use crate::tracer::{bump, conf, emit, header};
-
-/// (process, address) -> slot. Filled by userspace when it arms a word.
-#[map]
-static WATCH: HashMap<WatchKey, u32> = HashMap::with_max_entries(256, 0);
-
-/// The write in flight on each slot.
-#[map]
-static SLOTS: Array<Slot> = Array::with_max_entries(MAX_SLOTS, 0);
-
-#[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
+use crate::{
+    emit::{bump, emit, header},
+    log,
+    maps::{SLOTS, STACKS, WATCH, conf},
+};
 
 /// Upper bound on the hold loop (each turn reads the clock once).
 const MAX_SPIN: u32 = 1 << 14;
@@ -56,6 +48,7 @@ fn watch(ctx: &PerfEventContext) {
     };
     // SAFETY: plain map lookup; the value is copied out at once.
     let Some(&slot) = (unsafe { WATCH.get(key) }) else {
+        log::trap_outside_armed_words(pid, addr);
         return;
     };
     let Some(st) = SLOTS.get_ptr_mut(slot) else {

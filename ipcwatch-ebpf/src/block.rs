@@ -1,0 +1,194 @@
+//! Reading kernel memory: one value ([`kread`]), or a whole object in one
+//! helper call ([`Block`]), and the saved user registers of a syscall
+//! ([`Regs`]), where its number and arguments are.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+
+use crate::maps::{conf, sconf, shm_conf};
+
+/// Read a kernel value at `base + off`.
+#[inline(always)]
+pub(crate) fn kread<T>(base: u64, off: u32) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel tolerates any address.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+}
+
+/// Up to `W` words of a kernel object read in one helper call. The fields
+/// the probes need sit within a few cache lines of each other, and one
+/// bpf_probe_read_kernel costs far more than the bytes it copies, so each
+/// object is read once; a field outside the block (another kernel's
+/// layout) is read on its own.
+pub(crate) struct Block<const W: usize> {
+    base: u64,
+    lo: u32,
+    ok: bool,
+    words: [u64; W],
+}
+
+impl<const W: usize> Block<W> {
+    /// The block of `base` that starts at offset `lo` (rounded down to a
+    /// word).
+    #[inline(always)]
+    pub(crate) fn read(base: u64, lo: u32) -> Self {
+        let lo = lo & !7;
+        // SAFETY: bpf_probe_read_kernel tolerates any address.
+        match unsafe { bpf_probe_read_kernel((base + lo as u64) as *const [u64; W]) } {
+            Ok(words) => Block {
+                base,
+                lo,
+                ok: true,
+                words,
+            },
+            Err(_) => Block {
+                base,
+                lo,
+                ok: false,
+                words: [0; W],
+            },
+        }
+    }
+
+    /// The word holding the `size` bytes at `off`, and the shift to them.
+    #[inline(always)]
+    fn word(&self, off: u32, size: u32) -> Option<(u64, u32)> {
+        let d = off.wrapping_sub(self.lo);
+        let i = (d / 8) as usize;
+        if self.ok && d.is_multiple_of(size) && i < W {
+            Some((self.words[i], (d % 8) * 8))
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn u64(&self, off: u32) -> Option<u64> {
+        match self.word(off, 8) {
+            Some((w, _)) => Some(w),
+            None => kread::<u64>(self.base, off),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn u32(&self, off: u32) -> Option<u32> {
+        match self.word(off, 4) {
+            Some((w, shift)) => Some((w >> shift) as u32),
+            None => kread::<u32>(self.base, off),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn u16(&self, off: u32) -> Option<u16> {
+        match self.word(off, 2) {
+            Some((w, shift)) => Some((w >> shift) as u16),
+            None => kread::<u16>(self.base, off),
+        }
+    }
+}
+
+/// The saved user registers of a syscall: its number and its arguments
+/// sit within 72 bytes of each other on x86_64, read once.
+pub(crate) type Regs = Block<9>;
+
+impl Regs {
+    /// The registers of `regs` (a `struct pt_regs *`).
+    #[inline(always)]
+    pub(crate) fn of(regs: u64) -> Self {
+        Block::read(regs, Self::lo())
+    }
+
+    /// Where the block starts: the lowest of the offsets it holds.
+    #[inline(always)]
+    fn lo() -> u32 {
+        min(
+            min(conf!(off.regs_nr), conf!(off.regs_arg0)),
+            min(
+                min(conf!(off.regs_arg1), conf!(off.regs_arg2)),
+                conf!(off.regs_arg3),
+            ),
+        ) & !7
+    }
+
+    /// [`Regs::of`] where `regs` is a BTF pointer (tp_btf): direct loads.
+    #[inline(always)]
+    pub(crate) fn of_btf(regs: u64) -> Self {
+        let lo = Self::lo();
+        let mut words = [0u64; 9];
+        let mut i = 0;
+        while i < 9 {
+            // SAFETY: `regs` is the kernel's `struct pt_regs *` of a
+            // tp_btf program; the verifier checks the load against BTF.
+            words[i] = unsafe {
+                core::ptr::read_volatile((regs + lo as u64 + 8 * i as u64) as *const u64)
+            };
+            i += 1;
+        }
+        Block {
+            base: regs,
+            lo,
+            ok: true,
+            words,
+        }
+    }
+
+    /// The syscall number.
+    #[inline(always)]
+    pub(crate) fn nr(&self) -> Option<u64> {
+        self.u64(conf!(off.regs_nr))
+    }
+
+    /// Syscall argument `i` (0..=3).
+    #[inline(always)]
+    pub(crate) fn arg(&self, i: usize) -> u64 {
+        let off = match i {
+            0 => conf!(off.regs_arg0),
+            1 => conf!(off.regs_arg1),
+            2 => conf!(off.regs_arg2),
+            _ => conf!(off.regs_arg3),
+        };
+        self.u64(off).unwrap_or(0)
+    }
+
+    /// The fifth (`i == 4`) or sixth syscall argument.
+    #[inline(always)]
+    pub(crate) fn arg_more(&self, i: usize) -> u64 {
+        let off = if i == 4 {
+            sconf!(off.regs_arg4)
+        } else {
+            sconf!(off.regs_arg5)
+        };
+        self.u64(off).unwrap_or(0)
+    }
+}
+
+/// The smaller of two offsets.
+#[inline(always)]
+pub(crate) fn min(a: u32, b: u32) -> u32 {
+    if a < b { a } else { b }
+}
+
+/// Syscall argument `i` (0..=3) from the saved user registers.
+#[inline(always)]
+pub(crate) fn regs_arg(regs: u64, i: usize) -> u64 {
+    let off = match i {
+        0 => conf!(off.regs_arg0),
+        1 => conf!(off.regs_arg1),
+        2 => conf!(off.regs_arg2),
+        _ => conf!(off.regs_arg3),
+    };
+    kread::<u64>(regs, off).unwrap_or(0)
+}
+
+/// Syscall argument `i` (0..=5) from the saved user registers, one read
+/// each (the shared-memory and lock probes).
+#[inline(always)]
+pub(crate) fn syscall_arg(regs: u64, i: u32) -> u64 {
+    let off = match i {
+        0 => conf!(off.regs_arg0),
+        1 => conf!(off.regs_arg1),
+        2 => conf!(off.regs_arg2),
+        3 => conf!(off.regs_arg3),
+        4 => shm_conf!(regs_arg4),
+        _ => shm_conf!(regs_arg5),
+    };
+    kread::<u64>(regs, off).unwrap_or(0)
+}

@@ -1,0 +1,207 @@
+//! The hot path: one program on `sys_enter` and one on `sys_exit` see
+//! every syscall of every task. Each exists twice: on a BTF-enabled
+//! tracepoint (tp_btf), where the registers and the task are typed
+//! pointers loaded directly, and on a raw tracepoint, the fallback where
+//! each of those loads is a helper call (userspace loads the second when
+//! the kernel refuses the first, or with `IPCWATCH_NO_TP_BTF=1`).
+//!
+//! One lookup in the `SYSCALLS` array (filled by userspace with this
+//! architecture's numbers) turns away the syscalls ipcwatch does not
+//! follow; the others are routed here to their family in `probes/`.
+//!
+//! The routing functions that are `#[inline(never)]` are BPF-to-BPF calls
+//! on purpose: each has its own stack frame, so the frames of the
+//! families do not add up in `ipcwatch_sys_exit` (512 bytes of stack in
+//! all). The rest is inlined: the verifier sees the same program as when
+//! all of it was one function.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{btf_tracepoint, raw_tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext},
+};
+use ipcwatch_common::{PIPE_BUF, file_kind, sc, shm::sc as shm_sc};
+
+use crate::{
+    block::{Regs, regs_arg},
+    file::{classify_file, file_of_fd, wanted},
+    filter::allowed,
+    maps::{SYSCALLS, conf},
+    probes::{fd, mq, process, shm, sock, sync},
+};
+
+/// `sys_enter(struct pt_regs *regs, long id)`, for every syscall: entry of
+/// close and close_range (the descriptor must be classified before the
+/// kernel drops it), and of write and writev larger than PIPE_BUF to a
+/// pipe (such writes can interleave: their start is kept). A raw
+/// tracepoint costs far less per call than the syscalls:sys_enter_* ones
+/// (no perf buffer), and the syscall number comes as an argument, so
+/// every other syscall is turned away after one array lookup.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn ipcwatch_sys_enter(ctx: RawTracePointContext) -> i32 {
+    sys_enter::<false>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+/// The same on tp_btf (see `ipcwatch_sys_exit_btf`): a write's length is
+/// loaded from the registers directly.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn ipcwatch_sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
+    sys_enter::<true>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn sys_enter<const BTF: bool>(regs: u64, nr: u64) {
+    let code = match SYSCALLS.get(nr as u32) {
+        Some(&c) if matches!(c, sc::CLOSE | sc::CLOSE_RANGE | sc::WRITE | sc::WRITEV) => c,
+        _ => return,
+    };
+    let arg = |i: usize| regs_arg(regs, i);
+    if code == sc::WRITE {
+        let len = if BTF {
+            let at = regs + conf!(off.regs_arg2) as u64;
+            // SAFETY: `regs` is the kernel's `struct pt_regs *` of a
+            // tp_btf program; the verifier checks the load against BTF.
+            unsafe { core::ptr::read_volatile(at as *const u64) }
+        } else {
+            arg(2)
+        };
+        if len <= PIPE_BUF {
+            return;
+        }
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !allowed((pid_tgid >> 32) as u32) {
+        return;
+    }
+    match code {
+        sc::CLOSE => {
+            let fd = arg(0) as i32;
+            let fptr = file_of_fd(fd as i64);
+            let file = classify_file(fptr);
+            if wanted(&file) {
+                fd::close(pid_tgid, file, fd, code);
+            } else if file.kind == file_kind::NONE && fptr != 0 {
+                mq::close(pid_tgid, fptr, fd);
+            }
+        }
+        sc::CLOSE_RANGE => fd::close_range(regs, pid_tgid, code),
+        _ => fd::write_start(regs, pid_tgid, code),
+    }
+}
+
+/// `sys_exit(struct pt_regs *regs, long ret)`, for every syscall: one
+/// array lookup turns away the ones ipcwatch does not follow. The
+/// arguments are read back from the saved user registers, so nothing is
+/// kept between entry and exit.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn ipcwatch_sys_exit(ctx: RawTracePointContext) -> i32 {
+    sys_exit::<false>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+/// The same on a BTF-enabled tracepoint (tp_btf), where the registers and
+/// the task's descriptor table are typed pointers: the verifier lets the
+/// program load through them directly, without a helper call each.
+/// Loaded when the kernel allows it; the raw tracepoint otherwise.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ipcwatch_sys_exit_btf(ctx: BtfTracePointContext) -> i32 {
+    sys_exit::<true>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
+    let r = if BTF {
+        Regs::of_btf(regs)
+    } else {
+        Regs::of(regs)
+    };
+    let Some(nr) = r.nr() else {
+        return;
+    };
+    let code = match SYSCALLS.get(nr as u32) {
+        Some(&c) if c != 0 && c != sc::CLOSE && c != sc::CLOSE_RANGE => c,
+        _ => return,
+    };
+    // Shared memory and locks see failures too.
+    if shm_sync(regs, code, ret) {
+        return;
+    }
+    // A non-blocking connect() in progress (-EINPROGRESS) is reported too.
+    if ret < 0 && !(code == sc::CONNECT && ret == -115) {
+        return;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !allowed((pid_tgid >> 32) as u32) {
+        return;
+    }
+    if (32..64).contains(&code) {
+        sock_mq::<BTF>(&r, pid_tgid, code, ret);
+        return;
+    }
+    match code {
+        sc::READ | sc::READV | sc::WRITE | sc::WRITEV => {
+            fd::read_write::<BTF>(&r, pid_tgid, code, ret)
+        }
+        sc::VMSPLICE => fd::vmsplice(&r, pid_tgid, code, ret),
+        sc::SPLICE => fd::splice(&r, pid_tgid, code, ret),
+        sc::TEE => fd::tee(&r, pid_tgid, code, ret),
+        sc::WAIT4 | sc::WAITID => process::wait(&r, pid_tgid, code, ret),
+        sc::DUP | sc::DUP2 | sc::DUP3 => fd::dup_call(&r, pid_tgid, code, ret),
+        sc::FCNTL => fd::fcntl(&r, pid_tgid, code, ret),
+        sc::PIPE | sc::PIPE2 => fd::pipe(&r, pid_tgid, code),
+        sc::MKNOD | sc::MKNODAT => fd::mknod(&r, pid_tgid, code),
+        sc::OPEN | sc::OPENAT | sc::OPENAT2 => fd::open(&r, pid_tgid, code, ret),
+        _ => {}
+    }
+}
+
+/// Shared memory and locks (probes/shm.rs, probes/sync.rs): codes
+/// 64..127, plus fcntl's lock commands and open under /dev/shm. Returns
+/// true when the syscall is theirs only (the caller stops), false to let
+/// the descriptor code see it too.
+#[inline(always)]
+fn shm_sync(regs: u64, code: u32, ret: i64) -> bool {
+    let mine = (64..128).contains(&code);
+    if !mine && code != sc::FCNTL && code != sc::OPENAT && code != sc::OPEN {
+        return false;
+    }
+    shm_sync_exit(regs, code, ret, mine)
+}
+
+/// [`shm_sync`] for the syscalls it follows (its own stack frame).
+#[inline(never)]
+fn shm_sync_exit(regs: u64, code: u32, ret: i64, mine: bool) -> bool {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !allowed(tgid) {
+        return mine;
+    }
+    match code {
+        shm_sc::FUTEX => sync::futex(regs, ret, pid_tgid),
+        shm_sc::FLOCK => sync::flock(regs, ret, pid_tgid),
+        sc::FCNTL => sync::fcntl(regs, ret, pid_tgid),
+        sc::OPEN | sc::OPENAT => shm::open(regs, code, ret, pid_tgid),
+        shm_sc::UNLINK | shm_sc::UNLINKAT => shm::unlink(regs, code, ret, pid_tgid),
+        _ => shm::memory(regs, code, ret, pid_tgid, tgid),
+    }
+    mine
+}
+
+/// Sockets and message queues (codes 32..63), in their own stack frame.
+#[inline(never)]
+fn sock_mq<const BTF: bool>(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+    match code {
+        sc::SENDTO | sc::RECVFROM | sc::SENDMSG | sc::RECVMSG | sc::SENDMMSG | sc::RECVMMSG => {
+            sock::msg_io::<BTF>(regs, pid_tgid, code, ret)
+        }
+        sc::SOCKET | sc::BIND | sc::LISTEN | sc::CONNECT | sc::ACCEPT | sc::ACCEPT4 => {
+            sock::life(regs, pid_tgid, code, ret)
+        }
+        sc::SOCKETPAIR => sock::pair(regs, pid_tgid, code),
+        sc::MSGGET | sc::MSGSND | sc::MSGRCV | sc::MSGCTL => mq::sysv(regs, pid_tgid, code, ret),
+        _ => mq::posix::<BTF>(regs, pid_tgid, code, ret),
+    }
+}

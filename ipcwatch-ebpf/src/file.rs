@@ -1,0 +1,194 @@
+//! What a descriptor is: from `fd` to its `struct file *` in the current
+//! task (walking `current->files->fdt`), and from that to a [`FileId`]
+//! (kind, inode, device) with offsets from the kernel's BTF.
+
+use aya_ebpf::helpers::generated::{bpf_get_current_task, bpf_get_current_task_btf};
+use ipcwatch_common::{FileId, file_kind};
+
+use crate::{
+    block::{Block, kread, min},
+    maps::conf,
+};
+
+pub(crate) const S_IFMT: u32 = 0o170000;
+pub(crate) const S_IFIFO: u32 = 0o010000;
+const S_IFSOCK: u32 = 0o140000;
+const PIPEFS_MAGIC: u64 = 0x5049_5045;
+const FMODE_READ: u32 = 0x1;
+pub(crate) const FMODE_WRITE: u32 = 0x2;
+
+/// Is `file` of a kind userspace asked for?
+#[inline(always)]
+pub(crate) fn wanted(file: &FileId) -> bool {
+    file.kind != file_kind::NONE && conf!(kinds) & file_kind::bit(file.kind) != 0
+}
+
+/// [`file_of_fd`] in a tp_btf program: the task, its files and fdtable
+/// are typed pointers, loaded directly; only the array slot needs a
+/// helper.
+#[inline(always)]
+fn file_of_fd_btf(fd: i64) -> u64 {
+    if !(0..=i32::MAX as i64).contains(&fd) {
+        return 0;
+    }
+    let load = |base: u64, off: u32| -> u64 {
+        // SAFETY: `base` is a BTF-typed kernel pointer in a tp_btf
+        // program; the verifier checks the load and the JIT turns faults
+        // into zeros.
+        unsafe { core::ptr::read_volatile((base + off as u64) as *const u64) }
+    };
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    let files = load(task, conf!(off.task_files));
+    if files == 0 {
+        return 0;
+    }
+    let fdt = load(files, conf!(off.files_fdt));
+    if fdt == 0 {
+        return 0;
+    }
+    let max_at = fdt + conf!(off.fdt_max_fds) as u64;
+    // SAFETY: as above, a u32 field.
+    let max = unsafe { core::ptr::read_volatile(max_at as *const u32) };
+    if fd as u64 >= max as u64 {
+        return 0;
+    }
+    let array = load(fdt, conf!(off.fdt_fd));
+    kread::<u64>(array + (fd as u64) * 8, 0).unwrap_or(0)
+}
+
+/// [`file_of_fd`], or [`file_of_fd_btf`] in a tp_btf program.
+#[inline(always)]
+pub(crate) fn file_of_fd_any<const BTF: bool>(fd: i64) -> u64 {
+    if BTF {
+        file_of_fd_btf(fd)
+    } else {
+        file_of_fd(fd)
+    }
+}
+
+/// `struct file *` of `fd` in the current task, or 0.
+#[inline(always)]
+pub(crate) fn file_of_fd(fd: i64) -> u64 {
+    if !(0..=i32::MAX as i64).contains(&fd) {
+        return 0;
+    }
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task() };
+    let Some(files) = kread::<u64>(task, conf!(off.task_files)) else {
+        return 0;
+    };
+    let Some(fdt) = kread::<u64>(files, conf!(off.files_fdt)) else {
+        return 0;
+    };
+    let (max_off, fd_off) = (conf!(off.fdt_max_fds), conf!(off.fdt_fd));
+    let table = Block::<2>::read(fdt, min(max_off, fd_off));
+    let Some(max) = table.u32(max_off) else {
+        return 0;
+    };
+    if fd as u64 >= max as u64 {
+        return 0;
+    }
+    let Some(array) = table.u64(fd_off) else {
+        return 0;
+    };
+    kread::<u64>(array + (fd as u64) * 8, 0).unwrap_or(0)
+}
+
+/// Classify a `struct file *`: kind, inode and device. Three reads: the
+/// file, its inode and the inode's superblock, each as one block.
+#[inline(never)]
+pub(crate) fn classify_file(file: u64) -> FileId {
+    let none = FileId::default();
+    if file == 0 {
+        return none;
+    }
+    let (inode_off, fmode_off) = (conf!(off.file_inode), conf!(off.file_mode));
+    let f = Block::<6>::read(file, min(inode_off, fmode_off));
+    let Some(inode) = f.u64(inode_off) else {
+        return none;
+    };
+    let fmode = f.u32(fmode_off).unwrap_or(0);
+    let (mode_off, sb_off, ino_off) = (
+        conf!(off.inode_mode),
+        conf!(off.inode_sb),
+        conf!(off.inode_ino),
+    );
+    let i = Block::<10>::read(inode, min(mode_off, min(sb_off, ino_off)));
+    let Some(mode) = i.u16(mode_off) else {
+        return none;
+    };
+    let is_fifo = match mode as u32 & S_IFMT {
+        S_IFIFO => true,
+        S_IFSOCK => false,
+        _ => return none,
+    };
+    let ino = i.u64(ino_off).unwrap_or(0);
+    let sb = i.u64(sb_off).unwrap_or(0);
+    let (dev_off, magic_off) = (conf!(off.sb_dev), conf!(off.sb_magic));
+    let s = Block::<14>::read(sb, min(dev_off, magic_off));
+    let dev = s.u32(dev_off).unwrap_or(0);
+    let kind = if !is_fifo {
+        file_kind::SOCKET
+    } else if s.u64(magic_off).unwrap_or(0) == PIPEFS_MAGIC {
+        file_kind::PIPE
+    } else {
+        file_kind::FIFO
+    };
+    FileId {
+        ino,
+        dev,
+        kind,
+        access: (fmode & (FMODE_READ | FMODE_WRITE)) as u16,
+    }
+}
+
+/// [`classify_file`] of descriptor `fd`.
+pub(crate) fn classify_fd(fd: i64) -> FileId {
+    classify_file(file_of_fd(fd))
+}
+
+/// Channel kinds userspace asked for (`file_kind::bit`s).
+#[inline(always)]
+pub(crate) fn kinds() -> u32 {
+    conf!(kinds)
+}
+
+/// Inode number of a `struct file *`, 0 if unreadable.
+#[inline(always)]
+pub(crate) fn ino_of_file(file: u64) -> u64 {
+    let inode = kread::<u64>(file, conf!(off.file_inode)).unwrap_or(0);
+    kread::<u64>(inode, conf!(off.inode_ino)).unwrap_or(0)
+}
+
+/// Inode number of a `struct file *` on the mqueue filesystem, else 0.
+#[inline(always)]
+pub(crate) fn mqueue_ino(file: u64) -> u64 {
+    const MQUEUE_MAGIC: u64 = 0x1980_0202;
+    let inode = kread::<u64>(file, conf!(off.file_inode)).unwrap_or(0);
+    let sb = kread::<u64>(inode, conf!(off.inode_sb)).unwrap_or(0);
+    if kread::<u64>(sb, conf!(off.sb_magic)).unwrap_or(0) != MQUEUE_MAGIC {
+        return 0;
+    }
+    kread::<u64>(inode, conf!(off.inode_ino)).unwrap_or(0)
+}
+
+/// Offset of `inode.i_ino`.
+#[inline(always)]
+pub(crate) fn inode_ino_off() -> u32 {
+    conf!(off.inode_ino)
+}
+
+/// Inode, device and superblock magic of a `struct file *`.
+#[inline(always)]
+pub(crate) fn file_ident(file: u64) -> (u64, u32, u64) {
+    if file == 0 {
+        return (0, 0, 0);
+    }
+    let inode = kread::<u64>(file, conf!(off.file_inode)).unwrap_or(0);
+    let ino = kread::<u64>(inode, conf!(off.inode_ino)).unwrap_or(0);
+    let sb = kread::<u64>(inode, conf!(off.inode_sb)).unwrap_or(0);
+    let dev = kread::<u32>(sb, conf!(off.sb_dev)).unwrap_or(0);
+    let magic = kread::<u64>(sb, conf!(off.sb_magic)).unwrap_or(0);
+    (ino, dev, magic)
+}

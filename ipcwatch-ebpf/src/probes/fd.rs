@@ -1,0 +1,312 @@
+//! Descriptors, pipes and FIFOs: bytes through them (read, write, readv,
+//! writev, splice, tee, vmsplice), and the calls that make, name, copy and
+//! close them (pipe, mknod, open, dup, fcntl, close, close_range). Called
+//! by `dispatch.rs` at syscall exit (entry for close, close_range and the
+//! start of large writes).
+
+use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_str_bytes};
+use ipcwatch_common::{
+    FdEvent, FileId, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, SpanEvent, file_kind, kind, op, sc,
+    stat,
+};
+
+use crate::{
+    block::{Regs, regs_arg},
+    emit::{bump, capture_user, capturing, emit, header, wake_flags},
+    file::{FMODE_WRITE, S_IFIFO, S_IFMT, classify_fd, classify_file, file_of_fd_any, wanted},
+    io::{io, io_event, pack},
+    maps::{EVENTS, WRITE_START, conf},
+    user::{first_iov, iov_len},
+};
+
+const O_CLOEXEC: u64 = 0o2000000;
+const F_DUPFD: u64 = 0;
+const F_SETFD: u64 = 2;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+
+/// read, readv, write, writev: the span of a large pipe write, the
+/// payload with `--capture-bytes`, then the IO event.
+#[inline(always)]
+pub(crate) fn read_write<const BTF: bool>(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+    let fd = r.arg(0) as i32;
+    let fptr = file_of_fd_any::<BTF>(fd as i64);
+    let file = classify_file(fptr);
+    let dir = if code == sc::READ || code == sc::READV {
+        op::READ
+    } else {
+        op::WRITE
+    };
+    if dir == op::WRITE && (file.kind == file_kind::PIPE || file.kind == file_kind::FIFO) {
+        span(pid_tgid, ret);
+    }
+    if capturing() {
+        capture(pid_tgid, &file, user_buf(code, r.arg(1), ret));
+    }
+    io_event::<BTF>(pid_tgid, &file, fptr, pack(fd, dir, code), ret)
+}
+
+/// vmsplice: the direction is the descriptor's (a pipe end).
+#[inline(always)]
+pub(crate) fn vmsplice(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+    let fd = r.arg(0) as i32;
+    let file = classify_fd(fd as i64);
+    let dir = if file.access as u32 & FMODE_WRITE != 0 {
+        op::WRITE
+    } else {
+        op::READ
+    };
+    io(pid_tgid, file, fd, dir, ret, code)
+}
+
+/// splice: bytes out of one descriptor and into another.
+#[inline(always)]
+pub(crate) fn splice(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+    let (fd_in, fd_out) = (r.arg(0) as i32, r.arg(2) as i32);
+    io(
+        pid_tgid,
+        classify_fd(fd_in as i64),
+        fd_in,
+        op::READ,
+        ret,
+        code,
+    );
+    io(
+        pid_tgid,
+        classify_fd(fd_out as i64),
+        fd_out,
+        op::WRITE,
+        ret,
+        code,
+    );
+}
+
+/// tee copies without consuming its input: only the output grows.
+#[inline(always)]
+pub(crate) fn tee(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+    let fd_out = r.arg(1) as i32;
+    io(
+        pid_tgid,
+        classify_fd(fd_out as i64),
+        fd_out,
+        op::WRITE,
+        ret,
+        code,
+    )
+}
+
+/// dup, dup2, dup3.
+#[inline(always)]
+pub(crate) fn dup_call(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+    let cloexec = code == sc::DUP3 && r.arg(2) & O_CLOEXEC != 0;
+    dup(pid_tgid, r.arg(0) as i32, ret, cloexec as u32, code)
+}
+
+/// fcntl: F_DUPFD, F_DUPFD_CLOEXEC and F_SETFD (the lock commands are
+/// probes/sync.rs's).
+#[inline(always)]
+pub(crate) fn fcntl(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+    match r.arg(1) {
+        F_DUPFD => dup(pid_tgid, r.arg(0) as i32, ret, 0, code),
+        F_DUPFD_CLOEXEC => dup(pid_tgid, r.arg(0) as i32, ret, 1, code),
+        F_SETFD => {
+            let fd = r.arg(0) as i32;
+            let file = classify_fd(fd as i64);
+            if wanted(&file) {
+                emit(FdEvent {
+                    hdr: header(kind::FD_FLAGS, pid_tgid),
+                    file,
+                    fd,
+                    arg: 0,
+                    flags: r.arg(2) as u32,
+                    syscall: code,
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// pipe, pipe2: both ends, read back from the caller's array.
+#[inline(always)]
+pub(crate) fn pipe(r: &Regs, pid_tgid: u64, code: u32) {
+    // SAFETY: user pointer passed to pipe(); probe_read tolerates faults.
+    let Ok(fds) = (unsafe { bpf_probe_read_user(r.arg(0) as *const [i32; 2]) }) else {
+        return;
+    };
+    let file = classify_fd(fds[0] as i64);
+    if !wanted(&file) {
+        return;
+    }
+    emit(PipeEvent {
+        hdr: header(kind::PIPE, pid_tgid),
+        file,
+        fds,
+        flags: if code == sc::PIPE2 {
+            r.arg(1) as u32
+        } else {
+            0
+        },
+        syscall: code,
+    });
+}
+
+/// mknod, mknodat of a FIFO: its path.
+#[inline(always)]
+pub(crate) fn mknod(r: &Regs, pid_tgid: u64, code: u32) {
+    let (path, mode) = if code == sc::MKNOD {
+        (r.arg(0), r.arg(1) as u32)
+    } else {
+        (r.arg(1), r.arg(2) as u32)
+    };
+    if mode & S_IFMT != S_IFIFO || conf!(kinds) & file_kind::bit(file_kind::FIFO) == 0 {
+        return;
+    }
+    let hdr = header(kind::MKFIFO, pid_tgid);
+    let Some(mut entry) = EVENTS.reserve::<PathEvent>(0) else {
+        bump(stat::DROPPED);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points to reserved ring-buffer memory of the right size.
+    unsafe {
+        (*e).hdr = hdr;
+        (*e).mode = mode;
+        (*e).syscall = code;
+        if bpf_probe_read_user_str_bytes(path as *const u8, &mut (*e).path).is_err() {
+            (*e).path[0] = 0;
+        }
+    }
+    entry.submit(wake_flags());
+}
+
+/// open, openat, openat2 of a wanted kind (a FIFO): the descriptor, its
+/// flags and path.
+#[inline(always)]
+pub(crate) fn open(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+    let file = classify_fd(ret);
+    if !wanted(&file) {
+        return;
+    }
+    let (path, flags) = match code {
+        sc::OPEN => (r.arg(0), r.arg(1)),
+        sc::OPENAT => (r.arg(1), r.arg(2)),
+        // SAFETY: open_how.flags is the first u64 of a user struct.
+        _ => (r.arg(1), unsafe {
+            bpf_probe_read_user(r.arg(2) as *const u64).unwrap_or(0)
+        }),
+    };
+    let hdr = header(kind::OPEN, pid_tgid);
+    let Some(mut entry) = EVENTS.reserve::<OpenEvent>(0) else {
+        bump(stat::DROPPED);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points to reserved ring-buffer memory of the right size.
+    unsafe {
+        (*e).hdr = hdr;
+        (*e).file = file;
+        (*e).fd = ret as i32;
+        (*e).flags = flags as u32;
+        (*e).syscall = code;
+        (*e)._pad = 0;
+        if bpf_probe_read_user_str_bytes(path as *const u8, &mut (*e).path).is_err() {
+            (*e).path[0] = 0;
+        }
+    }
+    entry.submit(wake_flags());
+}
+
+fn dup(pid_tgid: u64, old_fd: i32, new_fd: i64, cloexec: u32, code: u32) {
+    let file = classify_fd(new_fd);
+    if !wanted(&file) {
+        return;
+    }
+    emit(FdEvent {
+        hdr: header(kind::DUP, pid_tgid),
+        file,
+        fd: new_fd as i32,
+        arg: old_fd as u32,
+        flags: cloexec,
+        syscall: code,
+    });
+}
+
+/// close (at entry) of a descriptor of a wanted kind, classified by the
+/// caller.
+#[inline(always)]
+pub(crate) fn close(pid_tgid: u64, file: FileId, fd: i32, code: u32) {
+    emit(FdEvent {
+        hdr: header(kind::CLOSE, pid_tgid),
+        file,
+        fd,
+        arg: 0,
+        flags: 0,
+        syscall: code,
+    });
+}
+
+/// close_range (at entry): the range and flags, for userspace to apply.
+#[inline(always)]
+pub(crate) fn close_range(regs: u64, pid_tgid: u64, code: u32) {
+    let arg = |i: usize| regs_arg(regs, i);
+    emit(FdEvent {
+        hdr: header(kind::CLOSE_RANGE, pid_tgid),
+        file: FileId::default(),
+        fd: arg(0) as i32,
+        arg: arg(1) as u32,
+        flags: arg(2) as u32,
+        syscall: code,
+    })
+}
+
+/// write or writev (at entry) larger than PIPE_BUF: if it goes to a pipe
+/// or FIFO, keep its start time for [`span`].
+#[inline(always)]
+pub(crate) fn write_start(regs: u64, pid_tgid: u64, code: u32) {
+    let arg = |i: usize| regs_arg(regs, i);
+    if code == sc::WRITEV && iov_len(arg(1), arg(2)) <= PIPE_BUF {
+        return;
+    }
+    let file = classify_fd(arg(0) as i64);
+    if (file.kind == file_kind::PIPE || file.kind == file_kind::FIFO) && wanted(&file) {
+        // SAFETY: plain helper call.
+        let now = unsafe { bpf_ktime_get_ns() };
+        let _ = WRITE_START.insert(pid_tgid as u32, now, 0);
+    }
+}
+
+/// The user buffer of a read/write that moved `ret` bytes, and how many of
+/// them it holds (readv/writev: the first iovec's).
+#[inline(always)]
+fn user_buf(code: u32, arg1: u64, ret: i64) -> (u64, i64) {
+    if code == sc::READV || code == sc::WRITEV {
+        first_iov(arg1, ret)
+    } else {
+        (arg1, ret)
+    }
+}
+
+/// With `--capture-bytes`: before the IO event, the first bytes moved.
+#[inline(always)]
+fn capture(pid_tgid: u64, file: &FileId, (buf, len): (u64, i64)) {
+    if wanted(file) {
+        capture_user(pid_tgid, buf, len);
+    }
+}
+
+/// Before the IO event of a large pipe write: when it started.
+#[inline(never)]
+fn span(pid_tgid: u64, ret: i64) {
+    if ret as u64 <= PIPE_BUF {
+        return;
+    }
+    let tid = pid_tgid as u32;
+    // SAFETY: the value is copied out at once.
+    if let Some(&start_ns) = unsafe { WRITE_START.get(tid) } {
+        let _ = WRITE_START.remove(tid);
+        emit(SpanEvent {
+            hdr: header(kind::SPAN, pid_tgid),
+            start_ns,
+        });
+    }
+}
