@@ -58,6 +58,17 @@ fn parse(text: &str) -> Result<Figures> {
     })
 }
 
+/// The arguments before `collector-throughput`: none for ipcwatch-workload;
+/// `workload` for an ipcwatch built before the workloads left it (a
+/// `--baseline`).
+fn prefix(bin: &Path) -> &'static [&'static str] {
+    if bin.file_name().is_some_and(|n| n == "ipcwatch") {
+        &["workload"]
+    } else {
+        &[]
+    }
+}
+
 fn once(bin: &Path, events: u64, pin: bool) -> Result<Figures> {
     let mut cmd = if pin {
         let mut c = Command::new("taskset");
@@ -66,6 +77,7 @@ fn once(bin: &Path, events: u64, pin: bool) -> Result<Figures> {
     } else {
         Command::new(bin)
     };
+    cmd.args(prefix(bin));
     cmd.args(["collector-throughput", "--events", &events.to_string()]);
     let out = cmd
         .output()
@@ -97,9 +109,7 @@ fn table(runs: &[Figures], pinned: bool) -> String {
     let mut sorted = runs.to_vec();
     sorted.sort_by(|a, b| a.events_per_sec.total_cmp(&b.events_per_sec));
     let m = sorted[sorted.len() / 2];
-    let mut cpu: Vec<f64> = runs.iter().map(|r| r.events_per_cpu_sec).collect();
-    cpu.sort_by(f64::total_cmp);
-    let cpu = cpu[cpu.len() / 2];
+    let cpu = median_cpu(runs);
     let core = if pinned { "CPU 1" } else { "not pinned" };
     // On a core shared with other work, wall-clock time counts theirs too;
     // the thread's CPU time is what one core gives the collector.
@@ -140,6 +150,43 @@ fn table(runs: &[Figures], pinned: bool) -> String {
         thousands(GOAL as u64)
     );
     t
+}
+
+/// The median of events per CPU-second.
+fn median_cpu(runs: &[Figures]) -> f64 {
+    let mut cpu: Vec<f64> = runs.iter().map(|r| r.events_per_cpu_sec).collect();
+    cpu.sort_by(f64::total_cmp);
+    cpu[cpu.len() / 2]
+}
+
+/// This tree's collector and a `baseline` build's, alternating run by run
+/// in one invocation: both tables and the ratio of their medians.
+pub fn run_against(bin: &Path, baseline: &Path, events: u64) -> Result<String> {
+    let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let (mut now, mut before) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        for (which, b, runs) in [
+            ("this tree", bin, &mut now),
+            ("baseline", baseline, &mut before),
+        ] {
+            let f = once(b, events, pin)?;
+            eprintln!(
+                "collector-throughput run {}/{RUNS}, {which}: {:.0} events/s ({:.0} per CPU-second)",
+                i + 1,
+                f.events_per_sec,
+                f.events_per_cpu_sec
+            );
+            runs.push(f);
+        }
+    }
+    let ratio = median_cpu(&now) / median_cpu(&before);
+    Ok(format!(
+        "This tree ({}):\n\n{}\nBaseline ({}):\n\n{}\nEvents per CPU-second, this tree / baseline: **{ratio:.3}** (runs alternating, median of {RUNS} each)\n",
+        bin.display(),
+        table(&now, pin),
+        baseline.display(),
+        table(&before, pin)
+    ))
 }
 
 /// Run the benchmark with the workload binary `bin`; a markdown table of

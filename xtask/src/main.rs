@@ -64,6 +64,11 @@ enum Cmd {
         /// Events per run (3 runs; the median is reported).
         #[arg(long, default_value_t = 3_000_000)]
         events: u64,
+        /// Also run an earlier build, alternating with this tree's: an
+        /// ipcwatch-workload, or an ipcwatch from before the workloads
+        /// left it (`ipcwatch workload collector-throughput`).
+        #[arg(long, value_name = "BIN")]
+        baseline: Option<PathBuf>,
     },
     /// Precision and recall of the race detector over its acceptance
     /// workloads (docs/races.md).
@@ -181,10 +186,14 @@ fn main() -> Result<()> {
             let bins = build_release_with_workload()?;
             soak::run(&bins, &args)
         }
-        Cmd::BenchCollector { events } => {
+        Cmd::BenchCollector { events, baseline } => {
             setup::ensure()?;
             let workload = build_workload_release()?;
-            print!("{}", bench_collector::run(&workload, events)?);
+            let text = match baseline {
+                Some(b) => bench_collector::run_against(&workload, &b, events)?,
+                None => bench_collector::run(&workload, events)?,
+            };
+            print!("{text}");
             Ok(())
         }
         Cmd::BenchLoss { bin } => {
