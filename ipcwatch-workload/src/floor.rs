@@ -11,6 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use aya::{EbpfLoader, programs::RawTracePoint};
+use ipcwatch::kernel::attach::program;
 use ipcwatch::kernel::loader::EBPF_OBJECT;
 use ipcwatch::kernel::preflight;
 use ipcwatch_common::Config;
@@ -26,11 +27,8 @@ pub fn run(argv: &[String]) -> Result<i32> {
         .map_max_entries("EVENTS", 1 << 16)
         .load(EBPF_OBJECT)
         .context("loading the eBPF object")?;
-    let p: &mut RawTracePoint = ebpf
-        .program_mut("doctor_raw_tracepoint")
-        .context("no program doctor_raw_tracepoint in the eBPF object")?
-        .try_into()
-        .context("doctor_raw_tracepoint is not a raw tracepoint program")?;
+    let p: &mut RawTracePoint =
+        program(&mut ebpf, "doctor_raw_tracepoint").map_err(anyhow::Error::msg)?;
     p.load().context("loading the empty program")?;
     for tp in ["sys_enter", "sys_exit"] {
         p.attach(tp)

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use ipcwatch::session::parse_duration;
 
 /// Built-in workloads with known IPC behaviour (tests, benchmarks).
 #[derive(Parser, Debug)]
@@ -51,7 +52,7 @@ enum Workload {
     },
     /// A pipe made now, written after DELAY seconds (or a line on stdin).
     PipeDelayed {
-        #[arg(long, value_parser = parse_secs)]
+        #[arg(long, value_parser = parse_duration)]
         delay: Option<Duration>,
         #[arg(long)]
         bytes: usize,
@@ -286,24 +287,6 @@ fn exit_code(status: i32) -> ExitCode {
         0 => ExitCode::SUCCESS,
         code => ExitCode::from(code.clamp(1, 255) as u8),
     }
-}
-
-/// Seconds (`2.5`) or a duration with units (`10s`, `1m30s`, `500ms`).
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = match s.parse() {
-        Ok(v) => v,
-        Err(_) => humantime::parse_duration(s)
-            .map_err(|_| {
-                format!("`{s}` is neither a number of seconds nor a duration like 10s or 1m30s")
-            })?
-            .as_secs_f64(),
-    };
-    if !v.is_finite() || v <= 0.0 || v > 1e9 {
-        return Err(format!(
-            "`{s}`: the duration must be a positive number of seconds"
-        ));
-    }
-    Ok(Duration::from_secs_f64(v))
 }
 
 fn main() -> ExitCode {

@@ -632,3 +632,22 @@ pub struct WriteSampleLine {
     /// Trap address (just after the writing instruction).
     pub ip: u64,
 }
+
+/// A header line of trace format `version` (the reader and writer tests).
+#[cfg(test)]
+pub(crate) fn test_header(version: u32) -> String {
+    serde_json::to_string(&Record::Header(Header {
+        ts_ns: 1,
+        format: FORMAT_NAME.into(),
+        version,
+        tool_version: "0".into(),
+        kernel: "6".into(),
+        hostname: "h".into(),
+        start_time: "2026-01-01T00:00:00Z".into(),
+        start_unix_ns: 0,
+        command: None,
+        pids: vec![],
+        comms: vec![],
+    }))
+    .unwrap()
+}

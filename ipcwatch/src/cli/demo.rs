@@ -16,12 +16,14 @@
 //! `ipcwatch-workload` crate); these are the only ones ipcwatch ships.
 
 use std::ffi::CString;
+use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
 use ipcwatch::session::RecordArgs;
+use rustix::process::{Pid, Signal, WaitOptions};
 
 use super::args::parse_secs;
 
@@ -79,25 +81,22 @@ fn os_err(what: &str) -> anyhow::Error {
 /// Name this process (its comm) so the TUI shows what it is.
 fn set_name(name: &str) {
     if let Ok(c) = CString::new(name) {
-        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+        let _ = rustix::thread::set_name(&c);
     }
 }
 
 /// Die with SIGTERM when the parent goes; exit now if it already went.
-fn die_with_parent(parent: i32) {
-    // SAFETY: plain prctl with an integer argument.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
-    // SAFETY: getppid cannot fail.
-    if unsafe { libc::getppid() } != parent {
+fn die_with_parent(parent: Option<Pid>) {
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::TERM));
+    if rustix::process::getppid() != parent {
         std::process::exit(0);
     }
 }
 
 /// Fork a child running `body` (which never returns).
 fn spawn(name: &str, body: impl FnOnce()) -> Result<i32> {
-    // SAFETY: getpid cannot fail.
-    let me = unsafe { libc::getpid() };
+    let me = Some(rustix::process::getpid());
+    // fork stays libc: rustix offers applications no fork.
     // SAFETY: the demo's processes are single-threaded when they fork.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -116,36 +115,36 @@ fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
+/// A descriptor of the demo's own, by number (they are passed across
+/// forks as plain integers, as a C program would).
+fn fd_ref(fd: i32) -> BorrowedFd<'static> {
+    // SAFETY: the demo only names descriptors it opened and has not closed.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
 fn write_all(fd: i32, buf: &[u8]) -> bool {
     let mut off = 0;
     while off < buf.len() {
-        // SAFETY: writing from a valid slice.
-        let n = unsafe { libc::write(fd, buf[off..].as_ptr().cast(), buf.len() - off) };
-        if n <= 0 {
-            return false;
+        match rustix::io::write(fd_ref(fd), &buf[off..]) {
+            Ok(n) if n > 0 => off += n,
+            _ => return false,
         }
-        off += n as usize;
     }
     true
 }
 
 fn read_some(fd: i32, buf: &mut [u8]) -> isize {
-    // SAFETY: reading into a valid slice.
-    unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }
+    rustix::io::read(fd_ref(fd), buf).map_or(-1, |n| n as isize)
 }
 
 fn pipe() -> Result<[i32; 2]> {
-    let mut fds = [0; 2];
-    // SAFETY: valid out array.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(os_err("pipe"));
-    }
-    Ok(fds)
+    let (r, w) = rustix::pipe::pipe().map_err(|e| anyhow::anyhow!("pipe: {e}"))?;
+    Ok([r.into_raw_fd(), w.into_raw_fd()])
 }
 
 fn close(fd: i32) {
     // SAFETY: closing a descriptor this process owns and no longer uses.
-    unsafe { libc::close(fd) };
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }
 
 /// src writes 512-byte chunks every 20 ms; filter copies them on; sink reads.
@@ -212,8 +211,11 @@ fn socket_pair() -> Result<()> {
 /// A POSIX queue: 10 messages of 64 bytes a second.
 fn message_queue() -> Result<()> {
     // SAFETY: getpid cannot fail.
-    let name = CString::new(format!("/ipcwatch-demo-{}", unsafe { libc::getpid() }))
-        .map_err(|_| anyhow::anyhow!("queue name"))?;
+    let name = CString::new(format!(
+        "/ipcwatch-demo-{}",
+        rustix::process::getpid().as_raw_nonzero()
+    ))
+    .map_err(|_| anyhow::anyhow!("queue name"))?;
     // SAFETY: an all-zero mq_attr is valid; the fields are set below.
     let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
     attr.mq_maxmsg = 8;
@@ -327,8 +329,7 @@ fn shared_counters() -> Result<()> {
 /// Start every demo workload, then wait: until `duration` (killing the
 /// children) or until ipcwatch, the parent, goes away.
 fn workloads(duration: Option<Duration>) -> Result<()> {
-    // SAFETY: getppid cannot fail.
-    die_with_parent(unsafe { libc::getppid() });
+    die_with_parent(rustix::process::getppid());
     set_name("demo");
     pipeline()?;
     socket_pair()?;
@@ -336,9 +337,8 @@ fn workloads(duration: Option<Duration>) -> Result<()> {
     shared_counters()?;
     let start = Instant::now();
     loop {
-        let mut status = 0;
-        // SAFETY: reaping our own children without blocking.
-        while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
+        // Reap the children that ended, without blocking.
+        while let Ok(Some(_)) = rustix::process::wait(WaitOptions::NOHANG) {}
         if duration.is_some_and(|d| start.elapsed() >= d) {
             // Each child dies with us (PR_SET_PDEATHSIG).
             break;

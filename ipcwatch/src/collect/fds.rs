@@ -2,13 +2,13 @@
 //! channel (dup, close, fcntl, close_range): kernel events to records.
 //! Stateless: what a descriptor refers to is in the model.
 
-use ipcwatch_common::{EventHeader, FdEvent, FileId, IoEvent, PathEvent, file_kind, op};
+use ipcwatch_common::{EventHeader, FdEvent, FileId, IoEvent, PathEvent, file_kind};
 
-use super::lines::{channel_line, lossy, syscall_name};
-use crate::decode::{RawEvent, comm};
+use super::lines::{channel_line, io_line, lossy, op_of, syscall_name};
+use crate::decode::RawEvent;
 use crate::ids::{channel_id, fifo_id};
 use crate::model::Model;
-use crate::record::{ChannelEvent, ChannelKind, ChannelLine, End, Io, Op, Record, Text};
+use crate::record::{ChannelEvent, ChannelKind, ChannelLine, End, Record, Text};
 use crate::scan::procs::fd_link;
 
 const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
@@ -121,24 +121,15 @@ pub fn convert(model: &Model, raw: &RawEvent, out: &mut Vec<Record>) {
 /// A read or write on a pipe or FIFO.
 fn io(e: &IoEvent) -> Option<Record> {
     let (kind, channel) = channel_id(&e.file)?;
-    Some(Record::Io(Io {
-        ts_ns: e.hdr.ts_ns,
+    Some(Record::Io(io_line(
+        &e.hdr,
         kind,
-        op: if e.op == op::WRITE {
-            Op::Write
-        } else {
-            Op::Read
-        },
+        op_of(e.op),
         channel,
-        pid: e.hdr.pid,
-        tid: e.hdr.tid,
-        comm: comm(&e.hdr),
-        bytes: e.bytes,
-        fd: e.fd,
-        syscall: Text::const_new(ipcwatch_common::sc::name(e.syscall)),
-        start_ns: None,
-        ext: Default::default(),
-    }))
+        e.bytes,
+        e.fd,
+        e.syscall,
+    )))
 }
 
 /// close_range(2): a close (or, with CLOSE_RANGE_CLOEXEC, a setfd) line for

@@ -3,7 +3,7 @@
 use ipcwatch_common::EventHeader;
 
 use crate::decode::{c_str, comm};
-use crate::record::{ChannelEvent, ChannelKind, ChannelLine, Text};
+use crate::record::{ChannelEvent, ChannelKind, ChannelLine, Io, Op, Text};
 
 /// The name of an architecture-independent syscall code.
 pub fn syscall_name(code: u32) -> Text {
@@ -39,4 +39,40 @@ pub fn channel_line(
 /// A NUL-terminated name from the kernel, as text.
 pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(c_str(bytes)).into_owned()
+}
+
+/// Read or write, from the probe's direction.
+pub fn op_of(op: u32) -> Op {
+    if op == ipcwatch_common::op::WRITE {
+        Op::Write
+    } else {
+        Op::Read
+    }
+}
+
+/// An io record for `bytes` moved by the thread of `hdr` through `fd`
+/// (-1 without one), the extensions left empty.
+pub fn io_line(
+    hdr: &EventHeader,
+    kind: ChannelKind,
+    op: Op,
+    channel: Text,
+    bytes: u64,
+    fd: i32,
+    syscall: u32,
+) -> Io {
+    Io {
+        ts_ns: hdr.ts_ns,
+        kind,
+        op,
+        channel,
+        pid: hdr.pid,
+        tid: hdr.tid,
+        comm: comm(hdr),
+        bytes,
+        fd,
+        syscall: syscall_name(syscall),
+        start_ns: None,
+        ext: Default::default(),
+    }
 }

@@ -6,8 +6,8 @@ use foldhash::HashMap;
 use compact_str::format_compact;
 use ipcwatch_common::{MqEvent, MsgEvent, sc};
 
-use super::lines::{channel_line, syscall_name};
-use crate::decode::{c_str, comm};
+use super::lines::{channel_line, io_line, syscall_name};
+use crate::decode::c_str;
 use crate::record::{ChannelEvent, ChannelKind, End, Io, IoExt, MqAttr, Op, Record};
 use crate::scan::procs::fd_link;
 
@@ -80,21 +80,19 @@ impl QueueTracker {
         };
         let io = |op: Op| {
             Record::Io(Io {
-                ts_ns: e.hdr.ts_ns,
-                kind: ChannelKind::Mq,
-                op,
-                channel: channel.clone(),
-                pid: e.hdr.pid,
-                tid: e.hdr.tid,
-                comm: comm(&e.hdr),
-                bytes: e.bytes,
-                fd: e.fd,
-                syscall: syscall_name(e.syscall),
-                start_ns: None,
                 ext: IoExt {
                     priority: Some(e.prio),
                     ..IoExt::default()
                 },
+                ..io_line(
+                    &e.hdr,
+                    ChannelKind::Mq,
+                    op,
+                    channel.clone(),
+                    e.bytes,
+                    e.fd,
+                    e.syscall,
+                )
             })
         };
         match e.syscall {
@@ -157,22 +155,20 @@ impl QueueTracker {
         let channel = format_compact!("msgq:{}", e.id);
         let io = |op: Op| {
             Record::Io(Io {
-                ts_ns: e.hdr.ts_ns,
-                kind: ChannelKind::Msgq,
-                op,
-                channel: channel.clone(),
-                pid: e.hdr.pid,
-                tid: e.hdr.tid,
-                comm: comm(&e.hdr),
-                bytes: e.bytes,
-                fd: -1,
-                syscall: syscall_name(e.syscall),
-                start_ns: None,
                 ext: IoExt {
                     mtype: Some(e.mtype),
                     key,
                     ..IoExt::default()
                 },
+                ..io_line(
+                    &e.hdr,
+                    ChannelKind::Msgq,
+                    op,
+                    channel.clone(),
+                    e.bytes,
+                    -1,
+                    e.syscall,
+                )
             })
         };
         match e.syscall {

@@ -19,11 +19,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use compact_str::format_compact;
 use ipcwatch_common::{SockEvent, file_kind, op, sock_op};
 
-use super::lines::{channel_line, syscall_name};
+use super::lines::{channel_line, io_line, op_of, syscall_name};
 use crate::decode::{c_str, comm};
 use crate::record::{
-    ChannelEvent, ChannelExt, ChannelKind, ChannelLine, Credentials, End, Io, IoExt, Op, Record,
-    Text,
+    ChannelEvent, ChannelExt, ChannelKind, ChannelLine, Credentials, End, Io, IoExt, Record, Text,
 };
 use crate::scan::procs::{all_pids, comm_and_ppid};
 use crate::scan::sockdiag::{self, Holder, Snapshot};
@@ -389,21 +388,6 @@ impl SocketTracker {
         let connected = e.dport != 0 || e.peer_sk != 0 || e.peer_ino != 0;
         let addr = if connected { None } else { Self::addr(e) };
         out.push(Record::Io(Io {
-            ts_ns: e.hdr.ts_ns,
-            kind: kind_of(e),
-            op: if e.op == op::WRITE {
-                Op::Write
-            } else {
-                Op::Read
-            },
-            channel,
-            pid: e.hdr.pid,
-            tid: e.hdr.tid,
-            comm: comm(&e.hdr),
-            bytes: e.bytes,
-            fd: e.fd,
-            syscall: syscall_name(e.syscall),
-            start_ns: None,
             ext: IoExt {
                 msgs: (e.msgs > 1).then_some(e.msgs),
                 addr,
@@ -411,6 +395,15 @@ impl SocketTracker {
                 scm_credentials,
                 ..IoExt::default()
             },
+            ..io_line(
+                &e.hdr,
+                kind_of(e),
+                op_of(e.op),
+                channel,
+                e.bytes,
+                e.fd,
+                e.syscall,
+            )
         }));
     }
 

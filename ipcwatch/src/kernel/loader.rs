@@ -12,7 +12,7 @@ use ipcwatch_common::{
 };
 
 use crate::error::Error;
-use crate::kernel::attach::{Skipped, attach_btf_or_raw, attach_raw, attach_tp};
+use crate::kernel::attach::{Skipped, attach_btf_or_raw, attach_raw, attach_tp, program};
 use crate::kernel::{btf, shm, syscalls};
 
 /// The eBPF object built by build.rs (crate ipcwatch-ebpf, with BTF).
@@ -176,12 +176,8 @@ impl Probes {
 
     /// Load the watchpoint program (once) for collision sampling.
     pub fn enable_watch(&mut self) -> Result<(), Error> {
-        let p: &mut PerfEvent = self
-            .ebpf
-            .program_mut("ipcwatch_watch")
-            .ok_or_else(|| Error::Load("program ipcwatch_watch missing".into()))?
-            .try_into()
-            .map_err(|e| load_err("ipcwatch_watch", e))?;
+        let p: &mut PerfEvent =
+            program(&mut self.ebpf, "ipcwatch_watch").map_err(|e| load_err("ipcwatch_watch", e))?;
         if p.fd().is_err() {
             p.load().map_err(|e| load_err("ipcwatch_watch", e))?;
         }
@@ -215,12 +211,8 @@ impl Probes {
                 .insert(key, slot, 0)
                 .map_err(|e| load_err("filling WATCH", e))?;
         }
-        let p: &mut PerfEvent = self
-            .ebpf
-            .program_mut("ipcwatch_watch")
-            .ok_or_else(|| Error::Load("program ipcwatch_watch missing".into()))?
-            .try_into()
-            .map_err(|e| load_err("ipcwatch_watch", e))?;
+        let p: &mut PerfEvent =
+            program(&mut self.ebpf, "ipcwatch_watch").map_err(|e| load_err("ipcwatch_watch", e))?;
         let prog = p.fd().map_err(|e| load_err("ipcwatch_watch", e))?;
         let prog = prog.as_fd().as_raw_fd();
         let mut fds = Vec::new();
@@ -374,6 +366,11 @@ fn kernel_log_level() -> u8 {
     }
 }
 
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map, Error> {
+    ebpf.map_mut(name)
+        .ok_or_else(|| Error::Load(format!("map {name} missing")))
+}
+
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
     ebpf.take_map(name)
         .ok_or_else(|| Error::Load(format!("map {name} missing")))
@@ -381,21 +378,15 @@ fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
 
 /// SYSCALLS (this architecture's numbers) and COMMS (`--comm`).
 fn fill_maps(ebpf: &mut Ebpf, opts: &Options) -> Result<(), Error> {
-    let mut syscalls: Array<_, u32> = Array::try_from(
-        ebpf.map_mut("SYSCALLS")
-            .ok_or_else(|| Error::Load("map SYSCALLS missing".into()))?,
-    )
-    .map_err(|e| load_err("map SYSCALLS", e))?;
+    let mut syscalls: Array<_, u32> =
+        Array::try_from(map_mut(ebpf, "SYSCALLS")?).map_err(|e| load_err("map SYSCALLS", e))?;
     for (code, nr) in &syscalls::syscall_numbers() {
         syscalls
             .set(*nr as u32, code, 0)
             .map_err(|e| load_err("filling SYSCALLS", e))?;
     }
-    let mut comms: HashMap<_, [u8; COMM_LEN], u32> = HashMap::try_from(
-        ebpf.map_mut("COMMS")
-            .ok_or_else(|| Error::Load("map COMMS missing".into()))?,
-    )
-    .map_err(|e| load_err("map COMMS", e))?;
+    let mut comms: HashMap<_, [u8; COMM_LEN], u32> =
+        HashMap::try_from(map_mut(ebpf, "COMMS")?).map_err(|e| load_err("map COMMS", e))?;
     for c in &opts.filter.comms {
         comms
             .insert(comm_key(c), 1, 0)

@@ -82,3 +82,21 @@ pub struct Outcome {
     pub races: usize,
     pub command_status: Option<i32>,
 }
+
+/// Seconds (`2.5`) or a duration with units (`10s`, `1m30s`, `500ms`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let v: f64 = match s.parse() {
+        Ok(v) => v,
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|_| {
+                format!("`{s}` is neither a number of seconds nor a duration like 10s or 1m30s")
+            })?
+            .as_secs_f64(),
+    };
+    if !v.is_finite() || v <= 0.0 || v > 1e9 {
+        return Err(format!(
+            "`{s}`: the duration must be a positive number of seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}

@@ -10,7 +10,7 @@ mod run;
 pub mod spawn;
 mod start;
 
-pub use args::{Outcome, RecordArgs, StopReason};
+pub use args::{Outcome, RecordArgs, StopReason, parse_duration};
 
 use crate::sink::Sink;
 use crate::sink::ndjson::NdjsonWriter;

@@ -185,24 +185,7 @@ impl Sink for NdjsonWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{FORMAT_NAME, Header};
-
-    fn header(version: u32) -> String {
-        serde_json::to_string(&Record::Header(Header {
-            ts_ns: 1,
-            format: FORMAT_NAME.into(),
-            version,
-            tool_version: "0".into(),
-            kernel: "6".into(),
-            hostname: "h".into(),
-            start_time: "2026-01-01T00:00:00Z".into(),
-            start_unix_ns: 0,
-            command: None,
-            pids: vec![],
-            comms: vec![],
-        }))
-        .unwrap()
-    }
+    use crate::record::test_header as header;
 
     #[test]
     fn io_lines_are_written_as_serde_json_writes_them() {
