@@ -109,19 +109,9 @@ pub const NAMES: [(u32, &str); 22] = [
 
 /// The syscall name for a code, or `"?"`.
 pub fn name(code: u32) -> &'static str {
-    let mut i = 0;
-    while i < NAMES.len() {
-        if NAMES[i].0 == code {
-            return NAMES[i].1;
-        }
-        i += 1;
-    }
-    let mut i = 0;
-    while i < CHANNEL_NAMES.len() {
-        if CHANNEL_NAMES[i].0 == code {
-            return CHANNEL_NAMES[i].1;
-        }
-        i += 1;
-    }
-    crate::shm::sc::name(code)
+    [&NAMES[..], &CHANNEL_NAMES[..], &crate::shm::sc::NAMES[..]]
+        .into_iter()
+        .flatten()
+        .find(|(c, _)| *c == code)
+        .map_or("?", |(_, n)| n)
 }

@@ -50,18 +50,6 @@ pub mod sc {
         (UNLINKAT, "unlinkat"),
         (FTRUNCATE, "ftruncate"),
     ];
-
-    /// The syscall name for a code of this module, or `"?"`.
-    pub fn name(code: u32) -> &'static str {
-        let mut i = 0;
-        while i < NAMES.len() {
-            if NAMES[i].0 == code {
-                return NAMES[i].1;
-            }
-            i += 1;
-        }
-        "?"
-    }
 }
 
 /// Values of [`UprobeEvent::func`]: the libc function that was hit.
@@ -342,7 +330,7 @@ mod tests {
     fn codes_are_unique_and_in_range() {
         for (i, (a, n)) in sc::NAMES.iter().enumerate() {
             assert!((64..128).contains(a));
-            assert_eq!(sc::name(*a), *n);
+            assert_eq!(crate::sc::name(*a), *n);
             for (b, _) in &sc::NAMES[i + 1..] {
                 assert_ne!(a, b);
             }

@@ -5,6 +5,7 @@
 
 use std::io::{self, BufRead};
 
+use crate::model::Model;
 use crate::race::Analyses;
 use crate::record::{FORMAT_NAME, FORMAT_VERSION, Record, Summary};
 
@@ -145,9 +146,10 @@ pub struct Replay<R> {
 }
 
 impl<R: BufRead> Replay<R> {
-    pub fn new(reader: TraceReader<R>) -> Self {
+    /// Replay the trace `input`, from its header line.
+    pub fn new(input: R) -> Self {
         Replay {
-            reader,
+            reader: TraceReader::new(input),
             analyses: Analyses::offline(),
             derived: None,
             summary: None,
@@ -172,6 +174,15 @@ impl<R: BufRead> Replay<R> {
         }
         self.derived = self.analyses.apply(&record).map(Record::Race);
         Ok(Some(record))
+    }
+
+    /// Every record left, into `model`. On a bad line, the records before
+    /// it stay applied.
+    pub fn apply_all(&mut self, model: &mut Model) -> Result<(), TraceError> {
+        while let Some(record) = self.next_record()? {
+            model.apply(&record);
+        }
+        Ok(())
     }
 }
 

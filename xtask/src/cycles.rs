@@ -25,12 +25,14 @@
 //! module reaches other modules through `use`; xtask holds itself to that
 //! with `clippy::absolute_paths` (main.rs, xtask/clippy.toml).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use petgraph::algo::tarjan_scc;
+use petgraph::graphmap::DiGraphMap;
 
 use crate::cmd::{path_with_cargo_bin, root, show};
 
@@ -152,23 +154,16 @@ impl Graph {
     }
 
     /// The loops: sets of two or more modules that all reach each other
-    /// (Tarjan's strongly connected components), each sorted, in order.
+    /// (strongly connected components), each sorted, in order.
     fn loops(&self) -> Vec<Vec<String>> {
-        let mut next: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (a, b) in self.edges.keys() {
-            next.entry(a).or_default().push(b);
-        }
-        let mut t = Tarjan {
-            next,
-            ..Tarjan::default()
-        };
+        let mut graph = DiGraphMap::<&str, ()>::new();
         for m in &self.modules {
-            if !t.index.contains_key(m.as_str()) {
-                t.visit(m);
-            }
+            graph.add_node(m);
         }
-        let mut loops: Vec<Vec<String>> = t
-            .components
+        for (a, b) in self.edges.keys() {
+            graph.add_edge(a, b, ());
+        }
+        let mut loops: Vec<Vec<String>> = tarjan_scc(&graph)
             .into_iter()
             .filter(|c| c.len() > 1)
             .map(|c| {
@@ -179,48 +174,6 @@ impl Graph {
             .collect();
         loops.sort();
         loops
-    }
-}
-
-/// Tarjan's strongly connected components over the module edges.
-#[derive(Default)]
-struct Tarjan<'a> {
-    next: HashMap<&'a str, Vec<&'a str>>,
-    index: HashMap<&'a str, usize>,
-    low: HashMap<&'a str, usize>,
-    stack: Vec<&'a str>,
-    on_stack: HashSet<&'a str>,
-    components: Vec<Vec<&'a str>>,
-}
-
-impl<'a> Tarjan<'a> {
-    fn visit(&mut self, v: &'a str) {
-        let i = self.index.len();
-        self.index.insert(v, i);
-        self.low.insert(v, i);
-        self.stack.push(v);
-        self.on_stack.insert(v);
-        for w in self.next.get(v).cloned().unwrap_or_default() {
-            if !self.index.contains_key(w) {
-                self.visit(w);
-                let low = self.low[v].min(self.low[w]);
-                self.low.insert(v, low);
-            } else if self.on_stack.contains(w) {
-                let low = self.low[v].min(self.index[w]);
-                self.low.insert(v, low);
-            }
-        }
-        if self.low[v] == self.index[v] {
-            let mut component = Vec::new();
-            while let Some(w) = self.stack.pop() {
-                self.on_stack.remove(w);
-                component.push(w);
-                if w == v {
-                    break;
-                }
-            }
-            self.components.push(component);
-        }
     }
 }
 

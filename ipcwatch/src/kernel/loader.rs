@@ -196,12 +196,9 @@ impl Probes {
         tids: &[u32],
     ) -> Result<Vec<OwnedFd>, Error> {
         {
-            let mut watch: HashMap<_, WatchKey, u32> = HashMap::try_from(
-                self.ebpf
-                    .map_mut("WATCH")
-                    .ok_or_else(|| Error::Load("map WATCH missing".into()))?,
-            )
-            .map_err(|e| load_err("map WATCH", e))?;
+            let mut watch: HashMap<_, WatchKey, u32> =
+                HashMap::try_from(map_mut(&mut self.ebpf, "WATCH")?)
+                    .map_err(|e| load_err("map WATCH", e))?;
             let key = WatchKey {
                 tgid: pid,
                 _pad: 0,

@@ -14,7 +14,7 @@ use btf_rs::Btf;
 use ipcwatch_common::shm::{ShmConfig, func, shm_flags};
 
 use crate::error::Error;
-use crate::kernel::attach::Skipped;
+use crate::kernel::attach::{Skipped, program};
 use crate::kernel::btf::member_offset;
 use crate::scan::maps::read_maps;
 
@@ -90,11 +90,12 @@ fn attach_one(
     target: &str,
     scope: UProbeScope,
 ) -> Result<Vec<(&'static str, UProbeLinkId)>, String> {
-    let mut links = Vec::new();
-    let prog = if func::at_return(f) && f == func::SEM_OPEN {
-        "ipcwatch_uretprobe"
-    } else {
-        "ipcwatch_uprobe"
+    // sem_open is probed at its return only (the semaphore is its result);
+    // the other calls probed at their return are probed at entry too.
+    let progs: &[(&'static str, &str)] = match (func::at_return(f), f == func::SEM_OPEN) {
+        (true, true) => &[("ipcwatch_uretprobe", "")],
+        (true, false) => &[("ipcwatch_uprobe", ""), ("ipcwatch_uretprobe", " (return)")],
+        (false, _) => &[("ipcwatch_uprobe", "")],
     };
     let symbol = func::symbol(f);
     // x86 uprobes refuse a lock-prefixed first instruction, and glibc's
@@ -108,49 +109,24 @@ fn attach_one(
             UProbeAttachLocation::Symbol(symbol)
         }
     };
-    let p: &mut UProbe = ebpf
-        .program_mut(prog)
-        .ok_or("program missing")?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-    let id = p
-        .attach(
-            UProbeAttachPoint {
+    progs
+        .iter()
+        .map(|&(prog, what)| {
+            let p: &mut UProbe = program(ebpf, prog)?;
+            let point = UProbeAttachPoint {
                 location: location(),
                 cookie: Some(f as u64),
-            },
-            target,
-            scope,
-        )
-        .map_err(|e| format!("{symbol}: {e}"))?;
-    links.push((prog, id));
-    if func::at_return(f) && f != func::SEM_OPEN {
-        let r: &mut UProbe = ebpf
-            .program_mut("ipcwatch_uretprobe")
-            .ok_or("program missing")?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        let id = r
-            .attach(
-                UProbeAttachPoint {
-                    location: location(),
-                    cookie: Some(f as u64),
-                },
-                target,
-                scope,
-            )
-            .map_err(|e| format!("{symbol} (return): {e}"))?;
-        links.push(("ipcwatch_uretprobe", id));
-    }
-    Ok(links)
+            };
+            let id = p
+                .attach(point, target, scope)
+                .map_err(|e| format!("{symbol}{what}: {e}"))?;
+            Ok((prog, id))
+        })
+        .collect()
 }
 
 fn load_prog(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
-    let p: &mut UProbe = ebpf
-        .program_mut(name)
-        .ok_or("program missing")?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    let p: &mut UProbe = program(ebpf, name)?;
     p.load().map_err(|e| e.to_string())
 }
 
@@ -158,11 +134,7 @@ fn load_prog(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
 /// programs for later per-process attachment. Failures are skipped probes.
 pub fn attach(ebpf: &mut Ebpf, skipped: &mut Vec<Skipped>) {
     let fault = (|| -> Result<(), String> {
-        let p: &mut TracePoint = ebpf
-            .program_mut("ipcwatch_page_fault")
-            .ok_or("program missing")?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        let p: &mut TracePoint = program(ebpf, "ipcwatch_page_fault")?;
         p.load().map_err(|e| e.to_string())?;
         p.attach("exceptions", "page_fault_user")
             .map_err(|e| e.to_string())?;
@@ -246,8 +218,7 @@ impl LockProbes {
     /// Detach `pid`'s hot-call uprobes (it exec'd or exited).
     pub fn detach(&mut self, ebpf: &mut Ebpf, pid: u32) {
         for (prog, id) in self.links.remove(&pid).unwrap_or_default() {
-            let p: Option<&mut UProbe> = ebpf.program_mut(prog).and_then(|p| p.try_into().ok());
-            if let Some(p) = p {
+            if let Ok(p) = program::<UProbe>(ebpf, prog) {
                 // An error means the link is already gone.
                 let _ = p.detach(id);
             }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::model::{Finding, Model};
 use crate::record::Summary;
 use crate::record::{ChannelSummary, RaceLine, RegionKind};
-use crate::trace::{Replay, TraceError, TraceReader};
+use crate::trace::{Replay, TraceError};
 
 /// What a trace holds, after replay through the model.
 pub struct Analysis {
@@ -27,15 +27,9 @@ pub struct Analysis {
 /// Replay a whole trace. On a bad line, the error names it and the
 /// analysis of everything before it is returned alongside.
 pub fn replay<R: BufRead>(input: R) -> (Analysis, Option<TraceError>) {
-    let mut replay = Replay::new(TraceReader::new(input));
+    let mut replay = Replay::new(input);
     let mut model = Model::new();
-    let error = loop {
-        match replay.next_record() {
-            Ok(Some(record)) => model.apply(&record),
-            Ok(None) => break None,
-            Err(e) => break Some(e),
-        }
-    };
+    let error = replay.apply_all(&mut model).err();
     (
         Analysis {
             model,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::model::Model;
 use crate::record::ChannelKind;
-use crate::trace::{Replay, TraceError, TraceReader};
+use crate::trace::{Replay, TraceError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Node {
@@ -125,11 +125,8 @@ impl Graph {
 /// The model rebuilt from a trace file.
 pub fn model_from_trace(path: &std::path::Path) -> Result<Model, TraceError> {
     let file = std::fs::File::open(path)?;
-    let mut replay = Replay::new(TraceReader::new(BufReader::new(file)));
     let mut model = Model::new();
-    while let Some(r) = replay.next_record()? {
-        model.apply(&r);
-    }
+    Replay::new(BufReader::new(file)).apply_all(&mut model)?;
     Ok(model)
 }
 

@@ -114,7 +114,7 @@ impl Loop<'_> {
         }
         for pid in std::mem::take(&mut self.collector.regions.new_mappers) {
             for s in self.probes.attach_lock_probes(pid) {
-                let msg = format!("probe {} not attached: {}", s.probe, s.reason);
+                let msg = s.to_string();
                 warn(self.collector, self.sink, Some(s.probe), msg)?;
             }
         }

@@ -74,7 +74,7 @@ pub fn start(args: &RecordArgs, sink: &mut dyn Sink) -> anyhow::Result<Started> 
     });
     collector.push(header, sink)?;
     for s in std::mem::take(&mut probes.skipped) {
-        let msg = format!("probe {} not attached: {}", s.probe, s.reason);
+        let msg = s.to_string();
         warn(&mut collector, sink, Some(s.probe), msg)?;
     }
     Ok(Started {

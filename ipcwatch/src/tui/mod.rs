@@ -38,7 +38,7 @@ use ratatui::backend::TestBackend;
 use crate::kernel::preflight::check_privileges;
 use crate::record::Record;
 use crate::session::RecordArgs;
-use crate::trace::{Replay, TraceReader};
+use crate::trace::Replay;
 
 use app::{App, Clock, LoopStats};
 use input::Input;
@@ -149,7 +149,7 @@ pub fn run_live(args: RecordArgs, label: &str) -> anyhow::Result<()> {
 /// the terminal is touched.
 pub fn open_trace(path: &str) -> anyhow::Result<(Replay<BufReader<File>>, Record)> {
     let file = File::open(path).with_context(|| format!("cannot open {path}"))?;
-    let mut reader = Replay::new(TraceReader::new(BufReader::new(file)));
+    let mut reader = Replay::new(BufReader::new(file));
     match reader.next_record() {
         Ok(Some(first)) => Ok((reader, first)),
         Ok(None) => bail!("{path}: the trace has no records"),
