@@ -2,6 +2,7 @@
 
 use clap::ValueEnum;
 use ipcwatch::kernel::loader::ALL_KINDS;
+use ipcwatch::record::ChannelKind;
 /// `--duration` and the like: seconds (`2.5`) or a duration with units.
 pub use ipcwatch::session::parse_duration as parse_secs;
 
@@ -24,19 +25,8 @@ pub fn parse_ring(s: &str) -> Result<u32, String> {
     Ok(v)
 }
 
-/// A channel kind for --kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KindArg {
-    Pipe,
-    Fifo,
-    Unix,
-    Tcp,
-    Udp,
-    Mq,
-    Msgq,
-}
-
-pub fn kinds_mask(kinds: &[KindArg]) -> u32 {
+/// The kernel's kind filter for `--kind` (every kind when none is given).
+pub fn kinds_mask(kinds: &[ChannelKind]) -> u32 {
     use ipcwatch_common::file_kind as fk;
     if kinds.is_empty() {
         return ALL_KINDS;
@@ -45,14 +35,26 @@ pub fn kinds_mask(kinds: &[KindArg]) -> u32 {
         .iter()
         .map(|k| {
             fk::bit(match k {
-                KindArg::Pipe => fk::PIPE,
-                KindArg::Fifo => fk::FIFO,
-                KindArg::Unix => fk::UNIX,
-                KindArg::Tcp => fk::TCP,
-                KindArg::Udp => fk::UDP,
-                KindArg::Mq => fk::MQ,
-                KindArg::Msgq => fk::MSGQ,
+                ChannelKind::Pipe => fk::PIPE,
+                ChannelKind::Fifo => fk::FIFO,
+                ChannelKind::Unix => fk::UNIX,
+                ChannelKind::Tcp => fk::TCP,
+                ChannelKind::Udp => fk::UDP,
+                ChannelKind::Mq => fk::MQ,
+                ChannelKind::Msgq => fk::MSGQ,
             })
         })
         .fold(0, |a, b| a | b)
+}
+
+/// `--pid` or `--comm` given with `-- CMD`: said on standard error (the
+/// command and its descendants are what is traced).
+pub fn filter_with_command(pids: &[u32], comms: &[String], command: &[String]) -> bool {
+    let both = !command.is_empty() && (!pids.is_empty() || !comms.is_empty());
+    if both {
+        eprintln!(
+            "ipcwatch: error: --pid/--comm cannot be combined with `-- CMD` (the command and its descendants are traced)"
+        );
+    }
+    both
 }

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
+use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
 
-use super::args::{KindArg, kinds_mask, parse_secs};
+use super::args::{kinds_mask, parse_secs};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum GraphFormat {
@@ -31,7 +32,7 @@ pub struct GraphCli {
     input: Option<std::path::PathBuf>,
     /// Only these channel kinds (repeatable). Filtered in the kernel.
     #[arg(long = "kind", value_enum, value_name = "KIND")]
-    kinds: Vec<KindArg>,
+    kinds: Vec<ChannelKind>,
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,

@@ -4,9 +4,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
+use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
 
-use super::args::{KindArg, kinds_mask, parse_ring, parse_secs};
+use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct RecordCli {
@@ -28,7 +29,7 @@ pub struct RecordCli {
     /// Trace only these channel kinds (repeatable; default: all).
     /// Filtered in the kernel.
     #[arg(long = "kind", value_enum, value_name = "KIND")]
-    kinds: Vec<KindArg>,
+    kinds: Vec<ChannelKind>,
     /// Size of the kernel ring buffer in bytes (a power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring)]
     ring_size: u32,
@@ -80,10 +81,7 @@ pub struct RecordCli {
 }
 
 pub fn record(cli: RecordCli) -> ExitCode {
-    if !cli.command.is_empty() && (!cli.pids.is_empty() || !cli.comms.is_empty()) {
-        eprintln!(
-            "ipcwatch: error: --pid/--comm cannot be combined with `-- CMD` (the command and its descendants are traced)"
-        );
+    if filter_with_command(&cli.pids, &cli.comms, &cli.command) {
         return ExitCode::from(2);
     }
     let args = RecordArgs {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
 use ipcwatch::session::RecordArgs;
 
-use super::args::parse_ring;
+use super::args::{filter_with_command, parse_ring};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct TuiCli {
@@ -63,10 +63,7 @@ pub fn tui(cli: TuiCli) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if !cli.command.is_empty() && (!cli.pids.is_empty() || !cli.comms.is_empty()) {
-        eprintln!(
-            "ipcwatch: error: --pid/--comm cannot be combined with `-- CMD` (the command and its descendants are traced)"
-        );
+    if filter_with_command(&cli.pids, &cli.comms, &cli.command) {
         return ExitCode::from(2);
     }
     let args = RecordArgs {

@@ -57,6 +57,18 @@ pub struct Filter {
     pub comms: Vec<String>,
 }
 
+impl Filter {
+    /// No pid and no name: every process.
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty() && self.comms.is_empty()
+    }
+
+    /// Does the filter take process `pid` named `comm`?
+    pub fn accepts(&self, pid: u32, comm: &str) -> bool {
+        self.is_empty() || self.pids.contains(&pid) || self.comms.iter().any(|c| c == comm)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub filter: Filter,
@@ -322,7 +334,7 @@ impl Probes {
 fn load_object(opts: &Options) -> Result<Ebpf, Error> {
     let vmlinux = std::path::Path::new(btf::VMLINUX_BTF);
     let mut mode = 0;
-    if opts.listed_only || !opts.filter.pids.is_empty() || !opts.filter.comms.is_empty() {
+    if opts.listed_only || !opts.filter.is_empty() {
         mode |= filter::LISTED;
     }
     if !opts.filter.comms.is_empty() {

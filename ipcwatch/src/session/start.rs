@@ -115,12 +115,7 @@ pub fn scan_existing(
     s: &mut Started,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<()> {
-    let filter = args.filter.clone();
-    let want = move |pid: u32, comm: &str| {
-        (filter.pids.is_empty() && filter.comms.is_empty())
-            || filter.pids.contains(&pid)
-            || filter.comms.iter().any(|c| c.as_str() == comm)
-    };
+    let want = |pid: u32, comm: &str| args.filter.accepts(pid, comm);
     let found = procs::scan(monotonic_ns(), &want);
     let regions = maps::scan_existing(&found, monotonic_ns());
     for r in found.into_iter().chain(regions) {
