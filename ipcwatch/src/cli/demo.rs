@@ -21,7 +21,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
 use ipcwatch::session::RecordArgs;
 use rustix::process::{Pid, Signal, WaitOptions};
 
@@ -59,15 +58,11 @@ fn watch() -> Result<()> {
     let exe = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find my own executable: {e}"))?;
     let args = RecordArgs {
-        output: "-".into(),
-        duration: None,
-        filter: Filter::default(),
         command: vec![
             exe.display().to_string(),
             "demo".into(),
             "--workloads-only".into(),
         ],
-        ring_bytes: DEFAULT_RING_BYTES,
         ..RecordArgs::default()
     };
     ipcwatch::tui::run_live(args, "demo")

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
+use ipcwatch::kernel::loader::Options;
 use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
 
@@ -54,19 +54,18 @@ pub fn graph(cli: GraphCli) -> ExitCode {
                     // No trace file: the model is the sink.
                     output: String::new(),
                     duration: cli.duration,
-                    filter: Filter::default(),
                     command: cli.command.clone(),
-                    ring_bytes: DEFAULT_RING_BYTES,
-                    kinds: kinds_mask(&cli.kinds),
+                    kernel: Options {
+                        kinds: kinds_mask(&cli.kinds),
+                        ..Options::default()
+                    },
                     command_stdout_to_stderr: cli.output == "-",
                     // A graph needs no race detection.
                     detector: ipcwatch::race::detector::DetectorOptions {
                         enabled: false,
                         ..Default::default()
                     },
-                    ..RecordArgs::default()
                 };
-                // Recorded into the model directly: no trace file.
                 let mut model = ipcwatch::model::Model::new();
                 session::run_with(args, |_| Ok(&mut model), None)?;
                 model

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
+use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
 
@@ -87,12 +87,20 @@ pub fn record(cli: RecordCli) -> ExitCode {
     let args = RecordArgs {
         output: cli.output.clone(),
         duration: cli.duration,
-        filter: Filter {
-            pids: cli.pids,
-            comms: cli.comms,
-        },
         command: cli.command,
-        ring_bytes: cli.ring_size,
+        kernel: Options {
+            filter: Filter {
+                pids: cli.pids,
+                comms: cli.comms,
+            },
+            kinds: kinds_mask(&cli.kinds),
+            ring_bytes: cli.ring_size,
+            watch_delay_ns: cli.race_delay * 1000,
+            deep: cli.deep,
+            capture_bytes: cli.capture_bytes,
+            lock_probes: cli.lock_probes,
+            ..Options::default()
+        },
         detector: ipcwatch::race::detector::DetectorOptions {
             enabled: !cli.no_race,
             window: Duration::from_millis(cli.race_window),
@@ -101,12 +109,7 @@ pub fn record(cli: RecordCli) -> ExitCode {
             backoff: !cli.deep,
             ..Default::default()
         },
-        watch_delay_ns: cli.race_delay * 1000,
-        deep: cli.deep,
-        capture_bytes: cli.capture_bytes,
-        kinds: kinds_mask(&cli.kinds),
         command_stdout_to_stderr: false,
-        lock_probes: cli.lock_probes,
     };
     let fail_on_race = cli.fail_on_race;
     match session::run(args) {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter};
+use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use ipcwatch::session::RecordArgs;
 
 use super::args::{filter_with_command, parse_ring};
@@ -70,13 +70,15 @@ pub fn tui(cli: TuiCli) -> ExitCode {
         // "-": a traced command's standard output goes to standard error,
         // which the TUI captures while it runs.
         output: "-".into(),
-        duration: None,
-        filter: Filter {
-            pids: cli.pids,
-            comms: cli.comms,
-        },
         command: cli.command,
-        ring_bytes: cli.ring_size,
+        kernel: Options {
+            filter: Filter {
+                pids: cli.pids,
+                comms: cli.comms,
+            },
+            ring_bytes: cli.ring_size,
+            ..Options::default()
+        },
         ..RecordArgs::default()
     };
     let r = match (&cli.replay, cli.headless) {

@@ -158,7 +158,7 @@ impl Probes {
             None
         } else {
             aya_log::EbpfLogger::init(&mut ebpf)
-                .inspect_err(|e| log::debug!("no eBPF log: {e}"))
+                .inspect_err(|e| tracing::debug!("no eBPF log: {e}"))
                 .ok()
         };
         let mut probes = Probes {

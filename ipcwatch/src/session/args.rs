@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
+use crate::kernel::loader::Options;
 use crate::race::detector::DetectorOptions;
 
 #[derive(Debug, Clone)]
@@ -10,24 +10,16 @@ pub struct RecordArgs {
     /// Output path, `-` for standard output.
     pub output: String,
     pub duration: Option<Duration>,
-    pub filter: Filter,
     /// `-- CMD ARGS...`
     pub command: Vec<String>,
-    pub ring_bytes: u32,
+    /// What the probes are asked: who and what is traced, the ring
+    /// buffer, payloads, the watchpoints' hold, deep mode, lock probes.
+    /// `listed_only` is set from `command` when they load.
+    pub kernel: Options,
     pub detector: DetectorOptions,
-    /// Collision sampling: how long a trapped write is held, in ns.
-    pub watch_delay_ns: u32,
-    /// Deep mode: happens-before analysis of every sampled write.
-    pub deep: bool,
-    /// Payload bytes copied per read/write (0: none, the default).
-    pub capture_bytes: u32,
-    /// Channel kinds to trace (`file_kind::bit`s), filtered in the kernel.
-    pub kinds: u32,
     /// Send the command's standard output to standard error even when the
     /// trace goes to a file (`graph` writes its own output to stdout).
     pub command_stdout_to_stderr: bool,
-    /// `--lock-probes`: uprobes on hot lock calls (costly, opt-in).
-    pub lock_probes: bool,
 }
 
 impl Default for RecordArgs {
@@ -35,16 +27,10 @@ impl Default for RecordArgs {
         RecordArgs {
             output: "-".into(),
             duration: None,
-            filter: Filter::default(),
             command: Vec::new(),
-            ring_bytes: DEFAULT_RING_BYTES,
+            kernel: Options::default(),
             detector: DetectorOptions::default(),
-            watch_delay_ns: 50_000,
-            deep: false,
-            capture_bytes: 0,
-            kinds: Options::default().kinds,
             command_stdout_to_stderr: false,
-            lock_probes: false,
         }
     }
 }

@@ -41,20 +41,14 @@ pub fn preflight() -> anyhow::Result<()> {
 /// that could not be attached.
 pub fn start(args: &RecordArgs, sink: &mut dyn Sink) -> anyhow::Result<Started> {
     let opts = Options {
-        filter: args.filter.clone(),
         listed_only: !args.command.is_empty(),
-        ring_bytes: args.ring_bytes,
-        watch_delay_ns: args.watch_delay_ns,
-        deep: args.deep,
-        capture_bytes: args.capture_bytes,
-        kinds: args.kinds,
-        lock_probes: args.lock_probes,
+        ..args.kernel.clone()
     };
     let mut probes = Probes::load(&opts)?;
     let start = SystemTime::now();
     let start_ns = monotonic_ns();
     let mut collector = Collector::new();
-    if args.deep {
+    if args.kernel.deep {
         collector.analyses.hb = Some(HappensBefore::new());
     }
     let header = Record::Header(Header {
@@ -69,8 +63,8 @@ pub fn start(args: &RecordArgs, sink: &mut dyn Sink) -> anyhow::Result<Started> 
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
         command: (!args.command.is_empty()).then(|| args.command.clone()),
-        pids: args.filter.pids.clone(),
-        comms: args.filter.comms.clone(),
+        pids: args.kernel.filter.pids.clone(),
+        comms: args.kernel.filter.comms.clone(),
     });
     collector.push(header, sink)?;
     for s in std::mem::take(&mut probes.skipped) {
@@ -115,7 +109,7 @@ pub fn scan_existing(
     s: &mut Started,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<()> {
-    let want = |pid: u32, comm: &str| args.filter.accepts(pid, comm);
+    let want = |pid: u32, comm: &str| args.kernel.filter.accepts(pid, comm);
     let found = procs::scan(monotonic_ns(), &want);
     let regions = maps::scan_existing(&found, monotonic_ns());
     for r in found.into_iter().chain(regions) {
