@@ -107,11 +107,28 @@ pub const NAMES: [(u32, &str); 22] = [
     (WAITID, "waitid"),
 ];
 
+/// Codes are below this (the shared-memory codes end at 127).
+const CODES: usize = 128;
+
+/// The names of [`NAMES`], [`CHANNEL_NAMES`] and the shared-memory codes,
+/// indexed by code: one load per record, on the collector's hot path.
+static BY_CODE: [&str; CODES] = {
+    let mut t = ["?"; CODES];
+    let tables: [&[(u32, &str)]; 3] = [&NAMES, &CHANNEL_NAMES, &crate::shm::sc::NAMES];
+    let mut i = 0;
+    while i < tables.len() {
+        let mut j = 0;
+        while j < tables[i].len() {
+            let (code, name) = tables[i][j];
+            t[code as usize] = name;
+            j += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
 /// The syscall name for a code, or `"?"`.
 pub fn name(code: u32) -> &'static str {
-    [&NAMES[..], &CHANNEL_NAMES[..], &crate::shm::sc::NAMES[..]]
-        .into_iter()
-        .flatten()
-        .find(|(c, _)| *c == code)
-        .map_or("?", |(_, n)| n)
+    BY_CODE.get(code as usize).copied().unwrap_or("?")
 }
