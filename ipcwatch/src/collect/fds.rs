@@ -18,11 +18,6 @@ fn syscall(code: u32) -> Option<Text> {
     Some(syscall_name(code))
 }
 
-/// Absolute path of `pid`'s descriptor `fd`, while the process lives.
-fn fd_path(pid: u32, fd: i32) -> Option<String> {
-    fd_link(pid, fd)
-}
-
 fn line(
     hdr: &EventHeader,
     event: ChannelEvent,
@@ -77,7 +72,7 @@ pub fn convert(model: &Model, raw: &RawEvent, out: &mut Vec<Record>) {
             l.path = Some(if raw_path.starts_with('/') {
                 raw_path
             } else {
-                fd_path(e.hdr.pid, e.fd).unwrap_or(raw_path)
+                fd_link(e.hdr.pid, e.fd).unwrap_or(raw_path)
             });
             l.syscall = syscall(e.syscall);
             out.push(Record::Channel(l));
