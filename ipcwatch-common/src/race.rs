@@ -36,6 +36,22 @@ pub struct Slot {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Distinct writing instructions remembered per slot.
+pub const MAX_SEEN: usize = 8;
+
+/// `SEEN` map value: the distinct instructions (trap addresses) that wrote
+/// one watched word while it was armed, so that userspace can tell a
+/// synchronization word (written by an atomic instruction somewhere) from
+/// a plain data word. Cleared by userspace when the slot is armed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub n: u32,
+    pub _pad: u32,
+    pub ips: [u64; MAX_SEEN],
+    pub pids: [u32; MAX_SEEN],
+}
+
 /// Two writes to one watched word were in flight at the same time.
 /// The header names the second writer (the one that trapped while the
 /// first was held); `other` is the first.
@@ -58,4 +74,6 @@ mod user {
     unsafe impl aya::Pod for super::WatchKey {}
     // SAFETY: repr(C), Copy, integers and bytes only, no padding.
     unsafe impl aya::Pod for super::Slot {}
+    // SAFETY: repr(C), Copy, integers only, explicit padding.
+    unsafe impl aya::Pod for super::Seen {}
 }

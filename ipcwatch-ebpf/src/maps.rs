@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use ipcwatch_common::{
     COMM_LEN, Config, MAX_SYSCALL_NR, SockConfig,
-    race::{MAX_SLOTS, Slot, WatchKey},
+    race::{MAX_SLOTS, Seen, Slot, WatchKey},
     shm::{MemEvent, ShmConfig},
     stat,
 };
@@ -104,6 +104,10 @@ pub(crate) static WATCH: HashMap<WatchKey, u32> = HashMap::with_max_entries(256,
 /// The write in flight on each watched slot.
 #[map]
 pub(crate) static SLOTS: Array<Slot> = Array::with_max_entries(MAX_SLOTS, 0);
+
+/// Slot -> the distinct instructions that wrote its word.
+#[map]
+pub(crate) static SEEN: Array<Seen> = Array::with_max_entries(MAX_SLOTS, 0);
 
 /// User stacks of trapped writes.
 #[map]

@@ -740,6 +740,7 @@ pub fn run(trace: &Trace, out: Box<dyn Write + Send>) -> io::Result<Measured> {
         reason: Text::const_new("end-of-input"),
         command_status: None,
         channels: collector.model.channel_summaries(),
+        detector: None,
     });
     collector.push(summary, &mut sink)?;
     Sink::flush(&mut sink)?;

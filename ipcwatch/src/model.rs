@@ -19,6 +19,9 @@ use crate::record::{
 /// Page size used for per-page write heat.
 pub const PAGE: u64 = 4096;
 
+/// Pages of one region whose write faults are kept one by one.
+pub const MAX_PAGE_HEAT: usize = 16384;
+
 /// Where one process maps (part of) a region.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapping {
@@ -61,8 +64,11 @@ pub struct Region {
     pub mappings: Vec<Mapping>,
     /// Lock ids seen on this region (details in `Model::locks`).
     pub locks: BTreeSet<Text>,
-    /// Page index -> write activity.
+    /// Page index -> write activity, for at most [`MAX_PAGE_HEAT`] pages.
     pub pages: BTreeMap<u64, PageHeat>,
+    /// Write faults on pages past the first [`MAX_PAGE_HEAT`] (a region
+    /// written all over would otherwise cost memory per page).
+    pub untracked_faults: u64,
     pub first_ts: u64,
     pub last_ts: u64,
 }
@@ -369,6 +375,7 @@ impl Model {
             mappings: Vec::new(),
             locks: BTreeSet::new(),
             pages: BTreeMap::new(),
+            untracked_faults: 0,
             first_ts: ts,
             last_ts: ts,
         });
@@ -429,7 +436,12 @@ impl Model {
     fn apply_fault(&mut self, line: &FaultLine) {
         self.process(line.pid, &line.comm, line.ts_ns);
         let r = self.region(&line.region, region_kind(&line.region), line.ts_ns);
-        let page = r.pages.entry(line.offset / PAGE).or_default();
+        let index = line.offset / PAGE;
+        if r.pages.len() >= MAX_PAGE_HEAT && !r.pages.contains_key(&index) {
+            r.untracked_faults = r.untracked_faults.saturating_add(1);
+            return;
+        }
+        let page = r.pages.entry(index).or_default();
         page.writes = page.writes.saturating_add(1);
         page.pids.insert(line.pid);
         page.last_ts = page.last_ts.max(line.ts_ns);

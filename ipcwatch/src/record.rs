@@ -465,6 +465,49 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_status: Option<i32>,
     pub channels: Vec<ChannelSummary>,
+    /// The race detector's default mode, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<DetectorSummary>,
+}
+
+/// What the race detector sampled and watched, in the summary: a detector
+/// that found nothing says here what it looked at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorSummary {
+    /// Shared regions sampled at once, at most (writable by >= 2 processes).
+    pub regions: u64,
+    /// Bytes the hot-word sampler read.
+    pub bytes_sampled: u64,
+    /// CPU time ipcwatch spent sampling.
+    pub sampler_cpu_ns: u64,
+    /// Watch windows opened.
+    pub windows: u64,
+    /// Two writes in flight at once on a watched word.
+    pub collisions: u64,
+    /// Collisions on synchronization words (not races).
+    pub atomic: u64,
+    /// Collisions whose instruction could not be read (not reported).
+    pub undecoded: u64,
+    pub findings: u64,
+    /// Regions, processes or threads that could not be sampled or watched
+    /// (each also said in a `warning` line).
+    pub skipped: u64,
+    /// Words armed during the recording, most windows first (at most 64).
+    pub words: Vec<ArmedWord>,
+}
+
+/// One word the race detector armed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmedWord {
+    pub region: Text,
+    pub offset: u64,
+    pub windows: u64,
+    /// Writes trapped while it was armed.
+    pub traps: u64,
+    /// Processes seen writing it.
+    pub writers: Vec<u32>,
+    /// Written by an atomic instruction: a synchronization word.
+    pub sync: bool,
 }
 
 // ---------------------------------------------------------------------

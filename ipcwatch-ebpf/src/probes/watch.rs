@@ -16,14 +16,14 @@ use aya_ebpf::{
 };
 use ipcwatch_common::{
     COMM_LEN,
-    race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE, Slot, WatchKey},
+    race::{CollisionEvent, KIND_COLLISION, KIND_WRITE_SAMPLE, MAX_SEEN, Slot, WatchKey},
     stat,
 };
 
 use crate::{
     emit::{bump, emit, header},
     log,
-    maps::{SLOTS, STACKS, WATCH, conf},
+    maps::{SEEN, SLOTS, STACKS, WATCH, conf},
 };
 
 /// Upper bound on the hold loop (each turn reads the clock once).
@@ -55,6 +55,7 @@ fn watch(ctx: &PerfEventContext) {
         return;
     };
     bump(stat::WATCH_TRAPS);
+    remember(slot, ip, pid);
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let delay = conf!(watch_delay_ns) as u64;
@@ -113,6 +114,29 @@ fn watch(ctx: &PerfEventContext) {
     unsafe {
         if (*st).tid == tid {
             (*st).tid = 0;
+        }
+    }
+}
+
+/// Add the writing instruction to the slot's `SEEN` set (unless it is
+/// there, or the set is full). Two CPUs adding at once can lose one: the
+/// next write from it adds it again.
+fn remember(slot: u32, ip: u64, pid: u32) {
+    let Some(seen) = SEEN.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: `seen` points into the SEEN array; every index is bounded.
+    unsafe {
+        let n = (*seen).n as usize;
+        for i in 0..MAX_SEEN {
+            if i < n && (*seen).ips[i] == ip {
+                return;
+            }
+        }
+        if n < MAX_SEEN {
+            (*seen).ips[n] = ip;
+            (*seen).pids[n] = pid;
+            (*seen).n = n as u32 + 1;
         }
     }
 }

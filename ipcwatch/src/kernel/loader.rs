@@ -8,7 +8,9 @@ use aya::{
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use ipcwatch_common::{
-    COMM_LEN, Config, SockConfig, file_kind, filter, race::WatchKey, stat, traced,
+    COMM_LEN, Config, SockConfig, file_kind, filter,
+    race::{Seen, WatchKey},
+    stat, traced,
 };
 
 use crate::error::Error;
@@ -198,15 +200,10 @@ impl Probes {
 
     /// Arm a write watchpoint on the 8 bytes at `addr` of process `pid`,
     /// in each of the threads `tids`, reporting to `slot`. Threads that
-    /// cannot be armed (gone, or out of debug registers) are skipped.
-    /// Closing the returned descriptors disarms them.
-    pub fn watch(
-        &mut self,
-        slot: u32,
-        pid: u32,
-        addr: u64,
-        tids: &[u32],
-    ) -> Result<Vec<OwnedFd>, Error> {
+    /// cannot be armed (gone, or out of debug registers) are returned
+    /// with their error. Closing the returned descriptors disarms them;
+    /// reading one gives the writes its thread made to the word.
+    pub fn watch(&mut self, slot: u32, pid: u32, addr: u64, tids: &[u32]) -> Result<Armed, Error> {
         {
             let mut watch: HashMap<_, WatchKey, u32> =
                 HashMap::try_from(map_mut(&mut self.ebpf, "WATCH")?)
@@ -224,16 +221,33 @@ impl Probes {
             program(&mut self.ebpf, "ipcwatch_watch").map_err(|e| load_err("ipcwatch_watch", e))?;
         let prog = p.fd().map_err(|e| load_err("ipcwatch_watch", e))?;
         let prog = prog.as_fd().as_raw_fd();
-        let mut fds = Vec::new();
+        let mut armed = Armed::default();
         for &tid in tids {
             match watchpoint(tid, addr, prog) {
-                Ok(fd) => fds.push(fd),
-                Err(e) => {
-                    tracing::debug!("watchpoint on tid {tid} at {addr:#x}: {e}");
-                }
+                Ok(fd) => armed.fds.push(fd),
+                Err(e) => armed.failed.push((tid, e)),
             }
         }
-        Ok(fds)
+        Ok(armed)
+    }
+
+    /// The distinct instructions that wrote slot `slot`'s word since it
+    /// was last cleared.
+    pub fn seen(&self, slot: u32) -> Seen {
+        self.ebpf
+            .map("SEEN")
+            .and_then(|m| Array::<_, Seen>::try_from(m).ok())
+            .and_then(|a| a.get(&slot, 0).ok())
+            .unwrap_or_default()
+    }
+
+    /// Forget what slot `slot` saw (before it watches another word).
+    pub fn clear_seen(&mut self, slot: u32) {
+        if let Some(m) = self.ebpf.map_mut("SEEN")
+            && let Ok(mut a) = Array::<_, Seen>::try_from(m)
+        {
+            let _ = a.set(slot, Seen::default(), 0);
+        }
     }
 
     /// Disarm what [`Probes::watch`] armed.
@@ -437,6 +451,25 @@ fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<Skipped>, Error> {
     );
     shm::attach(ebpf, &mut skipped);
     Ok(skipped)
+}
+
+/// What [`Probes::watch`] armed in one process.
+#[derive(Debug, Default)]
+pub struct Armed {
+    /// One perf event per armed thread.
+    pub fds: Vec<OwnedFd>,
+    /// Threads that could not be armed: ESRCH (gone), ENOSPC (its debug
+    /// registers are taken, by a debugger or another perf user), EMFILE.
+    pub failed: Vec<(u32, std::io::Error)>,
+}
+
+/// Writes counted by a watchpoint's perf event so far.
+pub fn hits(fd: &OwnedFd) -> u64 {
+    let mut count = 0u64;
+    // SAFETY: reading 8 bytes into a u64 from our own perf descriptor
+    // (read_format 0: the value alone).
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut count).cast(), 8) };
+    if n == 8 { count } else { 0 }
 }
 
 /// A write watchpoint (PERF_TYPE_BREAKPOINT) on the 8 bytes at `addr` in

@@ -13,6 +13,8 @@ use aya::programs::{TracePoint, UProbe};
 use btf_rs::Btf;
 use ipcwatch_common::shm::{ShmConfig, func, shm_flags};
 
+use std::os::unix::fs::FileExt;
+
 use crate::error::Error;
 use crate::kernel::attach::{Skipped, program};
 use crate::kernel::btf::member_offset;
@@ -102,9 +104,17 @@ fn attach_one(
     // pthread_spin_lock starts with `lock decl (%rdi)` (3 bytes): probe
     // the next instruction, where %rdi still holds the lock. (Its return
     // probe is taken there too; the return address is still on top.)
+    // pthread_spin_unlock starts with the store that releases the lock: a
+    // probed instruction runs out of line, in the [uprobes] page, where
+    // the race detector cannot read it; probe the next one.
+    let skip = match f {
+        func::SPIN_LOCK if cfg!(target_arch = "x86_64") => 3,
+        func::SPIN_UNLOCK => first_insn_len(target, symbol).unwrap_or(0),
+        _ => 0,
+    };
     let location = || {
-        if f == func::SPIN_LOCK && cfg!(target_arch = "x86_64") {
-            UProbeAttachLocation::SymbolOffset(symbol, 3)
+        if skip > 0 {
+            UProbeAttachLocation::SymbolOffset(symbol, skip)
         } else {
             UProbeAttachLocation::Symbol(symbol)
         }
@@ -123,6 +133,37 @@ fn attach_one(
             Ok((prog, id))
         })
         .collect()
+}
+
+/// Where `symbol` starts in the ELF file `path`, as (address, file offset).
+fn symbol_at(path: &str, symbol: &str) -> Option<(u64, u64)> {
+    use blazesym::inspect::{Inspector, source::Elf, source::Source};
+    let src = Source::Elf(Elf::new(path));
+    let inspector = Inspector::new();
+    let found = inspector.lookup(&src, &[symbol]).ok()?;
+    let sym = found.into_iter().next()?.into_iter().next()?;
+    Some((sym.addr, sym.file_offset?))
+}
+
+/// Whether `a` and `b` are one function in `path` (glibc's
+/// pthread_spin_init is its pthread_spin_unlock: both store 1).
+fn same_code(path: &str, a: &str, b: &str) -> bool {
+    matches!((symbol_at(path, a), symbol_at(path, b)), (Some(x), Some(y)) if x.0 == y.0)
+}
+
+/// Length of the first instruction of `symbol` in `path` (x86_64).
+fn first_insn_len(path: &str, symbol: &str) -> Option<u64> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let (addr, offset) = symbol_at(path, symbol)?;
+    let mut code = [0u8; 15];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact_at(&mut code, offset)
+        .ok()?;
+    let insn = iced_x86::Decoder::with_ip(64, &code, addr, iced_x86::DecoderOptions::NONE).decode();
+    (!insn.is_invalid()).then(|| insn.len() as u64)
 }
 
 fn load_prog(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
@@ -163,6 +204,20 @@ pub fn attach(ebpf: &mut Ebpf, skipped: &mut Vec<Skipped>) {
         return;
     };
     for f in INVENTORY {
+        // A probe on pthread_spin_init would fire on every unlock.
+        if f == func::SPIN_INIT
+            && same_code(
+                &libc,
+                func::symbol(func::SPIN_INIT),
+                func::symbol(func::SPIN_UNLOCK),
+            )
+        {
+            skipped.push(Skipped {
+                probe: format!("uprobe:{libc}:{}", func::symbol(f)),
+                reason: "it is pthread_spin_unlock's code in this C library (process-shared spinlocks are seen with --lock-probes only)".into(),
+            });
+            continue;
+        }
         if let Err(reason) = attach_one(ebpf, f, &libc, UProbeScope::AllProcesses) {
             skipped.push(Skipped {
                 probe: format!("uprobe:{libc}:{}", func::symbol(f)),

@@ -1,18 +1,30 @@
 //! Arming windows and turning collisions into findings.
+//!
+//! Each window arms the hottest words that are not backing off. When it
+//! ends, the watchpoints' hit counts tell which processes wrote each word,
+//! and the kernel's `SEEN` set which instructions did:
+//! - a word written by an atomic instruction anywhere is a
+//!   synchronization word (a lock, a lock-free head): collisions there are
+//!   not races, even between two plain stores (the release store of a
+//!   spinlock is one), and it is watched rarely after;
+//! - a word written by one process only, window after window, cannot
+//!   collide across processes: it gives way to other candidates;
+//! - collisions wait for the end of their window so that this is known
+//!   before they are judged.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use ipcwatch_common::race::{CollisionEvent, MAX_SLOTS, Slot};
-use std::os::fd::OwnedFd;
 
 use crate::decode::{comm, comm_text};
-use crate::kernel::loader::Probes;
+use crate::kernel::loader::{Probes, hits};
 use crate::model::Model;
-use crate::race::hotwords::HotWords;
+use crate::race::hotwords::{HotWords, SamplerOptions};
 use crate::race::insn::{WriteInsn, write_before, write_before_unaligned};
 use crate::race::symbols::{Frame, Symbols, read_memory};
-use crate::record::{Access, RaceLine, Text, WriteSampleLine};
+use crate::record::{Access, ArmedWord, DetectorSummary, RaceLine, Text, WriteSampleLine};
 
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {
@@ -29,12 +41,32 @@ pub struct DetectorOptions {
     /// nothing new on it (then period x2 per quiet window, up to
     /// x[`MAX_BACKOFF`]); off in deep mode, which wants every sample.
     pub backoff: bool,
+    pub sampler: SamplerOptions,
+    /// Watchpoint descriptors per window at most (one per thread and word):
+    /// processes with more threads are watched a part at a time.
+    pub max_links: usize,
 }
 
 /// The longest a quiet word waits, in periods (250 ms -> 2 s).
 pub const MAX_BACKOFF: u32 = 8;
 /// Windows without a new finding before a word starts to back off.
 pub const QUIET_WINDOWS: u32 = 4;
+/// Windows with writes, all from one process, before a word gives way.
+pub const SINGLE_WINDOWS: u32 = 3;
+/// Time a word written by two processes is watched before it may back
+/// off: its windows grow from `window` up to x[`MAX_STRETCH`] meanwhile.
+/// On a busy machine the two writers seldom run at the same moment, and a
+/// collision needs them to; a synchronized word pays this once.
+pub const EXPLORE: Duration = Duration::from_millis(500);
+/// The longest window, in base windows.
+pub const MAX_STRETCH: u32 = 8;
+/// How long a single-writer or synchronization word waits before it is
+/// looked at again (unless its mappers change).
+pub const SET_ASIDE: Duration = Duration::from_secs(30);
+/// Words listed in the summary.
+const SUMMARY_WORDS: usize = 64;
+/// Words remembered at most; those armed longest ago go first.
+const MAX_KNOWN_WORDS: usize = 4096;
 
 impl Default for DetectorOptions {
     fn default() -> Self {
@@ -45,24 +77,51 @@ impl Default for DetectorOptions {
             words: 2,
             sample_every: Duration::from_millis(50),
             backoff: true,
+            sampler: SamplerOptions::default(),
+            max_links: 256,
         }
     }
 }
 
-struct Armed {
-    slot: u32,
-    region: Text,
-    offset: u64,
-    /// (pid, address, links)
-    sites: Vec<(u32, u64, Vec<OwnedFd>)>,
+/// One process's watchpoints on an armed word.
+struct Site {
+    pid: u32,
+    addr: u64,
+    fds: Vec<OwnedFd>,
 }
 
-/// A word whose last windows found nothing new: when it may be armed
-/// again, and with how many mapping processes (a new one resets it).
-struct Quiet {
-    windows: u32,
-    until: Instant,
+struct Armed {
+    slot: u32,
+    /// How long this window lasts.
+    window: Duration,
+    region: Text,
+    offset: u64,
+    sites: Vec<Site>,
+}
+
+/// What the windows taught about one word.
+#[derive(Default)]
+struct Word {
+    windows: u64,
+    traps: u64,
+    /// Processes seen writing it, ever (for the summary).
+    writers: BTreeSet<u32>,
+    /// Processes seen writing it since its mappers last changed.
+    recent: BTreeSet<u32>,
+    /// Windows in which it was written.
+    written: u32,
+    /// Time it was armed.
+    armed: Duration,
+    /// Written by an atomic instruction: a synchronization word.
+    sync: bool,
+    /// Windows in a row without a new finding.
+    quiet: u32,
+    /// Not armed again before this, unless its mappers change.
+    until: Option<Instant>,
     mappers: usize,
+    last_armed: Option<Instant>,
+    /// Collisions waiting for the end of the window.
+    pending: Vec<CollisionEvent>,
 }
 
 /// Counters for the summary and the docs.
@@ -71,9 +130,15 @@ pub struct DetectorStats {
     pub windows: u64,
     pub words_armed: u64,
     pub collisions: u64,
-    /// Collisions between atomic instructions (not races).
+    /// Collisions on synchronization words or between atomic instructions
+    /// (not races).
     pub atomic: u64,
+    /// Collisions whose writing instruction could not be read or decoded
+    /// (not reported).
+    pub undecoded: u64,
     pub findings: u64,
+    /// Processes or threads that could not be watched.
+    pub skipped: u64,
 }
 
 pub struct Detector {
@@ -89,10 +154,18 @@ pub struct Detector {
     next_sample: Instant,
     /// (region, offset, code sites) already reported.
     reported: HashSet<(Text, u64, u64, u64)>,
-    /// Words backing off (see [`DetectorOptions::backoff`]).
-    quiet: HashMap<(Text, u64), Quiet>,
+    words: HashMap<(Text, u64), Word>,
     /// Slots that gave a new finding in the current window.
     found: HashSet<u32>,
+    /// (pid, instruction address) -> atomic or not (None: unreadable).
+    atomic_at: HashMap<(u32, u64), Option<bool>>,
+    /// Where the next window starts in the thread list of a process with
+    /// more threads than the descriptor budget allows at once.
+    rotation: HashMap<u32, usize>,
+    /// Processes already warned about (once each).
+    warned: HashSet<(u32, &'static str)>,
+    findings: Vec<RaceLine>,
+    warnings: Vec<String>,
     pub stats: DetectorStats,
     loaded: bool,
 }
@@ -103,19 +176,37 @@ fn threads(pid: u32) -> Vec<u32> {
         .ok()
         .and_then(|pid| procfs::process::Process::new(pid).ok())
         .and_then(|p| p.tasks().ok());
-    tasks
+    let mut tids: Vec<u32> = tasks
         .into_iter()
         .flatten()
         .filter_map(|t| u32::try_from(t.ok()?.tid).ok())
-        .collect()
+        .collect();
+    tids.sort_unstable();
+    tids
+}
+
+/// Raise the soft limit on open descriptors to the hard one: every
+/// watched thread costs one.
+fn raise_nofile() {
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
 }
 
 impl Detector {
     pub fn new(opts: DetectorOptions) -> Self {
         let now = Instant::now();
+        if opts.enabled {
+            raise_nofile();
+        }
         Detector {
+            hot: HotWords::new(opts.sampler.clone()),
             opts,
-            hot: HotWords::new(),
             symbols: Symbols::new(),
             armed: Vec::new(),
             slots: HashMap::new(),
@@ -124,8 +215,13 @@ impl Detector {
             next_window: now,
             next_sample: now,
             reported: HashSet::new(),
-            quiet: HashMap::new(),
+            words: HashMap::new(),
             found: HashSet::new(),
+            atomic_at: HashMap::new(),
+            rotation: HashMap::new(),
+            warned: HashSet::new(),
+            findings: Vec::new(),
+            warnings: Vec::new(),
             stats: DetectorStats::default(),
             loaded: false,
         }
@@ -135,21 +231,39 @@ impl Detector {
         &self.hot
     }
 
+    /// Findings made since the last call.
+    pub fn take_findings(&mut self) -> Vec<RaceLine> {
+        std::mem::take(&mut self.findings)
+    }
+
+    /// What was skipped since the last call, for `warning` lines.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        let mut w = std::mem::take(&mut self.hot.warnings);
+        w.append(&mut self.warnings);
+        w
+    }
+
+    fn warn_once(&mut self, pid: u32, what: &'static str, message: String) {
+        self.stats.skipped += 1;
+        if self.warned.insert((pid, what)) {
+            self.warnings.push(message);
+        }
+    }
+
     /// Called often (every few ms) from the event loop.
     pub fn tick(&mut self, model: &Model, probes: &mut Probes, now: Instant) {
         if !self.opts.enabled {
             return;
         }
         if now >= self.next_sample {
-            self.hot.sample(model);
+            self.hot.sample(model, now);
             self.next_sample = now + self.opts.sample_every;
         }
         if let Some(end) = self.window_end {
             if now < end {
                 return;
             }
-            self.end_window(model, now);
-            self.disarm(probes);
+            self.end_window(model, probes, now);
         }
         if now < self.next_window {
             return;
@@ -157,40 +271,67 @@ impl Detector {
         self.next_window = now + self.opts.period;
         let mappers = |region: &Text| model.regions.get(region).map_or(0, |r| r.mappings.len());
         let words = self.hot.hottest(self.opts.words, &|region, offset| {
-            self.quiet
+            self.words
                 .get(&(region.clone(), offset))
-                .is_some_and(|q| now < q.until && q.mappers == mappers(region))
+                .is_some_and(|w| w.until.is_some_and(|u| now < u) && w.mappers == mappers(region))
         });
         if words.is_empty() {
             return;
         }
         if !self.loaded {
-            if probes.enable_watch().is_err() {
+            if let Err(e) = probes.enable_watch() {
+                self.warnings.push(format!(
+                    "race detector: cannot load the watchpoint program ({e}): no collision sampling"
+                ));
                 self.opts.enabled = false;
                 return;
             }
             self.loaded = true;
         }
+        // Words written by two processes that have not collided yet get
+        // longer windows, until they have been watched for EXPLORE.
+        let stretch = words
+            .iter()
+            .filter_map(|k| self.words.get(k))
+            .filter(|w| !w.sync && w.recent.len() >= 2 && w.armed < EXPLORE)
+            .map(|w| 1u32 << w.quiet.min(MAX_STRETCH.ilog2()))
+            .max()
+            .unwrap_or(1);
+        let window = self.opts.window * stretch;
+        // The descriptor budget, shared by every process of every word.
+        let sites: usize = words
+            .iter()
+            .filter_map(|(r, _)| model.regions.get(r))
+            .map(|r| r.mappings.len())
+            .sum();
+        let per_site = (self.opts.max_links / sites.max(1)).max(1);
         for (region, offset) in words {
             let Some(r) = model.regions.get(&region) else {
                 continue;
             };
             let slot = self.next_slot;
             self.next_slot = (self.next_slot + 1) % MAX_SLOTS;
+            probes.clear_seen(slot);
             let mut sites = Vec::new();
             for m in &r.mappings {
                 if offset < m.offset || offset + 8 > m.offset + (m.end - m.start) {
                     continue;
                 }
                 let addr = m.start + (offset - m.offset);
-                match probes.watch(slot, m.pid, addr, &threads(m.pid)) {
-                    Ok(links) => {
+                let tids = self.some_threads(m.pid, per_site);
+                match probes.watch(slot, m.pid, addr, &tids) {
+                    Ok(armed) => {
+                        self.note_failures(m.pid, &region, offset, tids.len(), &armed.failed);
                         tracing::debug!(
                             "armed slot {slot} pid {} addr {addr:#x}: {} links",
                             m.pid,
-                            links.len()
+                            armed.fds.len()
                         );
-                        sites.push((m.pid, addr, links));
+                        sites.push(Site {
+                            pid: m.pid,
+                            addr,
+                            fds: armed.fds,
+                        });
                     }
                     Err(e) => {
                         tracing::debug!("arming pid {} failed: {e}", m.pid);
@@ -198,59 +339,206 @@ impl Detector {
                 }
             }
             self.slots.insert(slot, (region.clone(), offset));
+            let w = self.words.entry((region.clone(), offset)).or_default();
+            w.last_armed = Some(now);
+            if w.windows == 0 {
+                w.mappers = r.mappings.len();
+            }
             self.stats.words_armed += 1;
             self.armed.push(Armed {
                 slot,
+                window,
                 region,
                 offset,
                 sites,
             });
         }
         self.stats.windows += 1;
-        self.window_end = Some(now + self.opts.window);
+        self.window_end = Some(now + window);
+        self.forget_old_words();
     }
 
-    /// After a window: words that gave no new finding wait longer before
-    /// they are armed again; a word with a new finding starts over.
-    fn end_window(&mut self, model: &Model, now: Instant) {
-        if !self.opts.backoff {
+    /// At most `n` of `pid`'s threads, taking turns from window to window.
+    fn some_threads(&mut self, pid: u32, n: usize) -> Vec<u32> {
+        let all = threads(pid);
+        if all.len() <= n {
+            return all;
+        }
+        self.warn_once(
+            pid,
+            "threads",
+            format!(
+                "race detector: pid {pid} has {} threads, more than the {n} watchpoint descriptors it may use per word: its threads are watched {n} at a time, in turns",
+                all.len()
+            ),
+        );
+        let start = self.rotation.entry(pid).or_default();
+        let from = *start % all.len();
+        *start = from + n;
+        all.iter().cycle().skip(from).take(n).copied().collect()
+    }
+
+    /// Warn when a process could not be watched at all, or ran out of
+    /// descriptors.
+    fn note_failures(
+        &mut self,
+        pid: u32,
+        region: &Text,
+        offset: u64,
+        asked: usize,
+        failed: &[(u32, std::io::Error)],
+    ) {
+        if failed.is_empty() {
             return;
         }
-        for a in &self.armed {
-            let key = (a.region.clone(), a.offset);
-            if self.found.contains(&a.slot) {
-                self.quiet.remove(&key);
-                continue;
-            }
-            let mappers = model.regions.get(&a.region).map_or(0, |r| r.mappings.len());
-            let q = self.quiet.entry(key).or_insert(Quiet {
-                windows: 0,
-                until: now,
-                mappers,
-            });
-            if q.mappers != mappers {
-                q.windows = 0;
-                q.mappers = mappers;
-            }
-            q.windows += 1;
-            // The first QUIET_WINDOWS windows keep the period: a race needs
-            // both writers running at once, which may take a few tries.
-            let over = q.windows.saturating_sub(QUIET_WINDOWS);
-            let factor = 1u32 << over.min(MAX_BACKOFF.ilog2());
-            q.until = now + self.opts.period * factor - self.opts.window;
+        let errno = |e: &std::io::Error| e.raw_os_error().unwrap_or(0);
+        if failed
+            .iter()
+            .any(|(_, e)| errno(e) == libc::EMFILE || errno(e) == libc::ENFILE)
+        {
+            self.warn_once(
+                pid,
+                "descriptors",
+                format!("race detector: out of file descriptors while watching pid {pid}: some of its threads go unwatched"),
+            );
         }
-        self.found.clear();
+        let busy = failed
+            .iter()
+            .filter(|(_, e)| matches!(errno(e), libc::ENOSPC | libc::EBUSY))
+            .count();
+        if busy > 0 && busy == asked {
+            self.warn_once(
+                pid,
+                "debug registers",
+                format!(
+                    "race detector: the debug registers of pid {pid} are all taken (by a debugger or another perf user): its writes to {region}+{offset:#x} are not watched"
+                ),
+            );
+        } else if busy > 0 {
+            self.stats.skipped += 1;
+        }
     }
 
-    /// Disarm every watchpoint (end of a window, or of the recording).
-    pub fn disarm(&mut self, probes: &mut Probes) {
-        for a in self.armed.drain(..) {
-            let _ = (a.slot, &a.region, a.offset);
-            for (pid, addr, links) in a.sites {
-                probes.unwatch(pid, addr, links);
+    /// Keep the per-word memory bounded.
+    fn forget_old_words(&mut self) {
+        if self.words.len() <= MAX_KNOWN_WORDS {
+            return;
+        }
+        let mut ages: Vec<Option<Instant>> = self.words.values().map(|w| w.last_armed).collect();
+        let cut = ages.len() - MAX_KNOWN_WORDS;
+        ages.select_nth_unstable(cut);
+        let oldest = ages[cut];
+        self.words
+            .retain(|_, w| w.last_armed >= oldest || !w.pending.is_empty());
+    }
+
+    /// After a window: who wrote each word and with what, then the
+    /// window's collisions judged, then when each word is armed again.
+    fn end_window(&mut self, model: &Model, probes: &mut Probes, now: Instant) {
+        let armed = std::mem::take(&mut self.armed);
+        for a in &armed {
+            let mut writers = BTreeSet::new();
+            let mut traps = 0;
+            for site in &a.sites {
+                let n: u64 = site.fds.iter().map(hits).sum();
+                if n > 0 {
+                    writers.insert(site.pid);
+                }
+                traps += n;
+            }
+            let seen = probes.seen(a.slot);
+            let ips: Vec<(u32, u64)> = (0..(seen.n as usize).min(seen.ips.len()))
+                .map(|i| (seen.pids[i], seen.ips[i]))
+                .collect();
+            let sync = ips
+                .iter()
+                .any(|&(pid, ip)| self.is_atomic(pid, ip) == Some(true));
+            let key = (a.region.clone(), a.offset);
+            let w = self.words.entry(key.clone()).or_default();
+            w.windows += 1;
+            w.traps += traps;
+            w.writers.extend(writers.iter().copied());
+            w.recent.extend(writers.iter().copied());
+            w.sync |= sync;
+            if traps > 0 {
+                w.written += 1;
+            }
+            w.armed += a.window;
+            let pending = std::mem::take(&mut w.pending);
+            for c in pending {
+                self.judge(&c, probes);
+            }
+        }
+        for a in &armed {
+            self.back_off(model, a, now);
+        }
+        self.found.clear();
+        for a in armed {
+            for site in a.sites {
+                probes.unwatch(site.pid, site.addr, site.fds);
             }
         }
         self.window_end = None;
+    }
+
+    /// When `a`'s word is armed again.
+    fn back_off(&mut self, model: &Model, a: &Armed, now: Instant) {
+        let mappers = model.regions.get(&a.region).map_or(0, |r| r.mappings.len());
+        let found = self.found.contains(&a.slot);
+        let (period, window, backoff) = (self.opts.period, self.opts.window, self.opts.backoff);
+        let Some(w) = self.words.get_mut(&(a.region.clone(), a.offset)) else {
+            return;
+        };
+        if w.mappers != mappers {
+            // A new process may write it: start over.
+            w.quiet = 0;
+            w.written = 0;
+            w.armed = Duration::ZERO;
+            w.recent.clear();
+            w.mappers = mappers;
+        }
+        if !backoff || found {
+            w.quiet = 0;
+            w.until = None;
+            return;
+        }
+        if w.sync || (w.recent.len() == 1 && w.written >= SINGLE_WINDOWS) {
+            // Nothing to find here: let other words have the registers.
+            w.until = Some(now + SET_ASIDE);
+            return;
+        }
+        w.quiet += 1;
+        if w.recent.len() >= 2 && w.armed < EXPLORE {
+            w.until = None;
+            return;
+        }
+        // The first QUIET_WINDOWS windows keep the period: a race needs
+        // both writers running at once, which may take a few tries.
+        let over = w.quiet.saturating_sub(QUIET_WINDOWS);
+        let factor = 1u32 << over.min(MAX_BACKOFF.ilog2());
+        w.until = Some(now + period * factor - window);
+    }
+
+    /// End of the recording: close the open window (judging its
+    /// collisions) and disarm everything.
+    pub fn stop(&mut self, model: &Model, probes: &mut Probes) {
+        if self.window_end.is_some() {
+            self.end_window(model, probes, Instant::now());
+        }
+    }
+
+    /// Whether the instruction that ends at `trap_ip` in `pid` is atomic
+    /// (None: it cannot be read or decoded).
+    fn is_atomic(&mut self, pid: u32, trap_ip: u64) -> Option<bool> {
+        if let Some(&a) = self.atomic_at.get(&(pid, trap_ip)) {
+            return a;
+        }
+        let a = self.write_insn(pid, trap_ip).0.map(|w| w.atomic);
+        if self.atomic_at.len() > 65_536 {
+            self.atomic_at.clear();
+        }
+        self.atomic_at.insert((pid, trap_ip), a);
+        a
     }
 
     /// The instruction that did a trapped write, from the live process.
@@ -323,12 +611,30 @@ impl Detector {
         })
     }
 
-    /// A collision from the kernel: a finding, unless both writes were...
-    /// at least one was an atomic instruction (a synchronization word), or
-    /// the same race was already reported.
-    pub fn on_collision(&mut self, c: &CollisionEvent, probes: &Probes) -> Option<RaceLine> {
+    /// A collision from the kernel. Judged at the end of its window, when
+    /// what wrote the word is known; at once if that window is over.
+    pub fn on_collision(&mut self, c: &CollisionEvent, probes: &Probes) {
         self.stats.collisions += 1;
-        let (region, offset) = self.slots.get(&c.slot)?.clone();
+        let Some((region, offset)) = self.slots.get(&c.slot).cloned() else {
+            return;
+        };
+        if self.armed.iter().any(|a| a.slot == c.slot) {
+            self.words
+                .entry((region, offset))
+                .or_default()
+                .pending
+                .push(*c);
+            return;
+        }
+        self.judge(c, probes);
+    }
+
+    /// A finding, unless the word is a synchronization word, either write
+    /// was atomic or cannot be decoded, or the same race was reported.
+    fn judge(&mut self, c: &CollisionEvent, probes: &Probes) {
+        let Some((region, offset)) = self.slots.get(&c.slot).cloned() else {
+            return;
+        };
         let second = Slot {
             tid: c.hdr.tid,
             pid: c.hdr.pid,
@@ -345,22 +651,40 @@ impl Detector {
             first.ip.max(second.ip),
         );
         if self.reported.contains(&key) {
-            return None;
+            return;
+        }
+        let word = (region.clone(), offset);
+        if self.words.get(&word).is_some_and(|w| w.sync) {
+            self.stats.atomic += 1;
+            return;
         }
         let (i1, f1) = self.write_insn(first.pid, first.ip);
         let (i2, f2) = self.write_insn(second.pid, second.ip);
         if i1.as_ref().is_some_and(|w| w.atomic) || i2.as_ref().is_some_and(|w| w.atomic) {
             self.stats.atomic += 1;
+            self.words.entry(word).or_default().sync = true;
             self.reported.insert(key);
-            return None;
+            return;
         }
+        let (Some(i1), Some(i2)) = (i1, i2) else {
+            // An instruction out of reach (the process is gone, or it ran
+            // out of line in a uprobe's page) may have been atomic.
+            self.stats.undecoded += 1;
+            if self.stats.undecoded == 1 {
+                self.warnings.push(format!(
+                    "race detector: a collision on {region}+{offset:#x} was not reported: the instruction of one write could not be read or decoded (ips {:#x} and {:#x})",
+                    first.ip, second.ip
+                ));
+            }
+            return;
+        };
         self.reported.insert(key);
         self.stats.findings += 1;
         self.found.insert(c.slot);
         let a1 = self.access(probes, &first, &f1);
         let a2 = self.access(probes, &second, &f2);
-        let site = |a: &Access, i: &Option<WriteInsn>| {
-            let mut s = match (&a.function, &a.file, a.line) {
+        let site = |a: &Access, i: &WriteInsn| {
+            let s = match (&a.function, &a.file, a.line) {
                 (Some(f), Some(file), Some(line)) => {
                     let short = file.rsplit('/').next().unwrap_or(file);
                     format!("{f} at {short}:{line}")
@@ -368,10 +692,7 @@ impl Detector {
                 (Some(f), _, _) => f.clone(),
                 _ => format!("{:#x}", a.ip),
             };
-            if let Some(w) = i {
-                s.push_str(&format!(", `{}`", w.text));
-            }
-            format!("{}[{}] ({s})", a.comm, a.pid)
+            format!("{}[{}] ({s}, `{}`)", a.comm, a.pid, i.text)
         };
         let explanation = format!(
             "{} and {} wrote {}+{:#x} at the same time: no lock, semaphore or message kept the two writes apart",
@@ -380,7 +701,7 @@ impl Detector {
             region,
             offset
         );
-        Some(RaceLine {
+        self.findings.push(RaceLine {
             ts_ns: c.hdr.ts_ns,
             kind: Text::const_new("shm-write-write"),
             region: Some(region),
@@ -389,12 +710,48 @@ impl Detector {
             len: 8,
             accesses: vec![a1, a2],
             evidence: Text::const_new("collision"),
-            confidence: if i1.is_some() && i2.is_some() {
-                0.95
-            } else {
-                0.8
-            },
+            confidence: 0.95,
             explanation,
+        });
+    }
+
+    /// Counters and armed words for the trace's summary.
+    pub fn summary(&self) -> Option<DetectorSummary> {
+        if !self.opts.enabled && self.stats.windows == 0 {
+            return None;
+        }
+        let mut words: Vec<ArmedWord> = self
+            .words
+            .iter()
+            .filter(|(_, w)| w.windows > 0)
+            .map(|((region, offset), w)| ArmedWord {
+                region: region.clone(),
+                offset: *offset,
+                windows: w.windows,
+                traps: w.traps,
+                writers: w.writers.iter().copied().collect(),
+                sync: w.sync,
+            })
+            .collect();
+        words.sort_by(|a, b| {
+            b.windows
+                .cmp(&a.windows)
+                .then_with(|| a.region.cmp(&b.region))
+                .then(a.offset.cmp(&b.offset))
+        });
+        words.truncate(SUMMARY_WORDS);
+        let h = self.hot.stats;
+        Some(DetectorSummary {
+            regions: h.regions,
+            bytes_sampled: h.bytes,
+            sampler_cpu_ns: h.cpu_ns,
+            windows: self.stats.windows,
+            collisions: self.stats.collisions,
+            atomic: self.stats.atomic,
+            undecoded: self.stats.undecoded,
+            findings: self.stats.findings,
+            skipped: self.stats.skipped + h.skipped,
+            words,
         })
     }
 }

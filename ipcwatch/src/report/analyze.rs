@@ -89,7 +89,7 @@ impl Analysis {
                 size: r.size,
                 mappers: r.mappers().into_iter().collect(),
                 locks: r.locks.iter().map(|l| l.as_str()).collect(),
-                pages_written: r.pages.len(),
+                pages_written: r.pages.len() + r.untracked_faults as usize,
             })
             .collect();
         regions.sort_by(|a, b| a.region.cmp(b.region));
@@ -169,7 +169,7 @@ impl Analysis {
                     r.size,
                     r.mappers(),
                     r.locks.len(),
-                    r.pages.len()
+                    r.pages.len() + r.untracked_faults as usize
                 );
             }
         }

@@ -5,7 +5,7 @@ use super::args::{Outcome, StopReason};
 use super::notes::is_broken_pipe;
 use super::start::Started;
 use crate::host::monotonic_ns;
-use crate::record::{Record, Summary, Text};
+use crate::record::{DetectorSummary, Record, Summary, Text};
 use crate::sink::Sink;
 
 pub fn finish(
@@ -13,6 +13,7 @@ pub fn finish(
     sink: &mut dyn Sink,
     reason: StopReason,
     command_status: Option<i32>,
+    detector: Option<DetectorSummary>,
 ) -> anyhow::Result<Outcome> {
     let Started {
         probes,
@@ -37,6 +38,7 @@ pub fn finish(
         reason: Text::const_new(reason.as_str()),
         command_status,
         channels: collector.model.channel_summaries(),
+        detector,
     });
     let written = collector.push(summary, sink).and_then(|()| sink.flush());
     match written {

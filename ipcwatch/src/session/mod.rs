@@ -55,7 +55,7 @@ pub fn run_with<S: Sink>(
         Some(start::spawn_command(&args, &mut s, &mut sink)?)
     };
     sink.flush()?;
-    let (reason, command_status) = runtime.block_on(run::event_loop(
+    let (reason, command_status, detector) = runtime.block_on(run::event_loop(
         &mut s.probes,
         &mut s.collector,
         &mut sink,
@@ -63,5 +63,5 @@ pub fn run_with<S: Sink>(
         args.detector.clone(),
         stop_on,
     ))?;
-    finish::finish(s, &mut sink, reason, command_status)
+    finish::finish(s, &mut sink, reason, command_status, detector)
 }

@@ -20,7 +20,7 @@ use crate::decode::{RawEvent, decode};
 use crate::host::monotonic_ns;
 use crate::kernel::loader::{EventRing, Probes};
 use crate::race::detector::{Detector, DetectorOptions};
-use crate::record::{Lost, Record};
+use crate::record::{DetectorSummary, Lost, Record};
 use crate::sink::Sink;
 
 /// What ends a recording besides its command: SIGINT and SIGTERM (taken
@@ -58,6 +58,9 @@ enum WindDown {
     Terminated,
 }
 
+/// Events handled per turn of the loop at most.
+const DRAIN_BUDGET: usize = 16_384;
+
 /// The loop's state between wake-ups.
 struct Loop<'a> {
     probes: &'a mut Probes,
@@ -73,17 +76,25 @@ struct Loop<'a> {
 
 impl Loop<'_> {
     /// Everything waiting in the ring buffer: kernel events through the
-    /// collector, collisions through the race detector.
-    fn drain(&mut self, ring: &mut EventRing) -> io::Result<()> {
+    /// collector, collisions through the race detector; at most `budget`
+    /// events, so that a flood cannot keep the race detector from its
+    /// turn. Returns whether the ring was emptied.
+    fn drain(&mut self, ring: &mut EventRing, budget: usize) -> io::Result<bool> {
         let (collector, sink) = (&mut *self.collector, &mut *self.sink);
-        while let Some(item) = ring.next() {
+        let mut left = budget;
+        let emptied = loop {
+            if left == 0 {
+                break false;
+            }
+            left -= 1;
+            let Some(item) = ring.next() else {
+                break true;
+            };
             match decode(&item) {
                 Ok(RawEvent::Collision(c)) => {
                     collector.ingest(&RawEvent::Collision(c), sink)?;
                     drop(item);
-                    if let Some(race) = self.detector.on_collision(&c, self.probes) {
-                        collector.push(Record::Race(race), sink)?;
-                    }
+                    self.detector.on_collision(&c, self.probes);
                 }
                 Ok(RawEvent::WriteSample(c)) => {
                     collector.ingest(&RawEvent::WriteSample(c), sink)?;
@@ -102,6 +113,23 @@ impl Loop<'_> {
                     }
                 }
             }
+        };
+        self.report_detector()?;
+        Ok(emptied)
+    }
+
+    /// The race detector's findings and warnings, into the trace.
+    fn report_detector(&mut self) -> io::Result<()> {
+        for race in self.detector.take_findings() {
+            self.collector.push(Record::Race(race), self.sink)?;
+        }
+        for message in self.detector.take_warnings() {
+            warn(
+                self.collector,
+                self.sink,
+                Some("race-detector".to_string()),
+                message,
+            )?;
         }
         Ok(())
     }
@@ -181,10 +209,11 @@ impl Loop<'_> {
     /// After the stop: everything the kernel wrote before it, and the
     /// final loss count.
     fn last_drain(&mut self, ring: &mut EventRing) -> io::Result<()> {
-        self.detector.disarm(self.probes);
+        self.detector.stop(&self.collector.model, self.probes);
         let seqs = self.probes.kernel_seqs();
         self.collector.stop_at(seqs, self.probes.dropped());
-        self.drain(ring)?;
+        while !self.drain(ring, DRAIN_BUDGET)? {}
+        self.report_detector()?;
         let dropped = self
             .collector
             .dropped_at_stop
@@ -204,7 +233,8 @@ async fn or_never<T>(what: Option<impl Future<Output = T>>) {
 }
 
 /// Read the ring buffer until a stop condition; report losses as they grow.
-/// Returns why it stopped and the command's exit status.
+/// Returns why it stopped, the command's exit status and what the race
+/// detector looked at.
 pub async fn event_loop(
     probes: &mut Probes,
     collector: &mut Collector,
@@ -212,7 +242,7 @@ pub async fn event_loop(
     child: Option<(u32, OwnedFd)>,
     detector_opts: DetectorOptions,
     stop_on: StopOn,
-) -> anyhow::Result<(StopReason, Option<i32>)> {
+) -> anyhow::Result<(StopReason, Option<i32>, Option<DetectorSummary>)> {
     let ring = probes.take_ring()?;
     // SAFETY: the RingBuf owns its map descriptor, which stays open for as
     // long as the AsyncFd holds it.
@@ -261,14 +291,21 @@ pub async fn event_loop(
         let step: io::Result<Option<StopReason>> = tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let r = lp.drain(guard.get_inner_mut());
-                guard.clear_ready();
-                r.and_then(|()| lp.attach_new()).map(|()| None)
+                let r = lp.drain(guard.get_inner_mut(), DRAIN_BUDGET);
+                // Left over: ready again at once, after the other branches
+                // had their chance.
+                if !matches!(r, Ok(false)) {
+                    guard.clear_ready();
+                }
+                r.and_then(|_| lp.attach_new()).map(|()| None)
             }
             _ = poll.tick() => {
                 lp.probes.flush_kernel_log();
                 lp.detector.tick(&lp.collector.model, lp.probes, std::time::Instant::now());
-                lp.drain(ring.get_mut()).and_then(|()| lp.attach_new()).map(|()| None)
+                lp.report_detector()
+                    .and_then(|()| lp.drain(ring.get_mut(), DRAIN_BUDGET))
+                    .and_then(|_| lp.attach_new())
+                    .map(|()| None)
             }
             _ = tick.tick() => lp.tick().map(|()| None),
             _ = sigint.recv() => Ok(lp.signal(wind_down_timer.as_mut())),
@@ -286,12 +323,12 @@ pub async fn event_loop(
         match step {
             Ok(Some(reason)) => break reason,
             Ok(None) => {}
-            Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None)),
+            Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None, None)),
             Err(e) => return Err(e.into()),
         }
     };
     match lp.last_drain(ring.get_mut()) {
-        Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None)),
+        Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None, None)),
         r => r?,
     }
     if reason == StopReason::Requested
@@ -302,5 +339,5 @@ pub async fn event_loop(
         spawn::terminate(pid);
     }
     let status = child_pid.and_then(spawn::reap);
-    Ok((reason, status))
+    Ok((reason, status, lp.detector.summary()))
 }
