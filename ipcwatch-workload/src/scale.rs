@@ -128,8 +128,7 @@ pub fn check_region_args(a: &RegionArgs) -> Result<()> {
     if a.threads == 0 || a.threads > 1024 {
         bail!("--threads {}: between 1 and 1024", a.threads);
     }
-    if !(a.secs.is_finite() && a.secs >= 0.0 && a.quiet_secs.is_finite() && a.quiet_secs >= 0.0)
-    {
+    if !(a.secs.is_finite() && a.secs >= 0.0 && a.quiet_secs.is_finite() && a.quiet_secs >= 0.0) {
         bail!("--secs and --quiet-secs are seconds (0 or more)");
     }
     if usize::try_from(a.size).is_err() {

@@ -190,7 +190,9 @@ fn ensure_stress_ng() -> Result<()> {
     eprintln!("xtask: installing stress-ng (for the race tests under CPU load)");
     let install = ["install", "-y", "-q", "stress-ng"];
     if !(apt(&install) || (apt(&["update", "-q"]) && apt(&install))) || !installed() {
-        bail!("stress-ng is missing and could not be installed: install it (apt-get install stress-ng)");
+        bail!(
+            "stress-ng is missing and could not be installed: install it (apt-get install stress-ng)"
+        );
     }
     Ok(())
 }
