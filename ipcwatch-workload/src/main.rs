@@ -7,6 +7,7 @@ mod floor;
 mod load;
 mod pipes;
 mod race;
+mod scale;
 mod shm;
 mod sock;
 mod synth;
@@ -189,6 +190,74 @@ enum Workload {
     /// Set the terminal up as ipcwatch's TUI does, draw once, then panic:
     /// the panic hook must restore the terminal and show the message.
     TuiPanic,
+    // Issue 19, recall at scale (scale.rs).
+    /// PROCS processes race on one word of a SIZE-byte shared region while
+    /// each sweeps all its pages writing its own slot. Prints "region
+    /// <racing word's offset> <counter> <increments> <pids...>".
+    Region(RegionCli),
+    /// PRODUCERS processes append to a shared ring through an
+    /// unsynchronized head index. Prints "ring <head offset> <head>
+    /// <appends> <pids...>".
+    Ring {
+        #[arg(long, default_value_t = 2)]
+        producers: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+}
+
+// Issue 19, recall at scale (scale.rs).
+#[derive(clap::Args, Debug)]
+struct RegionCli {
+    /// Region size: bytes, or with K, M, G (16M, 256M, 1G, 4G).
+    #[arg(long, value_parser = scale::parse_size)]
+    size: u64,
+    #[arg(long, value_enum, default_value = "anon")]
+    memory: scale::RegionMemory,
+    #[arg(long, default_value_t = 2)]
+    procs: usize,
+    /// Racing threads per process.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Seconds of racing (after --quiet-secs).
+    #[arg(long, default_value_t = 3.0)]
+    secs: f64,
+    /// Increments per second per thread on the racing word (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Seconds of sweeping only before the racing starts.
+    #[arg(long, default_value_t = 0.0)]
+    quiet_secs: f64,
+    /// Write every byte of the region first.
+    #[arg(long)]
+    touch: bool,
+    /// How the racing word is bumped (--racy: none, --no-racy: mutex).
+    #[arg(long, value_enum, default_value = "none")]
+    sync: scale::RegionSync,
+    /// Same as --sync none.
+    #[arg(long, conflicts_with_all = ["sync", "no_racy"])]
+    racy: bool,
+    /// Same as --sync mutex.
+    #[arg(long, conflicts_with = "sync")]
+    no_racy: bool,
+}
+
+fn region(c: RegionCli) -> Result<()> {
+    scale::region(&scale::RegionArgs {
+        size: c.size,
+        memory: c.memory,
+        procs: c.procs,
+        threads: c.threads,
+        secs: c.secs,
+        rate: c.rate,
+        quiet_secs: c.quiet_secs,
+        touch: c.touch,
+        sync: if c.no_racy {
+            scale::RegionSync::Mutex
+        } else {
+            c.sync
+        },
+    })
 }
 
 #[derive(clap::Args, Debug)]
@@ -278,6 +347,9 @@ fn run(w: Workload) -> Result<ExitCode> {
             rate,
         } => load::many_channels(procs, channels, hold, rate),
         Workload::TuiPanic => tui_panic::run(),
+        // Issue 19, recall at scale (scale.rs).
+        Workload::Region(c) => region(c),
+        Workload::Ring { producers, secs } => scale::ring(producers, secs),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

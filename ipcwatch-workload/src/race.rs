@@ -100,14 +100,14 @@ fn shared_page(memory: Memory) -> Result<*mut u8> {
 
 /// The racy increment: a plain load and a plain store.
 #[inline(never)]
-fn bump_counter_unsynchronized(counter: *mut u64) {
+pub(crate) fn bump_counter_unsynchronized(counter: *mut u64) {
     // SAFETY: `counter` points into the live shared page.
     unsafe { ptr::write_volatile(counter, ptr::read_volatile(counter) + 1) };
 }
 
 /// The same increment, called with a lock held.
 #[inline(never)]
-fn bump_counter_locked(counter: *mut u64) {
+pub(crate) fn bump_counter_locked(counter: *mut u64) {
     // SAFETY: `counter` points into the live shared page.
     unsafe { ptr::write_volatile(counter, ptr::read_volatile(counter) + 1) };
 }

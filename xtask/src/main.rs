@@ -2,7 +2,7 @@
 //!
 //! Every command first makes sure the eBPF toolchain is there (nightly
 //! rust-src and bpf-linker built against nightly's own LLVM) and the tools
-//! the checks use (tmux, cargo-modules), installing what is missing. When
+//! the checks use (tmux, stress-ng, cargo-modules), installing what is missing. When
 //! everything is present that check takes seconds.
 
 // Modules reach each other through `use`, where `cargo xtask cycles` sees

@@ -1,6 +1,6 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
 //! against the nightly toolchain's own LLVM; and the tools the checks use
-//! (tmux, cargo-modules). Idempotent: when all are present this runs a few
+//! (tmux, stress-ng, cargo-modules). Idempotent: when all are present this runs a few
 //! quick commands and nothing else.
 
 use std::path::PathBuf;
@@ -169,6 +169,34 @@ fn ensure_tmux() -> Result<()> {
     Ok(())
 }
 
+/// The race detector's tests under CPU load run stress-ng alongside
+/// (ipcwatch/tests/scale.rs, `cargo xtask accuracy --load`).
+fn ensure_stress_ng() -> Result<()> {
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let installed = || {
+        Command::new("stress-ng")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if installed() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing stress-ng (for the race tests under CPU load)");
+    let install = ["install", "-y", "-q", "stress-ng"];
+    if !(apt(&install) || (apt(&["update", "-q"]) && apt(&install))) || !installed() {
+        bail!(
+            "stress-ng is missing and could not be installed: install it (apt-get install stress-ng)"
+        );
+    }
+    Ok(())
+}
+
 /// `cargo modules --version` names the pinned version.
 fn cargo_modules_works() -> bool {
     Command::new("cargo")
@@ -221,6 +249,7 @@ pub fn ensure() -> Result<()> {
     ensure_toolchain()?;
     ensure_bpf_linker()?;
     ensure_tmux()?;
+    ensure_stress_ng()?;
     ensure_cargo_modules()?;
     Ok(())
 }
