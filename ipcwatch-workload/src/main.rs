@@ -73,6 +73,9 @@ enum Workload {
         memory: race::Memory,
         #[arg(long, value_enum)]
         sync: race::Sync,
+        /// Bumping threads in each of the two processes.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
     },
@@ -243,7 +246,12 @@ fn run(w: Workload) -> Result<ExitCode> {
         Workload::FifoWrite { path, bytes } => pipes::fifo_write(&path, bytes),
         Workload::FifoRead { path } => pipes::fifo_read(&path),
         Workload::FdReuse => pipes::fd_reuse(),
-        Workload::Counter { memory, sync, secs } => race::counter(memory, sync, secs),
+        Workload::Counter {
+            memory,
+            sync,
+            threads,
+            secs,
+        } => race::counter(memory, sync, threads, secs),
         Workload::PosixCounter { name, secs } => race::posix_counter(&name, secs),
         Workload::PipeWriters {
             writers,
