@@ -4,8 +4,10 @@
 //! Not part of the product: `ipcwatch demo` has its own workloads.
 
 mod floor;
+mod hostile;
 mod load;
 mod pipes;
+mod precision;
 mod race;
 mod shm;
 mod sock;
@@ -192,6 +194,46 @@ enum Workload {
     /// Set the terminal up as ipcwatch's TUI does, draw once, then panic:
     /// the panic hook must restore the terminal and show the message.
     TuiPanic,
+    // --- Race detector precision and hostile processes (issue 19) ---
+    /// PROCS processes pop, bump and push nodes of a lock-free stack in
+    /// shared memory; every shared write is a compare-and-swap.
+    CasQueue {
+        #[arg(long, default_value_t = 2)]
+        procs: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// One writer publishes data under a sequence counter; READERS
+    /// processes read it consistently.
+    Seqlock {
+        #[arg(long, default_value_t = 1)]
+        readers: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// PROCS processes each bump their own 8-byte slot of one shared page.
+    Slots {
+        #[arg(long, default_value_t = 4)]
+        procs: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// Two processes race on a region, then do ACTION to it after MS.
+    Hostile {
+        #[arg(long, value_enum)]
+        action: hostile::Action,
+        #[arg(long, default_value_t = 1500)]
+        after_ms: u64,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// Two processes of COUNT threads each; one thread of each races.
+    Threads {
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -286,6 +328,16 @@ fn run(w: Workload) -> Result<ExitCode> {
             rate,
         } => load::many_channels(procs, channels, hold, rate),
         Workload::TuiPanic => tui_panic::run(),
+        // --- Race detector precision and hostile processes (issue 19) ---
+        Workload::CasQueue { procs, secs } => precision::cas_queue(procs, secs),
+        Workload::Seqlock { readers, secs } => precision::seqlock(readers, secs),
+        Workload::Slots { procs, secs } => precision::slots(procs, secs),
+        Workload::Hostile {
+            action,
+            after_ms,
+            secs,
+        } => hostile::hostile(action, after_ms, secs),
+        Workload::Threads { count, secs } => hostile::threads(count, secs),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -17,8 +17,8 @@ use crate::sys::{os_err, pipe};
 /// Layout of the shared page: the lock (or semaphore) at 0, the counter
 /// on its own cache line.
 const LOCK_OFF: usize = 0;
-const COUNTER_OFF: usize = 128;
-const SIZE: usize = 4096;
+pub(crate) const COUNTER_OFF: usize = 128;
+pub(crate) const SIZE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Memory {
@@ -53,7 +53,7 @@ pub enum Sync {
 }
 
 /// Map the shared page of the chosen kind.
-fn shared_page(memory: Memory) -> Result<*mut u8> {
+pub(crate) fn shared_page(memory: Memory) -> Result<*mut u8> {
     // SAFETY: plain syscalls; results are checked.
     unsafe {
         let p = match memory {
@@ -102,7 +102,7 @@ fn shared_page(memory: Memory) -> Result<*mut u8> {
 
 /// The racy increment: a plain load and a plain store.
 #[inline(never)]
-fn bump_counter_unsynchronized(counter: *mut u64) {
+pub(crate) fn bump_counter_unsynchronized(counter: *mut u64) {
     // SAFETY: `counter` points into the live shared page.
     unsafe { ptr::write_volatile(counter, ptr::read_volatile(counter) + 1) };
 }
