@@ -94,8 +94,10 @@ fn breakpoint(addr: u64) -> std::result::Result<i32, i32> {
     // config, sample_period, sample_type, read_format, flags (u64),
     // wakeup_events, bp_type, bp_addr, bp_len, ...
     let mut attr = [0u8; 112];
-    let put32 = |a: &mut [u8; 112], at: usize, v: u32| a[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-    let put64 = |a: &mut [u8; 112], at: usize, v: u64| a[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+    let put32 =
+        |a: &mut [u8; 112], at: usize, v: u32| a[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    let put64 =
+        |a: &mut [u8; 112], at: usize, v: u64| a[at..at + 8].copy_from_slice(&v.to_ne_bytes());
     put32(&mut attr, 0, PERF_TYPE_BREAKPOINT);
     put32(&mut attr, 4, 112);
     put32(&mut attr, 52, 2); // bp_type: HW_BREAKPOINT_W
@@ -215,15 +217,11 @@ pub fn hostile(action: Action, after_ms: u64, secs: f64) -> Result<()> {
         // (except through the new mapping, for replace).
         unsafe {
             match action {
-                Action::Truncate if parent => {
-                    if libc::ftruncate(fd, 0) != 0 {
-                        bail!(os_err("ftruncate"));
-                    }
+                Action::Truncate if parent && libc::ftruncate(fd, 0) != 0 => {
+                    bail!(os_err("ftruncate"));
                 }
-                Action::Unmap => {
-                    if libc::munmap(region as *mut libc::c_void, len) != 0 {
-                        bail!(os_err("munmap"));
-                    }
+                Action::Unmap if libc::munmap(region as *mut libc::c_void, len) != 0 => {
+                    bail!(os_err("munmap"));
                 }
                 Action::Mremap => {
                     let p = libc::mremap(region as *mut libc::c_void, len, MREMAP_TO, 0);

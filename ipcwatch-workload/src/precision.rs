@@ -24,7 +24,7 @@ use crate::sys::{child_run, fork, pipe, wait};
 /// `page` is a live 4096-byte shared mapping and `off` an 8-byte aligned
 /// offset inside it.
 unsafe fn word<'a>(page: *mut u8, off: usize) -> &'a AtomicU64 {
-    debug_assert!(off % 8 == 0 && off + 8 <= crate::race::SIZE);
+    debug_assert!(off.is_multiple_of(8) && off + 8 <= crate::race::SIZE);
     // SAFETY: the caller's promise.
     unsafe { AtomicU64::from_ptr(page.add(off) as *mut u64) }
 }
@@ -250,9 +250,7 @@ pub fn seqlock(readers: usize, secs: f64) -> Result<()> {
                     continue;
                 }
                 let first = data[0].load(Ordering::Relaxed);
-                let same = data[1..]
-                    .iter()
-                    .all(|d| d.load(Ordering::Relaxed) == first);
+                let same = data[1..].iter().all(|d| d.load(Ordering::Relaxed) == first);
                 fence(Ordering::Acquire);
                 if seq.load(Ordering::Relaxed) == s1 {
                     consistent += 1;

@@ -342,12 +342,12 @@ fn bump_in_threads(
                 })
             })
             .collect();
-        handles.into_iter().try_fold(0u64, |sum, h| {
-            match h.join().ok().flatten() {
+        handles
+            .into_iter()
+            .try_fold(0u64, |sum, h| match h.join().ok().flatten() {
                 Some(n) => Ok(sum + n),
                 None => bail!("a bumping thread failed"),
-            }
-        })
+            })
     })
 }
 

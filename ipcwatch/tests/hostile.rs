@@ -84,7 +84,9 @@ fn hostile(action: &str) -> Trace {
         "3",
     ]);
     assert!(
-        t.stdout().lines().any(|l| l.starts_with(&format!("hostile {action} "))),
+        t.stdout()
+            .lines()
+            .any(|l| l.starts_with(&format!("hostile {action} "))),
         "the workload did not finish: {}",
         t.stdout()
     );
@@ -113,7 +115,11 @@ fn assert_warned_about(t: &Trace, kind: &str) {
 /// region it was watching).
 fn assert_armed(t: &Trace, kind: &str) {
     let det = &t.summary()["detector"];
-    assert!(det.is_object(), "the summary has no `detector`: {}", t.summary());
+    assert!(
+        det.is_object(),
+        "the summary has no `detector`: {}",
+        t.summary()
+    );
     let armed = det["words"].as_array().is_some_and(|ws| {
         ws.iter().any(|w| {
             w["region"]

@@ -83,7 +83,15 @@ fn assert_precise(args: &[&str], min_writers: usize) -> (Trace, Vec<Value>) {
 /// `counter --memory anon --sync SYNC --threads THREADS`.
 fn counter<'a>(sync: &'a str, threads: &'a str) -> Vec<&'a str> {
     vec![
-        "counter", "--memory", "anon", "--sync", sync, "--threads", threads, "--secs", SECS,
+        "counter",
+        "--memory",
+        "anon",
+        "--sync",
+        sync,
+        "--threads",
+        threads,
+        "--secs",
+        SECS,
     ]
 }
 
