@@ -4,8 +4,10 @@
 //! Not part of the product: `ipcwatch demo` has its own workloads.
 
 mod floor;
+mod hostile;
 mod load;
 mod pipes;
+mod precision;
 mod race;
 mod scale;
 mod shm;
@@ -74,6 +76,9 @@ enum Workload {
         memory: race::Memory,
         #[arg(long, value_enum)]
         sync: race::Sync,
+        /// Bumping threads in each of the two processes.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
     },
@@ -204,6 +209,46 @@ enum Workload {
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
     },
+    // --- Race detector precision and hostile processes (issue 19) ---
+    /// PROCS processes pop, bump and push nodes of a lock-free stack in
+    /// shared memory; every shared write is a compare-and-swap.
+    CasQueue {
+        #[arg(long, default_value_t = 2)]
+        procs: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// One writer publishes data under a sequence counter; READERS
+    /// processes read it consistently.
+    Seqlock {
+        #[arg(long, default_value_t = 1)]
+        readers: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// PROCS processes each bump their own 8-byte slot of one shared page.
+    Slots {
+        #[arg(long, default_value_t = 4)]
+        procs: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// Two processes race on a region, then do ACTION to it after MS.
+    Hostile {
+        #[arg(long, value_enum)]
+        action: hostile::Action,
+        #[arg(long, default_value_t = 1500)]
+        after_ms: u64,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// Two processes of COUNT threads each; one thread of each races.
+    Threads {
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
 }
 
 // Issue 19, recall at scale (scale.rs).
@@ -312,7 +357,12 @@ fn run(w: Workload) -> Result<ExitCode> {
         Workload::FifoWrite { path, bytes } => pipes::fifo_write(&path, bytes),
         Workload::FifoRead { path } => pipes::fifo_read(&path),
         Workload::FdReuse => pipes::fd_reuse(),
-        Workload::Counter { memory, sync, secs } => race::counter(memory, sync, secs),
+        Workload::Counter {
+            memory,
+            sync,
+            threads,
+            secs,
+        } => race::counter(memory, sync, threads, secs),
         Workload::PosixCounter { name, secs } => race::posix_counter(&name, secs),
         Workload::PipeWriters {
             writers,
@@ -350,6 +400,16 @@ fn run(w: Workload) -> Result<ExitCode> {
         // Issue 19, recall at scale (scale.rs).
         Workload::Region(c) => region(c),
         Workload::Ring { producers, secs } => scale::ring(producers, secs),
+        // --- Race detector precision and hostile processes (issue 19) ---
+        Workload::CasQueue { procs, secs } => precision::cas_queue(procs, secs),
+        Workload::Seqlock { readers, secs } => precision::seqlock(readers, secs),
+        Workload::Slots { procs, secs } => precision::slots(procs, secs),
+        Workload::Hostile {
+            action,
+            after_ms,
+            secs,
+        } => hostile::hostile(action, after_ms, secs),
+        Workload::Threads { count, secs } => hostile::threads(count, secs),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

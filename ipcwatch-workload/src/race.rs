@@ -17,8 +17,8 @@ use crate::sys::{os_err, pipe};
 /// Layout of the shared page: the lock (or semaphore) at 0, the counter
 /// on its own cache line.
 const LOCK_OFF: usize = 0;
-const COUNTER_OFF: usize = 128;
-const SIZE: usize = 4096;
+pub(crate) const COUNTER_OFF: usize = 128;
+pub(crate) const SIZE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Memory {
@@ -48,10 +48,12 @@ pub enum Sync {
     /// waits for it, then bumps for the second half (exit -> wait orders
     /// them).
     Handoff,
+    /// A process-shared glibc spinlock (pthread_spin_lock/unlock).
+    Spin,
 }
 
 /// Map the shared page of the chosen kind.
-fn shared_page(memory: Memory) -> Result<*mut u8> {
+pub(crate) fn shared_page(memory: Memory) -> Result<*mut u8> {
     // SAFETY: plain syscalls; results are checked.
     unsafe {
         let p = match memory {
@@ -149,6 +151,12 @@ fn init_sync(sync: Sync, lock: *mut u8) -> Result<*mut libc::sem_t> {
                     bail!("pthread_rwlock_init failed");
                 }
             }
+            Sync::Spin => {
+                let lock = lock as *mut libc::pthread_spinlock_t;
+                if libc::pthread_spin_init(lock, libc::PTHREAD_PROCESS_SHARED) != 0 {
+                    bail!("pthread_spin_init failed");
+                }
+            }
             Sync::Semaphore => {
                 sem = libc::sem_open(sem_name.as_ptr(), libc::O_CREAT | libc::O_EXCL, 0o600, 1);
                 if sem == libc::SEM_FAILED {
@@ -221,6 +229,11 @@ unsafe fn bump_until(
                         bump_counter_locked(counter);
                         libc::pthread_rwlock_unlock(lock as *mut libc::pthread_rwlock_t);
                     }
+                    Sync::Spin => {
+                        libc::pthread_spin_lock(lock as *mut libc::pthread_spinlock_t);
+                        bump_counter_locked(counter);
+                        libc::pthread_spin_unlock(lock as *mut libc::pthread_spinlock_t);
+                    }
                     Sync::Semaphore => {
                         libc::sem_wait(sem);
                         bump_counter_locked(counter);
@@ -244,9 +257,12 @@ unsafe fn bump_until(
 }
 
 /// Two processes bump the counter at offset 128 of a shared page for
-/// `secs`. Prints "counter <parent pid> <child pid> <final value>
-/// <increments>" (a racy run loses increments).
-pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
+/// `secs`, each with `threads` threads. Prints "counter <parent pid>
+/// <child pid> <final value> <increments>" (a racy run loses increments).
+pub fn counter(memory: Memory, sync: Sync, threads: usize, secs: f64) -> Result<()> {
+    if threads == 0 || (threads > 1 && matches!(sync, Sync::Token | Sync::Handoff)) {
+        bail!("--threads must be at least 1, and 1 with --sync token or handoff");
+    }
     let page = shared_page(memory)?;
     // SAFETY: offsets inside the 4096-byte page.
     let (lock, counter) = unsafe { (page.add(LOCK_OFF), page.add(COUNTER_OFF) as *mut u64) };
@@ -264,8 +280,12 @@ pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
         }
         deadline = Instant::now() + Duration::from_secs_f64(secs / 2.0);
     }
-    // SAFETY: init_sync set the lock up in the shared page.
-    let n = unsafe { bump_until(sync, lock, sem, counter, &mut token, deadline) };
+    let n = if threads == 1 {
+        // SAFETY: init_sync set the lock up in the shared page.
+        unsafe { bump_until(sync, lock, sem, counter, &mut token, deadline) }
+    } else {
+        bump_in_threads(threads, sync, lock, sem, counter, deadline)?
+    };
     if child == 0 {
         // SAFETY: leave without running the parent's destructors twice.
         unsafe { libc::_exit(0) };
@@ -280,6 +300,55 @@ pub fn counter(memory: Memory, sync: Sync, secs: f64) -> Result<()> {
     let value = unsafe { ptr::read_volatile(counter) };
     println!("counter {} {child} {value} {n}", std::process::id());
     Ok(())
+}
+
+// --- `counter --threads N`: several bumping threads per process. ---
+
+/// The shared page's pointers, handed to the bumping threads.
+#[derive(Clone, Copy)]
+struct Shared {
+    lock: *mut u8,
+    sem: *mut libc::sem_t,
+    counter: *mut u64,
+}
+
+// SAFETY: they point into shared memory mapped for the life of the
+// process, and the process-shared lock objects are meant for threads.
+unsafe impl Send for Shared {}
+
+/// `threads` threads of this process bump the counter under `sync` (not
+/// token or handoff) until `deadline`; returns their increments.
+fn bump_in_threads(
+    threads: usize,
+    sync: Sync,
+    lock: *mut u8,
+    sem: *mut libc::sem_t,
+    counter: *mut u64,
+    deadline: Instant,
+) -> Result<u64> {
+    let shared = Shared { lock, sem, counter };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || {
+                    let sh = shared;
+                    // Never read: only token and handoff use it.
+                    let (rx, tx) = pipe().ok()?;
+                    let mut token = Token { rx, tx };
+                    // SAFETY: init_sync set the lock up in the shared page.
+                    Some(unsafe {
+                        bump_until(sync, sh.lock, sh.sem, sh.counter, &mut token, deadline)
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_fold(0u64, |sum, h| match h.join().ok().flatten() {
+                Some(n) => Ok(sum + n),
+                None => bail!("a bumping thread failed"),
+            })
+    })
 }
 
 /// `writers` processes each write `records` records of `size` bytes to one
