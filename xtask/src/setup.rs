@@ -1,6 +1,7 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
 //! against the nightly toolchain's own LLVM; and the tools the checks use
-//! (tmux, cargo-modules). Idempotent: when all are present this runs a few
+//! (tmux, sqlite3, cargo-modules), and PostgreSQL for `cargo xtask
+//! postgres`. Idempotent: when all are present this runs a few
 //! quick commands and nothing else.
 
 use std::path::PathBuf;
@@ -139,34 +140,96 @@ fn ensure_bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// The TUI's end-to-end test drives the real binary in tmux.
-fn ensure_tmux() -> Result<()> {
-    if Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Ok(());
-    }
-    eprintln!("xtask: installing tmux (for the TUI's end-to-end test)");
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-q", "tmux"])
-        .status()
-        .is_ok_and(|s| s.success())
+/// `apt-get install` of Debian `packages`, after an `apt-get update` when
+/// the first try fails (a fresh machine has no package lists).
+fn apt_install(packages: &[&str]) -> bool {
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    install()
         || (Command::new("apt-get")
             .args(["update", "-q"])
             .status()
             .is_ok_and(|s| s.success())
-            && Command::new("apt-get")
-                .args(["install", "-y", "-q", "tmux"])
-                .status()
-                .is_ok_and(|s| s.success()));
-    if !ok {
-        anyhow::bail!(
-            "tmux is missing and could not be installed: install it (apt-get install tmux)"
+            && install())
+}
+
+/// `tool ARG` runs and succeeds.
+fn answers(tool: &str, arg: &str) -> bool {
+    Command::new(tool)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The TUI's end-to-end test drives the real binary in tmux.
+fn ensure_tmux() -> Result<()> {
+    if answers("tmux", "-V") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing tmux (for the TUI's end-to-end test)");
+    if !apt_install(&["tmux"]) {
+        bail!("tmux is missing and could not be installed: install it (apt-get install tmux)");
+    }
+    Ok(())
+}
+
+/// The real-software test runs Debian's sqlite3 (a few hundred KiB).
+fn ensure_sqlite3() -> Result<()> {
+    if answers("sqlite3", "-version") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing sqlite3 (for the real-software test)");
+    if !apt_install(&["sqlite3"]) {
+        bail!(
+            "sqlite3 is missing and could not be installed: install it (apt-get install sqlite3)"
         );
     }
     Ok(())
+}
+
+/// The newest /usr/lib/postgresql/VERSION/bin holding `tools`.
+fn postgres_bin_dir(tools: &[&str]) -> Option<PathBuf> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, bin)| tools.iter().all(|t| bin.join(t).is_file()))
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, bin)| bin)
+}
+
+/// Debian's PostgreSQL server and pgbench (both in postgresql-VERSION,
+/// which the `postgresql` package pulls in), for `cargo xtask postgres`
+/// (not for `cargo xtask test`: about 60 MiB). Returns the directory of
+/// its programs (`initdb`, `pg_ctl`, `postgres`, `pgbench`); the package
+/// also creates the `postgres` user they run as.
+pub fn ensure_postgres() -> Result<PathBuf> {
+    const TOOLS: [&str; 4] = ["initdb", "pg_ctl", "postgres", "pgbench"];
+    if let Some(bin) = postgres_bin_dir(&TOOLS) {
+        return Ok(bin);
+    }
+    eprintln!("xtask: installing postgresql (for cargo xtask postgres)");
+    if !apt_install(&["postgresql"]) {
+        bail!(
+            "PostgreSQL is missing and could not be installed: install it (apt-get install postgresql)"
+        );
+    }
+    postgres_bin_dir(&TOOLS).with_context(|| {
+        format!(
+            "postgresql was installed but no /usr/lib/postgresql/*/bin holds {}",
+            TOOLS.join(", ")
+        )
+    })
 }
 
 /// `cargo modules --version` names the pinned version.
@@ -221,6 +284,7 @@ pub fn ensure() -> Result<()> {
     ensure_toolchain()?;
     ensure_bpf_linker()?;
     ensure_tmux()?;
+    ensure_sqlite3()?;
     ensure_cargo_modules()?;
     Ok(())
 }
