@@ -421,8 +421,9 @@ struct Findings {
     races: Vec<String>,
     /// region id -> its `region` line.
     regions: BTreeMap<String, Value>,
-    /// region id -> pids seen mapping it.
-    mappers: BTreeMap<String, BTreeSet<u64>>,
+    /// region id -> pids seen mapping it, and those of them mapping it
+    /// writable.
+    mappers: BTreeMap<String, (BTreeSet<u64>, BTreeSet<u64>)>,
     summary: Value,
 }
 
@@ -449,7 +450,11 @@ fn read_trace(path: &Path) -> Result<Findings> {
         } else if line.starts_with("{\"type\":\"mapping\"") {
             let v: Value = serde_json::from_str(&line)?;
             if let (Some(id), Some(pid)) = (v["region"].as_str(), v["pid"].as_u64()) {
-                f.mappers.entry(id.to_string()).or_default().insert(pid);
+                let m = f.mappers.entry(id.to_string()).or_default();
+                m.0.insert(pid);
+                if v["prot"].as_str().is_some_and(|p| p.contains('w')) {
+                    m.1.insert(pid);
+                }
             }
         }
         last = line;
@@ -569,11 +574,12 @@ fn report(args: &PostgresArgs, untraced: &[f64], traced: &[Traced]) -> (String, 
         args.clients,
         args.jobs,
         args.secs,
-        if args.system {
-            "(whole system)"
-        } else {
-            "--comm postgres"
-        }
+        [
+            if args.system { "" } else { "--comm postgres" },
+            &args.record_arg.join(" ")
+        ]
+        .join(" ")
+        .trim()
     );
     let _ = writeln!(
         s,
@@ -631,10 +637,10 @@ fn report(args: &PostgresArgs, untraced: &[f64], traced: &[Traced]) -> (String, 
     for (i, t) in traced.iter().enumerate() {
         let _ = writeln!(
             s,
-            "\ntraced {}: regions mapped by at least 2 processes (what the detector may sample):\n\n| region | kind | size (MiB) | name | mapped by |\n|---|---|---|---|---|",
+            "\ntraced {}: regions mapped by at least 2 processes (what the detector may sample):\n\n| region | kind | size (MiB) | name | mapped by | writable in |\n|---|---|---|---|---|---|",
             i + 1
         );
-        for (id, pids) in &t.findings.mappers {
+        for (id, (pids, writable)) in &t.findings.mappers {
             if pids.len() < 2 {
                 continue;
             }
@@ -642,11 +648,12 @@ fn report(args: &PostgresArgs, untraced: &[f64], traced: &[Traced]) -> (String, 
             let field = |k: &str| r.map(|r| r[k].clone()).unwrap_or(Value::Null);
             let _ = writeln!(
                 s,
-                "| {id} | {} | {:.1} | {} | {} pids |",
+                "| {id} | {} | {:.1} | {} | {} pids | {} pids |",
                 field("kind").as_str().unwrap_or("?"),
                 field("size").as_u64().unwrap_or(0) as f64 / (1 << 20) as f64,
                 field("name").as_str().unwrap_or(""),
-                pids.len()
+                pids.len(),
+                writable.len()
             );
         }
         let det = &t.findings.summary["detector"];
