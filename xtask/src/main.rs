@@ -18,6 +18,7 @@ mod build;
 mod cmd;
 mod cycles;
 mod fuzz;
+mod realsw;
 mod setup;
 mod soak;
 
@@ -73,6 +74,10 @@ enum Cmd {
     /// Precision and recall of the race detector over its acceptance
     /// workloads (docs/races.md).
     Accuracy(accuracy::AccuracyArgs),
+    /// PostgreSQL (Debian's, installed when missing) under pgbench,
+    /// untraced and traced in one run: tps ratio, ipcwatch's peak RSS and
+    /// CPU, findings (must be 0) and the words armed (docs/races.md).
+    Postgres(realsw::PostgresArgs),
     /// Run the fuzz targets (not part of `test`; minutes per target).
     Fuzz(fuzz::FuzzArgs),
     /// Long run at a high event rate, sampling RSS and losses (not in CI).
@@ -180,6 +185,15 @@ fn main() -> Result<()> {
             setup::ensure()?;
             let bins = build_release_with_workload()?;
             accuracy::run(&bins, &args)
+        }
+        Cmd::Postgres(args) => {
+            setup::ensure()?;
+            let pg = setup::ensure_postgres()?;
+            let bin = match &args.bin {
+                Some(b) => b.clone(),
+                None => build_release()?,
+            };
+            realsw::run(&bin, pg, &args)
         }
         Cmd::Soak(args) => {
             setup::ensure()?;

@@ -1,6 +1,7 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
 //! against the nightly toolchain's own LLVM; and the tools the checks use
-//! (tmux, stress-ng, cargo-modules). Idempotent: when all are present this runs a few
+//! (tmux, stress-ng, sqlite3, cargo-modules), and PostgreSQL for `cargo
+//! xtask postgres`. Idempotent: when all are present this runs a few
 //! quick commands and nothing else.
 
 use std::path::PathBuf;
@@ -139,31 +140,54 @@ fn ensure_bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// The TUI's end-to-end test drives the real binary in tmux.
-fn ensure_tmux() -> Result<()> {
-    if Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Ok(());
-    }
-    eprintln!("xtask: installing tmux (for the TUI's end-to-end test)");
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-q", "tmux"])
-        .status()
-        .is_ok_and(|s| s.success())
+/// `apt-get install` of Debian `packages`, after an `apt-get update` when
+/// the first try fails (a fresh machine has no package lists).
+fn apt_install(packages: &[&str]) -> bool {
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    install()
         || (Command::new("apt-get")
             .args(["update", "-q"])
             .status()
             .is_ok_and(|s| s.success())
-            && Command::new("apt-get")
-                .args(["install", "-y", "-q", "tmux"])
-                .status()
-                .is_ok_and(|s| s.success()));
-    if !ok {
-        anyhow::bail!(
-            "tmux is missing and could not be installed: install it (apt-get install tmux)"
+            && install())
+}
+
+/// `tool ARG` runs and succeeds.
+fn answers(tool: &str, arg: &str) -> bool {
+    Command::new(tool)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The TUI's end-to-end test drives the real binary in tmux.
+fn ensure_tmux() -> Result<()> {
+    if answers("tmux", "-V") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing tmux (for the TUI's end-to-end test)");
+    if !apt_install(&["tmux"]) {
+        bail!("tmux is missing and could not be installed: install it (apt-get install tmux)");
+    }
+    Ok(())
+}
+
+/// The real-software test runs Debian's sqlite3 (a few hundred KiB).
+fn ensure_sqlite3() -> Result<()> {
+    if answers("sqlite3", "-version") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing sqlite3 (for the real-software test)");
+    if !apt_install(&["sqlite3"]) {
+        bail!(
+            "sqlite3 is missing and could not be installed: install it (apt-get install sqlite3)"
         );
     }
     Ok(())
@@ -172,29 +196,55 @@ fn ensure_tmux() -> Result<()> {
 /// The race detector's tests under CPU load run stress-ng alongside
 /// (ipcwatch/tests/scale.rs, `cargo xtask accuracy --load`).
 fn ensure_stress_ng() -> Result<()> {
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let installed = || {
-        Command::new("stress-ng")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if installed() {
+    if answers("stress-ng", "--version") {
         return Ok(());
     }
     eprintln!("xtask: installing stress-ng (for the race tests under CPU load)");
-    let install = ["install", "-y", "-q", "stress-ng"];
-    if !(apt(&install) || (apt(&["update", "-q"]) && apt(&install))) || !installed() {
+    if !apt_install(&["stress-ng"]) || !answers("stress-ng", "--version") {
         bail!(
             "stress-ng is missing and could not be installed: install it (apt-get install stress-ng)"
         );
     }
     Ok(())
+}
+
+/// The newest /usr/lib/postgresql/VERSION/bin holding `tools`.
+fn postgres_bin_dir(tools: &[&str]) -> Option<PathBuf> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, bin)| tools.iter().all(|t| bin.join(t).is_file()))
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, bin)| bin)
+}
+
+/// Debian's PostgreSQL server and pgbench (both in postgresql-VERSION,
+/// which the `postgresql` package pulls in), for `cargo xtask postgres`
+/// (not for `cargo xtask test`: about 60 MiB). Returns the directory of
+/// its programs (`initdb`, `pg_ctl`, `postgres`, `pgbench`); the package
+/// also creates the `postgres` user they run as.
+pub fn ensure_postgres() -> Result<PathBuf> {
+    const TOOLS: [&str; 4] = ["initdb", "pg_ctl", "postgres", "pgbench"];
+    if let Some(bin) = postgres_bin_dir(&TOOLS) {
+        return Ok(bin);
+    }
+    eprintln!("xtask: installing postgresql (for cargo xtask postgres)");
+    if !apt_install(&["postgresql"]) {
+        bail!(
+            "PostgreSQL is missing and could not be installed: install it (apt-get install postgresql)"
+        );
+    }
+    postgres_bin_dir(&TOOLS).with_context(|| {
+        format!(
+            "postgresql was installed but no /usr/lib/postgresql/*/bin holds {}",
+            TOOLS.join(", ")
+        )
+    })
 }
 
 /// `cargo modules --version` names the pinned version.
@@ -250,6 +300,7 @@ pub fn ensure() -> Result<()> {
     ensure_bpf_linker()?;
     ensure_tmux()?;
     ensure_stress_ng()?;
+    ensure_sqlite3()?;
     ensure_cargo_modules()?;
     Ok(())
 }
