@@ -270,6 +270,9 @@ struct RegionCli {
     /// Increments per second per thread on the racing word (0: unlimited).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Pages per second each process's sweep writes (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    sweep_rate: u64,
     /// Seconds of sweeping only before the racing starts.
     #[arg(long, default_value_t = 0.0)]
     quiet_secs: f64,
@@ -295,6 +298,7 @@ fn region(c: RegionCli) -> Result<()> {
         threads: c.threads,
         secs: c.secs,
         rate: c.rate,
+        sweep_rate: c.sweep_rate,
         quiet_secs: c.quiet_secs,
         touch: c.touch,
         sync: if c.no_racy {

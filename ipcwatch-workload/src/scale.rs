@@ -17,6 +17,8 @@
 //! - `--quiet-secs Q` sweeps only, for Q seconds, before the racing
 //!   starts; the racing then lasts `--secs`.
 //! - `--rate R` paces each racing thread to R increments a second.
+//! - `--sweep-rate P` paces each process's sweep to P pages a second
+//!   (0: as fast as it can, the default).
 //!
 //! stdout: one line at the end, `region <offset> <counter value>
 //! <increments> <pid>...` (the racing word's offset in the region, the
@@ -75,6 +77,8 @@ pub struct RegionArgs {
     pub threads: usize,
     pub secs: f64,
     pub rate: u64,
+    /// Pages a second each process's sweep writes (0: unlimited).
+    pub sweep_rate: u64,
     pub quiet_secs: f64,
     pub touch: bool,
     pub sync: RegionSync,
@@ -295,6 +299,8 @@ struct Racer {
     sync: RegionSync,
     /// Increments a second (0: as fast as possible).
     rate: u64,
+    /// Pages a second the sweep writes (0: unlimited).
+    sweep_rate: u64,
     quiet_until: Instant,
     deadline: Instant,
 }
@@ -333,6 +339,9 @@ impl Racer {
         let period = (self.rate > 0).then(|| Duration::from_secs_f64(1.0 / self.rate as f64));
         let mut next = self.quiet_until;
         let mut racing = false;
+        let sweep_period =
+            (self.sweep_rate > 0).then(|| Duration::from_secs_f64(1.0 / self.sweep_rate as f64));
+        let mut next_sweep = Instant::now();
         loop {
             // Look at the clock every 64 steps.
             let now = Instant::now();
@@ -356,8 +365,21 @@ impl Racer {
                     d
                 }
             };
+            // Sweep steps due in this batch.
+            let mut sweeps_due = match sweep_period {
+                None => 64,
+                Some(p) => {
+                    let mut d = 0;
+                    while next_sweep <= now && d < 64 {
+                        next_sweep += p;
+                        d += 1;
+                    }
+                    d
+                }
+            };
             for _ in 0..64 {
-                if let Some(slot) = self.sweep_slot {
+                if let Some(slot) = self.sweep_slot.filter(|_| sweeps_due > 0) {
+                    sweeps_due -= 1;
                     let off = slot_offset(page * PAGE, slot);
                     // SAFETY: a slot word inside the region, written by
                     // this process only.
@@ -378,9 +400,15 @@ impl Racer {
                     due -= 1;
                 }
             }
-            if self.sweep_slot.is_none() && (!racing || period.is_some()) {
-                // Nothing to do but wait: sleep to the next increment.
-                let until = if racing { next } else { self.quiet_until };
+            if (self.sweep_slot.is_none() || sweep_period.is_some())
+                && (!racing || period.is_some())
+            {
+                // Nothing to do but wait: sleep to the next increment (or
+                // the next sweep step).
+                let mut until = if racing { next } else { self.quiet_until };
+                if self.sweep_slot.is_some() && sweep_period.is_some() {
+                    until = until.min(next_sweep);
+                }
                 let now = Instant::now();
                 if until > now {
                     std::thread::sleep((until - now).min(self.deadline - now));
@@ -480,6 +508,7 @@ fn region_in(a: &RegionArgs, region: &Region) -> Result<(u64, u64, Vec<i32>)> {
         sweep_slot: Some(0),
         sync: a.sync,
         rate: a.rate,
+        sweep_rate: a.sweep_rate,
         quiet_until: Instant::now(),
         deadline: Instant::now(),
     };
@@ -627,6 +656,7 @@ mod tests {
             threads: 1,
             secs: 1.0,
             rate: 0,
+            sweep_rate: 0,
             quiet_secs: 0.0,
             touch: false,
             sync: RegionSync::None,

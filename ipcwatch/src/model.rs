@@ -19,6 +19,9 @@ use crate::record::{
 /// Page size used for per-page write heat.
 pub const PAGE: u64 = 4096;
 
+/// Latest write faults kept per region.
+pub const RECENT_FAULTS: usize = 32;
+
 /// Pages of one region whose write faults are kept one by one.
 pub const MAX_PAGE_HEAT: usize = 16384;
 
@@ -69,6 +72,9 @@ pub struct Region {
     /// Write faults on pages past the first [`MAX_PAGE_HEAT`] (a region
     /// written all over would otherwise cost memory per page).
     pub untracked_faults: u64,
+    /// The latest write faults, (ts, page index), oldest first (at most
+    /// [`RECENT_FAULTS`]): where the race detector looks first.
+    pub recent_faults: std::collections::VecDeque<(u64, u64)>,
     pub first_ts: u64,
     pub last_ts: u64,
 }
@@ -376,6 +382,7 @@ impl Model {
             locks: BTreeSet::new(),
             pages: BTreeMap::new(),
             untracked_faults: 0,
+            recent_faults: std::collections::VecDeque::new(),
             first_ts: ts,
             last_ts: ts,
         });
@@ -437,6 +444,10 @@ impl Model {
         self.process(line.pid, &line.comm, line.ts_ns);
         let r = self.region(&line.region, region_kind(&line.region), line.ts_ns);
         let index = line.offset / PAGE;
+        if r.recent_faults.len() >= RECENT_FAULTS {
+            r.recent_faults.pop_front();
+        }
+        r.recent_faults.push_back((line.ts_ns, index));
         if r.pages.len() >= MAX_PAGE_HEAT && !r.pages.contains_key(&index) {
             r.untracked_faults = r.untracked_faults.saturating_add(1);
             return;

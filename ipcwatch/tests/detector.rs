@@ -93,14 +93,15 @@ fn run_detector(sync: &str) -> (Vec<RaceLine>, ipcwatch::race::detector::Detecto
         while let Some(item) = ring.next() {
             if let Ok(RawEvent::Collision(c)) = decode(&item) {
                 drop(item);
-                if let Some(r) = det.on_collision(&c, &probes) {
-                    races.push(r);
-                }
+                det.on_collision(&c, &probes);
             }
         }
+        races.extend(det.take_findings());
         std::thread::sleep(Duration::from_millis(5));
     }
-    det.disarm(&mut probes);
+    // Closing the last window judges its collisions.
+    det.stop(&model, &mut probes);
+    races.extend(det.take_findings());
     eprintln!(
         "traps {} collisions {} dropped {}",
         probes.stat(ipcwatch_common::stat::WATCH_TRAPS),

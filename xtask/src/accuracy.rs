@@ -80,9 +80,17 @@ fn variants(bin: &str, secs: u64, quiet_secs: u64) -> Vec<Variant> {
         ])
     };
     // ipcwatch-workload region (ipcwatch-workload/src/scale.rs).
+    // The sampler reads about 0.1 GiB/s at its CPU budget (both reads of
+    // a pass): big regions get the time of a pass and a half at least.
     let region = |size: &str, memory: &str, more: &[&str]| {
+        let at_least: u64 = match size {
+            "1G" => 30,
+            "4G" => 100,
+            _ => 0,
+        };
+        let secs = secs.max(at_least).to_string();
         let mut v = strings(&[
-            bin, "region", "--size", size, "--memory", memory, "--secs", &s,
+            bin, "region", "--size", size, "--memory", memory, "--secs", &secs,
         ]);
         v.extend(strings(more));
         v
@@ -133,7 +141,12 @@ fn variants(bin: &str, secs: u64, quiet_secs: u64) -> Vec<Variant> {
             strings(&[bin, "ring", "--producers", "2", "--secs", &s]),
         ),
         v(
-            "rare race, 1,000 writes/s per process, 1 MiB",
+            "rare race, 1,000 writes/s per process, 1 MiB, sweeps at 20,000 pages/s",
+            true,
+            region("1M", "anon", &["--rate", "1000", "--sweep-rate", "20000"]),
+        ),
+        v(
+            "rare race, 1,000 writes/s per process, 1 MiB, unpaced sweeps",
             true,
             region("1M", "anon", &["--rate", "1000"]),
         ),
@@ -143,6 +156,58 @@ fn variants(bin: &str, secs: u64, quiet_secs: u64) -> Vec<Variant> {
             region("16M", "anon", &["--quiet-secs", &q]),
         ),
         v("process-shared mutex", false, counter("anon", "mutex")),
+        v(
+            "glibc process-shared spinlock",
+            false,
+            counter("anon", "spin"),
+        ),
+        v(
+            "contended mutex, 4 threads per process",
+            false,
+            strings(&[
+                bin,
+                "counter",
+                "--memory",
+                "anon",
+                "--sync",
+                "mutex",
+                "--threads",
+                "4",
+                "--secs",
+                &s,
+            ]),
+        ),
+        v(
+            "contended rwlock, 4 threads per process",
+            false,
+            strings(&[
+                bin,
+                "counter",
+                "--memory",
+                "anon",
+                "--sync",
+                "rwlock",
+                "--threads",
+                "4",
+                "--secs",
+                &s,
+            ]),
+        ),
+        v(
+            "lock-free CAS stack",
+            false,
+            strings(&[bin, "cas-queue", "--procs", "2", "--secs", &s]),
+        ),
+        v(
+            "seqlock, one writer",
+            false,
+            strings(&[bin, "seqlock", "--readers", "1", "--secs", &s]),
+        ),
+        v(
+            "per-process slots in one page",
+            false,
+            strings(&[bin, "slots", "--procs", "4", "--secs", &s]),
+        ),
         v("process-shared rwlock", false, counter("anon", "rwlock")),
         v("atomic increments", false, counter("anon", "atomic")),
         v("named semaphore", false, counter("anon", "semaphore")),

@@ -224,7 +224,7 @@ impl Probes {
         let mut armed = Armed::default();
         for &tid in tids {
             match watchpoint(tid, addr, prog) {
-                Ok(fd) => armed.fds.push(fd),
+                Ok(fd) => armed.fds.push((tid, fd)),
                 Err(e) => armed.failed.push((tid, e)),
             }
         }
@@ -251,7 +251,7 @@ impl Probes {
     }
 
     /// Disarm what [`Probes::watch`] armed.
-    pub fn unwatch(&mut self, pid: u32, addr: u64, fds: Vec<OwnedFd>) {
+    pub fn unwatch(&mut self, pid: u32, addr: u64, fds: Vec<(u32, OwnedFd)>) {
         drop(fds);
         if let Some(map) = self.ebpf.map_mut("WATCH")
             && let Ok(mut watch) = HashMap::<_, WatchKey, u32>::try_from(map)
@@ -456,8 +456,8 @@ fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<Skipped>, Error> {
 /// What [`Probes::watch`] armed in one process.
 #[derive(Debug, Default)]
 pub struct Armed {
-    /// One perf event per armed thread.
-    pub fds: Vec<OwnedFd>,
+    /// One perf event per armed thread, with the thread.
+    pub fds: Vec<(u32, OwnedFd)>,
     /// Threads that could not be armed: ESRCH (gone), ENOSPC (its debug
     /// registers are taken, by a debugger or another perf user), EMFILE.
     pub failed: Vec<(u32, std::io::Error)>,

@@ -53,16 +53,25 @@ pub const MAX_BACKOFF: u32 = 8;
 pub const QUIET_WINDOWS: u32 = 4;
 /// Windows with writes, all from one process, before a word gives way.
 pub const SINGLE_WINDOWS: u32 = 3;
-/// Time a word written by two processes is watched before it may back
-/// off: its windows grow from `window` up to x[`MAX_STRETCH`] meanwhile.
-/// On a busy machine the two writers seldom run at the same moment, and a
-/// collision needs them to; a synchronized word pays this once.
+/// Time a word written by two processes on different CPUs of a busy
+/// machine is watched before it may back off: its windows grow from
+/// `window` up to x[`MAX_STRETCH`] meanwhile. There the two writers seldom
+/// run at the same moment, and a collision needs them to; a synchronized
+/// word pays this once. (Writers on one CPU never collide: the hold keeps
+/// that CPU. A quiet machine needs no more than the first windows.)
 pub const EXPLORE: Duration = Duration::from_millis(500);
 /// The longest window, in base windows.
 pub const MAX_STRETCH: u32 = 8;
-/// How long a single-writer or synchronization word waits before it is
-/// looked at again (unless its mappers change).
+/// Writes from one process alone that make a word look single-writer
+/// before [`SINGLE_WINDOWS`] windows.
+pub const SINGLE_TRAPS: u64 = 16;
+/// How long a synchronization word waits before it is looked at again, and
+/// a single-writer word at most (unless its mappers change). A
+/// single-writer word first waits [`SET_ASIDE_FIRST`], then twice as long
+/// each time it is seen alone again: on a busy machine two racing writers
+/// may take turns on one CPU for a while.
 pub const SET_ASIDE: Duration = Duration::from_secs(30);
+pub const SET_ASIDE_FIRST: Duration = Duration::from_secs(2);
 /// Words listed in the summary.
 const SUMMARY_WORDS: usize = 64;
 /// Words remembered at most; those armed longest ago go first.
@@ -87,7 +96,8 @@ impl Default for DetectorOptions {
 struct Site {
     pid: u32,
     addr: u64,
-    fds: Vec<OwnedFd>,
+    /// (thread, its watchpoint).
+    fds: Vec<(u32, OwnedFd)>,
 }
 
 struct Armed {
@@ -108,10 +118,16 @@ struct Word {
     writers: BTreeSet<u32>,
     /// Processes seen writing it since its mappers last changed.
     recent: BTreeSet<u32>,
+    /// Writes trapped since its mappers last changed.
+    recent_traps: u64,
+    /// Times it was found written by one process alone.
+    single: u32,
     /// Windows in which it was written.
     written: u32,
     /// Time it was armed.
     armed: Duration,
+    /// Its last window saw two writers on different CPUs of a busy machine.
+    contended: bool,
     /// Written by an atomic instruction: a synchronization word.
     sync: bool,
     /// Windows in a row without a new finding.
@@ -183,6 +199,27 @@ fn threads(pid: u32) -> Vec<u32> {
         .collect();
     tids.sort_unstable();
     tids
+}
+
+/// The CPU thread `tid` of `pid` last ran on.
+fn last_cpu(pid: u32, tid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    // After the command name (in parentheses, which may hold anything),
+    // field 39 is the processor: the 37th after the closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(36)?.parse().ok()
+}
+
+/// More tasks running now, besides ipcwatch, than the machine has CPUs
+/// (/proc/loadavg).
+fn machine_busy() -> bool {
+    let running = std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| {
+        let field = s.split_whitespace().nth(3)?;
+        field.split('/').next()?.parse::<usize>().ok()
+    });
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // ipcwatch itself is one of them.
+    running.is_some_and(|r| r > cpus + 1)
 }
 
 /// Raise the soft limit on open descriptors to the hard one: every
@@ -293,7 +330,7 @@ impl Detector {
         let stretch = words
             .iter()
             .filter_map(|k| self.words.get(k))
-            .filter(|w| !w.sync && w.recent.len() >= 2 && w.armed < EXPLORE)
+            .filter(|w| !w.sync && w.contended && w.armed < EXPLORE)
             .map(|w| 1u32 << w.quiet.min(MAX_STRETCH.ilog2()))
             .max()
             .unwrap_or(1);
@@ -439,13 +476,25 @@ impl Detector {
         for a in &armed {
             let mut writers = BTreeSet::new();
             let mut traps = 0;
+            let mut cpus = BTreeSet::new();
             for site in &a.sites {
-                let n: u64 = site.fds.iter().map(hits).sum();
+                let mut n = 0;
+                for (tid, fd) in &site.fds {
+                    let h = hits(fd);
+                    if h > 0 {
+                        cpus.extend(last_cpu(site.pid, *tid));
+                    }
+                    n += h;
+                }
                 if n > 0 {
                     writers.insert(site.pid);
                 }
                 traps += n;
             }
+            // Two writers that never collided, on different CPUs of a busy
+            // machine: they may just not have run at the same moment.
+            // (On one CPU they never can: the hold keeps that CPU.)
+            let contended = writers.len() >= 2 && cpus.len() >= 2 && machine_busy();
             let seen = probes.seen(a.slot);
             let ips: Vec<(u32, u64)> = (0..(seen.n as usize).min(seen.ips.len()))
                 .map(|i| (seen.pids[i], seen.ips[i]))
@@ -459,10 +508,12 @@ impl Detector {
             w.traps += traps;
             w.writers.extend(writers.iter().copied());
             w.recent.extend(writers.iter().copied());
+            w.recent_traps += traps;
             w.sync |= sync;
             if traps > 0 {
                 w.written += 1;
             }
+            w.contended = contended;
             w.armed += a.window;
             let pending = std::mem::take(&mut w.pending);
             for c in pending {
@@ -495,6 +546,8 @@ impl Detector {
             w.written = 0;
             w.armed = Duration::ZERO;
             w.recent.clear();
+            w.recent_traps = 0;
+            w.single = 0;
             w.mappers = mappers;
         }
         if !backoff || found {
@@ -502,13 +555,28 @@ impl Detector {
             w.until = None;
             return;
         }
-        if w.sync || (w.recent.len() == 1 && w.written >= SINGLE_WINDOWS) {
+        if w.sync {
             // Nothing to find here: let other words have the registers.
             w.until = Some(now + SET_ASIDE);
             return;
         }
+        // Written by one process alone, or hardly written at all while
+        // armed (fewer than 2 writes a window): a word that changes now
+        // and then (a slot refreshed by a sweep) cannot be where a race
+        // keeps happening.
+        let rare = w.windows >= 2 && w.recent_traps < 2 * w.windows.min(8);
+        if (w.recent.len() == 1 && (w.written >= SINGLE_WINDOWS || w.recent_traps >= SINGLE_TRAPS))
+            || (rare && w.recent.len() < 2)
+        {
+            w.single += 1;
+            let wait = SET_ASIDE_FIRST * (1u32 << (w.single - 1).min(4));
+            w.until = Some(now + wait.min(SET_ASIDE));
+            w.written = 0;
+            w.recent_traps = 0;
+            return;
+        }
         w.quiet += 1;
-        if w.recent.len() >= 2 && w.armed < EXPLORE {
+        if w.contended && w.armed < EXPLORE {
             w.until = None;
             return;
         }

@@ -34,6 +34,7 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use rustix::time::{ClockId, clock_gettime};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::model::{Model, PAGE, Region};
 use crate::record::Text;
@@ -51,14 +52,14 @@ const MAX_WORDS: usize = 4096;
 
 /// Pages found changed by the cold scan that are looked at again on the
 /// next sample, at most (a uniform sample of them when more changed).
-const MAX_CANDIDATES: usize = 4096;
+const MAX_CANDIDATES: usize = 64;
 
 /// Samples a newly hot page keeps its place whatever its score, so that
 /// it has the time to show how often it changes.
 const PROBATION: u32 = 5;
 
-/// Score of a page that changed between two samples, and again within
-/// about a millisecond: it changes all the time.
+/// Score of a page that changed between two samples, and again between
+/// two reads made one right after the other: it changes all the time.
 const FAST: f64 = 4.0;
 /// Score of a page that changed between two samples only.
 const SLOW: f64 = 2.0;
@@ -216,6 +217,8 @@ struct Sampled {
     passes: u64,
     /// The latest write fault already turned into a hot page.
     fault_seen: u64,
+    /// Processes mapping it at the last sample.
+    mappers: std::collections::BTreeSet<u32>,
 }
 
 impl Sampled {
@@ -231,6 +234,8 @@ struct HotPage {
     score: f64,
     /// Samples since it became hot.
     age: u32,
+    /// The sample it was last read in.
+    read_at: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -269,6 +274,8 @@ pub struct HotWords {
     /// Changed pages seen since the candidates were last looked at.
     candidates_seen: u64,
     rng: u64,
+    /// Samples taken.
+    samples: u64,
     /// (region, word offset) -> heat.
     pub words: HashMap<(Text, u64), Heat>,
     /// Order in which regions take turns in the cold scan.
@@ -277,6 +284,10 @@ pub struct HotWords {
     credit_ns: f64,
     last: Option<Instant>,
     buf: Vec<u8>,
+    /// The same chunk, read again right after.
+    again: Vec<u8>,
+    /// One page, read a third time.
+    page: Vec<u8>,
     /// What the sampler had to skip, for `warning` lines.
     pub warnings: Vec<String>,
     pub stats: SamplerStats,
@@ -289,7 +300,7 @@ fn thread_cpu_ns() -> u64 {
 }
 
 fn page_hash(page: &[u8]) -> u32 {
-    xxhash_rust::xxh3::xxh3_64(page) as u32 | 1
+    xxh3_64(page) as u32 | 1
 }
 
 /// Mappings that can write the region: who could race on it.
@@ -332,12 +343,15 @@ impl HotWords {
             hot: HashMap::new(),
             candidates: Vec::new(),
             candidates_seen: 0,
+            samples: 0,
             rng: 0x9e37_79b9_7f4a_7c15,
             words: HashMap::new(),
             turn: 0,
             credit_ns: 0.0,
             last: None,
             buf: vec![0; CHUNK_PAGES * PAGE_BYTES],
+            again: vec![0; CHUNK_PAGES * PAGE_BYTES],
+            page: vec![0; PAGE_BYTES],
             warnings: Vec::new(),
             stats: SamplerStats::default(),
         }
@@ -391,6 +405,38 @@ impl HotWords {
         // A region marked for removal (IPC_RMID, shm_unlink) lives on while
         // it is mapped: what counts is who maps it.
         let keep = |id: &Text| model.regions.get(id).is_some_and(|r| writers(r) >= 2);
+        // Say why a region stops being sampled, unless its mappers simply
+        // exited.
+        let mut stopped = Vec::new();
+        for (id, s) in &mut self.sampled {
+            let region = model.regions.get(id);
+            let now: std::collections::BTreeSet<u32> =
+                region.map(|r| r.mappers()).unwrap_or_default();
+            let unmapped: Vec<u32> = s
+                .mappers
+                .difference(&now)
+                .filter(|pid| model.processes.get(pid).is_some_and(|p| p.alive))
+                .copied()
+                .collect();
+            s.mappers = now;
+            if keep(id) {
+                continue;
+            }
+            if !unmapped.is_empty() {
+                let removed = if region.is_some_and(|r| r.removed) {
+                    " (and removed)"
+                } else {
+                    ""
+                };
+                stopped.push(format!(
+                    "race detector: shared region {id} was unmapped{removed} by pid {unmapped:?} while it was sampled: its words are no longer sampled or watched"
+                ));
+            }
+        }
+        for message in stopped {
+            self.stats.skipped += 1;
+            self.warnings.push(message);
+        }
         self.sampled.retain(|id, _| keep(id));
         self.hot.retain(|(id, _), _| keep(id));
         self.failed.retain(|id, _| keep(id));
@@ -451,6 +497,7 @@ impl HotWords {
                             cursor: 0,
                             passes: 0,
                             fault_seen: region.last_ts,
+                            mappers: region.mappers(),
                         },
                     );
                     self.stats.regions = self.stats.regions.max(self.sampled.len() as u64);
@@ -475,15 +522,15 @@ impl HotWords {
             };
             // Only the latest few: a process filling a region faults every
             // page once, which says nothing about where it keeps writing.
-            let mut fresh: Vec<(u64, u64)> = region
-                .pages
+            let fresh: Vec<(u64, u64)> = region
+                .recent_faults
                 .iter()
-                .filter(|(_, h)| h.last_ts > s.fault_seen)
-                .map(|(page, h)| (h.last_ts, *page))
+                .rev()
+                .take(FAULT_PAGES)
+                .filter(|(ts, _)| *ts > s.fault_seen)
+                .copied()
                 .collect();
-            s.fault_seen = fresh.iter().map(|f| f.0).max().unwrap_or(s.fault_seen);
-            fresh.sort_unstable_by(|a, b| b.cmp(a));
-            fresh.truncate(FAULT_PAGES);
+            s.fault_seen = fresh.first().map_or(s.fault_seen, |f| f.0);
             let mut evictable = Evictable::new(&self.hot);
             for (_, page) in fresh {
                 let at = page * PAGE;
@@ -510,28 +557,25 @@ impl HotWords {
     fn confirm_candidates(&mut self, cpu0: u64) {
         self.candidates_seen = 0;
         let mut now = vec![0u8; PAGE_BYTES];
-        let mut confirmed = Vec::new();
-        // Up to three quarters of the credit (they are a uniform sample:
+        let mut ranked: Vec<(f64, Text, u64)> = Vec::new();
+        // Up to half the credit (they are a uniform sample:
         // those left out are as likely as those looked at).
         for (n, (id, page, hash)) in std::mem::take(&mut self.candidates).into_iter().enumerate() {
-            if n % 16 == 15 && thread_cpu_ns().saturating_sub(cpu0) as f64 >= self.credit_ns * 0.75
-            {
+            if n % 16 == 15 && thread_cpu_ns().saturating_sub(cpu0) as f64 >= self.credit_ns * 0.5 {
                 break;
             }
             let Some(h) = self.read_page(&id, page, &mut now) else {
                 continue;
             };
-            if h != hash {
-                confirmed.push((id, page, h));
+            if h == hash {
+                continue;
             }
+            // Changed again since the pass: read it once more at once.
+            let Some(again) = self.read_page(&id, page, &mut now) else {
+                continue;
+            };
+            ranked.push((if again != h { FAST } else { SLOW }, id, page));
         }
-        let mut ranked: Vec<(f64, Text, u64)> = confirmed
-            .into_iter()
-            .filter_map(|(id, page, hash)| {
-                let h = self.read_page(&id, page, &mut now)?;
-                Some((if h != hash { FAST } else { SLOW }, id, page))
-            })
-            .collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
         tracing::debug!(
             "hotwords: {} pages changed again ({} fast), {} hot; hottest words {:?}",
@@ -572,16 +616,19 @@ impl HotWords {
     fn hot_pages(&mut self, cpu0: u64) {
         let mut now = vec![0u8; PAGE_BYTES];
         let mut gone = Vec::new();
-        // Hottest first, and at most half the credit: the cold scan must
-        // go on, or no new page would ever become hot.
-        let mut order: Vec<(f64, (Text, u64))> = self
+        // At most a quarter of the credit: the cold scan must go on, or no
+        // new page would ever become hot. Those read longest ago first,
+        // then the hottest: every hot page gets its turn even when the
+        // budget cannot read them all.
+        let mut order: Vec<(u64, f64, (Text, u64))> = self
             .hot
             .iter()
-            .map(|(k, hp)| (hp.score, k.clone()))
+            .map(|(k, hp)| (hp.read_at, hp.score, k.clone()))
             .collect();
-        order.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (n, (_, key)) in order.into_iter().enumerate() {
-            if n % 16 == 15 && thread_cpu_ns().saturating_sub(cpu0) as f64 >= self.credit_ns / 2.0 {
+        order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        self.samples += 1;
+        for (n, (_, _, key)) in order.into_iter().enumerate() {
+            if n % 16 == 15 && thread_cpu_ns().saturating_sub(cpu0) as f64 >= self.credit_ns / 4.0 {
                 break;
             }
             let (id, page) = (&key.0, key.1);
@@ -598,7 +645,9 @@ impl HotWords {
             let Some(hp) = self.hot.get_mut(&key) else {
                 continue;
             };
+            hp.read_at = self.samples;
             let changed = hp.copy[..] != now[..];
+            let mut fast_page = false;
             if changed {
                 let words = changed_words(&hp.copy, &now);
                 hp.copy.copy_from_slice(&now);
@@ -627,8 +676,13 @@ impl HotWords {
                 if again {
                     hp.copy.copy_from_slice(&now);
                 }
+                fast_page = !fast.is_empty();
             }
-            hp.score = hp.score * 0.9 + if changed { 1.0 } else { 0.0 };
+            // A page that changes in every sample settles at 10, one that
+            // also changes between back-to-back reads at 40.
+            hp.score = hp.score * 0.9
+                + if changed { 1.0 } else { 0.0 }
+                + if fast_page { FAST_WORD } else { 0.0 };
             hp.age += 1;
         }
         for k in gone {
@@ -650,6 +704,10 @@ impl HotWords {
         // Pages read per region in this sample: a region is read at most
         // once per sample, however much credit is left.
         let mut read: HashMap<Text, usize> = HashMap::new();
+        // Pages that changed between two back-to-back reads (at most a
+        // turnover's worth are kept: a uniform sample would be fairer, but
+        // they all change all the time).
+        let mut fast: Vec<((Text, u64), Vec<u8>)> = Vec::new();
         let mut idle = 0;
         let mut broken: Vec<(Text, String)> = Vec::new();
         while idle < ids.len() {
@@ -707,25 +765,57 @@ impl HotWords {
                 }
             }
             self.stats.bytes += buf.len() as u64;
+            // Read the chunk again at once: a page that differs between
+            // the two reads (tens of microseconds apart) is being written
+            // all the time, whatever the previous pass saw.
+            let again = &mut self.again[..n * PAGE_BYTES];
+            let twice = s.source.read(s.base, from as u64 * PAGE, again).is_ok();
+            if twice {
+                self.stats.bytes += again.len() as u64;
+            }
             for (i, page) in buf.chunks_exact(PAGE_BYTES).enumerate() {
                 let h = page_hash(page);
-                let old = std::mem::replace(&mut s.hashes[from + i], h);
-                if old != UNSEEN && old != h {
-                    let page_no = (s.base / PAGE) + (from + i) as u64;
-                    if !self.hot.contains_key(&(id.clone(), page_no)) {
-                        // Reservoir sampling: every changed page has the
-                        // same chance to be looked at again.
-                        self.candidates_seen += 1;
-                        if self.candidates.len() < MAX_CANDIDATES {
-                            self.candidates.push((id.clone(), page_no, h));
-                        } else {
-                            self.rng ^= self.rng << 13;
-                            self.rng ^= self.rng >> 7;
-                            self.rng ^= self.rng << 17;
-                            let j = (self.rng % self.candidates_seen) as usize;
-                            if j < MAX_CANDIDATES {
-                                self.candidates[j] = (id.clone(), page_no, h);
+                let page_no = (s.base / PAGE) + (from + i) as u64;
+                // Only pages that changed need their key (a heap copy of
+                // the region id, for long ones).
+                let key = || (id.clone(), page_no);
+                if twice {
+                    let later = &again[i * PAGE_BYTES..(i + 1) * PAGE_BYTES];
+                    let h2 = page_hash(later);
+                    if h2 != h {
+                        s.hashes[from + i] = h2;
+                        if self.hot.contains_key(&key()) {
+                            continue;
+                        }
+                        // A sweep passing by also changes a page between
+                        // two reads: a third read of this page alone, at
+                        // once, tells a page that keeps changing.
+                        let third = s
+                            .source
+                            .read(s.base, (from + i) as u64 * PAGE, &mut self.page);
+                        self.stats.bytes += PAGE;
+                        if third.is_ok() && page_hash(&self.page) != h2 {
+                            if fast.len() < HOT_PAGES {
+                                fast.push((key(), self.page.clone()));
                             }
+                            continue;
+                        }
+                    }
+                }
+                let old = std::mem::replace(&mut s.hashes[from + i], h);
+                if old != UNSEEN && old != h && !self.hot.contains_key(&key()) {
+                    // Reservoir sampling: every changed page has the same
+                    // chance to be looked at again.
+                    self.candidates_seen += 1;
+                    if self.candidates.len() < MAX_CANDIDATES {
+                        self.candidates.push((id.clone(), page_no, h));
+                    } else {
+                        self.rng ^= self.rng << 13;
+                        self.rng ^= self.rng >> 7;
+                        self.rng ^= self.rng << 17;
+                        let j = (self.rng % self.candidates_seen) as usize;
+                        if j < MAX_CANDIDATES {
+                            self.candidates[j] = (id.clone(), page_no, h);
                         }
                     }
                 }
@@ -735,6 +825,23 @@ impl HotWords {
                 s.cursor = 0;
                 s.passes += 1;
                 self.stats.passes += 1;
+            }
+        }
+        let mut evictable = Evictable::new(&self.hot).with_probation(&self.hot);
+        for (key, copy) in fast {
+            if !self.hot.contains_key(&key) && evictable.make_room(&mut self.hot, FAST) {
+                tracing::debug!(
+                    "hotwords: {}+{:#x} changes all the time: hot",
+                    key.0,
+                    key.1 * PAGE
+                );
+                self.hot.insert(key, HotPage::new(copy, FAST));
+            } else {
+                tracing::debug!(
+                    "hotwords: {}+{:#x} changes all the time: no room",
+                    key.0,
+                    key.1 * PAGE
+                );
             }
         }
         for (id, why) in broken {
@@ -762,12 +869,13 @@ impl HotWords {
         self.warnings.push(message);
     }
 
-    /// The `n` hottest words, hottest first, skipping `busy` ones.
+    /// The `n` hottest words, hottest first, skipping `busy` ones and
+    /// those seen changing once only (a page filled once, a value set).
     pub fn hottest(&self, n: usize, busy: &dyn Fn(&Text, u64) -> bool) -> Vec<(Text, u64)> {
         let mut v: Vec<_> = self
             .words
             .iter()
-            .filter(|((r, o), _)| !busy(r, *o))
+            .filter(|((r, o), h)| h.changes >= 2 && !busy(r, *o))
             .map(|((r, o), h)| (h.score, r.clone(), *o))
             .collect();
         v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
@@ -804,6 +912,7 @@ impl HotPage {
             copy: copy.into_boxed_slice(),
             score,
             age: 0,
+            read_at: 0,
         }
     }
 }
@@ -826,6 +935,20 @@ impl Evictable {
         Evictable { pages, evicted: 0 }
     }
 
+    /// Pages still on probation may give way too (to a page that keeps
+    /// changing between back-to-back reads), after every other.
+    fn with_probation(mut self, hot: &HashMap<(Text, u64), HotPage>) -> Self {
+        let mut young: Vec<(f64, (Text, u64))> = hot
+            .iter()
+            .filter(|(_, hp)| hp.age < PROBATION)
+            .map(|(k, hp)| (hp.score, k.clone()))
+            .collect();
+        young.sort_by(|a, b| b.0.total_cmp(&a.0));
+        young.append(&mut self.pages);
+        self.pages = young;
+        self
+    }
+
     /// Make room for a page of `score`: true when there is room now. The
     /// coolest page gives way if it is cooler; a page that changes all the
     /// time also displaces pages up to twice its score (the set keeps
@@ -835,7 +958,9 @@ impl Evictable {
         if hot.len() < HOT_PAGES {
             return true;
         }
-        let bar = if score >= FAST { 2.0 * score } else { score };
+        // Pages that change between back-to-back reads score 40 while they
+        // keep doing so; any other settles at 10 at most.
+        let bar = if score >= FAST { 20.0 } else { score };
         match self.pages.last() {
             Some((coolest, _)) if *coolest < bar && self.evicted < TURNOVER => {
                 let (_, k) = self.pages.pop().expect("checked");
