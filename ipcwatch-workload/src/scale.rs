@@ -342,6 +342,7 @@ impl Racer {
         let sweep_period =
             (self.sweep_rate > 0).then(|| Duration::from_secs_f64(1.0 / self.sweep_rate as f64));
         let mut next_sweep = Instant::now();
+        let mut jitter = u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         loop {
             // Look at the clock every 64 steps.
             let now = Instant::now();
@@ -359,7 +360,13 @@ impl Racer {
                 Some(p) => {
                     let mut d = 0;
                     while next <= now && d < 64 {
-                        next += p;
+                        // Paced, not a metronome: each gap is drawn between
+                        // half and one and a half periods, as the writes of
+                        // a real program wander.
+                        jitter ^= jitter << 13;
+                        jitter ^= jitter >> 7;
+                        jitter ^= jitter << 17;
+                        next += p.mul_f64(0.5 + (jitter % 1024) as f64 / 1024.0);
                         d += 1;
                     }
                     d

@@ -85,8 +85,8 @@ fn assert_region_racy(args: &[&str], offset: u64) {
 }
 
 /// The same, racing for `secs` seconds: the sampler's CPU budget is fixed,
-/// so a bigger region takes longer to read through (about 9 s per GiB of
-/// a pass here, in the debug build the tests use).
+/// so a bigger region takes longer to read through (about 35 s per GiB
+/// here, in the debug build the tests use; the racing word sits half-way).
 fn assert_region_racy_for(secs: &str, args: &[&str], offset: u64) {
     require_root();
     let mut all = vec!["--", workload(), "region", "--secs", secs];
@@ -123,7 +123,7 @@ fn a_race_in_a_1_gib_sysv_segment() {
     assert_region_racy_for("40", &["--size", "1G", "--memory", "sysv"], 512 * MIB + 128);
 }
 
-// 4 GiB takes about 80 s to find at the sampler's budget: it is measured
+// 4 GiB takes a minute or more to find at the sampler's budget: it is measured
 // by `cargo xtask accuracy` ("region 4 GiB, POSIX shm, written all over"),
 // with ipcwatch's peak memory next to the 1 MiB case's.
 

@@ -80,8 +80,8 @@ fn variants(bin: &str, secs: u64, quiet_secs: u64) -> Vec<Variant> {
         ])
     };
     // ipcwatch-workload region (ipcwatch-workload/src/scale.rs).
-    // The sampler reads about 0.1 GiB/s at its CPU budget (both reads of
-    // a pass): big regions get the time of a pass and a half at least.
+    // At its CPU budget the sampler reads a region through in about 16 s
+    // per GiB (release build): big regions get the time of a pass at least.
     let region = |size: &str, memory: &str, more: &[&str]| {
         let at_least: u64 = match size {
             "1G" => 30,

@@ -76,7 +76,10 @@ fn watch(ctx: &PerfEventContext) {
             other: Slot::default(),
         });
     }
-    if held.tid != 0 && held.tid != tid && now.wrapping_sub(held.start_ns) < 2 * delay {
+    // Races between processes: two threads of one process colliding is
+    // ThreadSanitizer's business, and the second one may not take over
+    // the slot either.
+    if held.tid != 0 && held.pid != pid && now.wrapping_sub(held.start_ns) < 2 * delay {
         bump(stat::COLLISIONS);
         emit(CollisionEvent {
             hdr: header(KIND_COLLISION, pid_tgid),

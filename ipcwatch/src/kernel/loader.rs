@@ -145,7 +145,7 @@ impl Probes {
     pub fn load(opts: &Options) -> Result<Probes, Error> {
         let mut ebpf = load_object(opts)?;
         fill_maps(&mut ebpf, opts)?;
-        let skipped = attach_all(&mut ebpf)?;
+        let skipped = attach_all(&mut ebpf, opts.lock_probes)?;
         let shm_procs = shm::shm_procs(&mut ebpf)?;
         let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
             .map_err(|e| load_err("map EVENTS", e))?;
@@ -419,7 +419,7 @@ fn fill_maps(ebpf: &mut Ebpf, opts: &Options) -> Result<(), Error> {
 }
 
 /// Attach every probe; only the sys_exit program is required.
-fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<Skipped>, Error> {
+fn attach_all(ebpf: &mut Ebpf, lock_probes: bool) -> Result<Vec<Skipped>, Error> {
     let mut skipped = Vec::new();
     // Everything but close is handled at syscall exit, by one program (on
     // tp_btf, or the raw tracepoint) that reads the arguments back from
@@ -449,7 +449,7 @@ fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<Skipped>, Error> {
         "sched_process_exit",
         &mut skipped,
     );
-    shm::attach(ebpf, &mut skipped);
+    shm::attach(ebpf, lock_probes, &mut skipped);
     Ok(skipped)
 }
 

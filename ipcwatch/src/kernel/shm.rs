@@ -13,8 +13,6 @@ use aya::programs::{TracePoint, UProbe};
 use btf_rs::Btf;
 use ipcwatch_common::shm::{ShmConfig, func, shm_flags};
 
-use std::os::unix::fs::FileExt;
-
 use crate::error::Error;
 use crate::kernel::attach::{Skipped, program};
 use crate::kernel::btf::member_offset;
@@ -104,12 +102,11 @@ fn attach_one(
     // pthread_spin_lock starts with `lock decl (%rdi)` (3 bytes): probe
     // the next instruction, where %rdi still holds the lock. (Its return
     // probe is taken there too; the return address is still on top.)
-    // pthread_spin_unlock starts with the store that releases the lock: a
-    // probed instruction runs out of line, in the [uprobes] page, where
-    // the race detector cannot read it; probe the next one.
+    // (pthread_spin_unlock starts with the store that releases the lock,
+    // which then runs out of line, in the [uprobes] page, where the race
+    // detector cannot read it: its collisions there count as undecoded.)
     let skip = match f {
         func::SPIN_LOCK if cfg!(target_arch = "x86_64") => 3,
-        func::SPIN_UNLOCK => first_insn_len(target, symbol).unwrap_or(0),
         _ => 0,
     };
     let location = || {
@@ -135,35 +132,25 @@ fn attach_one(
         .collect()
 }
 
-/// Where `symbol` starts in the ELF file `path`, as (address, file offset).
+/// Where `symbol` starts in the ELF file `path`, as (address, file offset):
+/// from its dynamic symbols (a C library keeps those when stripped).
 fn symbol_at(path: &str, symbol: &str) -> Option<(u64, u64)> {
-    use blazesym::inspect::{Inspector, source::Elf, source::Source};
-    let src = Source::Elf(Elf::new(path));
-    let inspector = Inspector::new();
-    let found = inspector.lookup(&src, &[symbol]).ok()?;
-    let sym = found.into_iter().next()?.into_iter().next()?;
-    Some((sym.addr, sym.file_offset?))
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let sym = file
+        .dynamic_symbols()
+        .chain(file.symbols())
+        .find(|s| s.name() == Ok(symbol) && s.is_definition())?;
+    let section = file.section_by_index(sym.section_index()?).ok()?;
+    let (offset, _) = section.file_range()?;
+    Some((sym.address(), offset + (sym.address() - section.address())))
 }
 
 /// Whether `a` and `b` are one function in `path` (glibc's
 /// pthread_spin_init is its pthread_spin_unlock: both store 1).
 fn same_code(path: &str, a: &str, b: &str) -> bool {
     matches!((symbol_at(path, a), symbol_at(path, b)), (Some(x), Some(y)) if x.0 == y.0)
-}
-
-/// Length of the first instruction of `symbol` in `path` (x86_64).
-fn first_insn_len(path: &str, symbol: &str) -> Option<u64> {
-    if !cfg!(target_arch = "x86_64") {
-        return None;
-    }
-    let (addr, offset) = symbol_at(path, symbol)?;
-    let mut code = [0u8; 15];
-    std::fs::File::open(path)
-        .ok()?
-        .read_exact_at(&mut code, offset)
-        .ok()?;
-    let insn = iced_x86::Decoder::with_ip(64, &code, addr, iced_x86::DecoderOptions::NONE).decode();
-    (!insn.is_invalid()).then(|| insn.len() as u64)
 }
 
 fn load_prog(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
@@ -173,7 +160,7 @@ fn load_prog(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
 
 /// Attach the fault tracepoint and the set-up uprobes; load the uprobe
 /// programs for later per-process attachment. Failures are skipped probes.
-pub fn attach(ebpf: &mut Ebpf, skipped: &mut Vec<Skipped>) {
+pub fn attach(ebpf: &mut Ebpf, lock_probes: bool, skipped: &mut Vec<Skipped>) {
     let fault = (|| -> Result<(), String> {
         let p: &mut TracePoint = program(ebpf, "ipcwatch_page_fault")?;
         p.load().map_err(|e| e.to_string())?;
@@ -204,8 +191,12 @@ pub fn attach(ebpf: &mut Ebpf, skipped: &mut Vec<Skipped>) {
         return;
     };
     for f in INVENTORY {
-        // A probe on pthread_spin_init would fire on every unlock.
+        // Where pthread_spin_init is pthread_spin_unlock's code (glibc), a
+        // probe on it fires on every unlock of every process, and runs the
+        // releasing store out of line. With --lock-probes the unlock is
+        // probed there anyway, and the collector tells the two apart.
         if f == func::SPIN_INIT
+            && !lock_probes
             && same_code(
                 &libc,
                 func::symbol(func::SPIN_INIT),
@@ -214,7 +205,7 @@ pub fn attach(ebpf: &mut Ebpf, skipped: &mut Vec<Skipped>) {
         {
             skipped.push(Skipped {
                 probe: format!("uprobe:{libc}:{}", func::symbol(f)),
-                reason: "it is pthread_spin_unlock's code in this C library (process-shared spinlocks are seen with --lock-probes only)".into(),
+                reason: "it is pthread_spin_unlock's code in this C library: a probe there would fire on every unlock (process-shared spinlocks are inventoried with --lock-probes)".into(),
             });
             continue;
         }
@@ -287,4 +278,19 @@ pub fn shm_procs(ebpf: &mut Ebpf) -> Result<HashMap<MapData, u32, u32>, Error> {
         .take_map("SHM_PROCS")
         .ok_or_else(|| Error::Load("map SHM_PROCS missing".into()))?;
     HashMap::try_from(map).map_err(|e| Error::Load(format!("map SHM_PROCS: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_of_this_c_library_are_found() {
+        let libc = libc_of(std::process::id()).expect("a C library");
+        let init = symbol_at(&libc, "pthread_spin_init");
+        let unlock = symbol_at(&libc, "pthread_spin_unlock");
+        eprintln!("{libc}: init {init:x?} unlock {unlock:x?}");
+
+        assert!(init.is_some() && unlock.is_some());
+    }
 }

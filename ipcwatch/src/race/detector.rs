@@ -137,7 +137,20 @@ struct Word {
     mappers: usize,
     last_armed: Option<Instant>,
     /// Collisions waiting for the end of the window.
-    pending: Vec<CollisionEvent>,
+    pending: Vec<Examined>,
+}
+
+/// A collision, decoded and symbolized when it came.
+struct Examined {
+    slot: u32,
+    ts_ns: u64,
+    /// (region, offset, lower ip, higher ip): one finding per key.
+    key: (Text, u64, u64, u64),
+    /// Trap addresses of the first and second write.
+    ips: (u64, u64),
+    insns: (Option<WriteInsn>, Option<WriteInsn>),
+    /// Both writes, when both instructions were decoded.
+    accesses: Option<(Access, Access)>,
 }
 
 /// Counters for the summary and the docs.
@@ -516,8 +529,8 @@ impl Detector {
             w.contended = contended;
             w.armed += a.window;
             let pending = std::mem::take(&mut w.pending);
-            for c in pending {
-                self.judge(&c, probes);
+            for seen in pending {
+                self.judge(seen);
             }
         }
         for a in &armed {
@@ -679,27 +692,12 @@ impl Detector {
         })
     }
 
-    /// A collision from the kernel. Judged at the end of its window, when
-    /// what wrote the word is known; at once if that window is over.
+    /// A collision from the kernel: its two writes are decoded and
+    /// symbolized at once, while both processes are there; it is judged at
+    /// the end of its window, when what wrote the word is known (at once
+    /// if that window is over).
     pub fn on_collision(&mut self, c: &CollisionEvent, probes: &Probes) {
         self.stats.collisions += 1;
-        let Some((region, offset)) = self.slots.get(&c.slot).cloned() else {
-            return;
-        };
-        if self.armed.iter().any(|a| a.slot == c.slot) {
-            self.words
-                .entry((region, offset))
-                .or_default()
-                .pending
-                .push(*c);
-            return;
-        }
-        self.judge(c, probes);
-    }
-
-    /// A finding, unless the word is a synchronization word, either write
-    /// was atomic or cannot be decoded, or the same race was reported.
-    fn judge(&mut self, c: &CollisionEvent, probes: &Probes) {
         let Some((region, offset)) = self.slots.get(&c.slot).cloned() else {
             return;
         };
@@ -718,10 +716,14 @@ impl Detector {
             first.ip.min(second.ip),
             first.ip.max(second.ip),
         );
-        if self.reported.contains(&key) {
+        let word = (region.clone(), offset);
+        let pending = self
+            .words
+            .get(&word)
+            .is_some_and(|w| w.pending.iter().any(|p| p.key == key));
+        if self.reported.contains(&key) || pending {
             return;
         }
-        let word = (region.clone(), offset);
         if self.words.get(&word).is_some_and(|w| w.sync) {
             self.stats.atomic += 1;
             return;
@@ -734,23 +736,63 @@ impl Detector {
             self.reported.insert(key);
             return;
         }
-        let (Some(i1), Some(i2)) = (i1, i2) else {
+        let accesses = match (&i1, &i2) {
+            (Some(_), Some(_)) => Some((
+                self.access(probes, &first, &f1),
+                self.access(probes, &second, &f2),
+            )),
+            _ => None,
+        };
+        let seen = Examined {
+            slot: c.slot,
+            ts_ns: c.hdr.ts_ns,
+            key,
+            ips: (first.ip, second.ip),
+            insns: (i1, i2),
+            accesses,
+        };
+        if self.armed.iter().any(|a| a.slot == c.slot) {
+            self.words.entry(word).or_default().pending.push(seen);
+            return;
+        }
+        self.judge(seen);
+    }
+
+    /// A finding, unless the word turned out to be a synchronization word,
+    /// or an instruction could not be decoded.
+    fn judge(&mut self, seen: Examined) {
+        let Examined {
+            slot,
+            ts_ns,
+            key,
+            ips,
+            insns,
+            accesses,
+        } = seen;
+        let (region, offset) = (key.0.clone(), key.1);
+        if self
+            .words
+            .get(&(region.clone(), offset))
+            .is_some_and(|w| w.sync)
+        {
+            self.stats.atomic += 1;
+            return;
+        }
+        let ((Some(i1), Some(i2)), Some((a1, a2))) = (insns, accesses) else {
             // An instruction out of reach (the process is gone, or it ran
             // out of line in a uprobe's page) may have been atomic.
             self.stats.undecoded += 1;
             if self.stats.undecoded == 1 {
                 self.warnings.push(format!(
                     "race detector: a collision on {region}+{offset:#x} was not reported: the instruction of one write could not be read or decoded (ips {:#x} and {:#x})",
-                    first.ip, second.ip
+                    ips.0, ips.1
                 ));
             }
             return;
         };
         self.reported.insert(key);
         self.stats.findings += 1;
-        self.found.insert(c.slot);
-        let a1 = self.access(probes, &first, &f1);
-        let a2 = self.access(probes, &second, &f2);
+        self.found.insert(slot);
         let site = |a: &Access, i: &WriteInsn| {
             let s = match (&a.function, &a.file, a.line) {
                 (Some(f), Some(file), Some(line)) => {
@@ -770,7 +812,7 @@ impl Detector {
             offset
         );
         self.findings.push(RaceLine {
-            ts_ns: c.hdr.ts_ns,
+            ts_ns,
             kind: Text::const_new("shm-write-write"),
             region: Some(region),
             channel: None,
