@@ -146,7 +146,7 @@ fn a_rare_race_of_1000_writes_a_second() {
             "--rate",
             "1000",
             "--sweep-rate",
-            "20000",
+            "2000",
         ],
         512 * 1024 + 128,
     );

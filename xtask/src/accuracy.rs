@@ -95,6 +95,21 @@ fn variants(bin: &str, secs: u64, quiet_secs: u64) -> Vec<Variant> {
         v.extend(strings(more));
         v
     };
+    // Two processes of four threads each, taking `sync` for every bump.
+    let threaded = |sync: &str| {
+        strings(&[
+            bin,
+            "counter",
+            "--memory",
+            "anon",
+            "--sync",
+            sync,
+            "--threads",
+            "4",
+            "--secs",
+            &s,
+        ])
+    };
     let v = |name: &str, racy: bool, args: Vec<String>| Variant {
         name: name.to_string(),
         racy,
@@ -164,34 +179,12 @@ fn variants(bin: &str, secs: u64, quiet_secs: u64) -> Vec<Variant> {
         v(
             "contended mutex, 4 threads per process",
             false,
-            strings(&[
-                bin,
-                "counter",
-                "--memory",
-                "anon",
-                "--sync",
-                "mutex",
-                "--threads",
-                "4",
-                "--secs",
-                &s,
-            ]),
+            threaded("mutex"),
         ),
         v(
             "contended rwlock, 4 threads per process",
             false,
-            strings(&[
-                bin,
-                "counter",
-                "--memory",
-                "anon",
-                "--sync",
-                "rwlock",
-                "--threads",
-                "4",
-                "--secs",
-                &s,
-            ]),
+            threaded("rwlock"),
         ),
         v(
             "lock-free CAS stack",

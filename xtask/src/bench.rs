@@ -209,7 +209,7 @@ fn once(
         .with_context(|| format!("no rate in the workload's output: {text}"))
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n % 2 == 1 {

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::bench::median;
 use crate::cmd::show;
 
 /// Peak RSS the issue allows ipcwatch (MiB).
@@ -467,17 +468,6 @@ fn read_trace(path: &Path) -> Result<Findings> {
     Ok(f)
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -604,7 +594,8 @@ fn report(args: &PostgresArgs, untraced: &[f64], traced: &[Traced]) -> (String, 
             t.findings.races.len()
         );
     }
-    let ratio = median(&traced.iter().map(|t| t.tps).collect::<Vec<_>>()) / median(untraced);
+    let ratio = median(&mut traced.iter().map(|t| t.tps).collect::<Vec<_>>())
+        / median(&mut untraced.to_vec());
     let peak = traced.iter().map(|t| t.exit.maxrss_kib).max().unwrap_or(0);
     let races: usize = traced.iter().map(|t| t.findings.races.len()).sum();
     let verdict = |ok: bool| if ok { "ok" } else { "FAIL" };

@@ -50,14 +50,21 @@ impl Symbols {
     /// their `ip`.
     pub fn frames(&self, pid: u32, ips: &[u64]) -> Vec<Frame> {
         let src = Source::Process(Process::new(pid.into()));
-        let syms = self
-            .inner
-            .symbolize(&src, Input::AbsAddr(ips))
-            .unwrap_or_default();
+        // One address blazesym cannot take fails the whole batch: then
+        // each address alone, so that the others keep their names.
+        let syms: Vec<Option<Symbolized>> = match self.inner.symbolize(&src, Input::AbsAddr(ips)) {
+            Ok(syms) => syms.into_iter().map(Some).collect(),
+            Err(e) => {
+                tracing::debug!("symbolizing {} addresses of pid {pid}: {e}", ips.len());
+                ips.iter()
+                    .map(|&ip| self.inner.symbolize_single(&src, Input::AbsAddr(ip)).ok())
+                    .collect()
+            }
+        };
         ips.iter()
             .enumerate()
             .map(|(i, &ip)| match syms.get(i) {
-                Some(Symbolized::Sym(s)) => Frame {
+                Some(Some(Symbolized::Sym(s))) => Frame {
                     ip,
                     function: Some(s.name.to_string()),
                     function_start: Some(ip - s.offset as u64),
