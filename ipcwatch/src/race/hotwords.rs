@@ -213,8 +213,6 @@ struct Sampled {
     hashes: Vec<u32>,
     /// Next page of the cold scan.
     cursor: usize,
-    /// Cold passes completed.
-    passes: u64,
     /// The latest write fault already turned into a hot page.
     fault_seen: u64,
     /// Processes mapping it at the last sample.
@@ -252,8 +250,6 @@ pub struct SamplerStats {
     pub regions: u64,
     pub bytes: u64,
     pub cpu_ns: u64,
-    /// Cold passes completed over all regions.
-    pub passes: u64,
     pub skipped: u64,
 }
 
@@ -357,11 +353,6 @@ impl HotWords {
         }
     }
 
-    /// Regions being sampled now.
-    pub fn regions(&self) -> usize {
-        self.sampled.len()
-    }
-
     /// One sample: hot pages word by word, then as much of the cold scan
     /// as the CPU budget allows.
     pub fn sample(&mut self, model: &Model, now: Instant) {
@@ -434,8 +425,7 @@ impl HotWords {
             }
         }
         for message in stopped {
-            self.stats.skipped += 1;
-            self.warnings.push(message);
+            self.skip(message);
         }
         self.sampled.retain(|id, _| keep(id));
         self.hot.retain(|(id, _), _| keep(id));
@@ -495,7 +485,6 @@ impl HotWords {
                             len,
                             hashes: vec![UNSEEN; (len / PAGE) as usize],
                             cursor: 0,
-                            passes: 0,
                             fault_seen: region.last_ts,
                             mappers: region.mappers(),
                         },
@@ -504,7 +493,6 @@ impl HotWords {
                 }
                 None => {
                     self.skip(
-                        id,
                         format!(
                             "race detector: cannot read shared region {id} through any of its {} mappings ({}); its words are not watched",
                             region.mappings.len(),
@@ -709,7 +697,8 @@ impl HotWords {
         // they all change all the time).
         let mut fast: Vec<((Text, u64), Vec<u8>)> = Vec::new();
         let mut idle = 0;
-        let mut broken: Vec<(Text, String)> = Vec::new();
+        // (region, what happened, whether it is no longer sampled)
+        let mut broken: Vec<(Text, String, bool)> = Vec::new();
         while idle < ids.len() {
             let spent = thread_cpu_ns().saturating_sub(cpu0) as f64;
             if spent >= self.credit_ns {
@@ -717,7 +706,7 @@ impl HotWords {
             }
             self.turn = (self.turn + 1) % ids.len();
             let id = &ids[self.turn];
-            if broken.iter().any(|(b, _)| b == id) {
+            if broken.iter().any(|(b, _, _)| b == id) {
                 idle += 1;
                 continue;
             }
@@ -753,6 +742,7 @@ impl HotWords {
                             s.base + len,
                             s.base + s.len
                         ),
+                        len == 0,
                     ));
                     s.len = len;
                     s.hashes.truncate(s.pages());
@@ -760,7 +750,11 @@ impl HotWords {
                     continue;
                 }
                 Err(ReadError::Io(e)) => {
-                    broken.push((id.clone(), format!("race detector: reading shared region {id} failed ({e}): no longer sampled")));
+                    broken.push((
+                        id.clone(),
+                        format!("race detector: reading shared region {id} failed ({e}): no longer sampled"),
+                        true,
+                    ));
                     continue;
                 }
             }
@@ -823,8 +817,6 @@ impl HotWords {
             s.cursor = from + n;
             if s.cursor >= pages {
                 s.cursor = 0;
-                s.passes += 1;
-                self.stats.passes += 1;
             }
         }
         let mut evictable = Evictable::new(&self.hot).with_probation(&self.hot);
@@ -844,11 +836,7 @@ impl HotWords {
                 );
             }
         }
-        for (id, why) in broken {
-            let gone = match self.sampled.get(&id) {
-                Some(s) => s.len == 0 || why.contains("failed"),
-                None => false,
-            };
+        for (id, why, gone) in broken {
             if gone {
                 self.sampled.remove(&id);
                 if let Some(r) = model.regions.get(&id) {
@@ -858,13 +846,13 @@ impl HotWords {
                     );
                 }
             }
-            self.skip(&id, why);
+            self.skip(why);
         }
     }
 
-    fn skip(&mut self, id: &Text, message: String) {
+    /// Say what had to be skipped (a `warning` line).
+    fn skip(&mut self, message: String) {
         tracing::debug!("{message}");
-        let _ = id;
         self.stats.skipped += 1;
         self.warnings.push(message);
     }
@@ -880,11 +868,6 @@ impl HotWords {
             .collect();
         v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         v.into_iter().take(n).map(|(_, r, o)| (r, o)).collect()
-    }
-
-    /// Cold passes completed over region `id` (tests, the TUI).
-    pub fn passes(&self, id: &Text) -> Option<u64> {
-        self.sampled.get(id).map(|s| s.passes)
     }
 }
 
