@@ -18,8 +18,8 @@
 //! - [`session`]: a live recording, from start to summary;
 //! - [`tui`]: the terminal UI, on a session or a replay.
 //!
-//! [`record`], [`ids`], [`host`] and [`error`] are leaves every stage
-//! may use.
+//! [`record`], [`ids`], [`host`], [`error`] and [`text`] (untrusted text
+//! made safe to show) are leaves every stage may use.
 
 // A module reaches another through `use`, which the module-cycle check
 // (`cargo xtask cycles`) sees; a path written in a function body it does
@@ -39,6 +39,7 @@ pub mod report;
 pub mod scan;
 pub mod session;
 pub mod sink;
+pub mod text;
 pub mod trace;
 pub mod tui;
 

@@ -56,8 +56,10 @@ fn init_logging(cli: &Cli) {
     let filter = Targets::new()
         .with_default(others)
         .with_target("ipcwatch", ours);
+    // Messages may carry what traced processes named: escaped, uncoloured.
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| ipcwatch::text::CleanWriter(std::io::stderr()))
+        .with_ansi(false)
         .with_target(false)
         .without_time();
     // A second init (none happens) would only keep the first.

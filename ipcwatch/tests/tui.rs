@@ -634,3 +634,81 @@ fn extreme_values_draw_in_every_view() {
     let s = screen(&draw(&mut app, 100, 30));
     assert!(s.contains("Races 4"), "{s}");
 }
+
+/// Names are the traced processes' choice: a name made of terminal escape
+/// sequences, a channel path with a newline and a bidirectional override,
+/// a race whose function and file carry escapes. Every view shows them
+/// with the control characters made visible, never raw (ratatui would drop
+/// them, which lets a name pass for another).
+#[test]
+fn hostile_names_are_shown_escaped_in_every_view() {
+    const EVIL: &str = "\x1b]0;PWNED\x07\x1b[2J";
+    let mut v = vec![header()];
+    v.push(process(T0, 100, 1, EVIL));
+    v.push(process(T0, 101, 100, "b\u{202e}ash"));
+    let fifo = "fifo:/tmp/q\"x\ny\u{9b}";
+    v.push(open(T0, ChannelKind::Fifo, fifo, 100, EVIL, 4, End::Write));
+    v.push(open(
+        T0,
+        ChannelKind::Fifo,
+        fifo,
+        101,
+        "b\u{202e}ash",
+        3,
+        End::Read,
+    ));
+    for (pid, op) in [(100, Op::Write), (101, Op::Read)] {
+        let comm = if pid == 100 { EVIL } else { "b\u{202e}ash" };
+        v.push(io(T0 + S, ChannelKind::Fifo, fifo, op, pid, comm, 4, 10));
+    }
+    let mut a = access(100, EVIL, "f\x1b[31m", 7, T0 + S);
+    a.file = Some("/tmp/\x1b[2J.c".into());
+    a.stack = vec!["\x1b]52;c;cHduZWQ=\x07".into()];
+    v.push(Record::Race(RaceLine {
+        ts_ns: T0 + S,
+        kind: "data-race".into(),
+        region: Some("posix:/\x1b[2Jshm".into()),
+        channel: None,
+        offset: Some(8),
+        len: 8,
+        accesses: vec![a.clone(), access(101, "b\u{202e}ash", "g", 9, T0 + S + 5)],
+        evidence: "collision".into(),
+        confidence: 0.9,
+        explanation: format!("{EVIL} and b\u{202e}ash wrote"),
+    }));
+    let mut app = app_with(&v);
+    let mut seen = String::new();
+    for (view, detail) in [
+        ('1', false),
+        ('2', true),
+        ('3', false),
+        ('4', true),
+        ('5', true),
+    ] {
+        app.handle(key(view));
+        for enter in [false, detail] {
+            if enter {
+                app.handle(code(KeyCode::Enter));
+            }
+            let s = screen(&draw(&mut app, 120, 40));
+            assert!(
+                !ipcwatch::text::has_control(&s.replace('\n', "")),
+                "view {view}: a raw control character:\n{s}"
+            );
+            seen.push_str(&s);
+        }
+        app.handle(code(KeyCode::Esc));
+    }
+    // Ratatui draws one character per cell: look for the escapes in the
+    // cells' text.
+    for shown in [
+        "\\x1b]0;PWNED\\x07",
+        "b\\u{202e}ash",
+        "/tmp/q\"x\\ny",
+        "f\\x1b[31m",
+    ] {
+        assert!(seen.contains(shown), "{shown} not shown in:\n{seen}");
+    }
+    app.handle(key('5'));
+    insta::assert_snapshot!("hostile_processes_80x12", draw(&mut app, 80, 12).backend());
+}

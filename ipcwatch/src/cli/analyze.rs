@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use ipcwatch::text::Clean;
+
 use super::args::Format;
 
 pub fn analyze(file: &str, format: Format, fail_on_race: bool) -> ExitCode {
@@ -11,12 +13,15 @@ pub fn analyze(file: &str, format: Format, fail_on_race: bool) -> ExitCode {
     } else {
         match std::fs::File::open(file) {
             Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => {
-                eprintln!("ipcwatch: error: {file} is a directory, not a trace");
+                eprintln!(
+                    "ipcwatch: error: {} is a directory, not a trace",
+                    Clean(file)
+                );
                 return ExitCode::FAILURE;
             }
             Ok(f) => Box::new(BufReader::new(f)),
             Err(e) => {
-                eprintln!("ipcwatch: error: cannot read {file}: {e}");
+                eprintln!("ipcwatch: error: cannot read {}: {e}", Clean(file));
                 return ExitCode::FAILURE;
             }
         }
@@ -30,7 +35,11 @@ pub fn analyze(file: &str, format: Format, fail_on_race: bool) -> ExitCode {
         }
     }
     if let Some(e) = error {
-        eprintln!("ipcwatch: error: {file}: {e}");
+        eprintln!(
+            "ipcwatch: error: {}: {}",
+            Clean(file),
+            Clean(&e.to_string())
+        );
         return ExitCode::FAILURE;
     }
     if fail_on_race && !analysis.races().is_empty() {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use ipcwatch::session::RecordArgs;
+use ipcwatch::text::Clean;
 use rustix::process::{Pid, Signal, WaitOptions};
 
 use super::args::parse_secs;
@@ -47,7 +48,7 @@ pub fn run(cli: DemoCli) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ipcwatch: error: {e:#}");
+            eprintln!("ipcwatch: error: {}", Clean(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -9,6 +9,7 @@ use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
 
 use super::args::{kinds_mask, parse_secs};
+use ipcwatch::text::{Clean, clean_path};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum GraphFormat {
@@ -48,7 +49,7 @@ pub fn graph(cli: GraphCli) -> ExitCode {
     let result = (|| -> anyhow::Result<String> {
         let model = match &cli.input {
             Some(path) => ipcwatch::report::graph::model_from_trace(path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                .map_err(|e| anyhow::anyhow!("{}: {e}", clean_path(path)))?,
             None => {
                 let args = RecordArgs {
                     // No trace file: the model is the sink.
@@ -80,7 +81,7 @@ pub fn graph(cli: GraphCli) -> ExitCode {
     let text = match result {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("ipcwatch: error: {e:#}");
+            eprintln!("ipcwatch: error: {}", Clean(&format!("{e:#}")));
             return ExitCode::FAILURE;
         }
     };
@@ -93,7 +94,7 @@ pub fn graph(cli: GraphCli) -> ExitCode {
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ipcwatch: error: cannot write {}: {e}", cli.output);
+            eprintln!("ipcwatch: error: cannot write {}: {e}", Clean(&cli.output));
             ExitCode::FAILURE
         }
     }

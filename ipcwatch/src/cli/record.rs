@@ -8,6 +8,7 @@ use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
 
 use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs};
+use ipcwatch::text::Clean;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct RecordCli {
@@ -136,7 +137,7 @@ pub fn record(cli: RecordCli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("ipcwatch: error: {e:#}");
+            eprintln!("ipcwatch: error: {}", Clean(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

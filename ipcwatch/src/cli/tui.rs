@@ -7,6 +7,7 @@ use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use ipcwatch::session::RecordArgs;
 
 use super::args::{filter_with_command, parse_ring};
+use ipcwatch::text::Clean;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct TuiCli {
@@ -99,7 +100,7 @@ pub fn tui(cli: TuiCli) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ipcwatch: error: {e:#}");
+            eprintln!("ipcwatch: error: {}", Clean(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

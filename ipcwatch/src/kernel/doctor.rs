@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::host::release;
 use crate::kernel::{attach::program, btf, loader::EBPF_OBJECT, preflight};
+use crate::text::Clean;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -44,11 +45,16 @@ impl Report {
     }
 
     pub fn text(&self) -> String {
-        let mut s = format!("ipcwatch doctor: Linux {}\n\n", self.kernel);
+        let mut s = format!("ipcwatch doctor: Linux {}\n\n", Clean(&self.kernel));
         s.push_str(&format!("{:<20} {:<4} {}\n", "FEATURE", "OK", "DETAIL"));
         for c in &self.checks {
             let ok = if c.supported { "yes" } else { "NO" };
-            s.push_str(&format!("{:<20} {:<4} {}\n", c.feature, ok, c.detail));
+            s.push_str(&format!(
+                "{:<20} {:<4} {}\n",
+                c.feature,
+                ok,
+                Clean(&c.detail)
+            ));
             if !c.supported {
                 s.push_str(&format!("{:<20} {:<4} without it: {}\n", "", "", c.loses));
             }

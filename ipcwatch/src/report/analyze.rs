@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::model::{Finding, Model};
 use crate::record::Summary;
 use crate::record::{ChannelSummary, RaceLine, RegionKind};
+use crate::text::{Clean, clean};
 use crate::trace::{Replay, TraceError};
 
 /// What a trace holds, after replay through the model.
@@ -141,7 +142,7 @@ impl Analysis {
                     pids.iter()
                         .map(|p| {
                             let comm = m.processes.get(p).map_or("?", |p| p.comm.as_str());
-                            format!("{comm}[{p}]")
+                            format!("{}[{p}]", Clean(comm))
                         })
                         .collect::<Vec<_>>()
                         .join(",")
@@ -149,7 +150,7 @@ impl Analysis {
                 let _ = writeln!(
                     s,
                     "  {:<28} {:>12} B written {:>12} B read  {} -> {}",
-                    c.channel,
+                    Clean(&c.channel),
                     c.bytes_written,
                     c.bytes_read,
                     who(&c.writers),
@@ -165,7 +166,7 @@ impl Analysis {
                 let _ = writeln!(
                     s,
                     "  {:<28} {:>10} B  mapped by {:?}  {} locks  {} pages written",
-                    r.id,
+                    Clean(&r.id),
                     r.size,
                     r.mappers(),
                     r.locks.len(),
@@ -181,22 +182,31 @@ impl Analysis {
                 let _ = writeln!(
                     s,
                     "  {} on {}{} ({} bytes), {} evidence, confidence {:.2}, seen {}x",
-                    r.kind,
-                    place,
+                    Clean(&r.kind),
+                    Clean(place),
                     r.offset.map(|o| format!("+{o:#x}")).unwrap_or_default(),
                     r.len,
                     r.evidence,
                     r.confidence,
                     f.count
                 );
-                let _ = writeln!(s, "    {}", r.explanation);
+                let _ = writeln!(s, "    {}", Clean(&r.explanation));
                 for a in &r.accesses {
                     let at = match (&a.function, &a.file, a.line) {
-                        (Some(func), Some(file), Some(line)) => format!("{func} ({file}:{line})"),
-                        (Some(func), _, _) => func.clone(),
+                        (Some(func), Some(file), Some(line)) => {
+                            format!("{} ({}:{line})", clean(func), clean(file))
+                        }
+                        (Some(func), _, _) => clean(func).into_owned(),
                         _ => format!("{:#x}", a.ip),
                     };
-                    let _ = writeln!(s, "    - {}[{}] tid {} at {}", a.comm, a.pid, a.tid, at);
+                    let _ = writeln!(
+                        s,
+                        "    - {}[{}] tid {} at {}",
+                        Clean(&a.comm),
+                        a.pid,
+                        a.tid,
+                        at
+                    );
                 }
             }
         }
@@ -207,6 +217,7 @@ impl Analysis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::has_control;
 
     const HEADER: &str = r#"{"type":"header","ts_ns":1,"format":"ipcwatch-ndjson","version":1,"tool_version":"0","kernel":"6","hostname":"h","start_time":"2026-01-01T00:00:00Z","start_unix_ns":0}"#;
 
@@ -219,5 +230,18 @@ mod tests {
         assert_eq!(a.model.channels["pipe:[5]"].bytes_written, 20);
         assert!(a.summary.is_none());
         assert!(a.text().contains("no summary line"));
+    }
+
+    #[test]
+    fn text_escapes_names_and_json_keeps_them() {
+        let io = r#"{"type":"io","ts_ns":2,"kind":"fifo","op":"write","channel":"fifo:/tmp/a\nb\u001b[2J","pid":7,"tid":7,"comm":"\u001b]0;PWNED\u0007","bytes":10,"fd":1,"syscall":"write"}"#;
+        let (a, err) = replay(format!("{HEADER}\n{io}\n").as_bytes());
+        assert!(err.is_none());
+        let text = a.text();
+        assert!(!has_control(&text.replace('\n', "")), "{text}");
+        assert!(text.contains(r"fifo:/tmp/a\nb\x1b[2J"), "{text}");
+        assert!(text.contains(r"\x1b]0;PWNED\x07[7]"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&a.json()).unwrap();
+        assert_eq!(json["channels"][0]["channel"], "fifo:/tmp/a\nb\x1b[2J");
     }
 }

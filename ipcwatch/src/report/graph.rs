@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::model::Model;
 use crate::record::ChannelKind;
+use crate::text::dot_label;
 use crate::trace::{Replay, TraceError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,8 +100,11 @@ impl Graph {
         }
     }
 
+    /// Names and channel ids are the traced processes' choice: each label
+    /// is escaped for DOT ([`dot_label`]), so no name can close its string
+    /// or break a line.
     pub fn dot(&self) -> String {
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let esc = dot_label;
         let mut s = String::from("digraph ipcwatch {\n  rankdir=LR;\n  node [shape=box];\n");
         for n in &self.nodes {
             let _ = writeln!(s, "  p{} [label=\"{} ({})\"];", n.pid, esc(&n.comm), n.pid);
@@ -177,5 +181,25 @@ mod tests {
         let dot = g.dot();
         assert!(dot.contains("p1 -> p2 [label=\"unix unix:[1-2]\\n7000 B in 1 msgs\"]"));
         assert!(dot.starts_with("digraph ipcwatch {"));
+    }
+
+    #[test]
+    fn dot_labels_cannot_close_their_string_or_break_a_line() {
+        let mut m = Model::new();
+        let evil = "a\"];\nx [label=\"\x1b[2J\\";
+        let mut w = io(1, Op::Write, 3, "fifo:/tmp/\"q\"\n\\");
+        if let Record::Io(io) = &mut w {
+            io.comm = evil.into();
+        }
+        m.apply(&w);
+        m.apply(&io(2, Op::Read, 3, "fifo:/tmp/\"q\"\n\\"));
+        let dot = Graph::from_model(&m).dot();
+        assert!(!dot.contains('\x1b'), "{dot}");
+        assert!(
+            dot.contains(r#"p1 [label="a\"];\\nx [label=\"\\x1b[2J\\\\ (1)"];"#),
+            "{dot}"
+        );
+        // One statement per line: no name added a line.
+        assert_eq!(dot.lines().count(), 3 + 2 + 1 + 1);
     }
 }

@@ -7,15 +7,17 @@ use crate::collect::Collector;
 use crate::host::monotonic_ns;
 use crate::record::{Record, Warning};
 use crate::sink::Sink;
+use crate::text::Clean;
 
-/// Warn on standard error as well as in the trace.
+/// Warn on standard error (escaped: a warning may name a traced process's
+/// file) as well as in the trace (exact).
 pub fn warn(
     collector: &mut Collector,
     sink: &mut dyn Sink,
     probe: Option<String>,
     message: String,
 ) -> io::Result<()> {
-    eprintln!("ipcwatch: warning: {message}");
+    eprintln!("ipcwatch: warning: {}", Clean(&message));
     collector.push(
         Record::Warning(Warning {
             ts_ns: monotonic_ns(),

@@ -16,6 +16,7 @@ use crate::race::hb::HappensBefore;
 use crate::record::{FORMAT_NAME, FORMAT_VERSION, Header, Record};
 use crate::scan::{maps, procs};
 use crate::sink::Sink;
+use crate::text::Clean;
 
 /// A recording whose probes are attached and whose header is written.
 pub struct Started {
@@ -29,7 +30,7 @@ pub struct Started {
 pub fn preflight() -> anyhow::Result<()> {
     preflight::check_privileges()?;
     if let Some(note) = preflight::ensure_tracefs()? {
-        eprintln!("ipcwatch: {note}");
+        eprintln!("ipcwatch: {}", Clean(&note));
     }
     if let Some(note) = preflight::raise_memlock() {
         tracing::info!("{note}");

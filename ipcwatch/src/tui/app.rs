@@ -17,6 +17,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::record::Record;
+use crate::text::Clean;
 
 use super::input::{Input, SourceStatus};
 use super::source::ReplayControl;
@@ -431,18 +432,18 @@ impl App {
             return;
         }
         let mode = match (&self.source, self.paused) {
-            (SourceState::Failed(e), _) => format!("FAILED: {e}"),
+            (SourceState::Failed(e), _) => format!("FAILED: {}", Clean(e)),
             (_, true) => "PAUSED".to_string(),
             (SourceState::Starting, _) => "starting…".to_string(),
             (SourceState::Running, _) => match &self.replay {
                 Some(c) => format!("REPLAY {}", c.speed_label()),
                 None => "LIVE".to_string(),
             },
-            (SourceState::Ended(why), _) => format!("ENDED ({why})"),
+            (SourceState::Ended(why), _) => format!("ENDED ({})", Clean(why)),
         };
         let mut spans = vec![
             Span::styled(format!(" {mode} "), t.tab_active()),
-            Span::raw(format!(" {} ", self.label)),
+            Span::raw(format!(" {} ", Clean(&self.label))),
         ];
         let dropped = self.data.dropped();
         spans.push(Span::styled(

@@ -10,6 +10,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::model::Model;
 use crate::record::{Op, Record, Text};
+use crate::text::Clean;
 
 use super::rates::{Flow, Series};
 
@@ -142,9 +143,9 @@ impl Data {
             .unwrap_or("?")
     }
 
-    /// "1234 comm".
+    /// "1234 comm", the name with its control characters made visible.
     pub fn who(&self, pid: u32) -> String {
-        format!("{pid} {}", self.comm(pid))
+        format!("{pid} {}", Clean(self.comm(pid)))
     }
 
     pub fn channel_rates(&self, id: &str) -> (f64, f64) {

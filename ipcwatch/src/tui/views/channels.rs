@@ -9,6 +9,7 @@ use ratatui::widgets::{Paragraph, Row, Table};
 
 use super::widgets::{block, list_block, rel, table_state, trunc, who_list};
 use crate::model::Channel;
+use crate::text::Clean;
 use crate::tui::rates::{bytes, human};
 use crate::tui::state::{Action, Data, ListState};
 use crate::tui::theme::Theme;
@@ -140,8 +141,8 @@ fn render_detail(d: &Data, i: &Item, t: &Theme, f: &mut Frame, area: Rect) {
     let c = i.c;
     let [top, bottom] = Layout::vertical([Constraint::Length(8), Constraint::Min(3)]).areas(area);
     let lines = vec![
-        Line::from(format!("{} ({})", c.id, c.kind.as_str())),
-        Line::from(format!("path: {}", c.path.as_deref().unwrap_or("-"))),
+        Line::from(format!("{} ({})", Clean(&c.id), c.kind.as_str())),
+        Line::from(format!("path: {}", Clean(c.path.as_deref().unwrap_or("-")))),
         Line::from(format!(
             "written {} in {} writes, read {} in {} reads",
             bytes(c.bytes_written),

@@ -10,6 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Sparkline, Table};
 
 use super::widgets::{block, trunc};
+use crate::text::Clean;
 use crate::tui::rates::{HISTORY, bytes, human};
 use crate::tui::state::{Action, Data, KINDS};
 use crate::tui::theme::Theme;
@@ -100,7 +101,7 @@ fn render_totals(d: &Data, t: &Theme, f: &mut Frame, area: Rect) {
     ];
     if let Some(w) = m.warnings.last() {
         lines.push(Line::from(Span::styled(
-            format!("warnings {}: {}", m.warnings.len(), w),
+            format!("warnings {}: {}", m.warnings.len(), Clean(w)),
             t.dim(),
         )));
     }
@@ -117,7 +118,7 @@ fn render_totals(d: &Data, t: &Theme, f: &mut Frame, area: Rect) {
     for (k, (n, hits)) in by_kind {
         lines.push(Line::from(vec![
             Span::styled(format!("{n:>3} "), t.alert()),
-            Span::raw(format!("{k} ({hits} hits)")),
+            Span::raw(format!("{} ({hits} hits)", Clean(k))),
         ]));
     }
     f.render_widget(Paragraph::new(lines).block(block(t, "Totals")), area);

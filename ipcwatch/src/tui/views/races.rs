@@ -11,6 +11,7 @@ use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 use super::widgets::{block, list_block, rel, table_state, trunc};
 use crate::model::Finding;
 use crate::record::Access;
+use crate::text::{Clean, clean};
 use crate::tui::state::{Action, Data, ListState};
 use crate::tui::theme::Theme;
 
@@ -25,16 +26,16 @@ pub struct State {
 pub fn place(fi: &Finding) -> String {
     let r = &fi.race;
     match (&r.region, &r.channel) {
-        (Some(region), _) => format!("{region}+{:#x}", r.offset.unwrap_or(0)),
-        (None, Some(c)) => c.to_string(),
+        (Some(region), _) => format!("{}+{:#x}", Clean(region), r.offset.unwrap_or(0)),
+        (None, Some(c)) => clean(c).into_owned(),
         _ => "?".into(),
     }
 }
 
 fn site(a: &Access) -> String {
     match (&a.function, &a.file, a.line) {
-        (Some(func), Some(file), Some(line)) => format!("{func} {file}:{line}"),
-        (Some(func), _, _) => func.clone(),
+        (Some(func), Some(file), Some(line)) => format!("{} {}:{line}", Clean(func), Clean(file)),
+        (Some(func), _, _) => clean(func).into_owned(),
         _ => format!("{:#x}", a.ip),
     }
 }
@@ -88,7 +89,7 @@ pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
                     .race
                     .accesses
                     .iter()
-                    .map(|a| format!("{} {}", a.pid, a.comm))
+                    .map(|a| format!("{} {}", a.pid, Clean(&a.comm)))
                     .collect();
                 Row::new(vec![
                     trunc(&fi.race.kind, 16),
@@ -161,26 +162,29 @@ pub fn timeline(accesses: &[Access], width: usize) -> String {
 fn access_lines<'a>(a: &Access, label: char, t: &Theme, max_stack: usize) -> Vec<Line<'a>> {
     let mut lines = vec![
         Line::from(Span::styled(
-            format!("{label}: {} {} (tid {})", a.pid, a.comm, a.tid),
+            format!("{label}: {} {} (tid {})", a.pid, Clean(&a.comm), a.tid),
             t.header(),
         )),
-        Line::from(format!("fn {}", a.function.as_deref().unwrap_or("?"))),
+        Line::from(format!(
+            "fn {}",
+            Clean(a.function.as_deref().unwrap_or("?"))
+        )),
         Line::from(format!(
             "at {}:{}",
-            a.file.as_deref().unwrap_or("?"),
+            Clean(a.file.as_deref().unwrap_or("?")),
             a.line.map_or("?".into(), |l| l.to_string())
         )),
         Line::from(format!("ip {:#x}", a.ip)),
         Line::from(if a.locks.is_empty() {
             Span::styled("locks held: none", t.alert())
         } else {
-            Span::raw(format!("locks held: {}", a.locks.join(", ")))
+            Span::raw(format!("locks held: {}", clean(&a.locks.join(", "))))
         }),
     ];
     if !a.stack.is_empty() {
         lines.push(Line::from(Span::styled("stack:", t.dim())));
         for frame in a.stack.iter().take(max_stack) {
-            lines.push(Line::from(format!("  {frame}")));
+            lines.push(Line::from(format!("  {}", clean(&frame.to_string()))));
         }
         if a.stack.len() > max_stack {
             lines.push(Line::from(Span::styled(
@@ -208,7 +212,7 @@ fn render_detail(d: &Data, fi: &Finding, t: &Theme, f: &mut Frame, area: Rect, f
     let hi = r.accesses.iter().map(|a| a.ts_ns).max().unwrap_or(0);
     let head = vec![
         Line::from(vec![
-            Span::styled(format!("{} ", r.kind), t.alert()),
+            Span::styled(format!("{} ", Clean(&r.kind)), t.alert()),
             Span::raw(format!(
                 "at {} ({} bytes), {} {:.0}%, {} hits, first {} last {}",
                 place(fi),
@@ -228,7 +232,7 @@ fn render_detail(d: &Data, fi: &Finding, t: &Theme, f: &mut Frame, area: Rect, f
             )),
             Span::styled(format!(" Δ {:.1}µs", (hi - lo) as f64 / 1e3), t.dim()),
         ]),
-        Line::from(Span::styled(r.explanation.clone(), t.dim())),
+        Line::from(Span::styled(clean(&r.explanation).into_owned(), t.dim())),
     ];
     let [h, body] = Layout::vertical([Constraint::Length(3), Constraint::Min(1)]).areas(inner);
     f.render_widget(Paragraph::new(head), h);

@@ -9,6 +9,7 @@ use ratatui::widgets::{Paragraph, Row, Table};
 
 use super::widgets::{block, list_block, table_state, trunc, who_list};
 use crate::model::{PAGE, Region};
+use crate::text::Clean;
 use crate::tui::rates::{bytes, human};
 use crate::tui::state::{Action, Data, ListState};
 use crate::tui::theme::Theme;
@@ -224,12 +225,12 @@ fn render_detail(d: &Data, r: &Region, t: &Theme, f: &mut Frame, area: Rect) {
     let lines = vec![
         Line::from(format!(
             "{} {} {}{}",
-            r.id,
+            Clean(&r.id),
             format!("{:?}", r.kind).to_lowercase(),
             bytes(r.size),
             if r.removed { " (removed)" } else { "" }
         )),
-        Line::from(format!("name: {}", r.name.as_deref().unwrap_or("-"))),
+        Line::from(format!("name: {}", Clean(r.name.as_deref().unwrap_or("-")))),
         Line::from(format!(
             "{} locks, {} pages written",
             r.locks.len(),

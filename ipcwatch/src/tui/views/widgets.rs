@@ -4,6 +4,7 @@
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, TableState};
 
+use crate::text::clean;
 use crate::tui::state::{Data, ListState};
 use crate::tui::theme::Theme;
 /// A table state selecting row `selected` (none when empty).
@@ -30,7 +31,10 @@ pub fn list_block<'a>(
         spans.push(Span::styled(format!("sort:{s} "), t.dim()));
     }
     if !list.filter.is_empty() {
-        spans.push(Span::styled(format!("/{} ", list.filter), t.header()));
+        spans.push(Span::styled(
+            format!("/{} ", clean(&list.filter)),
+            t.header(),
+        ));
     }
     Block::bordered().title(Line::from(spans))
 }
@@ -39,8 +43,11 @@ pub fn block<'a>(t: &Theme, name: &str) -> Block<'a> {
     Block::bordered().title(Span::styled(format!(" {name} "), t.title()))
 }
 
-/// Truncate to `w` characters, with an ellipsis.
+/// Truncate to `w` characters, with an ellipsis, after making every
+/// control character visible ([`clean`]: the text is often a traced
+/// process's choice).
 pub fn trunc(s: &str, w: usize) -> String {
+    let s = clean(s);
     if s.chars().count() <= w {
         s.to_string()
     } else if w == 0 {
