@@ -111,6 +111,10 @@ enum Command {
         #[arg(long)]
         fail_on_race: bool,
     },
+    /// Internal: the unprivileged process that symbolizes stacks from the
+    /// binaries ipcwatch hands it (docs/security.md).
+    #[command(hide = true)]
+    SymbolizeWorker,
 }
 
 fn main() -> ExitCode {
@@ -144,6 +148,9 @@ fn main() -> ExitCode {
         }) => analyze(&file, format, fail_on_race),
         Some(Command::Tui(t)) => tui(t),
         Some(Command::Demo(d)) => demo::run(d),
+        Some(Command::SymbolizeWorker) => {
+            ExitCode::from(ipcwatch::race::symbols::worker_main() as u8)
+        }
         // Live monitoring of the whole system in the TUI.
         None => tui(TuiCli::whole_system()),
     }

@@ -19,7 +19,7 @@ pub struct FuzzArgs {
     target: Option<String>,
 }
 
-const TARGETS: [&str; 2] = ["decode", "trace_reader"];
+const TARGETS: [&str; 3] = ["decode", "trace_reader", "symbolize"];
 
 fn ensure_cargo_fuzz() -> Result<()> {
     let ok = Command::new("cargo")
@@ -87,9 +87,28 @@ pub fn run_all(args: &FuzzArgs) -> Result<()> {
     let path = root().join("docs/fuzzing.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let (begin, end) = ("<!-- fuzz:begin -->", "<!-- fuzz:end -->");
+    // With --target, the other targets keep the rows of their last run.
+    if args.target.is_some() {
+        let ran: Vec<String> = report.lines().map(|l| l.to_string()).collect();
+        let kept: String = old
+            .lines()
+            .filter(|l| {
+                TARGETS.iter().any(|t| l.starts_with(&format!("| {t} |")))
+                    && !ran
+                        .iter()
+                        .any(|r| r.split('|').nth(1) == l.split('|').nth(1))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        report = kept + &report;
+    }
     let body = format!(
-        "{begin}\nLast run: `cargo xtask fuzz --minutes {}` on {}.\n\n| target | time | runs | peak RSS (MB) | crashes |\n|---|---|---|---|---|\n{report}{end}",
+        "{begin}\nLast run: `cargo xtask fuzz --minutes {}{}` on {}.\n\n| target | time | runs | peak RSS (MB) | crashes |\n|---|---|---|---|---|\n{report}{end}",
         args.minutes,
+        args.target
+            .as_ref()
+            .map(|t| format!(" --target {t}"))
+            .unwrap_or_default(),
         humantime_now()
     );
     let new = match (old.find(begin), old.find(end)) {

@@ -169,10 +169,39 @@ impl Source {
     }
 }
 
+/// Open the file behind a mapping, only if it is a regular file (shared
+/// memory, a memfd, a SysV segment or a file on disk). A traced process may
+/// map a device it can open; opening it again as root could act on the
+/// device, so the link is first opened with O_PATH (which runs no driver
+/// code), checked, and only then reopened for reading through that
+/// descriptor (the same inode, whatever the process maps meanwhile).
+pub fn open_mapped_file(pid: u32, start: u64, end: u64) -> std::io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let path = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)?;
+    let kind = handle.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(std::io::Error::other(format!(
+            "the mapping {start:x}-{end:x} of pid {pid} is {what}: not read"
+        )));
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+}
+
 /// Open a region through one of its mappings.
 fn open_source(pid: u32, start: u64, end: u64, file_offset: u64) -> std::io::Result<Source> {
-    let path = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
-    let file = File::open(path)?;
+    let file = open_mapped_file(pid, start, end)?;
     let mut probe = [0u8; 1];
     match file.read_at(&mut probe, file_offset) {
         Ok(_) => return Ok(Source::File(file)),

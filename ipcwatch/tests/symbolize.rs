@@ -1,0 +1,105 @@
+//! The symbolizer on corrupted binaries (issue 20), through the real
+//! `ipcwatch symbolize-worker`: a truncated ELF file, garbled DWARF, a
+//! garbage header, a file that is not ELF at all. Each costs its symbols,
+//! never the worker (it answers) nor ipcwatch. No root needed.
+//!
+//! tests/data/bump-dwarf5.elf is tests/data/bump.c built with `gcc -g -O0`
+//! (DWARF 5); `bump` starts at file offset 0x1139.
+
+mod common;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use ipcwatch::race::symbols::{TIME_LIMIT, run_worker};
+
+const BUMP: u64 = 0x1139;
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bump-dwarf5.elf")
+}
+
+fn worker() -> Vec<OsString> {
+    vec![ipcwatch().into(), "symbolize-worker".into()]
+}
+
+/// `bytes` as a file of its own.
+fn file_of(dir: &Path, name: &str, bytes: &[u8]) -> File {
+    let p = dir.join(name);
+    File::create(&p).unwrap().write_all(bytes).unwrap();
+    File::open(p).unwrap()
+}
+
+#[test]
+fn corrupted_binaries_cost_their_symbols_not_the_worker() {
+    let good = std::fs::read(data()).unwrap();
+    let dir = temp_dir();
+    let mut truncated_dwarf = good.clone();
+    truncated_dwarf.truncate(good.len() - 2000);
+    let mut garbled = good.clone();
+    // Everything after the code and data (the symbol tables and the
+    // DWARF sections) overwritten with a pattern.
+    for (i, b) in garbled.iter_mut().enumerate().skip(0x3100) {
+        *b = (i as u8).wrapping_mul(167) ^ 0x5a;
+    }
+    let mut header = good.clone();
+    // Section headers pointing past the end, a huge section count.
+    header[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+    header[0x3c..0x3e].copy_from_slice(&0xffffu16.to_le_bytes());
+    let offsets = vec![0, BUMP, BUMP + 4, 0x40, u64::MAX];
+    let files: Vec<(File, Vec<u64>)> = [
+        ("good", good.clone()),
+        ("truncated-half", good[..good.len() / 2].to_vec()),
+        ("truncated-dwarf", truncated_dwarf),
+        ("garbled", garbled),
+        ("bad-header", header),
+        ("not-elf", b"#!/bin/sh\necho hello\n".to_vec()),
+        ("empty", Vec::new()),
+    ]
+    .iter()
+    .map(|(name, bytes)| (file_of(dir.path(), name, bytes), offsets.clone()))
+    .collect();
+    let answer = run_worker(&worker(), &files, TIME_LIMIT).expect("the worker answers");
+    assert_eq!(answer.len(), files.len());
+    for a in &answer {
+        assert_eq!(a.len(), offsets.len());
+    }
+    // The intact file: bump, from its DWARF (file and line).
+    let bump = answer[0][1].as_ref().expect("bump is found");
+    assert_eq!(bump.name, "bump");
+    assert_eq!(bump.offset, 0);
+    assert!(
+        bump.file.as_deref().unwrap_or("").ends_with(".c"),
+        "{bump:?}"
+    );
+    assert_eq!(answer[0][2].as_ref().map(|s| s.offset), Some(4));
+    // Nothing found in a file that is not ELF, or empty, or at offsets
+    // outside any segment.
+    assert!(answer[5].iter().all(Option::is_none), "{:?}", answer[5]);
+    assert!(answer[6].iter().all(Option::is_none), "{:?}", answer[6]);
+    assert!(answer.iter().all(|a| a[4].is_none()));
+}
+
+#[test]
+fn the_worker_refuses_a_bad_request_with_a_message() {
+    let o = std::process::Command::new(ipcwatch())
+        .arg("symbolize-worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"{not json")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim(),
+        "ipcwatch symbolize-worker: a bad request"
+    );
+}
