@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use ipcwatch::race::symbols::{TIME_LIMIT, run_worker};
+use ipcwatch::race::symbols::{TIME_LIMIT, Worker};
 
 const BUMP: u64 = 0x1139;
 
@@ -62,7 +62,8 @@ fn corrupted_binaries_cost_their_symbols_not_the_worker() {
     .iter()
     .map(|(name, bytes)| (file_of(dir.path(), name, bytes), offsets.clone()))
     .collect();
-    let answer = run_worker(&worker(), &files, TIME_LIMIT).expect("the worker answers");
+    let mut w = Worker::spawn(&worker()).unwrap();
+    let answer = w.symbolize(&files, TIME_LIMIT).expect("the worker answers");
     assert_eq!(answer.len(), files.len());
     for a in &answer {
         assert_eq!(a.len(), offsets.len());
@@ -81,25 +82,23 @@ fn corrupted_binaries_cost_their_symbols_not_the_worker() {
     assert!(answer[5].iter().all(Option::is_none), "{:?}", answer[5]);
     assert!(answer[6].iter().all(Option::is_none), "{:?}", answer[6]);
     assert!(answer.iter().all(|a| a[4].is_none()));
+    // The same worker answers again (it keeps what it parsed), for the
+    // intact file opened anew.
+    let again = vec![(File::open(data()).unwrap(), vec![BUMP])];
+    let answer = w.symbolize(&again, TIME_LIMIT).expect("a second answer");
+    assert_eq!(answer[0][0].as_ref().map(|s| s.name.as_str()), Some("bump"));
 }
 
 #[test]
-fn the_worker_refuses_a_bad_request_with_a_message() {
+fn the_worker_started_by_hand_says_what_it_needs() {
     let o = std::process::Command::new(ipcwatch())
         .arg("symbolize-worker")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"{not json")?;
-            c.wait_with_output()
-        })
+        .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
     assert_eq!(
         String::from_utf8_lossy(&o.stderr).trim(),
-        "ipcwatch symbolize-worker: a bad request"
+        "ipcwatch symbolize-worker: no request socket at descriptor 3 (ipcwatch starts this worker itself)"
     );
 }

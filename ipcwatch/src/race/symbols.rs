@@ -7,18 +7,17 @@
 //! it (only a regular file, at most [`MAX_FILE_BYTES`]) and hands the
 //! open descriptors to `ipcwatch symbolize-worker` ([`worker_main`]): a
 //! process without any capability, with no_new_privs, limited in memory
-//! and CPU time, that ipcwatch kills after [`TIME_LIMIT`]. A crafted file
-//! costs at most its missing symbols.
+//! and CPU time, that ipcwatch kills when an answer takes longer than
+//! [`TIME_LIMIT`]. A crafted file costs at most its missing symbols.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use blazesym::symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source};
 use serde::{Deserialize, Serialize};
@@ -51,19 +50,25 @@ impl Frame {
 
 /// Files bigger than this are not symbolized (a missing symbol instead).
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
-/// The worker is killed after this long, for one batch.
+/// The longest ipcwatch waits for an answer; then the worker is killed
+/// (and a new one started for the next batch).
 pub const TIME_LIMIT: Duration = Duration::from_secs(5);
-/// The worker's address space (RLIMIT_AS) and CPU time (RLIMIT_CPU).
+/// The worker's address space (RLIMIT_AS) and CPU time (RLIMIT_CPU, over
+/// its whole life: past it the worker is killed and started again).
 pub const MEMORY_LIMIT: u64 = 2 << 30;
-const CPU_SECONDS: u64 = 10;
-/// The first descriptor of the files handed to the worker (3, 4, ...).
-const FIRST_FD: i32 = 3;
-/// At most this many files per batch, and bytes of request or answer.
+const CPU_SECONDS: u64 = 60;
+/// The worker's end of its socket.
+const SOCKET_FD: i32 = 3;
+/// At most this many files per request; the worker keeps at most
+/// [`WORKER_FILES`] (then starts afresh); bytes of a message; bytes of a
+/// name or path in an answer.
 const MAX_FILES: usize = 64;
-const MAX_MESSAGE: u64 = 16 << 20;
+const WORKER_FILES: usize = 256;
+const MAX_MESSAGE: usize = 1 << 20;
+const MAX_NAME: usize = 1024;
 
-/// What the worker is asked: for the file at descriptor `FIRST_FD + i`,
-/// the file offsets `files[i]`.
+/// What the worker is asked: for the `i`th descriptor passed with the
+/// request, the file offsets `files[i]`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
     pub files: Vec<Vec<u64>>,
@@ -79,22 +84,27 @@ pub struct Sym {
     pub line: Option<u32>,
 }
 
-/// Symbolize `offsets` of the ELF file at `path` in this process: the
-/// part that parses what a traced process controls (the ELF file and its
-/// DWARF), run by the worker and by the fuzz target. Never panics (a
-/// panic of the parser is caught and costs the symbols).
+/// Symbolize `offsets` of the ELF file at `path` in this process, with a
+/// symbolizer of its own: the part that parses what a traced process
+/// controls (the ELF file and its DWARF), as the worker runs it; the fuzz
+/// target's entry. Never panics (a panic of the parser is caught and
+/// costs the symbols).
 pub fn symbolize_file(path: &Path, offsets: &[u64]) -> Vec<Option<Sym>> {
+    symbolize_with(&Symbolizer::new(), path, offsets)
+}
+
+/// [`symbolize_file`] with a symbolizer that caches what it parsed.
+fn symbolize_with(symbolizer: &Symbolizer, path: &Path, offsets: &[u64]) -> Vec<Option<Sym>> {
     let run = || {
-        let symbolizer = Symbolizer::new();
         let src = Source::Elf(Elf::new(path));
         let one = |s: Symbolized| match s {
             Symbolized::Sym(s) => Some(Sym {
-                name: s.name.to_string(),
+                name: bounded(&s.name),
                 offset: s.offset as u64,
                 file: s
                     .code_info
                     .as_ref()
-                    .map(|c| c.to_path().display().to_string()),
+                    .map(|c| bounded(&c.to_path().display().to_string())),
                 line: s.code_info.as_ref().and_then(|c| c.line),
             }),
             _ => None,
@@ -114,52 +124,120 @@ pub fn symbolize_file(path: &Path, offsets: &[u64]) -> Vec<Option<Sym>> {
                 .collect(),
         }
     };
-    std::panic::catch_unwind(run).unwrap_or_else(|_| vec![None; offsets.len()])
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+        .unwrap_or_else(|_| vec![None; offsets.len()])
+}
+
+/// A name or path from a binary, cut to [`MAX_NAME`] bytes.
+fn bounded(s: &str) -> String {
+    let mut end = s.len().min(MAX_NAME);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 /// `ipcwatch symbolize-worker`: the unprivileged process that parses the
 /// binaries (docs/security.md). It drops every capability and sets
-/// no_new_privs before it reads anything, runs under the limits its parent
-/// set (address space, CPU time, no file writes, no core, no new
-/// process), reads a [`Request`] on standard input with the files already
-/// open at descriptors 3, 4... and writes the answer (one list of
-/// `Option<Sym>` per file) on standard output. It opens nothing by itself
-/// but what blazesym looks up next to a binary (split DWARF, debug links).
+/// no_new_privs before it reads anything, and runs under the limits its
+/// parent set (address space, CPU time, no file writes, no core, no new
+/// process). At descriptor 3 it finds a SOCK_SEQPACKET socket: each
+/// message is a [`Request`] (JSON) with the files it names as passed
+/// descriptors; each answer is one message, a list of `Option<Sym>` per
+/// file. It keeps the files and what it parsed of them until it holds
+/// [`WORKER_FILES`] of them, and ends when its parent closes the socket.
+/// It opens nothing by itself but what blazesym looks up next to a binary
+/// (split DWARF, debug links).
 pub fn worker_main() -> i32 {
-    if let Err(e) = drop_all_privileges() {
-        eprintln!("ipcwatch symbolize-worker: cannot drop privileges: {e}");
-        return 1;
-    }
-    let mut input = Vec::new();
-    if std::io::stdin()
-        .take(MAX_MESSAGE)
-        .read_to_end(&mut input)
-        .is_err()
-    {
-        return 1;
-    }
-    let Ok(req) = serde_json::from_slice::<Request>(&input) else {
-        eprintln!("ipcwatch symbolize-worker: a bad request");
-        return 1;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let fail = |what: &str| {
+        eprintln!("ipcwatch symbolize-worker: {what}");
+        1
     };
-    let answer: Vec<Vec<Option<Sym>>> = req
-        .files
-        .iter()
-        .take(MAX_FILES)
-        .enumerate()
-        .map(|(i, offsets)| {
-            let path = format!("/proc/self/fd/{}", FIRST_FD + i as i32);
-            symbolize_file(Path::new(&path), offsets)
-        })
-        .collect();
-    let mut out = std::io::stdout().lock();
-    match serde_json::to_writer(&mut out, &answer)
-        .map_err(std::io::Error::from)
-        .and_then(|()| out.flush())
-    {
-        Ok(()) => 0,
-        Err(_) => 1,
+    if let Err(e) = drop_all_privileges() {
+        return fail(&format!("cannot drop privileges: {e}"));
     }
+    let is_socket = rustix::fs::fstat(
+        // SAFETY: descriptor 3 is only borrowed for the check.
+        unsafe { BorrowedFd::borrow_raw(SOCKET_FD) },
+    )
+    .is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
+    });
+    if !is_socket {
+        return fail("no request socket at descriptor 3 (ipcwatch starts this worker itself)");
+    }
+    // SAFETY: descriptor 3 is a socket that nothing else in this process owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(SOCKET_FD) };
+    let mut symbolizer = Symbolizer::new();
+    // The files received, by identity: the first descriptor of each stays
+    // open, so that its path (and blazesym's cache of it) stays valid.
+    let mut kept: HashMap<(u64, u64, i64, i64), OwnedFd> = HashMap::new();
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let (request, fds) = match receive(&sock, &mut buf) {
+            Ok(Some(m)) => m,
+            Ok(None) => return 0,
+            Err(e) => return fail(&format!("cannot read a request: {e}")),
+        };
+        let Ok(req) = serde_json::from_slice::<Request>(request) else {
+            return fail("a bad request");
+        };
+        if req.files.len() != fds.len() {
+            return fail("a request whose files and descriptors do not match");
+        }
+        if kept.len() + fds.len() > WORKER_FILES {
+            kept.clear();
+            symbolizer = Symbolizer::new();
+        }
+        let answer: Vec<Vec<Option<Sym>>> = req
+            .files
+            .iter()
+            .zip(fds)
+            .map(|(offsets, fd)| {
+                let Ok(st) = rustix::fs::fstat(&fd) else {
+                    return vec![None; offsets.len()];
+                };
+                let id = (st.st_dev, st.st_ino, st.st_size, st.st_mtime);
+                let raw = kept.entry(id).or_insert(fd).as_raw_fd();
+                let path = format!("/proc/self/fd/{raw}");
+                symbolize_with(&symbolizer, Path::new(&path), offsets)
+            })
+            .collect();
+        let Ok(out) = serde_json::to_vec(&answer) else {
+            return fail("cannot encode an answer");
+        };
+        if let Err(e) = rustix::net::send(&sock, &out, rustix::net::SendFlags::NOSIGNAL) {
+            return fail(&format!("cannot answer: {e}"));
+        }
+    }
+}
+
+/// One message and the descriptors that came with it (None: the other end
+/// closed).
+fn receive<'b>(
+    sock: &OwnedFd,
+    buf: &'b mut [u8],
+) -> std::io::Result<Option<(&'b [u8], Vec<OwnedFd>)>> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    use std::mem::MaybeUninit;
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FILES))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    if msg.bytes == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    if msg.flags.contains(rustix::net::ReturnFlags::TRUNC) {
+        return Err(std::io::Error::other("a message too long"));
+    }
+    Ok(Some((&buf[..msg.bytes], fds)))
 }
 
 /// The worker's own drop: no capability in any set (the bounding set too
@@ -191,154 +269,129 @@ fn drop_all_privileges() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Run the worker `command` (program and arguments) on `files`, each with
-/// the file offsets to symbolize: the answer, one entry per offset, or
-/// `None` for every offset when the worker fails, is killed at
-/// `time_limit`, or answers something else.
-pub fn symbolize_in_worker(
-    command: &[OsString],
-    files: &[(File, Vec<u64>)],
-    time_limit: Duration,
-) -> Vec<Vec<Option<Sym>>> {
-    let missing = || {
-        files
-            .iter()
-            .map(|(_, o)| vec![None; o.len()])
-            .collect::<Vec<_>>()
-    };
-    match run_worker(command, files, time_limit) {
-        Ok(answer)
-            if answer.len() == files.len()
-                && answer
-                    .iter()
-                    .zip(files)
-                    .all(|(a, (_, o))| a.len() == o.len()) =>
+/// A running `ipcwatch symbolize-worker` (or another command speaking its
+/// protocol, in tests), started under its limits.
+pub struct Worker {
+    child: std::process::Child,
+    sock: OwnedFd,
+}
+
+impl Worker {
+    /// Start `command` (program and arguments) with the worker's end of a
+    /// SOCK_SEQPACKET pair at descriptor 3.
+    pub fn spawn(command: &[OsString]) -> std::io::Result<Worker> {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| std::io::Error::other("no symbolizer command"))?;
+        let (ours, theirs) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        let raw = theirs.as_raw_fd();
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .env_clear()
+            // A group of its own: a worker that forked is killed whole.
+            .process_group(0);
+        // SAFETY: between fork and exec the closure makes only
+        // async-signal-safe system calls (dup2, setrlimit) on values
+        // computed before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, SOCKET_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let limit = |res, n: u64| {
+                    let l = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    libc::setrlimit(res, &l)
+                };
+                limit(libc::RLIMIT_AS, MEMORY_LIMIT);
+                limit(libc::RLIMIT_CPU, CPU_SECONDS);
+                limit(libc::RLIMIT_FSIZE, 0);
+                limit(libc::RLIMIT_CORE, 0);
+                limit(libc::RLIMIT_NPROC, 0);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        drop(theirs);
+        Ok(Worker { child, sock: ours })
+    }
+
+    /// Symbolize `files`, each with its file offsets: one answer per
+    /// offset, or an error when the worker does not answer within
+    /// `time_limit`, ends, or answers something else (the worker is then
+    /// of no further use: drop it).
+    pub fn symbolize(
+        &mut self,
+        files: &[(File, Vec<u64>)],
+        time_limit: Duration,
+    ) -> std::io::Result<Vec<Vec<Option<Sym>>>> {
+        use rustix::net::{
+            SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg, sockopt::Timeout,
+            sockopt::set_socket_timeout,
+        };
+        use std::mem::MaybeUninit;
+        let files = &files[..files.len().min(MAX_FILES)];
+        let request = serde_json::to_vec(&Request {
+            files: files.iter().map(|(_, o)| o.clone()).collect(),
+        })?;
+        let fds: Vec<BorrowedFd<'_>> = files.iter().map(|(f, _)| f.as_fd()).collect();
+        let mut space =
+            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(std::io::Error::other("too many files for one request"));
+        }
+        set_socket_timeout(&self.sock, Timeout::Send, Some(time_limit))?;
+        sendmsg(
+            &self.sock,
+            &[std::io::IoSlice::new(&request)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )?;
+        set_socket_timeout(&self.sock, Timeout::Recv, Some(time_limit))?;
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let (n, _) = rustix::net::recv(&self.sock, &mut buf, rustix::net::RecvFlags::TRUNC)?;
+        if n == 0 {
+            return Err(std::io::Error::other("the symbolizer ended"));
+        }
+        if n > buf.len() {
+            return Err(std::io::Error::other("an answer too long"));
+        }
+        let answer: Vec<Vec<Option<Sym>>> =
+            serde_json::from_slice(&buf[..n]).map_err(std::io::Error::other)?;
+        if answer.len() != files.len()
+            || answer
+                .iter()
+                .zip(files)
+                .any(|(a, (_, o))| a.len() != o.len())
         {
-            answer
+            return Err(std::io::Error::other(
+                "the symbolizer answered for other addresses than asked",
+            ));
         }
-        Ok(_) => {
-            tracing::debug!("the symbolizer answered for other addresses than asked");
-            missing()
-        }
-        Err(e) => {
-            tracing::debug!("symbolizer: {e}");
-            missing()
-        }
+        Ok(answer)
     }
 }
 
-/// [`symbolize_in_worker`], saying why it has no answer (tests).
-pub fn run_worker(
-    command: &[OsString],
-    files: &[(File, Vec<u64>)],
-    time_limit: Duration,
-) -> std::io::Result<Vec<Vec<Option<Sym>>>> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let (program, args) = command
-        .split_first()
-        .ok_or_else(|| std::io::Error::other("no symbolizer command"))?;
-    let files = &files[..files.len().min(MAX_FILES)];
-    // Copies of the descriptors above any the child could have at 3..,
-    // closed at exec; the child puts them at 3, 4... before it.
-    let high: Vec<OwnedFd> = files
-        .iter()
-        .map(|(f, _)| rustix::io::fcntl_dupfd_cloexec(f, 1024))
-        .collect::<Result<_, _>>()?;
-    let raw: Vec<i32> = high.iter().map(|f| f.as_raw_fd()).collect();
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .env_clear();
-    // SAFETY: between fork and exec the closure makes only async-signal-safe
-    // system calls (dup2, setrlimit) on values computed before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (i, fd) in raw.iter().enumerate() {
-                if libc::dup2(*fd, FIRST_FD + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            let limit = |res, n: u64| {
-                let l = libc::rlimit {
-                    rlim_cur: n,
-                    rlim_max: n,
-                };
-                libc::setrlimit(res, &l)
-            };
-            limit(libc::RLIMIT_AS, MEMORY_LIMIT);
-            limit(libc::RLIMIT_CPU, CPU_SECONDS);
-            limit(libc::RLIMIT_FSIZE, 0);
-            limit(libc::RLIMIT_CORE, 0);
-            limit(libc::RLIMIT_NPROC, 0);
-            Ok(())
-        });
-    }
-    // A group of its own: a worker that forked is killed whole.
-    cmd.process_group(0);
-    let mut child = cmd.spawn()?;
-    drop(high);
-    let group = child.id() as i32;
-    let kill_group = || {
+impl Drop for Worker {
+    /// Kill the worker's whole group and reap it.
+    fn drop(&mut self) {
         // SAFETY: a signal to the worker's own process group.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
-    };
-    let request = serde_json::to_vec(&Request {
-        files: files.iter().map(|(_, o)| o.clone()).collect(),
-    })?;
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take();
-    // The answer is read on a thread of its own, so that a worker that
-    // stops reading or writing cannot hold ipcwatch past the time limit.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("symbolizer-io".into())
-        .spawn(move || {
-            let io = || -> std::io::Result<Vec<u8>> {
-                if let Some(mut stdin) = stdin {
-                    stdin.write_all(&request)?;
-                }
-                let mut answer = Vec::new();
-                if let Some(out) = stdout {
-                    out.take(MAX_MESSAGE).read_to_end(&mut answer)?;
-                }
-                Ok(answer)
-            };
-            let _ = tx.send(io());
-        })?;
-    let deadline = Instant::now() + time_limit;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            kill_group();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    let answer = rx.recv_timeout(
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(100)),
-    );
-    if answer.is_err() {
-        // Something the worker left holds its output open.
-        kill_group();
-    }
-    match status {
-        None => Err(std::io::Error::other(format!(
-            "the symbolizer took longer than {time_limit:?}: killed"
-        ))),
-        Some(s) if !s.success() => Err(std::io::Error::other(format!("the symbolizer {s}"))),
-        Some(_) => {
-            let answer =
-                answer.map_err(|_| std::io::Error::other("the symbolizer did not answer"))??;
-            serde_json::from_slice(&answer).map_err(std::io::Error::other)
-        }
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
     }
 }
 
@@ -356,6 +409,8 @@ struct Place {
 pub struct Symbols {
     /// The worker: this program with `symbolize-worker`.
     command: Vec<OsString>,
+    /// The running worker, started at the first address to symbolize.
+    worker: RefCell<Option<Worker>>,
     /// Frames already found, per process and address.
     cache: RefCell<HashMap<(u32, u64), Frame>>,
 }
@@ -378,8 +433,29 @@ impl Symbols {
     pub fn with_worker(command: Vec<OsString>) -> Self {
         Symbols {
             command,
+            worker: RefCell::new(None),
             cache: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The worker's answer for `files`, or no symbol at all when it fails
+    /// (it is then killed, and started again next time).
+    fn ask(&self, files: &[(File, Vec<u64>)]) -> Vec<Vec<Option<Sym>>> {
+        let mut worker = self.worker.borrow_mut();
+        if worker.is_none() {
+            *worker = Worker::spawn(&self.command)
+                .map_err(|e| tracing::debug!("cannot start the symbolizer: {e}"))
+                .ok();
+        }
+        let answer = match worker.as_mut() {
+            Some(w) => w.symbolize(files, TIME_LIMIT),
+            None => Err(std::io::Error::other("no symbolizer")),
+        };
+        answer.unwrap_or_else(|e| {
+            tracing::debug!("symbolizer: {e}");
+            *worker = None;
+            files.iter().map(|(_, o)| vec![None; o.len()]).collect()
+        })
     }
 
     /// Symbolize `ips` of live process `pid`; unknown addresses keep only
@@ -431,7 +507,7 @@ impl Symbols {
             which[slot].push(i);
         }
         if !files.is_empty() {
-            let answer = symbolize_in_worker(&self.command, &files, TIME_LIMIT);
+            let answer = self.ask(&files);
             for (syms, idx) in answer.into_iter().zip(which) {
                 for (sym, i) in syms.into_iter().zip(idx) {
                     let Some(s) = sym else { continue };
@@ -535,27 +611,34 @@ mod tests {
         vec!["sh".into(), "-c".into(), script.into()]
     }
 
+    fn exe() -> Vec<(File, Vec<u64>)> {
+        vec![(File::open("/proc/self/exe").unwrap(), vec![1, 2])]
+    }
+
     #[test]
     fn a_worker_that_fails_or_lies_costs_only_the_symbols() {
-        let files = vec![(File::open("/proc/self/exe").unwrap(), vec![1, 2])];
-        let none = vec![vec![None, None]];
-        for script in ["exit 3", "cat >/dev/null; echo garbage", "echo '[[null]]'"] {
-            assert_eq!(
-                symbolize_in_worker(&sh(script), &files, TIME_LIMIT),
-                none,
-                "{script}"
-            );
+        for script in [
+            "exit 3",
+            "echo garbage >&3; sleep 600",
+            "echo '[[null]]' >&3; sleep 600",
+        ] {
+            let mut w = Worker::spawn(&sh(script)).unwrap();
+            assert!(w.symbolize(&exe(), TIME_LIMIT).is_err(), "{script}");
+            // Through Symbols: the addresses keep no name.
+            let s = Symbols::with_worker(sh(script));
+            assert_eq!(s.ask(&exe()), vec![vec![None, None]], "{script}");
+            assert!(s.worker.borrow().is_none());
         }
-        assert_eq!(symbolize_in_worker(&[], &files, TIME_LIMIT), none);
+        assert!(Worker::spawn(&[]).is_err());
     }
 
     #[test]
     fn a_worker_past_its_time_is_killed() {
-        let files = vec![(File::open("/proc/self/exe").unwrap(), vec![1])];
-        let t0 = Instant::now();
-        let answer = symbolize_in_worker(&sh("sleep 600"), &files, Duration::from_millis(200));
-        assert_eq!(answer, vec![vec![None]]);
-        // Killed, not waited for.
+        let t0 = std::time::Instant::now();
+        let mut w = Worker::spawn(&sh("sleep 600")).unwrap();
+        assert!(w.symbolize(&exe(), Duration::from_millis(200)).is_err());
+        // Killed with the sleep it started, not waited for.
+        drop(w);
         assert!(
             t0.elapsed() < Duration::from_secs(300),
             "{:?}",
@@ -564,15 +647,13 @@ mod tests {
     }
 
     #[test]
-    fn the_worker_answers_with_the_limits_and_descriptors_it_is_given() {
-        let files = vec![
-            (File::open("/proc/self/exe").unwrap(), vec![7]),
-            (File::open("/proc/self/exe").unwrap(), vec![8, 9]),
-        ];
+    fn the_worker_runs_under_its_limits() {
         // A stand-in worker that answers only when it runs under its
         // limits (address space, CPU seconds, no file writes, no core, no
-        // new process) with both files at 3 and 4. awk, exec'd: the limit
-        // of no new process leaves the shell no fork.
+        // new process) with its socket at 3. awk, exec'd: the limit of no
+        // new process leaves the shell no fork. It then spins until it is
+        // killed: a worker that ends with the request unread resets the
+        // socket.
         let script = format!(
             r#"exec awk -v M={MEMORY_LIMIT} -v C={CPU_SECONDS} '
             /^Max address space/ {{ if ($4 == M) ok++ }}
@@ -580,17 +661,20 @@ mod tests {
             /^Max file size/ {{ if ($4 == 0) ok++ }}
             /^Max core file size/ {{ if ($5 == 0) ok++ }}
             /^Max processes/ {{ if ($3 == 0) ok++ }}
-            END {{ if (ok == 5 && (getline a < "/proc/self/fd/3") > 0 && (getline b < "/proc/self/fd/4") > 0)
-                print "[[{{\"name\":\"f\",\"offset\":1,\"file\":null,\"line\":null}}],[null,null]]" }}
-            ' /proc/self/limits"#
+            END {{ if (ok == 5) print "[[{{\"name\":\"f\",\"offset\":1,\"file\":null,\"line\":null}},null]]";
+                   fflush(); while (1) {{}} }}
+            ' /proc/self/limits >&3"#
         );
-        let answer = symbolize_in_worker(&sh(&script), &files, TIME_LIMIT);
+        let mut w = Worker::spawn(&sh(&script)).unwrap();
         let f = Sym {
             name: "f".into(),
             offset: 1,
             file: None,
             line: None,
         };
-        assert_eq!(answer, vec![vec![Some(f)], vec![None, None]]);
+        assert_eq!(
+            w.symbolize(&exe(), TIME_LIMIT).unwrap(),
+            vec![vec![Some(f), None]]
+        );
     }
 }
