@@ -6,6 +6,7 @@
 mod floor;
 mod hostile;
 mod load;
+mod names;
 mod pipes;
 mod precision;
 mod race;
@@ -242,6 +243,14 @@ enum Workload {
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
     },
+    /// Processes with hostile names (issue 20): escape sequences, another
+    /// program's name, FIFOs and a queue with hostile names under DIR.
+    HostileNames {
+        #[arg(long)]
+        dir: String,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
     /// Two processes of COUNT threads each; one thread of each races.
     Threads {
         #[arg(long, default_value_t = 1000)]
@@ -414,6 +423,7 @@ fn run(w: Workload) -> Result<ExitCode> {
             secs,
         } => hostile::hostile(action, after_ms, secs),
         Workload::Threads { count, secs } => hostile::threads(count, secs),
+        Workload::HostileNames { dir, secs } => names::hostile_names(&dir, secs),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
 //! against the nightly toolchain's own LLVM; and the tools the checks use
-//! (tmux, stress-ng, sqlite3, cargo-modules), and PostgreSQL for `cargo
+//! (tmux, stress-ng, sqlite3, graphviz, cargo-modules), and PostgreSQL for `cargo
 //! xtask postgres`. Idempotent: when all are present this runs a few
 //! quick commands and nothing else.
 
@@ -193,6 +193,19 @@ fn ensure_sqlite3() -> Result<()> {
     Ok(())
 }
 
+/// The hostile-names test renders `ipcwatch graph`'s DOT with Graphviz
+/// (ipcwatch/tests/hostile_names.rs).
+fn ensure_graphviz() -> Result<()> {
+    if answers("dot", "-V") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing graphviz (for the hostile-names test)");
+    if !apt_install(&["graphviz"]) {
+        bail!("dot is missing and could not be installed: install it (apt-get install graphviz)");
+    }
+    Ok(())
+}
+
 /// The race detector's tests under CPU load run stress-ng alongside
 /// (ipcwatch/tests/scale.rs, `cargo xtask accuracy --load`).
 fn ensure_stress_ng() -> Result<()> {
@@ -301,6 +314,7 @@ pub fn ensure() -> Result<()> {
     ensure_tmux()?;
     ensure_stress_ng()?;
     ensure_sqlite3()?;
+    ensure_graphviz()?;
     ensure_cargo_modules()?;
     Ok(())
 }
