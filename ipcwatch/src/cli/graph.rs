@@ -7,6 +7,7 @@ use clap::ValueEnum;
 use ipcwatch::kernel::loader::Options;
 use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
+use ipcwatch::sink::ndjson::{open_output, output_error};
 
 use super::args::{kinds_mask, parse_secs};
 use ipcwatch::text::{Clean, clean_path};
@@ -19,7 +20,9 @@ enum GraphFormat {
 
 #[derive(clap::Args, Debug)]
 pub struct GraphCli {
-    /// Where to write the graph; `-` is standard output.
+    /// Where to write the graph; `-` is standard output. A file is created
+    /// with mode 0600 and never through a symbolic link, before tracing
+    /// starts.
     #[arg(short, long, value_name = "FILE", default_value = "-")]
     pub output: String,
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
@@ -46,6 +49,19 @@ pub fn graph(cli: GraphCli) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    // Opened first: once tracing has started, ipcwatch has dropped the
+    // capabilities that would let it write where its user cannot.
+    let mut out = match open_output(&cli.output) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!(
+                "ipcwatch: error: cannot write {}: {}",
+                Clean(&cli.output),
+                output_error(&e)
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     let result = (|| -> anyhow::Result<String> {
         let model = match &cli.input {
             Some(path) => ipcwatch::report::graph::model_from_trace(path)
@@ -85,11 +101,9 @@ pub fn graph(cli: GraphCli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let written = if cli.output == "-" {
+    let written = {
         use std::io::Write;
-        std::io::stdout().write_all(text.as_bytes())
-    } else {
-        std::fs::write(&cli.output, text)
+        out.write_all(text.as_bytes()).and_then(|()| out.flush())
     };
     match written {
         Ok(()) => ExitCode::SUCCESS,

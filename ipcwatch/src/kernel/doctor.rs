@@ -14,9 +14,11 @@ use aya::{
     },
 };
 use ipcwatch_common::Config;
+use rustix::thread::CapabilitySet;
 use serde::Serialize;
 
 use crate::host::release;
+use crate::kernel::privileges::{KEPT, Kept, kept_set};
 use crate::kernel::{attach::program, btf, loader::EBPF_OBJECT, preflight};
 use crate::text::Clean;
 
@@ -36,6 +38,9 @@ pub struct Check {
 pub struct Report {
     pub kernel: String,
     pub checks: Vec<Check>,
+    /// The capabilities a recording keeps once it has started, and why
+    /// (every other one is dropped, and no_new_privs is set).
+    pub kept_capabilities: Vec<Kept>,
 }
 
 impl Report {
@@ -58,6 +63,12 @@ impl Report {
             if !c.supported {
                 s.push_str(&format!("{:<20} {:<4} without it: {}\n", "", "", c.loses));
             }
+        }
+        s.push_str(
+            "\nAfter start-up a recording keeps only these capabilities (and sets no_new_privs):\n",
+        );
+        for k in &self.kept_capabilities {
+            s.push_str(&format!("  {:<23} {}\n", k.name, k.why));
         }
         s.push('\n');
         s.push_str(if self.usable() {
@@ -114,9 +125,20 @@ impl Checks {
     }
 
     fn report(self) -> Report {
+        let kept = kept_set();
         Report {
             kernel: release(),
             checks: self.0,
+            kept_capabilities: KEPT
+                .iter()
+                .filter(|k| kept.contains(k.set))
+                .copied()
+                .chain(kept.contains(CapabilitySet::SYS_ADMIN).then_some(Kept {
+                    name: "CAP_SYS_ADMIN",
+                    set: CapabilitySet::SYS_ADMIN,
+                    why: "opens /proc/PID/map_files/* (this kernel has no CAP_CHECKPOINT_RESTORE)",
+                }))
+                .collect(),
         }
     }
 }

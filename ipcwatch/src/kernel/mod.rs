@@ -2,12 +2,14 @@
 //! checks before loading ([`preflight`]), struct offsets from BTF
 //! ([`btf`]), syscall tables ([`syscalls`]), loading and attaching the
 //! eBPF programs ([`loader`], with the shared-memory and lock probes in
-//! [`shm`]), and `ipcwatch doctor` ([`doctor`]).
+//! [`shm`]), the capabilities dropped after start-up ([`privileges`]), and
+//! `ipcwatch doctor` ([`doctor`]).
 
 pub mod attach;
 pub mod btf;
 pub mod doctor;
 pub mod loader;
 pub mod preflight;
+pub mod privileges;
 pub mod shm;
 pub mod syscalls;

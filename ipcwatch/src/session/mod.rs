@@ -12,16 +12,23 @@ mod start;
 
 pub use args::{Outcome, RecordArgs, StopReason, parse_duration};
 
+use crate::kernel::privileges::{drop_privileges, status_hex};
 use crate::sink::Sink;
-use crate::sink::ndjson::NdjsonWriter;
+use crate::sink::ndjson::{NdjsonWriter, output_error};
+use crate::text::Clean;
 
 /// Everything before the event loop; then the loop; then the summary.
 pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
     run_with(
         args,
         |args| {
-            NdjsonWriter::create(&args.output)
-                .map_err(|e| anyhow::anyhow!("cannot write the trace to {}: {e}", args.output))
+            NdjsonWriter::create(&args.output).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot write the trace to {}: {}",
+                    Clean(&args.output),
+                    output_error(&e)
+                )
+            })
         },
         None,
     )
@@ -55,6 +62,16 @@ pub fn run_with<S: Sink>(
         Some(start::spawn_command(&args, &mut s, &mut sink)?)
     };
     sink.flush()?;
+    // Everything that needed more privilege is done: probes attached,
+    // tracefs mounted, the trace open, the command forked.
+    let dropped = drop_privileges().map_err(|e| {
+        anyhow::anyhow!("cannot drop the capabilities ipcwatch no longer needs: {e}")
+    })?;
+    tracing::info!(
+        "capabilities kept: {} (bounding set cut: {})",
+        status_hex(dropped.kept),
+        dropped.bounding
+    );
     let (reason, command_status, detector) = runtime.block_on(run::event_loop(
         &mut s.probes,
         &mut s.collector,

@@ -27,6 +27,16 @@ pub fn open_output(path: &str) -> io::Result<Box<dyn Write + Send>> {
     Ok(Box::new(file))
 }
 
+/// Why [`open_output`] failed, said plainly: a symbolic link is refused
+/// (O_NOFOLLOW fails with ELOOP).
+pub fn output_error(e: &io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        "it is a symbolic link, and ipcwatch never writes through one".into()
+    } else {
+        e.to_string()
+    }
+}
+
 /// Bytes of whole lines held before they are written out.
 const BUFFER: usize = 1 << 16;
 

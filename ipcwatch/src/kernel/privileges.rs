@@ -1,0 +1,186 @@
+//! Least privilege after start-up: once the probes are loaded and attached,
+//! tracefs is mounted, the trace file is open and the traced command is
+//! forked, ipcwatch keeps only the capabilities its event loop uses
+//! ([`KEPT`]) and sets `no_new_privs` (docs/security.md).
+//!
+//! Capabilities belong to a thread: [`drop_privileges`] changes the
+//! calling thread's sets, and the threads it creates afterwards inherit
+//! them. `record` and `graph` run the session on their only thread; the
+//! TUI drops in its collector thread and in its UI thread.
+
+use std::io;
+
+use rustix::thread::{
+    CapabilitySet, CapabilitySets, capabilities, clear_ambient_capability_set,
+    remove_capability_from_bounding_set, set_capabilities, set_no_new_privs,
+};
+use serde::Serialize;
+
+/// A capability ipcwatch keeps after start-up, and why.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Kept {
+    pub name: &'static str,
+    #[serde(skip)]
+    pub set: CapabilitySet,
+    pub why: &'static str,
+}
+
+/// What the event loop still does with privilege. Every other capability
+/// is dropped from the effective, permitted, inheritable, ambient and
+/// bounding sets.
+pub const KEPT: [Kept; 6] = [
+    Kept {
+        name: "CAP_BPF",
+        set: CapabilitySet::BPF,
+        why: "updates the probes' maps (the traced pids) and links the uprobes that \
+              --lock-probes attaches later; kernels before 6.5 check it on every bpf() call",
+    },
+    Kept {
+        name: "CAP_PERFMON",
+        set: CapabilitySet::PERFMON,
+        why: "opens the race detector's watchpoints and --lock-probes' uprobes \
+              (perf_event_open) while recording",
+    },
+    Kept {
+        name: "CAP_SYS_PTRACE",
+        set: CapabilitySet::SYS_PTRACE,
+        why: "reads other users' and setuid processes' /proc/PID/{maps,mem,fd} \
+              and watches their threads",
+    },
+    Kept {
+        name: "CAP_DAC_READ_SEARCH",
+        set: CapabilitySet::DAC_READ_SEARCH,
+        why: "enters other users' /proc/PID/fd and map_files directories (mode 0500) \
+              and reads the binaries stacks are symbolized from",
+    },
+    Kept {
+        name: "CAP_CHECKPOINT_RESTORE",
+        set: CapabilitySet::CHECKPOINT_RESTORE,
+        why: "opens /proc/PID/map_files/* (the race detector's read-only view of \
+              shared regions, names of mapped files); CAP_SYS_ADMIN on kernels before 5.9",
+    },
+    Kept {
+        name: "CAP_KILL",
+        set: CapabilitySet::KILL,
+        why: "sends SIGTERM to the traced command at the end, even if it changed its user",
+    },
+];
+
+/// The highest capability this kernel knows (CAP_CHECKPOINT_RESTORE is 40,
+/// from Linux 5.9).
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+        .min(63)
+}
+
+/// The capabilities ipcwatch keeps on this kernel (before 5.9 map_files
+/// needs CAP_SYS_ADMIN, which then stands in for CAP_CHECKPOINT_RESTORE).
+pub fn kept_set() -> CapabilitySet {
+    let mut set = KEPT
+        .iter()
+        .fold(CapabilitySet::empty(), |acc, k| acc | k.set);
+    if last_cap() < CapabilitySet::CHECKPOINT_RESTORE.bits().trailing_zeros() {
+        set.remove(CapabilitySet::CHECKPOINT_RESTORE);
+        set.insert(CapabilitySet::SYS_ADMIN);
+    }
+    set
+}
+
+/// What [`drop_privileges`] left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    /// Effective and permitted sets now.
+    pub kept: CapabilitySet,
+    /// Whether the bounding set was cut down too (it needs CAP_SETPCAP,
+    /// which ipcwatch run with file capabilities does not have).
+    pub bounding: bool,
+}
+
+/// Keep only [`kept_set`] (those of them this thread has) in this thread's
+/// effective and permitted sets, none inheritable or ambient, cut the
+/// bounding set to the same, and set `no_new_privs`: nothing ipcwatch
+/// runs afterwards can gain a privilege (setuid binaries included).
+pub fn drop_privileges() -> io::Result<Dropped> {
+    set_no_new_privs(true)?;
+    let now = capabilities(None)?;
+    let keep = kept_set() & now.permitted;
+    // The bounding set first, while CAP_SETPCAP is still effective.
+    let bounding = now.effective.contains(CapabilitySet::SETPCAP);
+    if bounding {
+        for bit in 0..=last_cap() {
+            let cap = CapabilitySet::from_bits_retain(1 << bit);
+            if !keep.contains(cap) {
+                remove_capability_from_bounding_set(cap)?;
+            }
+        }
+    }
+    clear_ambient_capability_set()?;
+    set_capabilities(
+        None,
+        CapabilitySets {
+            effective: keep,
+            permitted: keep,
+            inheritable: CapabilitySet::empty(),
+        },
+    )?;
+    Ok(Dropped {
+        kept: keep,
+        bounding,
+    })
+}
+
+/// `CapEff`/`CapPrm`/`CapBnd` as /proc/PID/status shows them.
+pub fn status_hex(set: CapabilitySet) -> String {
+    format!("{:016x}", set.bits())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kept_set_is_the_documented_one() {
+        let names: Vec<&str> = KEPT.iter().map(|k| k.name).collect();
+        assert_eq!(
+            names,
+            [
+                "CAP_BPF",
+                "CAP_PERFMON",
+                "CAP_SYS_PTRACE",
+                "CAP_DAC_READ_SEARCH",
+                "CAP_CHECKPOINT_RESTORE",
+                "CAP_KILL"
+            ]
+        );
+        // Bits 39, 38, 19, 2, 40, 5 (this kernel knows CAP_CHECKPOINT_RESTORE).
+        if last_cap() >= 40 {
+            assert_eq!(status_hex(kept_set()), "000001c000080024");
+        }
+    }
+
+    /// In a child process (capabilities are per thread, and the test
+    /// harness's threads must keep theirs): drop, then read the sets back.
+    #[test]
+    fn dropping_leaves_only_the_kept_set() {
+        // SAFETY: the child only makes system calls and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = drop_privileges().is_ok_and(|d| {
+                let now = capabilities(None).ok();
+                now.is_some_and(|n| n.effective == d.kept && n.permitted == d.kept)
+                    && (d.kept - kept_set()).is_empty()
+                    && rustix::thread::no_new_privs().unwrap_or(false)
+            });
+            // SAFETY: leave the forked child without running the harness.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(libc::WEXITSTATUS(status), 0);
+    }
+}
