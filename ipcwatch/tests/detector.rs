@@ -85,7 +85,11 @@ fn run_detector(sync: &str) -> (Vec<RaceLine>, ipcwatch::race::detector::Detecto
             prot: "rw".into(),
         }));
     }
-    let mut det = Detector::new(DetectorOptions::default());
+    // Stacks are symbolized by ipcwatch's worker, not by this test binary.
+    let mut det = Detector::new(DetectorOptions {
+        symbolizer: Some(vec![ipcwatch().into(), "symbolize-worker".into()]),
+        ..DetectorOptions::default()
+    });
     let mut races = Vec::new();
     let end = Instant::now() + Duration::from_secs(3);
     while Instant::now() < end {

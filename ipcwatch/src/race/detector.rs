@@ -45,6 +45,9 @@ pub struct DetectorOptions {
     /// Watchpoint descriptors per window at most (one per thread and word):
     /// processes with more threads are watched a part at a time.
     pub max_links: usize,
+    /// The symbolizer's command (program and arguments); None: this
+    /// program with `symbolize-worker` (a test binary names ipcwatch's).
+    pub symbolizer: Option<Vec<std::ffi::OsString>>,
 }
 
 /// The longest a quiet word waits, in periods (250 ms -> 2 s).
@@ -88,6 +91,7 @@ impl Default for DetectorOptions {
             backoff: true,
             sampler: SamplerOptions::default(),
             max_links: 256,
+            symbolizer: None,
         }
     }
 }
@@ -251,13 +255,17 @@ fn raise_nofile() {
 impl Detector {
     pub fn new(opts: DetectorOptions) -> Self {
         let now = Instant::now();
+        let symbols = opts
+            .symbolizer
+            .clone()
+            .map_or_else(Symbols::new, Symbols::with_worker);
         if opts.enabled {
             raise_nofile();
         }
         Detector {
             hot: HotWords::new(opts.sampler.clone()),
             opts,
-            symbols: Symbols::new(),
+            symbols,
             armed: Vec::new(),
             slots: HashMap::new(),
             next_slot: 0,
