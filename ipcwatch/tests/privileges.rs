@@ -23,9 +23,20 @@ fn field<'a>(status: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} in {status}"))
 }
 
+/// With --lock-probes, CAP_SYS_ADMIN (21) too: its uprobes are attached
+/// while recording.
+const KEPT_LOCK_PROBES: &str = "000001c000280024";
+
 #[test]
 fn a_recording_keeps_only_the_capabilities_it_needs() {
     require_root();
+    check_recording(&[], KEPT);
+    check_recording(&["--lock-probes"], KEPT_LOCK_PROBES);
+}
+
+/// Record `-- sh` (blocked on a FIFO) with `args`: every thread keeps
+/// exactly `kept`.
+fn check_recording(args: &[&str], kept: &str) {
     let dir = temp_dir();
     let trace = dir.path().join("t.ndjson");
     let fifo = dir.path().join("hold");
@@ -41,6 +52,7 @@ fn a_recording_keeps_only_the_capabilities_it_needs() {
         .arg("record")
         .arg("-o")
         .arg(&trace)
+        .args(args)
         .args(["--", "sh", "-c", "read x < \"$0\"; echo done"])
         .arg(&fifo)
         .stdout(Stdio::null())
@@ -54,7 +66,7 @@ fn a_recording_keeps_only_the_capabilities_it_needs() {
     let t0 = Instant::now();
     loop {
         let s = status_of(&pid.to_string()).unwrap_or_default();
-        if s.is_empty() || field(&s, "CapPrm") == KEPT {
+        if s.is_empty() || field(&s, "CapPrm") == kept {
             break;
         }
         assert!(
@@ -72,13 +84,13 @@ fn a_recording_keeps_only_the_capabilities_it_needs() {
     for task in &tasks {
         let s = status_of(task).unwrap();
         for set in ["CapEff", "CapPrm", "CapBnd"] {
-            assert_eq!(field(&s, set), KEPT, "task {task}, {set}");
+            assert_eq!(field(&s, set), kept, "task {task}, {set}");
         }
         assert_eq!(field(&s, "CapInh"), "0000000000000000", "task {task}");
         assert_eq!(field(&s, "CapAmb"), "0000000000000000", "task {task}");
         assert_eq!(field(&s, "NoNewPrivs"), "1", "task {task}");
     }
-    // `doctor` names the same set.
+    // `doctor` names the same set, and CAP_SYS_ADMIN for --lock-probes.
     let doctor = Command::new(ipcwatch())
         .args(["doctor", "--format", "json"])
         .output()
@@ -98,8 +110,16 @@ fn a_recording_keeps_only_the_capabilities_it_needs() {
             "CAP_SYS_PTRACE",
             "CAP_DAC_READ_SEARCH",
             "CAP_CHECKPOINT_RESTORE",
-            "CAP_KILL"
+            "CAP_KILL",
+            "CAP_SYS_ADMIN"
         ]
+    );
+    assert!(
+        report["kept_capabilities"][6]["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("only with --lock-probes"),
+        "{report}"
     );
     // Let the command end; the recording finishes normally.
     std::fs::write(&fifo, "go\n").unwrap();

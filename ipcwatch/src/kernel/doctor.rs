@@ -18,7 +18,7 @@ use rustix::thread::CapabilitySet;
 use serde::Serialize;
 
 use crate::host::release;
-use crate::kernel::privileges::{KEPT, Kept, kept_set};
+use crate::kernel::privileges::{KEPT, Kept, LOCK_PROBES, kept_set};
 use crate::kernel::{attach::program, btf, loader::EBPF_OBJECT, preflight};
 use crate::text::Clean;
 
@@ -125,7 +125,7 @@ impl Checks {
     }
 
     fn report(self) -> Report {
-        let kept = kept_set();
+        let kept = kept_set(false);
         Report {
             kernel: release(),
             checks: self.0,
@@ -138,6 +138,7 @@ impl Checks {
                     set: CapabilitySet::SYS_ADMIN,
                     why: "opens /proc/PID/map_files/* (this kernel has no CAP_CHECKPOINT_RESTORE)",
                 }))
+                .chain((!kept.contains(CapabilitySet::SYS_ADMIN)).then_some(LOCK_PROBES))
                 .collect(),
         }
     }

@@ -66,6 +66,15 @@ pub const KEPT: [Kept; 6] = [
     },
 ];
 
+/// Kept too with `--lock-probes`, whose uprobes are attached while
+/// recording: the kernel refuses their `perf_event_open` with CAP_PERFMON
+/// alone (found by the lock-probes test, tests/shm.rs).
+pub const LOCK_PROBES: Kept = Kept {
+    name: "CAP_SYS_ADMIN",
+    set: CapabilitySet::SYS_ADMIN,
+    why: "only with --lock-probes: perf_event_open of the uprobes it attaches while recording",
+};
+
 /// The highest capability this kernel knows (CAP_CHECKPOINT_RESTORE is 40,
 /// from Linux 5.9).
 fn last_cap() -> u32 {
@@ -77,14 +86,18 @@ fn last_cap() -> u32 {
 }
 
 /// The capabilities ipcwatch keeps on this kernel (before 5.9 map_files
-/// needs CAP_SYS_ADMIN, which then stands in for CAP_CHECKPOINT_RESTORE).
-pub fn kept_set() -> CapabilitySet {
+/// needs CAP_SYS_ADMIN, which then stands in for CAP_CHECKPOINT_RESTORE),
+/// and CAP_SYS_ADMIN with `--lock-probes`.
+pub fn kept_set(lock_probes: bool) -> CapabilitySet {
     let mut set = KEPT
         .iter()
         .fold(CapabilitySet::empty(), |acc, k| acc | k.set);
     if last_cap() < CapabilitySet::CHECKPOINT_RESTORE.bits().trailing_zeros() {
         set.remove(CapabilitySet::CHECKPOINT_RESTORE);
         set.insert(CapabilitySet::SYS_ADMIN);
+    }
+    if lock_probes {
+        set.insert(LOCK_PROBES.set);
     }
     set
 }
@@ -99,14 +112,15 @@ pub struct Dropped {
     pub bounding: bool,
 }
 
-/// Keep only [`kept_set`] (those of them this thread has) in this thread's
+/// Keep only [`kept_set`] (those of them this thread has; `lock_probes`:
+/// `--lock-probes` is on) in this thread's
 /// effective and permitted sets, none inheritable or ambient, cut the
 /// bounding set to the same, and set `no_new_privs`: nothing ipcwatch
 /// runs afterwards can gain a privilege (setuid binaries included).
-pub fn drop_privileges() -> io::Result<Dropped> {
+pub fn drop_privileges(lock_probes: bool) -> io::Result<Dropped> {
     set_no_new_privs(true)?;
     let now = capabilities(None)?;
-    let keep = kept_set() & now.permitted;
+    let keep = kept_set(lock_probes) & now.permitted;
     // The bounding set first, while CAP_SETPCAP is still effective.
     let bounding = now.effective.contains(CapabilitySet::SETPCAP);
     if bounding {
@@ -157,7 +171,8 @@ mod tests {
         );
         // Bits 39, 38, 19, 2, 40, 5 (this kernel knows CAP_CHECKPOINT_RESTORE).
         if last_cap() >= 40 {
-            assert_eq!(status_hex(kept_set()), "000001c000080024");
+            assert_eq!(status_hex(kept_set(false)), "000001c000080024");
+            assert_eq!(status_hex(kept_set(true)), "000001c000280024");
         }
     }
 
@@ -169,10 +184,10 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
-            let ok = drop_privileges().is_ok_and(|d| {
+            let ok = drop_privileges(false).is_ok_and(|d| {
                 let now = capabilities(None).ok();
                 now.is_some_and(|n| n.effective == d.kept && n.permitted == d.kept)
-                    && (d.kept - kept_set()).is_empty()
+                    && (d.kept - kept_set(false)).is_empty()
                     && rustix::thread::no_new_privs().unwrap_or(false)
             });
             // SAFETY: leave the forked child without running the harness.

@@ -64,7 +64,7 @@ pub fn run_with<S: Sink>(
     sink.flush()?;
     // Everything that needed more privilege is done: probes attached,
     // tracefs mounted, the trace open, the command forked.
-    let dropped = drop_privileges().map_err(|e| {
+    let dropped = drop_privileges(args.kernel.lock_probes).map_err(|e| {
         anyhow::anyhow!("cannot drop the capabilities ipcwatch no longer needs: {e}")
     })?;
     tracing::info!(
