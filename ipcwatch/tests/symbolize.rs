@@ -102,3 +102,33 @@ fn the_worker_started_by_hand_says_what_it_needs() {
         "ipcwatch symbolize-worker: no request socket at descriptor 3 (ipcwatch starts this worker itself)"
     );
 }
+
+/// The first input the `symbolize` fuzz target found: blazesym 0.2.7
+/// overflows an addition in `elf::parser::find_sym` (a panic where
+/// overflow checks are on, as in this debug build). The worker catches it
+/// and answers without the symbols.
+#[test]
+fn a_panic_of_the_parser_costs_only_the_symbols() {
+    let input =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/blazesym-find-sym-add-overflow.elf");
+    let bytes = std::fs::read(&input).unwrap();
+    let len = bytes.len() as u64;
+    // The offsets the fuzz target asked for.
+    let mut offsets = vec![0, 0x40, 0x1139, len / 2, len + 1];
+    for c in bytes.rchunks_exact(8).take(4) {
+        offsets.push(u64::from_le_bytes(c.try_into().unwrap()) % (len + 1));
+    }
+    let mut w = Worker::spawn(&worker()).unwrap();
+    let answer = w
+        .symbolize(
+            &[(File::open(&input).unwrap(), offsets.clone())],
+            TIME_LIMIT,
+        )
+        .expect("the worker answers");
+    assert_eq!(answer[0].len(), offsets.len());
+    // And it goes on answering.
+    let again = w
+        .symbolize(&[(File::open(data()).unwrap(), vec![BUMP])], TIME_LIMIT)
+        .expect("a second answer");
+    assert_eq!(again[0][0].as_ref().map(|s| s.name.as_str()), Some("bump"));
+}
