@@ -103,13 +103,18 @@ pub fn run_all(args: &FuzzArgs) -> Result<()> {
         report = kept + &report;
     }
     let body = format!(
-        "{begin}\nLast run: `cargo xtask fuzz --minutes {}{}` on {}.\n\n| target | time | runs | peak RSS (MB) | crashes |\n|---|---|---|---|---|\n{report}{end}",
+        "{begin}\nLast run: `cargo xtask fuzz --minutes {}{}` on {}{}.\n\n| target | time | runs | peak RSS (MB) | crashes |\n|---|---|---|---|---|\n{report}{end}",
         args.minutes,
         args.target
             .as_ref()
             .map(|t| format!(" --target {t}"))
             .unwrap_or_default(),
-        humantime_now()
+        humantime_now(),
+        if args.target.is_some() {
+            " (the other rows are from their own last run)"
+        } else {
+            ""
+        }
     );
     let new = match (old.find(begin), old.find(end)) {
         (Some(a), Some(b)) if b > a => format!("{}{body}{}", &old[..a], &old[b + end.len()..]),
