@@ -7,18 +7,32 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::CompleteEnv;
 use ipcwatch::kernel::doctor;
 
 use cli::analyze::analyze;
 use cli::args::Format;
+use cli::complete::{self, CompletionsCli, completions};
 use cli::demo::{self, DemoCli};
 use cli::graph::{GraphCli, graph};
+use cli::man::{ManCli, man};
 use cli::record::{RecordCli, record};
 use cli::tui::{TuiCli, tui};
 
+/// `ipcwatch --version`: the version, the git commit and the embedded eBPF
+/// object's hash (ipcwatch/build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("IPCWATCH_COMMIT"),
+    ", eBPF object ",
+    env!("IPCWATCH_EBPF_HASH"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
-#[command(name = "ipcwatch", version, propagate_version = true)]
+#[command(name = "ipcwatch", version = VERSION, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -102,6 +116,7 @@ enum Command {
     /// names the line), 3 races found with --fail-on-race.
     Analyze {
         /// The NDJSON trace; `-` reads standard input.
+        #[arg(add = complete::trace_file())]
         file: String,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -109,9 +124,23 @@ enum Command {
         #[arg(long)]
         fail_on_race: bool,
     },
+    /// Print a shell completion script (bash, zsh or fish).
+    ///
+    /// The script asks ipcwatch what to complete: --pid completes running
+    /// processes, --comm their names, --kind its values, trace files the
+    /// paths of files. Example: `source <(ipcwatch completions bash)`.
+    Completions(CompletionsCli),
+    /// Write the man pages into a directory (for packaging).
+    #[command(hide = true)]
+    Man(ManCli),
 }
 
 fn main() -> ExitCode {
+    // A completion query (IPCWATCH_COMPLETE set by the scripts of
+    // `ipcwatch completions`) is answered here, and ipcwatch exits.
+    CompleteEnv::with_factory(Cli::command)
+        .var(complete::VAR)
+        .complete();
     let cli = Cli::parse();
     init_logging(&cli);
     match cli.command {
@@ -142,6 +171,8 @@ fn main() -> ExitCode {
         }) => analyze(&file, format, fail_on_race),
         Some(Command::Tui(t)) => tui(t),
         Some(Command::Demo(d)) => demo::run(d),
+        Some(Command::Completions(c)) => completions(c),
+        Some(Command::Man(m)) => man(m, Cli::command()),
         // Live monitoring of the whole system in the TUI.
         None => tui(TuiCli::whole_system()),
     }
