@@ -31,6 +31,9 @@ const VERSION: &str = concat!(
     ")"
 );
 
+/// See how processes talk, and catch them corrupting shared memory.
+///
+/// Without a command, ipcwatch opens the terminal UI on the whole system.
 #[derive(Parser, Debug)]
 #[command(name = "ipcwatch", version = VERSION, propagate_version = true)]
 struct Cli {

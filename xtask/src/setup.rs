@@ -9,23 +9,12 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd::{path_with_cargo_bin, root, run};
+use crate::cmd::{output, path_with_cargo_bin, root, run};
 use crate::dist::TARGET;
 
 const TOOLCHAIN: &str = "nightly";
 /// The cargo-modules release `cargo xtask cycles` runs.
 const CARGO_MODULES: &str = "0.27.0";
-
-fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
-    if !out.status.success() {
-        bail!("{:?} failed ({})", cmd.get_program(), out.status);
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn nightly_sysroot() -> Result<PathBuf> {
     let s = output(Command::new("rustc").args([&format!("+{TOOLCHAIN}"), "--print", "sysroot"]))?;

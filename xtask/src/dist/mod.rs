@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd::{cargo, root, run};
+use crate::cmd::{cargo, output, root, run};
 
 pub const TARGET: &str = "x86_64-unknown-linux-musl";
 /// Debian revision of the package.
@@ -110,17 +110,6 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn output(cmd: &mut Command) -> Result<Vec<u8>> {
-    let o = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
-    if !o.status.success() {
-        bail!("{cmd:?} failed ({})", o.status);
-    }
-    Ok(o.stdout)
-}
-
 /// The musl release build, stripped into `out/ipcwatch`, its debug info
 /// into `out/ipcwatch.debug`.
 fn build_static(out: &Path) -> Result<PathBuf> {
@@ -150,14 +139,14 @@ fn build_static(out: &Path) -> Result<PathBuf> {
         .arg(&built)
         .arg(&debug))?;
     run(Command::new("strip")
-        .args(["--strip-all", "-o"])
+        .args(["--strip-all", "--remove-section=.comment", "-o"])
         .arg(&bin)
         .arg(&built))?;
-    // The link is found next to the binary, or in /usr/lib/debug.
+    // The link (the file's name and checksum) is looked up next to the
+    // binary, or under /usr/lib/debug.
     run(Command::new("objcopy")
-        .arg("--add-gnu-debuglink=ipcwatch.debug")
-        .arg(&bin)
-        .current_dir(out))?;
+        .arg(format!("--add-gnu-debuglink={}", debug.display()))
+        .arg(&bin))?;
     fs::set_permissions(&debug, fs::Permissions::from_mode(0o644))?;
     Ok(bin)
 }
@@ -341,7 +330,9 @@ fn build_deb(out: &Path, bin: &Path, man: &Path, completions: &Path) -> Result<P
     fs::write(
         tree.join("usr/share/lintian/overrides/ipcwatch"),
         "# A static-pie executable: ELF type DYN, no libc to depend on.\n\
-         ipcwatch: shared-library-lacks-prerequisites [usr/sbin/ipcwatch]\n",
+         ipcwatch: shared-library-lacks-prerequisites [usr/sbin/ipcwatch]\n\
+         # Built outside Debian's archive: no ITP bug to close.\n\
+         ipcwatch: initial-upload-closes-no-bugs [usr/share/doc/ipcwatch/changelog.Debian.gz:1]\n",
     )?;
     let installed_kib = size(&tree)?.div_ceil(1024);
     let debian = tree.join("DEBIAN");
@@ -352,7 +343,7 @@ fn build_deb(out: &Path, bin: &Path, man: &Path, completions: &Path) -> Result<P
             .args(["usr", "-type", "f", "-exec", "md5sum", "{}", "+"])
             .current_dir(&tree),
     )?;
-    let mut lines: Vec<&str> = std::str::from_utf8(&files)?.lines().collect();
+    let mut lines: Vec<&str> = files.lines().collect();
     lines.sort_by_key(|l| l.split_once("  ").map(|(_, p)| p.to_owned()));
     fs::write(debian.join("md5sums"), lines.join("\n") + "\n")?;
     for dir in walk_dirs(&tree)? {
