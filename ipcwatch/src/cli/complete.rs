@@ -25,7 +25,7 @@ pub enum Shell {
 pub struct CompletionsCli {
     shell: Shell,
     /// The program the script runs to ask for completions (default: this
-    /// binary's own path; the package uses `ipcwatch`, found on PATH).
+    /// binary's own path; the package's scripts run /usr/sbin/ipcwatch).
     #[arg(long, value_name = "PROGRAM")]
     completer: Option<String>,
 }
