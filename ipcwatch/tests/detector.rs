@@ -96,7 +96,7 @@ fn run_detector(
     let mut det = Detector::new(DetectorOptions::default());
     let mut races = Vec::new();
     let end = Instant::now() + watch;
-    while Instant::now() < end && !(until_found && !races.is_empty()) {
+    while Instant::now() < end && (!until_found || races.is_empty()) {
         det.tick(&model, &mut probes, Instant::now());
         while let Some(item) = ring.next() {
             if let Ok(RawEvent::Collision(c)) = decode(&item) {
