@@ -38,7 +38,7 @@ fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-pub fn dist_dir() -> PathBuf {
+fn dist_dir() -> PathBuf {
     root().join("target/dist")
 }
 
