@@ -694,6 +694,7 @@ fn header() -> Record {
         format: FORMAT_NAME.into(),
         version: FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").into(),
+        tool_commit: "synthetic".into(),
         kernel: "synthetic".into(),
         hostname: "synthetic".into(),
         start_time: "2026-01-01T00:00:00Z".into(),

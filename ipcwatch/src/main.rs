@@ -7,18 +7,35 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::CompleteEnv;
 use ipcwatch::kernel::doctor;
 
 use cli::analyze::analyze;
 use cli::args::Format;
+use cli::complete::{self, CompletionsCli, completions};
 use cli::demo::{self, DemoCli};
 use cli::graph::{GraphCli, graph};
+use cli::man::{ManCli, man};
 use cli::record::{RecordCli, record};
 use cli::tui::{TuiCli, tui};
 
+/// `ipcwatch --version`: the version, the git commit and the embedded eBPF
+/// object's hash (ipcwatch/build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("IPCWATCH_COMMIT"),
+    ", eBPF object ",
+    env!("IPCWATCH_EBPF_HASH"),
+    ")"
+);
+
+/// See how processes talk, and catch them corrupting shared memory.
+///
+/// Without a command, ipcwatch opens the terminal UI on the whole system.
 #[derive(Parser, Debug)]
-#[command(name = "ipcwatch", version, propagate_version = true)]
+#[command(name = "ipcwatch", version = VERSION, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -104,6 +121,7 @@ enum Command {
     /// names the line), 3 races found with --fail-on-race.
     Analyze {
         /// The NDJSON trace; `-` reads standard input.
+        #[arg(add = complete::trace_file())]
         file: String,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -115,9 +133,23 @@ enum Command {
     /// binaries ipcwatch hands it (docs/security.md).
     #[command(hide = true)]
     SymbolizeWorker,
+    /// Print a shell completion script (bash, zsh or fish).
+    ///
+    /// The script asks ipcwatch what to complete: --pid completes running
+    /// processes, --comm their names, --kind its values, trace files the
+    /// paths of files. Example: `source <(ipcwatch completions bash)`.
+    Completions(CompletionsCli),
+    /// Write the man pages into a directory (for packaging).
+    #[command(hide = true)]
+    Man(ManCli),
 }
 
 fn main() -> ExitCode {
+    // A completion query (IPCWATCH_COMPLETE set by the scripts of
+    // `ipcwatch completions`) is answered here, and ipcwatch exits.
+    CompleteEnv::with_factory(Cli::command)
+        .var(complete::VAR)
+        .complete();
     let cli = Cli::parse();
     init_logging(&cli);
     match cli.command {
@@ -151,6 +183,8 @@ fn main() -> ExitCode {
         Some(Command::SymbolizeWorker) => {
             ExitCode::from(ipcwatch::race::symbols::worker_main() as u8)
         }
+        Some(Command::Completions(c)) => completions(c),
+        Some(Command::Man(m)) => man(m, Cli::command()),
         // Live monitoring of the whole system in the TUI.
         None => tui(TuiCli::whole_system()),
     }

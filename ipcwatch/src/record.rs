@@ -68,6 +68,10 @@ pub struct Header {
     /// [`FORMAT_VERSION`] of the writer.
     pub version: u32,
     pub tool_version: Text,
+    /// The git commit ipcwatch was built from (absent in traces written
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Text::is_empty")]
+    pub tool_commit: Text,
     /// Kernel release (`uname -r`).
     pub kernel: String,
     pub hostname: String,
@@ -697,6 +701,7 @@ pub(crate) fn test_header(version: u32) -> String {
         format: FORMAT_NAME.into(),
         version,
         tool_version: "0".into(),
+        tool_commit: "0123456789ab".into(),
         kernel: "6".into(),
         hostname: "h".into(),
         start_time: "2026-01-01T00:00:00Z".into(),

@@ -41,7 +41,14 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-fn run_detector(sync: &str) -> (Vec<RaceLine>, ipcwatch::race::detector::DetectorStats) {
+/// The detector on the workload's counter, run with `sync`, for `watch`;
+/// with `until_found`, only until the first finding (then the workload is
+/// killed): a machine busy with other work delays the first collision.
+fn run_detector(
+    sync: &str,
+    watch: Duration,
+    until_found: bool,
+) -> (Vec<RaceLine>, ipcwatch::race::detector::DetectorStats) {
     let mut probes = Probes::load(&Options {
         listed_only: true,
         ..Options::default()
@@ -49,7 +56,8 @@ fn run_detector(sync: &str) -> (Vec<RaceLine>, ipcwatch::race::detector::Detecto
     .expect("load probes");
     let mut ring = probes.take_ring().unwrap();
     let mut wl = Command::new(workload())
-        .args(["counter", "--memory", "anon", "--sync", sync, "--secs", "4"])
+        .args(["counter", "--memory", "anon", "--sync", sync, "--secs"])
+        .arg((watch.as_secs() + 1).to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -91,8 +99,8 @@ fn run_detector(sync: &str) -> (Vec<RaceLine>, ipcwatch::race::detector::Detecto
         ..DetectorOptions::default()
     });
     let mut races = Vec::new();
-    let end = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < end {
+    let end = Instant::now() + watch;
+    while Instant::now() < end && (!until_found || races.is_empty()) {
         det.tick(&model, &mut probes, Instant::now());
         while let Some(item) = ring.next() {
             if let Ok(RawEvent::Collision(c)) = decode(&item) {
@@ -112,6 +120,14 @@ fn run_detector(sync: &str) -> (Vec<RaceLine>, ipcwatch::race::detector::Detecto
         probes.stat(ipcwatch_common::stat::COLLISIONS),
         probes.dropped()
     );
+    if until_found && !races.is_empty() {
+        for pid in [child, parent] {
+            // SAFETY: kill has no memory effects; both are our workload's.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        wl.wait().unwrap();
+        return (races, det.stats);
+    }
     let mut line = String::new();
     BufReader::new(wl.stdout.as_mut().unwrap())
         .read_line(&mut line)
@@ -123,7 +139,7 @@ fn run_detector(sync: &str) -> (Vec<RaceLine>, ipcwatch::race::detector::Detecto
 #[test]
 fn a_racing_counter_is_caught_with_both_writers_named() {
     require_root();
-    let (races, stats) = run_detector("none");
+    let (races, stats) = run_detector("none", Duration::from_secs(20), true);
     assert!(stats.windows > 0 && stats.words_armed > 0, "{stats:?}");
     assert!(!races.is_empty(), "no race found: {stats:?}");
     let r = &races[0];
@@ -147,7 +163,7 @@ fn a_racing_counter_is_caught_with_both_writers_named() {
 #[test]
 fn atomic_increments_are_not_races() {
     require_root();
-    let (races, stats) = run_detector("atomic");
+    let (races, stats) = run_detector("atomic", Duration::from_secs(3), false);
     assert!(races.is_empty(), "{races:?}");
     eprintln!("{stats:?}");
 }
@@ -155,7 +171,7 @@ fn atomic_increments_are_not_races() {
 #[test]
 fn a_mutex_protected_counter_is_not_a_race() {
     require_root();
-    let (races, stats) = run_detector("mutex");
+    let (races, stats) = run_detector("mutex", Duration::from_secs(3), false);
     assert!(races.is_empty(), "{races:?}");
     assert!(stats.words_armed > 0, "{stats:?}");
 }

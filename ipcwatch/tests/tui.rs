@@ -24,6 +24,7 @@ fn header() -> Record {
         format: FORMAT_NAME.into(),
         version: FORMAT_VERSION,
         tool_version: "0.1.0".into(),
+        tool_commit: "0123456789ab".into(),
         kernel: "6.18".into(),
         hostname: "test".into(),
         start_time: "2026-01-01T00:00:00Z".into(),

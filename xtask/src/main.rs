@@ -17,6 +17,7 @@ mod bench_load;
 mod build;
 mod cmd;
 mod cycles;
+mod dist;
 mod fuzz;
 mod realsw;
 mod setup;
@@ -46,6 +47,9 @@ enum Cmd {
     Setup,
     /// Build ipcwatch (release) with its embedded eBPF object.
     Build,
+    /// What people install, into target/dist: a static binary (musl) with
+    /// its debug info apart, man pages, shell completions and a .deb.
+    Dist,
     /// Build, then run ipcwatch with ARGS (as root).
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -150,6 +154,18 @@ fn test() -> Result<()> {
         "--",
         "--test-threads=1",
     ]))?;
+    // The package, built once in release mode, and its tests.
+    dist::run_dist()?;
+    run(cargo().args([
+        "test",
+        "--package",
+        "ipcwatch",
+        "--test",
+        "dist",
+        "--",
+        "--ignored",
+        "--test-threads=1",
+    ]))?;
     Ok(())
 }
 
@@ -160,6 +176,10 @@ fn main() -> Result<()> {
         Cmd::Build => {
             setup::ensure()?;
             build_release().map(|_| ())
+        }
+        Cmd::Dist => {
+            setup::ensure()?;
+            dist::run_dist()
         }
         Cmd::Run { args } => {
             setup::ensure()?;

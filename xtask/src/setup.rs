@@ -1,7 +1,7 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
 //! against the nightly toolchain's own LLVM; and the tools the checks use
-//! (tmux, stress-ng, sqlite3, graphviz, cargo-modules), and PostgreSQL for `cargo
-//! xtask postgres`. Idempotent: when all are present this runs a few
+//! (tmux, stress-ng, sqlite3, graphviz, the musl target and lintian, cargo-modules), and
+//! PostgreSQL for `cargo xtask postgres`. Idempotent: when all are present this runs a few
 //! quick commands and nothing else.
 
 use std::path::PathBuf;
@@ -9,22 +9,12 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd::{path_with_cargo_bin, root, run};
+use crate::cmd::{output, path_with_cargo_bin, root, run};
+use crate::dist::TARGET;
 
 const TOOLCHAIN: &str = "nightly";
 /// The cargo-modules release `cargo xtask cycles` runs.
 const CARGO_MODULES: &str = "0.27.0";
-
-fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
-    if !out.status.success() {
-        bail!("{:?} failed ({})", cmd.get_program(), out.status);
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn nightly_sysroot() -> Result<PathBuf> {
     let s = output(Command::new("rustc").args([&format!("+{TOOLCHAIN}"), "--print", "sysroot"]))?;
@@ -221,6 +211,25 @@ fn ensure_stress_ng() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask dist` builds for musl and its tests run lintian on the
+/// package (dpkg-deb, objcopy and strip come with dpkg and binutils).
+fn ensure_dist() -> Result<()> {
+    let targets = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !targets.lines().any(|l| l.trim() == TARGET) {
+        run(Command::new("rustup").args(["target", "add", TARGET]))?;
+    }
+    if answers("lintian", "--version") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing lintian (for the package's tests)");
+    if !apt_install(&["lintian"]) || !answers("lintian", "--version") {
+        bail!(
+            "lintian is missing and could not be installed: install it (apt-get install lintian)"
+        );
+    }
+    Ok(())
+}
+
 /// The newest /usr/lib/postgresql/VERSION/bin holding `tools`.
 fn postgres_bin_dir(tools: &[&str]) -> Option<PathBuf> {
     let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -315,6 +324,7 @@ pub fn ensure() -> Result<()> {
     ensure_stress_ng()?;
     ensure_sqlite3()?;
     ensure_graphviz()?;
+    ensure_dist()?;
     ensure_cargo_modules()?;
     Ok(())
 }

@@ -289,14 +289,8 @@ fn shared_counters() -> Result<()> {
             let s = addr as *mut Shared;
             loop {
                 for _ in 0..1000 {
-                    // SAFETY: the mapping outlives the process. The
-                    // unsynchronized read-modify-write is the point: it is
-                    // the race the demo shows (volatile, so it stays a
-                    // plain load and store).
-                    unsafe {
-                        let v = std::ptr::read_volatile(&raw const (*s).racy);
-                        std::ptr::write_volatile(&raw mut (*s).racy, v + 1);
-                    }
+                    // SAFETY: the mapping outlives the process.
+                    unsafe { ipcwatch_demo_bump_unsynchronized(&raw mut (*s).racy) };
                 }
                 sleep_ms(10);
             }
@@ -342,4 +336,21 @@ fn workloads(duration: Option<Duration>) -> Result<()> {
         sleep_ms(200);
     }
     Ok(())
+}
+
+/// The demo's race: an unsynchronized read-modify-write of a shared counter
+/// (volatile, so it stays a plain load and store). Not mangled, and kept
+/// in the dynamic symbol table of the stripped binary that `cargo xtask
+/// dist` builds, so that the finding names it there too.
+///
+/// # Safety
+/// `counter` points to a live, aligned u64.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn ipcwatch_demo_bump_unsynchronized(counter: *mut u64) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let v = std::ptr::read_volatile(counter);
+        std::ptr::write_volatile(counter, v + 1);
+    }
 }

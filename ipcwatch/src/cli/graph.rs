@@ -11,6 +11,7 @@ use ipcwatch::sink::ndjson::{open_output, output_error};
 
 use super::args::{kinds_mask, parse_secs};
 use ipcwatch::text::{Clean, clean_path};
+use super::complete;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum GraphFormat {
@@ -32,7 +33,7 @@ pub struct GraphCli {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<Duration>,
     /// Draw from this trace (written by `record`) instead of tracing.
-    #[arg(long, value_name = "TRACE", conflicts_with_all = ["duration", "command"])]
+    #[arg(long, value_name = "TRACE", add = complete::trace_file(), conflicts_with_all = ["duration", "command"])]
     input: Option<std::path::PathBuf>,
     /// Only these channel kinds (repeatable). Filtered in the kernel.
     #[arg(long = "kind", value_enum, value_name = "KIND")]

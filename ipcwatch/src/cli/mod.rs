@@ -3,7 +3,9 @@
 
 pub mod analyze;
 pub mod args;
+pub mod complete;
 pub mod demo;
 pub mod graph;
+pub mod man;
 pub mod record;
 pub mod tui;

@@ -9,6 +9,7 @@ use ipcwatch::session::{self, RecordArgs};
 
 use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs};
 use ipcwatch::text::Clean;
+use super::complete;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct RecordCli {
@@ -21,11 +22,11 @@ pub struct RecordCli {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<Duration>,
     /// Trace only this process (repeatable). Filtered in the kernel.
-    #[arg(long = "pid", value_name = "PID")]
+    #[arg(long = "pid", value_name = "PID", add = complete::pids())]
     pids: Vec<u32>,
     /// Trace only processes with this name (repeatable; first 15 bytes, as
     /// in /proc/PID/comm). Filtered in the kernel.
-    #[arg(long = "comm", value_name = "NAME")]
+    #[arg(long = "comm", value_name = "NAME", add = complete::comms())]
     comms: Vec<String>,
     /// Trace only these channel kinds (repeatable; default: all).
     /// Filtered in the kernel.

@@ -8,21 +8,22 @@ use ipcwatch::session::RecordArgs;
 
 use super::args::{filter_with_command, parse_ring};
 use ipcwatch::text::Clean;
+use super::complete;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct TuiCli {
     /// Play this recorded NDJSON trace instead of tracing live.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", add = complete::trace_file())]
     replay: Option<String>,
     /// Replay speed: 1 is real time, 10 ten times faster, 0 as fast as
     /// possible. Change it with + and - while playing.
     #[arg(long, value_name = "X", default_value_t = 1.0, value_parser = parse_speed)]
     speed: f64,
     /// Watch only this process (repeatable). Filtered in the kernel.
-    #[arg(long = "pid", value_name = "PID")]
+    #[arg(long = "pid", value_name = "PID", add = complete::pids())]
     pids: Vec<u32>,
     /// Watch only processes with this name (repeatable).
-    #[arg(long = "comm", value_name = "NAME")]
+    #[arg(long = "comm", value_name = "NAME", add = complete::comms())]
     comms: Vec<String>,
     /// Size of the kernel ring buffer in bytes (a power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring)]

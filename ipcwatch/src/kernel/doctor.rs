@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::host::release;
 use crate::kernel::privileges::{KEPT, Kept, LOCK_PROBES, kept_set};
+use crate::kernel::shm::system_libc;
 use crate::kernel::{attach::program, btf, loader::EBPF_OBJECT, preflight};
 use crate::text::Clean;
 
@@ -249,9 +250,10 @@ fn uprobe_and_watchpoint(checks: &mut Checks, ebpf: &mut Ebpf) {
         (|| {
             let p: &mut UProbe = program(ebpf, "doctor_uprobe")?;
             p.load().map_err(err)?;
-            p.attach("getpid", "libc", UProbeScope::CallingProcess)
+            let libc = system_libc().ok_or_else(|| "no C library found".to_string())?;
+            p.attach("getpid", libc.as_str(), UProbeScope::CallingProcess)
                 .map_err(err)?;
-            Ok("attached to libc getpid".into())
+            Ok(format!("attached to getpid in {libc}"))
         })(),
         "the lock inventory (pthread_*_init, sem_init, sem_open) and the lock probes (--lock-probes)",
         false,

@@ -82,6 +82,31 @@ pub fn libc_of(pid: u32) -> Option<String> {
     })
 }
 
+/// Where the usual installs keep the C library, in the order tried.
+const LIBC_PATHS: [&str; 6] = [
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib64/libc.so.6",
+    "/usr/lib64/libc.so.6",
+    "/lib/libc.so.6",
+    "/usr/lib/libc.so.6",
+];
+
+/// The machine's C library, where the set-up uprobes go: the one ipcwatch
+/// runs with; for the static build, which runs with none, init's (pid 1),
+/// else the first of [`LIBC_PATHS`] that exists.
+pub fn system_libc() -> Option<String> {
+    libc_of(std::process::id())
+        .or_else(|| libc_of(1))
+        .or_else(|| {
+            // Canonical, as maps name it (/lib is often a link to /usr/lib).
+            LIBC_PATHS
+                .iter()
+                .find_map(|p| std::fs::canonicalize(p).ok())
+                .map(|p| p.to_string_lossy().into_owned())
+        })
+}
+
 /// Attach the probe(s) of function `f`; returns the links made (program
 /// name, link).
 fn attach_one(
@@ -183,10 +208,10 @@ pub fn attach(ebpf: &mut Ebpf, lock_probes: bool, skipped: &mut Vec<Skipped>) {
         });
         return;
     }
-    let Some(libc) = libc_of(std::process::id()) else {
+    let Some(libc) = system_libc() else {
         skipped.push(Skipped {
             probe: "uprobe:libc".into(),
-            reason: "the C library was not found in /proc/self/maps (no lock inventory)".into(),
+            reason: "no C library found (not in ipcwatch's nor init's /proc/PID/maps, nor in /lib, /usr/lib, /lib64) (no lock inventory)".into(),
         });
         return;
     };

@@ -65,6 +65,17 @@ pub const SINGLE_WINDOWS: u32 = 3;
 pub const EXPLORE: Duration = Duration::from_millis(500);
 /// The longest window, in base windows.
 pub const MAX_STRETCH: u32 = 8;
+/// Traps per base window below which two writers on different CPUs
+/// explore with longer windows on an idle machine too: a rarely written
+/// word (1,000 writes a second) gives a few writes a window, each with a
+/// chance of one in twenty to meet the other's; a hot word collides in
+/// its first window or never.
+pub const SPARSE_TRAPS: u64 = 64;
+/// Windows in a row, at most, in which a word's writers all ran on one CPU
+/// and that are not counted as quiet: no collision is possible there (the
+/// hold keeps that CPU), and the scheduler may keep two sleepy writers on
+/// one CPU for seconds. After these, pinned writers back off as usual.
+pub const MAX_TOGETHER: u32 = 40;
 /// Writes from one process alone that make a word look single-writer
 /// before [`SINGLE_WINDOWS`] windows.
 pub const SINGLE_TRAPS: u64 = 16;
@@ -130,8 +141,13 @@ struct Word {
     written: u32,
     /// Time it was armed.
     armed: Duration,
-    /// Its last window saw two writers on different CPUs of a busy machine.
+    /// Its last window saw two writers on different CPUs, on a busy
+    /// machine or writing rarely.
     contended: bool,
+    /// Windows in a row in which its writers all ran on one CPU.
+    together: u32,
+    /// A finding was made on it.
+    reported: bool,
     /// Written by an atomic instruction: a synchronization word.
     sync: bool,
     /// Windows in a row without a new finding.
@@ -328,11 +344,47 @@ impl Detector {
         }
         self.next_window = now + self.opts.period;
         let mappers = |region: &Text| model.regions.get(region).map_or(0, |r| r.mappings.len());
-        let words = self.hot.hottest(self.opts.words, &|region, offset| {
-            self.words
-                .get(&(region.clone(), offset))
-                .is_some_and(|w| w.until.is_some_and(|u| now < u) && w.mappers == mappers(region))
-        });
+        let waiting = |w: &Word, region: &Text| {
+            w.until.is_some_and(|u| now < u) && w.mappers == mappers(region)
+        };
+        // Words already seen written by two processes, not synchronization
+        // words, not found racing yet and not quiet for long, take half
+        // of the window's words, those armed longest ago first: the
+        // sampler reads hot pages in turns, and a racing word that changes
+        // no faster than the words around it would otherwise wait for its
+        // page's turn to be armed again. The other half stays the
+        // sampler's, so that two-writer words guarded by a lock cannot
+        // keep new candidates out.
+        let mut promising: Vec<(Option<Instant>, Text, u64)> = self
+            .words
+            .iter()
+            .filter(|((region, _), w)| {
+                w.recent.len() >= 2
+                    && !w.sync
+                    && !w.reported
+                    && w.quiet <= QUIET_WINDOWS
+                    && !waiting(w, region)
+                    && mappers(region) >= 2
+            })
+            .map(|((region, offset), w)| (w.last_armed, region.clone(), *offset))
+            .collect();
+        promising.sort();
+        let mut words: Vec<(Text, u64)> = promising
+            .into_iter()
+            .take(self.opts.words.div_ceil(2))
+            .map(|(_, region, offset)| (region, offset))
+            .collect();
+        let rest = self.opts.words - words.len();
+        if rest > 0 {
+            let chosen = words.clone();
+            words.extend(self.hot.hottest(rest, &|region, offset| {
+                chosen.iter().any(|(r, o)| r == region && *o == offset)
+                    || self
+                        .words
+                        .get(&(region.clone(), offset))
+                        .is_some_and(|w| waiting(w, region))
+            }));
+        }
         if words.is_empty() {
             return;
         }
@@ -513,9 +565,20 @@ impl Detector {
                 traps += n;
             }
             // Two writers that never collided, on different CPUs of a busy
-            // machine: they may just not have run at the same moment.
-            // (On one CPU they never can: the hold keeps that CPU.)
-            let contended = writers.len() >= 2 && cpus.len() >= 2 && machine_busy();
+            // machine or writing rarely: they may just not have run at the
+            // same moment. (On one CPU they never can: the hold keeps that
+            // CPU, and such a window is not counted.)
+            let stretch = (a.window.as_nanos() / self.opts.window.as_nanos().max(1)).max(1);
+            let sparse = u128::from(traps) < u128::from(SPARSE_TRAPS) * stretch;
+            let contended =
+                writers.len() >= 2 && cpus.len() >= 2 && (sparse || machine_busy());
+            let together = writers.len() >= 2 && cpus.len() == 1;
+            tracing::debug!(
+                "window over: {}+{:#x} for {:?}: {traps} traps by {writers:?} on CPUs {cpus:?}",
+                a.region,
+                a.offset,
+                a.window
+            );
             let seen = probes.seen(a.slot);
             let ips: Vec<(u32, u64)> = (0..(seen.n as usize).min(seen.ips.len()))
                 .map(|i| (seen.pids[i], seen.ips[i]))
@@ -535,7 +598,12 @@ impl Detector {
                 w.written += 1;
             }
             w.contended = contended;
-            w.armed += a.window;
+            if together {
+                w.together += 1;
+            } else {
+                w.together = 0;
+                w.armed += a.window;
+            }
             let pending = std::mem::take(&mut w.pending);
             for seen in pending {
                 self.judge(seen);
@@ -594,6 +662,12 @@ impl Detector {
             w.until = Some(now + wait.min(SET_ASIDE));
             w.written = 0;
             w.recent_traps = 0;
+            return;
+        }
+        if w.together > 0 && w.together <= MAX_TOGETHER {
+            // Its writers shared one CPU: this window could not find the
+            // race. Watch it again at the base period.
+            w.until = None;
             return;
         }
         w.quiet += 1;
@@ -799,6 +873,9 @@ impl Detector {
             return;
         };
         self.reported.insert(key);
+        if let Some(w) = self.words.get_mut(&(region.clone(), offset)) {
+            w.reported = true;
+        }
         self.stats.findings += 1;
         self.found.insert(slot);
         let site = |a: &Access, i: &WriteInsn| {

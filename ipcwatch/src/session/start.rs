@@ -57,6 +57,7 @@ pub fn start(args: &RecordArgs, sink: &mut dyn Sink) -> anyhow::Result<Started> 
         format: FORMAT_NAME.into(),
         version: FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").into(),
+        tool_commit: env!("IPCWATCH_COMMIT").into(),
         kernel: release(),
         hostname: hostname(),
         start_time: humantime::format_rfc3339_nanos(start).to_string(),

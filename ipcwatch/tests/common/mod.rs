@@ -2,6 +2,8 @@
 //! trace it writes.
 #![allow(dead_code)]
 
+pub mod bash;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -87,9 +89,15 @@ pub fn parse(path: &Path) -> Vec<Value> {
 
 /// `ipcwatch record -o <tmp> ARGS...`, which must succeed.
 pub fn record(args: &[&str]) -> Trace {
+    record_with(ipcwatch(), args)
+}
+
+/// `BIN record -o <tmp> ARGS...` (another build of ipcwatch), which must
+/// succeed.
+pub fn record_with(bin: &str, args: &[&str]) -> Trace {
     let dir = temp_dir();
     let out: PathBuf = dir.path().join("trace.ndjson");
-    let output = Command::new(ipcwatch())
+    let output = Command::new(bin)
         .arg("record")
         .arg("-o")
         .arg(&out)
@@ -98,7 +106,7 @@ pub fn record(args: &[&str]) -> Trace {
         .expect("run ipcwatch");
     assert!(
         output.status.success(),
-        "ipcwatch record {args:?} failed: {}",
+        "{bin} record {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     Trace {
