@@ -176,3 +176,124 @@ fn a_panic_restores_the_terminal() {
         s.screen()
     );
 }
+
+/// `/proc/PID/task/*`: each thread's name and its `CapEff`, `CapPrm`,
+/// `CapBnd` and `NoNewPrivs` lines.
+fn thread_caps(pid: &str) -> Vec<(String, [String; 4])> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task")).expect("ipcwatch is running") {
+        let dir = e.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let field = |f: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(f)?.strip_prefix(':'))
+                .map_or(String::new(), |v| v.trim().to_string())
+        };
+        out.push((
+            name.trim().to_string(),
+            [
+                field("CapEff"),
+                field("CapPrm"),
+                field("CapBnd"),
+                field("NoNewPrivs"),
+            ],
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// What a recording keeps (tests/privileges.rs): CAP_KILL,
+/// CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_PERFMON, CAP_BPF,
+/// CAP_CHECKPOINT_RESTORE.
+const KEPT: &str = "000001c000080024";
+const NONE: &str = "0000000000000000";
+
+/// Wait until `pid`'s thread named `name` shows `CapPrm` `want`.
+fn wait_thread_caps(pid: &str, name: &str, want: &str, secs: u64) -> Vec<(String, [String; 4])> {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let t = thread_caps(pid);
+        if t.iter().any(|(n, c)| n == name && c[1] == want) {
+            return t;
+        }
+        assert!(Instant::now() < end, "after {secs}s: {t:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Live, the collector thread keeps what tracing needs and every other
+/// thread of the TUI (drawing, keys, signals) keeps no capability at all;
+/// a replay keeps none anywhere.
+#[test]
+fn tui_threads_keep_only_what_they_need() {
+    require_root();
+    let dir = temp_dir();
+    let d = dir.path().display();
+    let fifo = dir.path().join("hold");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cmd = format!(
+        "sh -c 'echo $$ > {d}/pid; exec {} tui -- sh -c \"read x < {d}/hold\"'",
+        ipcwatch()
+    );
+    let s = Session::start("ipcwatch-caps", &cmd);
+    let pid = wait_file(&dir.path().join("pid"), 5);
+    s.wait_for(&["LIVE"], 30);
+    let threads = wait_thread_caps(&pid, "collector", KEPT, 30);
+    let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+    for want in ["collector", "input", "signals"] {
+        assert!(names.contains(&want), "no {want} thread: {threads:?}");
+    }
+    for (name, [eff, prm, bnd, nnp]) in &threads {
+        let want = if name == "collector" { KEPT } else { NONE };
+        assert_eq!(
+            (eff.as_str(), prm.as_str(), bnd.as_str()),
+            (want, want, want),
+            "{name}: {threads:?}"
+        );
+        assert_eq!(nnp, "1", "{name}: {threads:?}");
+    }
+    std::fs::write(&fifo, "go\n").unwrap();
+    s.keys("q");
+    drop(s);
+
+    // A replay of a trace: nothing anywhere.
+    let trace = dir.path().join("t.ndjson");
+    let rec = Command::new(ipcwatch())
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        rec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rec.stderr)
+    );
+    let cmd = format!(
+        "sh -c 'echo $$ > {d}/pid2; exec {} tui --replay {}'",
+        ipcwatch(),
+        trace.display()
+    );
+    let s = Session::start("ipcwatch-caps-replay", &cmd);
+    let pid = wait_file(&dir.path().join("pid2"), 5);
+    s.wait_for(&["Events per second", "Totals"], 30);
+    let threads = wait_thread_caps(&pid, "ipcwatch", NONE, 10);
+    for (name, [eff, prm, _, nnp]) in &threads {
+        assert_eq!(
+            (eff.as_str(), prm.as_str(), nnp.as_str()),
+            (NONE, NONE, "1"),
+            "{name}: {threads:?}"
+        );
+    }
+    s.keys("q");
+}

@@ -10,8 +10,8 @@ use ipcwatch::session::{self, RecordArgs};
 use ipcwatch::sink::ndjson::{open_output, output_error};
 
 use super::args::{kinds_mask, parse_secs};
-use ipcwatch::text::{Clean, clean_path};
 use super::complete;
+use ipcwatch::text::{Clean, clean_path};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum GraphFormat {

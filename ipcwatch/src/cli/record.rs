@@ -8,8 +8,8 @@ use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
 
 use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs};
-use ipcwatch::text::Clean;
 use super::complete;
+use ipcwatch::text::Clean;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct RecordCli {

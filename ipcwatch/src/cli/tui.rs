@@ -7,8 +7,8 @@ use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use ipcwatch::session::RecordArgs;
 
 use super::args::{filter_with_command, parse_ring};
-use ipcwatch::text::Clean;
 use super::complete;
+use ipcwatch::text::Clean;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct TuiCli {

@@ -8,11 +8,11 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-/// Effective capability set of this process, from /proc/self/status.
+/// Effective capability set of the calling thread (capget: capabilities
+/// belong to threads, and /proc/self/status shows the main thread's,
+/// which the TUI drops while its collector thread keeps what it needs).
 fn effective_caps() -> u64 {
-    procfs::process::Process::myself()
-        .and_then(|p| p.status())
-        .map_or(0, |s| s.capeff)
+    rustix::thread::capabilities(None).map_or(0, |c| c.effective.bits())
 }
 
 /// Names of the capabilities ipcwatch needs and does not have. Empty when

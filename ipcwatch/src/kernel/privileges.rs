@@ -6,7 +6,8 @@
 //! Capabilities belong to a thread: [`drop_privileges`] changes the
 //! calling thread's sets, and the threads it creates afterwards inherit
 //! them. `record` and `graph` run the session on their only thread; the
-//! TUI drops in its collector thread and in its UI thread.
+//! TUI's collector thread drops to [`KEPT`] and every other thread of
+//! the TUI to nothing ([`drop_all`], [`spawn_unprivileged`]).
 
 use std::io;
 
@@ -118,9 +119,19 @@ pub struct Dropped {
 /// bounding set to the same, and set `no_new_privs`: nothing ipcwatch
 /// runs afterwards can gain a privilege (setuid binaries included).
 pub fn drop_privileges(lock_probes: bool) -> io::Result<Dropped> {
+    keep_only(kept_set(lock_probes))
+}
+
+/// Drop every capability of this thread (the same way): for the TUI's
+/// threads that only draw, read keys, wait for signals or replay a file.
+pub fn drop_all() -> io::Result<Dropped> {
+    keep_only(CapabilitySet::empty())
+}
+
+fn keep_only(wanted: CapabilitySet) -> io::Result<Dropped> {
     set_no_new_privs(true)?;
     let now = capabilities(None)?;
-    let keep = kept_set(lock_probes) & now.permitted;
+    let keep = wanted & now.permitted;
     // The bounding set first, while CAP_SETPCAP is still effective.
     let bounding = now.effective.contains(CapabilitySet::SETPCAP);
     if bounding {
@@ -144,6 +155,21 @@ pub fn drop_privileges(lock_probes: bool) -> io::Result<Dropped> {
         kept: keep,
         bounding,
     })
+}
+
+/// Spawn a thread that drops every capability before it runs `f` (and
+/// does not run it if it cannot: the error goes to the log).
+pub fn spawn_unprivileged(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let name = name.to_string();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || match drop_all() {
+            Ok(_) => f(),
+            Err(e) => tracing::error!("the {name} thread cannot drop its capabilities: {e}"),
+        })
 }
 
 /// `CapEff`/`CapPrm`/`CapBnd` as /proc/PID/status shows them.

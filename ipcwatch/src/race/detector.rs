@@ -570,8 +570,7 @@ impl Detector {
             // CPU, and such a window is not counted.)
             let stretch = (a.window.as_nanos() / self.opts.window.as_nanos().max(1)).max(1);
             let sparse = u128::from(traps) < u128::from(SPARSE_TRAPS) * stretch;
-            let contended =
-                writers.len() >= 2 && cpus.len() >= 2 && (sparse || machine_busy());
+            let contended = writers.len() >= 2 && cpus.len() >= 2 && (sparse || machine_busy());
             let together = writers.len() >= 2 && cpus.len() == 1;
             tracing::debug!(
                 "window over: {}+{:#x} for {:?}: {traps} traps by {writers:?} on CPUs {cpus:?}",

@@ -36,6 +36,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use crate::kernel::preflight::check_privileges;
+use crate::kernel::privileges::{drop_all, spawn_unprivileged};
 use crate::record::Record;
 use crate::session::RecordArgs;
 use crate::trace::Replay;
@@ -47,58 +48,54 @@ use theme::Theme;
 
 /// Keys, mouse and resizes from the terminal.
 fn spawn_input(tx: Sender<Input>) {
-    let _ = std::thread::Builder::new()
-        .name("input".into())
-        .spawn(move || {
-            use crossterm::event::{Event, read};
-            loop {
-                let input = match read() {
-                    Ok(Event::Key(k)) => Input::Key(k),
-                    Ok(Event::Mouse(m)) => Input::Mouse(m),
-                    Ok(Event::Resize(w, h)) => Input::Resize(w, h),
-                    Ok(_) => continue,
-                    Err(_) => Input::Signal,
-                };
-                if tx.send(input).is_err() {
-                    return;
-                }
+    let _ = spawn_unprivileged("input", move || {
+        use crossterm::event::{Event, read};
+        loop {
+            let input = match read() {
+                Ok(Event::Key(k)) => Input::Key(k),
+                Ok(Event::Mouse(m)) => Input::Mouse(m),
+                Ok(Event::Resize(w, h)) => Input::Resize(w, h),
+                Ok(_) => continue,
+                Err(_) => Input::Signal,
+            };
+            if tx.send(input).is_err() {
+                return;
             }
-        });
+        }
+    });
 }
 
 /// SIGINT, SIGTERM and SIGHUP become a quit input, so the terminal is
 /// restored on the normal path.
 fn spawn_signals(tx: Sender<Input>) {
-    let _ = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+    let _ = spawn_unprivileged("signals", move || {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
                 return;
             };
-            rt.block_on(async move {
-                let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::hangup()),
-                ) else {
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                        _ = hup.recv() => {}
-                    }
-                    if tx.send(Input::Signal).is_err() {
-                        return;
-                    }
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
                 }
-            });
+                if tx.send(Input::Signal).is_err() {
+                    return;
+                }
+            }
         });
+    });
 }
 
 /// Set the terminal up, start the sources (after standard error is
@@ -119,6 +116,15 @@ fn run_on_terminal(
             return Err(e);
         }
     };
+    // The collector thread has its own copy of the capabilities (it keeps
+    // what tracing needs); this thread only draws.
+    if let Err(e) = drop_all() {
+        drop(guard);
+        if let Some(l) = &mut live {
+            l.stop();
+        }
+        bail!("cannot drop the capabilities of the TUI's thread: {e}");
+    }
     let r = app::run_app(&mut guard.terminal, &mut app, &rx);
     drop(guard);
     // After the restore: stopping the command and draining take a moment.

@@ -194,9 +194,7 @@ pub fn replay<R: BufRead + Send + 'static>(
         speed,
         trace_now: 0,
     };
-    std::thread::Builder::new()
-        .name("replay".into())
-        .spawn(move || replayer.run())
+    crate::kernel::privileges::spawn_unprivileged("replay", move || replayer.run())
 }
 
 /// The replay thread's state.
