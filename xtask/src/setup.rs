@@ -1,6 +1,6 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
 //! against the nightly toolchain's own LLVM; and the tools the checks use
-//! (tmux, stress-ng, sqlite3, graphviz, the musl target and lintian, cargo-modules), and
+//! (tmux, stress-ng, sqlite3, graphviz, strace, the musl target and lintian, cargo-modules), and
 //! PostgreSQL for `cargo xtask postgres`. Idempotent: when all are present this runs a few
 //! quick commands and nothing else.
 
@@ -157,56 +157,61 @@ fn answers(tool: &str, arg: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The TUI's end-to-end test drives the real binary in tmux.
-fn ensure_tmux() -> Result<()> {
-    if answers("tmux", "-V") {
-        return Ok(());
-    }
-    eprintln!("xtask: installing tmux (for the TUI's end-to-end test)");
-    if !apt_install(&["tmux"]) {
-        bail!("tmux is missing and could not be installed: install it (apt-get install tmux)");
-    }
-    Ok(())
+/// A Debian package the tests run, found by a command that answers.
+struct Tool {
+    command: &'static str,
+    arg: &'static str,
+    package: &'static str,
+    why: &'static str,
 }
 
-/// The real-software test runs Debian's sqlite3 (a few hundred KiB).
-fn ensure_sqlite3() -> Result<()> {
-    if answers("sqlite3", "-version") {
-        return Ok(());
-    }
-    eprintln!("xtask: installing sqlite3 (for the real-software test)");
-    if !apt_install(&["sqlite3"]) {
-        bail!(
-            "sqlite3 is missing and could not be installed: install it (apt-get install sqlite3)"
-        );
-    }
-    Ok(())
-}
+const TOOLS: [Tool; 5] = [
+    Tool {
+        command: "tmux",
+        arg: "-V",
+        package: "tmux",
+        why: "the TUI's end-to-end test drives the real binary in tmux",
+    },
+    Tool {
+        command: "stress-ng",
+        arg: "--version",
+        package: "stress-ng",
+        why: "the race tests under CPU load (tests/scale.rs, cargo xtask accuracy --load)",
+    },
+    Tool {
+        command: "sqlite3",
+        arg: "-version",
+        package: "sqlite3",
+        why: "the real-software test runs Debian's sqlite3",
+    },
+    Tool {
+        command: "dot",
+        arg: "-V",
+        package: "graphviz",
+        why: "the hostile-names test renders ipcwatch graph's DOT",
+    },
+    Tool {
+        command: "strace",
+        arg: "-V",
+        package: "strace",
+        why: "the least-privilege test lists the files ipcwatch opens; the bench compares with strace",
+    },
+];
 
-/// The hostile-names test renders `ipcwatch graph`'s DOT with Graphviz
-/// (ipcwatch/tests/hostile_names.rs).
-fn ensure_graphviz() -> Result<()> {
-    if answers("dot", "-V") {
-        return Ok(());
-    }
-    eprintln!("xtask: installing graphviz (for the hostile-names test)");
-    if !apt_install(&["graphviz"]) {
-        bail!("dot is missing and could not be installed: install it (apt-get install graphviz)");
-    }
-    Ok(())
-}
-
-/// The race detector's tests under CPU load run stress-ng alongside
-/// (ipcwatch/tests/scale.rs, `cargo xtask accuracy --load`).
-fn ensure_stress_ng() -> Result<()> {
-    if answers("stress-ng", "--version") {
-        return Ok(());
-    }
-    eprintln!("xtask: installing stress-ng (for the race tests under CPU load)");
-    if !apt_install(&["stress-ng"]) || !answers("stress-ng", "--version") {
-        bail!(
-            "stress-ng is missing and could not be installed: install it (apt-get install stress-ng)"
-        );
+/// Install each of [`TOOLS`] that does not answer.
+fn ensure_tools() -> Result<()> {
+    for t in &TOOLS {
+        if answers(t.command, t.arg) {
+            continue;
+        }
+        eprintln!("xtask: installing {} ({})", t.package, t.why);
+        if !apt_install(&[t.package]) || !answers(t.command, t.arg) {
+            bail!(
+                "{} is missing and could not be installed: install it (apt-get install {})",
+                t.command,
+                t.package
+            );
+        }
     }
     Ok(())
 }
@@ -320,10 +325,7 @@ fn ensure_cargo_modules() -> Result<()> {
 pub fn ensure() -> Result<()> {
     ensure_toolchain()?;
     ensure_bpf_linker()?;
-    ensure_tmux()?;
-    ensure_stress_ng()?;
-    ensure_sqlite3()?;
-    ensure_graphviz()?;
+    ensure_tools()?;
     ensure_dist()?;
     ensure_cargo_modules()?;
     Ok(())
