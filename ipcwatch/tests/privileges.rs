@@ -339,9 +339,10 @@ fn opens_only_what_it_was_asked_to_read() {
         .expect("an strace file of ipcwatch");
     let opens = ipcwatch_opens(&prefix, root, ipcwatch());
     let trace_path = trace.to_str().unwrap();
-    let refused: Vec<&Open> = opens
+    let refused: Vec<String> = opens
         .iter()
         .filter(|o| why_allowed(o, trace_path, ipcwatch()).is_none())
+        .map(|o| format!("pid {}: {} {}", o.pid, o.path, o.flags))
         .collect();
     assert!(
         refused.is_empty(),

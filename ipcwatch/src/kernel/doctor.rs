@@ -187,7 +187,44 @@ pub fn run() -> Report {
     );
     uprobe_and_watchpoint(&mut checks, &mut ebpf);
     unused_by_ipcwatch(&mut checks, &mut ebpf, &btf);
+    landlock(&mut checks);
     checks.report()
+}
+
+/// The symbolizer worker's confinement, tried in a child process (it
+/// binds the process that asks for it for good).
+fn landlock(checks: &mut Checks) {
+    use crate::kernel::privileges::{Confinement, confine_to_reading};
+    // SAFETY: the child only makes system calls and exits.
+    let pid = unsafe { libc::fork() };
+    let r = if pid < 0 {
+        Err(format!("fork: {}", std::io::Error::last_os_error()))
+    } else if pid == 0 {
+        let code = match rustix::thread::set_no_new_privs(true).map(|()| confine_to_reading()) {
+            Ok(Ok(Confinement::Full)) => 0,
+            Ok(Ok(Confinement::Partial)) => 1,
+            Ok(Ok(Confinement::None)) => 2,
+            _ => 3,
+        };
+        // SAFETY: leave the forked child at once.
+        unsafe { libc::_exit(code) };
+    } else {
+        let mut status = 0;
+        // SAFETY: our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        match libc::WEXITSTATUS(status) {
+            0 => Ok("the symbolizer worker may only read files (every right Landlock ABI 6 knows)".into()),
+            1 => Ok("the symbolizer worker may only read files, as far as this kernel's Landlock goes (no truncation before 6.2, no network before 6.7, no scopes before 6.12)".into()),
+            2 => Err("Landlock is not available (Linux 5.13+, enabled in the LSM list)".into()),
+            _ => Err("Landlock refused the worker's ruleset".into()),
+        }
+    };
+    checks.add(
+        "landlock",
+        r,
+        "the symbolizer worker's file-system confinement: it keeps no capability, no_new_privs and RLIMIT_FSIZE 0, but as uid 0 a compromised parser could truncate or remove root's files",
+        false,
+    );
 }
 
 /// What must hold before anything is loaded.

@@ -157,6 +157,45 @@ fn keep_only(wanted: CapabilitySet) -> io::Result<Dropped> {
     })
 }
 
+/// What [`confine_to_reading`] could enforce on this kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confinement {
+    /// Every file-system and network right Landlock knows here is handled.
+    Full,
+    /// An older Landlock: some rights (truncation from 6.2, network from
+    /// 6.7, scopes from 6.12) are not handled.
+    Partial,
+    /// No Landlock (before 5.13, or not enabled): only the other limits.
+    None,
+}
+
+/// Landlock for a process that only reads the files it is handed: every
+/// file-system right but reading files and listing directories is denied
+/// everywhere (write, truncate, unlink, rename, make, execute, ioctl on
+/// devices), and so are TCP bind and connect, abstract sockets and
+/// signals to processes outside. Reading is not handled at all, so a
+/// binary in another mount namespace (a container's) can still be read.
+/// The symbolizer worker runs as uid 0 without capabilities, which still
+/// owns root's files: this is what keeps a compromised parser from
+/// changing them. Needs no_new_privs (or CAP_SYS_ADMIN). Best effort on
+/// older kernels: the result says how much held.
+pub fn confine_to_reading() -> io::Result<Confinement> {
+    use landlock::{ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetStatus, Scope};
+    let abi = ABI::V6;
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_write(abi) | AccessFs::Execute)
+        .and_then(|r| r.handle_access(AccessNet::from_all(abi)))
+        .and_then(|r| r.scope(Scope::from_all(abi)))
+        .and_then(|r| r.create())
+        .and_then(|r| r.restrict_self())
+        .map_err(io::Error::other)?;
+    Ok(match status.ruleset {
+        RulesetStatus::FullyEnforced => Confinement::Full,
+        RulesetStatus::PartiallyEnforced => Confinement::Partial,
+        _ => Confinement::None,
+    })
+}
+
 /// Spawn a thread that drops every capability before it runs `f` (and
 /// does not run it if it cannot: the error goes to the log).
 pub fn spawn_unprivileged(
@@ -200,6 +239,60 @@ mod tests {
             assert_eq!(status_hex(kept_set(false)), "000001c000080024");
             assert_eq!(status_hex(kept_set(true)), "000001c000280024");
         }
+    }
+
+    /// In a child process (Landlock binds the calling thread and its
+    /// children for good): once confined, files can be read and listed
+    /// but not written, truncated, created or removed, and nothing can be
+    /// executed.
+    #[test]
+    fn confined_to_reading_changes_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"kept").unwrap();
+        // SAFETY: the child only makes system calls and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = (|| {
+                set_no_new_privs(true).ok()?;
+                let c = confine_to_reading().ok()?;
+                let denied =
+                    |r: io::Result<()>| r.is_err_and(|e| e.raw_os_error() == Some(libc::EACCES));
+                let checks = [
+                    c == Confinement::Full,
+                    std::fs::read(&file).ok()? == b"kept",
+                    std::fs::read_dir(dir.path()).is_ok(),
+                    denied(std::fs::write(&file, b"x")),
+                    denied(
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .truncate(true)
+                            .open(&file)
+                            .map(drop),
+                    ),
+                    denied(std::fs::write(dir.path().join("new"), b"x")),
+                    denied(std::fs::remove_file(&file)),
+                    denied(std::fs::create_dir(dir.path().join("d"))),
+                    std::process::Command::new("/bin/true").status().is_err(),
+                ];
+                let first_failed = checks.iter().position(|ok| !ok);
+                Some(first_failed.map_or(0, |i| 10 + i as i32))
+            })()
+            .unwrap_or(1);
+            // SAFETY: leave the forked child without running the harness.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "check {} failed (10 is the first)",
+            libc::WEXITSTATUS(status)
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"kept");
     }
 
     /// In a child process (capabilities are per thread, and the test

@@ -10,6 +10,7 @@
 //! and CPU time, that ipcwatch kills when an answer takes longer than
 //! [`TIME_LIMIT`]. A crafted file costs at most its missing symbols.
 
+use crate::kernel::privileges::{confine_to_reading, drop_all};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -154,8 +155,11 @@ pub fn worker_main() -> i32 {
         eprintln!("ipcwatch symbolize-worker: {what}");
         1
     };
-    if let Err(e) = drop_all_privileges() {
+    if let Err(e) = drop_all() {
         return fail(&format!("cannot drop privileges: {e}"));
+    }
+    if let Err(e) = confine_to_reading() {
+        return fail(&format!("cannot confine itself to reading (Landlock): {e}"));
     }
     let is_socket = rustix::fs::fstat(
         // SAFETY: descriptor 3 is only borrowed for the check.
@@ -238,35 +242,6 @@ fn receive<'b>(
         return Err(std::io::Error::other("a message too long"));
     }
     Ok(Some((&buf[..msg.bytes], fds)))
-}
-
-/// The worker's own drop: no capability in any set (the bounding set too
-/// when it still may), no ambient ones, no_new_privs.
-fn drop_all_privileges() -> std::io::Result<()> {
-    use rustix::thread::{
-        CapabilitySet, CapabilitySets, capabilities, clear_ambient_capability_set,
-        remove_capability_from_bounding_set, set_capabilities, set_no_new_privs,
-    };
-    set_no_new_privs(true)?;
-    if capabilities(None)?
-        .effective
-        .contains(CapabilitySet::SETPCAP)
-    {
-        for bit in 0..64 {
-            // Bits the kernel does not know fail: nothing to drop there.
-            let _ = remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit));
-        }
-    }
-    clear_ambient_capability_set()?;
-    set_capabilities(
-        None,
-        CapabilitySets {
-            effective: CapabilitySet::empty(),
-            permitted: CapabilitySet::empty(),
-            inheritable: CapabilitySet::empty(),
-        },
-    )?;
-    Ok(())
 }
 
 /// A running `ipcwatch symbolize-worker` (or another command speaking its

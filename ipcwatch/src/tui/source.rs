@@ -2,6 +2,7 @@
 //! owns the probes and never waits for the UI) or a trace file played at
 //! a chosen speed. Both send [`Input`]s down one unbounded channel.
 
+use crate::kernel::privileges::spawn_unprivileged;
 use std::io::BufRead;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -194,7 +195,7 @@ pub fn replay<R: BufRead + Send + 'static>(
         speed,
         trace_now: 0,
     };
-    crate::kernel::privileges::spawn_unprivileged("replay", move || replayer.run())
+    spawn_unprivileged("replay", move || replayer.run())
 }
 
 /// The replay thread's state.
