@@ -56,6 +56,11 @@ fn commit(root: &Path) -> String {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
     let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        // Without a rerun-if-changed on a file, cargo would keep
+        // "unknown" for good once the env directive is printed: watch
+        // .git (a missing path reruns this script on every build).
+        println!("cargo:warning=no git commit found: the version says \"commit unknown\"");
+        println!("cargo:rerun-if-changed={}", root.join(".git").display());
         return "unknown".into();
     };
     // HEAD names a branch whose ref file (or packed-refs) moves with each

@@ -60,12 +60,12 @@ printf '%s\n' "${{COMPREPLY[@]}}"
 /// here with this build's, and by dist.rs with the installed package's).
 pub fn check_completion(script: &Path) {
     let dir = temp_dir();
-    let mut sleeper = named_sleeper(dir.path(), "ipcw-complete-t");
+    let mut sleeper = named_sleeper(dir.path(), "zqx-complete-t");
     // A process whose name carries an escape sequence is not offered.
     let mut hostile = Command::new("bash")
         .args([
             "-c",
-            r#"printf 'ipcw\033]0;x\007' > /proc/$$/comm; read -t 120"#,
+            r#"printf 'zqx\033]0;x\007' > /proc/$$/comm; read -t 120"#,
         ])
         .stdin(Stdio::piped())
         .spawn()
@@ -76,7 +76,7 @@ pub fn check_completion(script: &Path) {
     let comm = format!("/proc/{}/comm", hostile.id());
     while !std::fs::read_to_string(&comm)
         .unwrap()
-        .starts_with("ipcw\u{1b}")
+        .starts_with("zqx\u{1b}")
     {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -91,8 +91,10 @@ pub fn check_completion(script: &Path) {
     let pids = complete(&["ipcwatch", "record", "--pid", ""]);
     assert!(pids.contains(&sleeper.id().to_string()), "{pids:?}");
     assert!(pids.iter().all(|p| p.parse::<u32>().is_ok()), "{pids:?}");
-    let comms = complete(&["ipcwatch", "tui", "--comm", "ipcw"]);
-    assert_eq!(comms, ["ipcw-complete-t"], "--comm");
+    // A prefix no other process here is likely to have (ipcwatch itself
+    // may be running beside the test).
+    let comms = complete(&["ipcwatch", "tui", "--comm", "zqx"]);
+    assert_eq!(comms, ["zqx-complete-t"], "--comm");
     assert_eq!(
         complete(&["ipcwatch", "analyze", "tr"]),
         ["trace.ndjson", "traces/"]
