@@ -12,7 +12,7 @@
 
 use crate::kernel::privileges::{confine_to_reading, drop_all};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -176,7 +176,7 @@ pub fn worker_main() -> i32 {
     let mut symbolizer = Symbolizer::new();
     // The files received, by identity: the first descriptor of each stays
     // open, so that its path (and blazesym's cache of it) stays valid.
-    let mut kept: HashMap<(u64, u64, i64, i64), OwnedFd> = HashMap::new();
+    let mut kept: HashMap<FileId, OwnedFd> = HashMap::new();
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let (request, fds) = match receive(&sock, &mut buf) {
@@ -199,10 +199,9 @@ pub fn worker_main() -> i32 {
             .iter()
             .zip(fds)
             .map(|(offsets, fd)| {
-                let Ok(st) = rustix::fs::fstat(&fd) else {
+                let Some(id) = identity(&fd) else {
                     return vec![None; offsets.len()];
                 };
-                let id = (st.st_dev, st.st_ino, st.st_size, st.st_mtime);
                 let raw = kept.entry(id).or_insert(fd).as_raw_fd();
                 let path = format!("/proc/self/fd/{raw}");
                 symbolize_with(&symbolizer, Path::new(&path), offsets)
@@ -388,6 +387,16 @@ pub struct Symbols {
     worker: RefCell<Option<Worker>>,
     /// Frames already found, per process and address.
     cache: RefCell<HashMap<(u32, u64), Frame>>,
+    /// Files a worker failed on when asked for them alone (by identity).
+    failed: RefCell<HashSet<FileId>>,
+}
+
+/// A file's identity: device, inode, size and modification time.
+type FileId = (u64, u64, i64, i64);
+
+fn identity(f: impl AsFd) -> Option<FileId> {
+    let st = rustix::fs::fstat(f).ok()?;
+    Some((st.st_dev, st.st_ino, st.st_size, st.st_mtime))
 }
 
 impl Default for Symbols {
@@ -410,27 +419,59 @@ impl Symbols {
             command,
             worker: RefCell::new(None),
             cache: RefCell::new(HashMap::new()),
+            failed: RefCell::new(HashSet::new()),
         }
     }
 
-    /// The worker's answer for `files`, or no symbol at all when it fails
-    /// (it is then killed, and started again next time).
+    /// The worker's answer for `files`. When it fails (it is then killed,
+    /// and started again), each file is asked alone, so that one file
+    /// that the worker cannot parse in time costs only its own symbols;
+    /// a file that fails alone is not handed to a worker again.
     fn ask(&self, files: &[(File, Vec<u64>)]) -> Vec<Vec<Option<Sym>>> {
+        let none = |offsets: &[u64]| vec![None; offsets.len()];
+        match self.try_ask(files) {
+            Ok(answer) => answer,
+            Err(e) if files.len() > 1 => {
+                tracing::debug!("symbolizer: {e}; asking for each file alone");
+                files
+                    .iter()
+                    .map(|f| {
+                        self.try_ask(std::slice::from_ref(f)).map_or_else(
+                            |e| {
+                                tracing::debug!("symbolizer: {e}");
+                                self.failed.borrow_mut().extend(identity(&f.0));
+                                none(&f.1)
+                            },
+                            |mut a| a.pop().unwrap_or_else(|| none(&f.1)),
+                        )
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                tracing::debug!("symbolizer: {e}");
+                if let Some((f, _)) = files.first() {
+                    self.failed.borrow_mut().extend(identity(f));
+                }
+                files.iter().map(|(_, o)| none(o)).collect()
+            }
+        }
+    }
+
+    /// One request to the worker (started if none runs; dropped, so
+    /// killed, when it fails).
+    fn try_ask(&self, files: &[(File, Vec<u64>)]) -> std::io::Result<Vec<Vec<Option<Sym>>>> {
         let mut worker = self.worker.borrow_mut();
         if worker.is_none() {
-            *worker = Worker::spawn(&self.command)
-                .map_err(|e| tracing::debug!("cannot start the symbolizer: {e}"))
-                .ok();
+            *worker = Some(Worker::spawn(&self.command)?);
         }
         let answer = match worker.as_mut() {
             Some(w) => w.symbolize(files, TIME_LIMIT),
             None => Err(std::io::Error::other("no symbolizer")),
         };
-        answer.unwrap_or_else(|e| {
-            tracing::debug!("symbolizer: {e}");
+        if answer.is_err() {
             *worker = None;
-            files.iter().map(|(_, o)| vec![None; o.len()]).collect()
-        })
+        }
+        answer
     }
 
     /// Symbolize `ips` of live process `pid`; unknown addresses keep only
@@ -465,7 +506,10 @@ impl Symbols {
             let slot = match opened.get(&(p.start, p.end)) {
                 Some(&slot) => slot,
                 None => {
-                    let Ok(file) = open_binary(pid, p.start, p.end) else {
+                    let file = open_binary(pid, p.start, p.end).ok().filter(|f| {
+                        identity(f).is_none_or(|id| !self.failed.borrow().contains(&id))
+                    });
+                    let Some(file) = file else {
                         opened.insert((p.start, p.end), usize::MAX);
                         continue;
                     };
@@ -605,6 +649,34 @@ mod tests {
             assert!(s.worker.borrow().is_none());
         }
         assert!(Worker::spawn(&[]).is_err());
+    }
+
+    /// A worker that fails on a request of two files is asked for each
+    /// alone; files it failed on alone are not handed to a worker again.
+    #[test]
+    fn files_a_worker_fails_on_are_asked_alone_then_skipped() {
+        // Each start leaves an empty file (the worker may write nothing).
+        let dir = tempfile::tempdir().unwrap();
+        let s = Symbols::with_worker(sh(&format!(
+            ": > {}/start.$$; exit 3",
+            dir.path().display()
+        )));
+        let started = || std::fs::read_dir(dir.path()).unwrap().count();
+        let me = std::process::id();
+        // An address in this test program and one in the C library: two
+        // files in one request.
+        let ips = [
+            a_function_to_find as *const () as u64,
+            libc::getpid as *const () as u64,
+        ];
+        let frames = s.frames(me, &ips);
+        assert!(frames.iter().all(|f| f.function.is_none()), "{frames:?}");
+        assert_eq!(started(), 3, "one request of two files, then one each");
+        assert_eq!(s.failed.borrow().len(), 2);
+        // Other addresses in the same files: no worker is started.
+        let frames = s.frames(me, &[ips[0] + 1, ips[1] + 1]);
+        assert!(frames.iter().all(|f| f.function.is_none()), "{frames:?}");
+        assert_eq!(started(), 3);
     }
 
     #[test]
