@@ -746,6 +746,12 @@ fn regions_fixture() -> Vec<Record> {
     for pid in 200..204u32 {
         v.push(process(T0, pid, 1, "sh"));
         v.push(map(T0, cache, pid, "sh", "r"));
+        let mut exit = process(T0 + S, pid, 1, "sh");
+        if let Record::Process(p) = &mut exit {
+            p.event = ProcessEvent::Exit;
+            p.exit_code = Some(0);
+        }
+        v.push(exit);
     }
     v.push(Record::Region(RegionLine {
         ts_ns: T0,
@@ -832,6 +838,8 @@ fn snapshot_regions_findings_first_quiet_dimmed_or_hidden() {
         .map(|r| s.find(r).unwrap_or_else(|| panic!("{r} in\n{s}")))
         .collect();
     assert!(order[0] < order[1] && order[1] < order[2], "{s}");
+    // The shells have exited: the cache says how many mapped it.
+    assert!(s.contains("104.0KiB (4 exited)"), "{s}");
     // Quiet regions (no finding, at most one writer) are dimmed.
     use ratatui::style::Modifier;
     assert!(

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::model::Model;
-use crate::record::{Op, Record, Text};
+use crate::record::{MappingEvent, Op, Record, Text};
 use crate::text::Clean;
 
 use super::rates::{Flow, Series};
@@ -52,6 +52,9 @@ pub struct Data {
     /// Words of shared regions the race detector saw written, by region
     /// and offset (the Regions view's hot words and heat).
     pub words: BTreeMap<(Text, u64), WordHeat>,
+    /// Every process that mapped each region, exited ones included (the
+    /// model keeps the mappings of the moment).
+    pub mapped_by: HashMap<Text, std::collections::BTreeSet<u32>>,
 }
 
 /// What the race detector saw of one word of a shared region: from the
@@ -142,6 +145,12 @@ impl Data {
                     h.armed = true;
                     h.sync |= w.sync;
                 }
+            }
+            Record::Mapping(m) if m.event != MappingEvent::Unmapped => {
+                self.mapped_by
+                    .entry(m.region.clone())
+                    .or_default()
+                    .insert(m.pid);
             }
             Record::WriteSample(w) => {
                 let h = self.words.entry((w.region.clone(), w.offset)).or_default();

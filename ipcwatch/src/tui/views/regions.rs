@@ -53,6 +53,16 @@ fn races(d: &Data, r: &Region) -> usize {
         .count()
 }
 
+/// The processes mapping it now; when all have gone, how many did.
+fn mappers_text(d: &Data, r: &Region, now: &[u32]) -> String {
+    let ever = d.mapped_by.get(&r.id).map_or(0, |s| s.len());
+    if now.is_empty() && ever > 0 {
+        format!("({ever} exited)")
+    } else {
+        who_list(d, now, 2)
+    }
+}
+
 /// Distinct findings on one word of the region.
 fn findings_at(d: &Data, r: &Region, offset: u64) -> usize {
     d.model
@@ -183,7 +193,7 @@ pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
                 Cell::from(trunc(&r.id, 22)),
                 Cell::from(format!("{:?}", r.kind).to_lowercase()),
                 Cell::from(bytes(r.size)),
-                Cell::from(trunc(&who_list(d, &mappers, 2), 24)),
+                Cell::from(trunc(&mappers_text(d, r, &mappers), 40)),
                 Cell::from(r.locks.len().to_string()),
                 Cell::from(human(writes(d, r) as f64)),
                 if n > 0 {
@@ -285,7 +295,7 @@ fn word_rows<'a>(d: &Data, r: &Region, t: &Theme) -> Vec<Row<'a>> {
                 format!("+{offset:#x}"),
                 human(w.changes() as f64),
                 rate,
-                trunc(&who_list(d, &writers, 2), 26),
+                trunc(&who_list(d, &writers, 2), 40),
                 if w.sync {
                     "sync".into()
                 } else if w.armed {
