@@ -182,3 +182,221 @@ fn analyze_lists_every_mapper_with_its_times() {
         assert!(line.ends_with("(exit)"), "{line}");
     }
 }
+
+/// The Python of the venv `cargo xtask setup` makes for this test
+/// (xtask/src/setup.rs: ensure_perfetto_python), with the `perfetto`
+/// package of PyPI: Perfetto's official trace proto.
+fn perfetto_python() -> std::path::PathBuf {
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    std::path::PathBuf::from(home).join(".cache/ipcwatch/perfetto-venv/bin/python3")
+}
+
+/// Decodes a Perfetto trace with the official descriptors and prints its
+/// tracks and events as JSON.
+const DECODE: &str = r#"
+import json, sys
+from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as p
+t = p.Trace()
+t.ParseFromString(open(sys.argv[1], "rb").read())
+tracks, events = [], []
+for pk in t.packet:
+    if pk.HasField("track_descriptor"):
+        d = pk.track_descriptor
+        tr = {"uuid": d.uuid, "parent": d.parent_uuid if d.HasField("parent_uuid") else None}
+        if d.HasField("process"):
+            tr["process"] = [d.process.pid, d.process.process_name]
+        if d.HasField("thread"):
+            tr["thread"] = [d.thread.pid, d.thread.tid, d.thread.thread_name]
+        tracks.append(tr)
+    if pk.HasField("track_event"):
+        e = pk.track_event
+        events.append({
+            "ts": pk.timestamp,
+            "type": p.TrackEvent.Type.Name(e.type),
+            "track": e.track_uuid,
+            "name": e.name,
+            "cat": list(e.categories),
+            "flows": list(e.flow_ids),
+            "ends": list(e.terminating_flow_ids),
+        })
+print(json.dumps({"tracks": tracks, "events": events}))
+"#;
+
+#[test]
+fn perfetto_export_decodes_with_the_official_proto() {
+    let python = perfetto_python();
+    assert!(
+        python.exists(),
+        "{} is missing: run `cargo xtask setup` (it installs Perfetto's Python package in a venv)",
+        python.display()
+    );
+    let dir = temp_dir();
+    let out = dir.path().join("demo.perfetto-trace");
+    let run = Command::new(ipcwatch())
+        .args(["export", "--format", "perfetto", TRACE, "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let script = dir.path().join("decode.py");
+    std::fs::write(&script, DECODE).unwrap();
+    let decoded = Command::new(&python)
+        .arg(&script)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        decoded.status.success(),
+        "decoding with perfetto_trace_pb2: {}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+    let v: Value = serde_json::from_slice(&decoded.stdout).unwrap();
+
+    // What the trace holds, read from its lines.
+    let lines = parse(std::path::Path::new(TRACE));
+    let of = |ty: &'static str| lines.iter().filter(move |l| l["type"] == ty);
+    let sync_slices = of("sync")
+        .filter(|l| l["event"] == "wait" || l["event"] == "acquire")
+        .count();
+    let mut names: std::collections::BTreeMap<u64, String> = Default::default();
+    for l in &lines {
+        if let (Some(pid), Some(comm)) = (l["pid"].as_u64(), l["comm"].as_str())
+            && l["tid"] == l["pid"]
+        {
+            names.insert(pid, comm.to_string());
+        }
+    }
+
+    // A track per process, named by its latest name; one per thread, under it.
+    let tracks = v["tracks"].as_array().unwrap();
+    let mut uuid_of_thread = std::collections::BTreeMap::new();
+    let mut uuid_of_process = std::collections::BTreeMap::new();
+    for t in tracks {
+        if let Some(p) = t["process"].as_array() {
+            let pid = p[0].as_u64().unwrap();
+            assert_eq!(p[1].as_str(), names.get(&pid).map(String::as_str), "{t}");
+            uuid_of_process.insert(pid, t["uuid"].as_u64().unwrap());
+        }
+    }
+    for t in tracks {
+        if let Some(th) = t["thread"].as_array() {
+            let (pid, tid) = (th[0].as_u64().unwrap(), th[1].as_u64().unwrap());
+            assert_eq!(
+                t["parent"].as_u64(),
+                uuid_of_process.get(&pid).copied(),
+                "{t}"
+            );
+            uuid_of_thread.insert(t["uuid"].as_u64().unwrap(), (pid, tid));
+        }
+    }
+    let pids: BTreeSet<u64> = uuid_of_process.keys().copied().collect();
+    for pid in 12427..=12438 {
+        assert!(pids.contains(&pid), "no track for {pid}: {pids:?}");
+    }
+
+    let events = v["events"].as_array().unwrap();
+    let begins: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "TYPE_SLICE_BEGIN")
+        .collect();
+    let ends = events
+        .iter()
+        .filter(|e| e["type"] == "TYPE_SLICE_END")
+        .count();
+    // A slice per io line and per futex wait or lock acquire, closed.
+    assert_eq!(begins.len(), of("io").count() + sync_slices);
+    assert_eq!(ends, begins.len());
+    for io in of("io") {
+        let name = format!(
+            "{} {}",
+            io["op"].as_str().unwrap(),
+            io["channel"].as_str().unwrap()
+        );
+        assert!(
+            begins
+                .iter()
+                .any(|b| b["name"] == name.as_str() && b["ts"] == io["ts_ns"]),
+            "no slice {name} at {}",
+            io["ts_ns"]
+        );
+    }
+    // Flows: each write starts one; it ends on a read of the same channel
+    // by another process (pipes, queues) or the other end (sockets).
+    let mut started = std::collections::BTreeMap::new();
+    for b in &begins {
+        for f in b["flows"].as_array().unwrap() {
+            assert!(b["name"].as_str().unwrap().starts_with("write "), "{b}");
+            assert!(
+                started.insert(f.as_u64().unwrap(), *b).is_none(),
+                "flow {f} twice"
+            );
+        }
+    }
+    let mut ended = 0;
+    for b in &begins {
+        for f in b["ends"].as_array().unwrap() {
+            let w = started[&f.as_u64().unwrap()];
+            let channel = |e: &Value| {
+                e["name"]
+                    .as_str()
+                    .unwrap()
+                    .split_once(' ')
+                    .unwrap()
+                    .1
+                    .to_string()
+            };
+            assert!(b["name"].as_str().unwrap().starts_with("read "), "{b}");
+            assert_eq!(channel(w), channel(b));
+            let (wp, rp) = (
+                uuid_of_thread[&w["track"].as_u64().unwrap()].0,
+                uuid_of_thread[&b["track"].as_u64().unwrap()].0,
+            );
+            assert_ne!(wp, rp, "{w} -> {b}");
+            assert!(w["ts"].as_u64() <= b["ts"].as_u64(), "{w} -> {b}");
+            ended += 1;
+        }
+    }
+    assert_eq!(
+        started.len(),
+        of("io").filter(|l| l["op"] == "write").count()
+    );
+    // The pipeline's reads each take whole 512-byte writes: every pipe read
+    // ends one flow.
+    let pipe_reads = of("io")
+        .filter(|l| l["kind"] == "pipe" && l["op"] == "read")
+        .count();
+    assert!(
+        ended >= pipe_reads && pipe_reads > 0,
+        "{ended} flows ended, {pipe_reads} pipe reads"
+    );
+
+    // Instants: each write fault, and the race on both writers' tracks,
+    // linked by one flow.
+    let instants: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "TYPE_INSTANT")
+        .collect();
+    let faults = instants.iter().filter(|e| e["cat"][0] == "fault").count();
+    assert_eq!(faults, of("fault").count());
+    let races: Vec<&&Value> = instants.iter().filter(|e| e["cat"][0] == "race").collect();
+    assert_eq!(races.len(), 2, "{races:?}");
+    let on: BTreeSet<u64> = races
+        .iter()
+        .map(|r| {
+            assert_eq!(r["name"], format!("race {REGION}+0x0").as_str());
+            uuid_of_thread[&r["track"].as_u64().unwrap()].1
+        })
+        .collect();
+    assert_eq!(on, RACERS.into_iter().collect());
+    assert_eq!(races[0]["flows"], races[1]["ends"]);
+    assert_eq!(races[0]["flows"].as_array().unwrap().len(), 1);
+}
