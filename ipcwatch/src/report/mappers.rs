@@ -77,11 +77,16 @@ impl MapHistory {
             Record::Fault(x) => Some((x.pid, &x.comm)),
             _ => None,
         };
-        if let Some((pid, comm)) = named
-            && !comm.is_empty()
-            && self.comms.get(&pid) != Some(comm)
-        {
-            self.comms.insert(pid, comm.clone());
+        if let Some((pid, comm)) = named {
+            self.name(pid, comm);
+        }
+        // The detector reads the writers' names when it reports them: a
+        // process that renamed itself and made no traced call since is
+        // named right only there.
+        if let Record::Race(race) = r {
+            for a in &race.accesses {
+                self.name(a.pid, &a.comm);
+            }
         }
         match r {
             Record::Mapping(m) => {
@@ -146,6 +151,12 @@ impl MapHistory {
     /// The spans of one region, in the order they appeared.
     pub fn of<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a MapSpan> + 'a {
         self.spans.iter().filter(move |s| s.region == region)
+    }
+
+    fn name(&mut self, pid: u32, comm: &Text) {
+        if !comm.is_empty() && self.comms.get(&pid) != Some(comm) {
+            self.comms.insert(pid, comm.clone());
+        }
     }
 
     /// The latest name of `pid`, if the trace named it.

@@ -371,6 +371,7 @@ impl Builder {
                     race.offset.map(|o| format!("+{o:#x}")).unwrap_or_default()
                 );
                 for (x, other, flow) in [(a, b, (vec![id], vec![])), (b, a, (vec![], vec![id]))] {
+                    self.name(x.pid, x.tid, &x.comm);
                     let track = self.track(x.pid, x.tid);
                     let at = match (&x.function, &x.file, x.line) {
                         (Some(f), Some(file), Some(line)) => format!("{f} ({file}:{line})"),
