@@ -493,3 +493,39 @@ fn graph_of_the_demo_live_draws_its_region_mappers_and_race() {
         Some(races.iter().filter(|r| r["region"] == id).count() as u64)
     );
 }
+
+/// `export -o` writes like `record -o`: never through a symbolic link, and
+/// a bad trace leaves no file.
+#[test]
+fn export_refuses_a_symbolic_link_and_a_bad_trace() {
+    let dir = temp_dir();
+    let target = dir.path().join("target");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = Command::new(ipcwatch())
+        .args(["export", "--format", "perfetto", TRACE, "-o"])
+        .arg(&link)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("it is a symbolic link, and ipcwatch never writes through one"),
+        "{err}"
+    );
+    assert!(!target.exists());
+    let bad = dir.path().join("bad.ndjson");
+    std::fs::write(&bad, "{\"type\":\"io\"}\n").unwrap();
+    let out_file = dir.path().join("out.perfetto-trace");
+    let out = Command::new(ipcwatch())
+        .args(["export"])
+        .arg(&bad)
+        .arg("-o")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 1"), "{err}");
+    assert!(!out_file.exists());
+}
