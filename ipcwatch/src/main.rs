@@ -15,6 +15,7 @@ use cli::analyze::analyze;
 use cli::args::Format;
 use cli::complete::{self, CompletionsCli, completions};
 use cli::demo::{self, DemoCli};
+use cli::export::{ExportCli, export};
 use cli::graph::{GraphCli, graph};
 use cli::man::{ManCli, man};
 use cli::record::{RecordCli, record};
@@ -129,6 +130,13 @@ enum Command {
         #[arg(long)]
         fail_on_race: bool,
     },
+    /// Write a recorded trace in another tool's format: Perfetto's.
+    ///
+    /// `ipcwatch export --format perfetto TRACE -o FILE` writes a file that
+    /// ui.perfetto.dev opens: a track per process and thread, slices for
+    /// reads, writes and lock waits, flows from writes to reads, instants
+    /// for write faults and races (the two writes linked by a flow).
+    Export(ExportCli),
     /// Internal: the unprivileged process that symbolizes stacks from the
     /// binaries ipcwatch hands it (docs/security.md).
     #[command(hide = true)]
@@ -178,6 +186,7 @@ fn main() -> ExitCode {
             format,
             fail_on_race,
         }) => analyze(&file, format, fail_on_race),
+        Some(Command::Export(e)) => export(e),
         Some(Command::Tui(t)) => tui(t),
         Some(Command::Demo(d)) => demo::run(d),
         Some(Command::SymbolizeWorker) => {

@@ -190,7 +190,7 @@ fn the_stripped_binary_still_names_the_demo_race() {
 }
 
 /// Every file the package installs.
-const INSTALLED: [&str; 15] = [
+const INSTALLED: [&str; 16] = [
     "/usr/sbin/ipcwatch",
     "/usr/share/man/man8/ipcwatch.8.gz",
     "/usr/share/man/man8/ipcwatch-record.8.gz",
@@ -199,6 +199,7 @@ const INSTALLED: [&str; 15] = [
     "/usr/share/man/man8/ipcwatch-graph.8.gz",
     "/usr/share/man/man8/ipcwatch-doctor.8.gz",
     "/usr/share/man/man8/ipcwatch-analyze.8.gz",
+    "/usr/share/man/man8/ipcwatch-export.8.gz",
     "/usr/share/man/man8/ipcwatch-completions.8.gz",
     "/usr/share/man/man5/ipcwatch-ndjson.5.gz",
     "/usr/share/bash-completion/completions/ipcwatch",

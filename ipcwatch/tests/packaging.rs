@@ -64,7 +64,7 @@ fn the_trace_header_names_the_commit() {
     assert_schema(&t.lines);
 }
 
-const PAGES: [&str; 8] = [
+const PAGES: [&str; 9] = [
     "ipcwatch.8",
     "ipcwatch-record.8",
     "ipcwatch-tui.8",
@@ -72,6 +72,7 @@ const PAGES: [&str; 8] = [
     "ipcwatch-graph.8",
     "ipcwatch-doctor.8",
     "ipcwatch-analyze.8",
+    "ipcwatch-export.8",
     "ipcwatch-completions.8",
 ];
 

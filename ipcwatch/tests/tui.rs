@@ -713,3 +713,184 @@ fn hostile_names_are_shown_escaped_in_every_view() {
     app.handle(key('5'));
     insta::assert_snapshot!("hostile_processes_80x12", draw(&mut app, 80, 12).backend());
 }
+
+/// The fixture, plus what makes the Regions view sort and dim: a
+/// read-only file mapped by four shells, a region one process writes, and
+/// the summary's armed words (one racing, one a lock word, one quiet).
+fn regions_fixture() -> Vec<Record> {
+    let mut v = fixture();
+    let map = |ts: u64, region: &str, pid: u32, comm: &str, prot: &str| {
+        Record::Mapping(MappingLine {
+            ts_ns: ts,
+            event: MappingEvent::Existing,
+            region: region.into(),
+            pid,
+            comm: comm.into(),
+            start: 0x7e00_0000_0000,
+            end: 0x7e00_0000_8000,
+            offset: 0,
+            prot: prot.into(),
+        })
+    };
+    let cache = "file:/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache";
+    v.push(Record::Region(RegionLine {
+        ts_ns: T0,
+        event: RegionEvent::Existing,
+        region: cache.into(),
+        kind: RegionKind::File,
+        size: 26 * 4096,
+        name: None,
+        pid: None,
+        comm: None,
+    }));
+    for pid in 200..204u32 {
+        v.push(process(T0, pid, 1, "sh"));
+        v.push(map(T0, cache, pid, "sh", "r"));
+        let mut exit = process(T0 + S, pid, 1, "sh");
+        if let Record::Process(p) = &mut exit {
+            p.event = ProcessEvent::Exit;
+            p.exit_code = Some(0);
+        }
+        v.push(exit);
+    }
+    v.push(Record::Region(RegionLine {
+        ts_ns: T0,
+        event: RegionEvent::Created,
+        region: "sysv:40".into(),
+        kind: RegionKind::Sysv,
+        size: 4096,
+        name: None,
+        pid: Some(100),
+        comm: Some("producer".into()),
+    }));
+    v.push(map(T0, "sysv:40", 100, "producer", "rw"));
+    v.push(map(T0, "sysv:40", 101, "consumer", "r"));
+    for k in 0..40 {
+        v.push(Record::Fault(FaultLine {
+            ts_ns: T0 + S + k,
+            region: "sysv:40".into(),
+            offset: 16,
+            pid: 100,
+            tid: 100,
+            comm: "producer".into(),
+            ip: 0x401000,
+        }));
+    }
+    let word = |offset: u64, traps: u64, writers: Vec<u32>, sync: bool| ArmedWord {
+        region: "anon:0:1234".into(),
+        offset,
+        windows: 4,
+        traps,
+        writers,
+        sync,
+    };
+    v.push(Record::Summary(Summary {
+        ts_ns: T0 + 4 * S,
+        duration_ns: 4 * S,
+        events: 500,
+        dropped: 7,
+        seq_gaps: 7,
+        reason: "end-of-input".into(),
+        command_status: None,
+        channels: vec![],
+        detector: Some(DetectorSummary {
+            regions: 1,
+            bytes_sampled: 1 << 20,
+            sampler_cpu_ns: 1_000_000,
+            windows: 12,
+            collisions: 5,
+            atomic: 2,
+            undecoded: 0,
+            findings: 1,
+            skipped: 0,
+            words: vec![
+                word(0, 40, vec![100, 102], false),
+                word(64, 12, vec![100, 102], true),
+                word(5 * 4096 + 8, 4, vec![102], false),
+            ],
+        }),
+    }));
+    v
+}
+
+/// The style of the first cell of the row that starts with `text`.
+fn row_style(t: &Terminal<TestBackend>, text: &str) -> ratatui::style::Style {
+    let buf = t.backend().buffer();
+    let s = screen(t);
+    let y = s
+        .lines()
+        .position(|l| l.starts_with(&format!("│{text}")))
+        .unwrap_or_else(|| panic!("no row {text} in\n{s}"));
+    buf[(1, y as u16)].style()
+}
+
+#[test]
+fn snapshot_regions_findings_first_quiet_dimmed_or_hidden() {
+    let mut app = app_with(&regions_fixture());
+    app.handle(key('3'));
+    let t = draw(&mut app, 100, 30);
+    insta::assert_snapshot!("regions_findings_first_100x30", t.backend());
+    let s = screen(&t);
+    // Findings first, then by write activity: the racing region, the
+    // one-writer region, the read-only cache.
+    let order: Vec<usize> = ["│anon:0:1234", "│sysv:40", "│file:/usr/lib"]
+        .iter()
+        .map(|r| s.find(r).unwrap_or_else(|| panic!("{r} in\n{s}")))
+        .collect();
+    assert!(order[0] < order[1] && order[1] < order[2], "{s}");
+    // The shells have exited: the cache says how many mapped it.
+    assert!(s.contains("104.0KiB (4 exited)"), "{s}");
+    // Quiet regions (no finding, at most one writer) are dimmed.
+    use ratatui::style::Modifier;
+    assert!(
+        !row_style(&t, "anon:0:1234")
+            .add_modifier
+            .contains(Modifier::DIM)
+    );
+    assert!(
+        row_style(&t, "sysv:40")
+            .add_modifier
+            .contains(Modifier::DIM)
+    );
+    assert!(
+        row_style(&t, "file:/usr/lib")
+            .add_modifier
+            .contains(Modifier::DIM)
+    );
+    // `a` hides them, `a` again shows them.
+    app.handle(key('a'));
+    let t = draw(&mut app, 100, 30);
+    insta::assert_snapshot!("regions_quiet_hidden_100x30", t.backend());
+    let s = screen(&t);
+    assert!(!s.contains("│sysv:40") && !s.contains("│file:"), "{s}");
+    assert!(s.contains("Shared regions (a: show quiet) 1/3"), "{s}");
+    app.handle(key('a'));
+    assert!(screen(&draw(&mut app, 100, 30)).contains("│file:"));
+}
+
+#[test]
+fn snapshot_regions_hot_words_and_heat_from_the_detector() {
+    let mut app = app_with(&regions_fixture());
+    app.handle(key('3'));
+    let t = draw(&mut app, 100, 30);
+    let s = screen(&t);
+    // The racing word first (armed, 3 findings), then the lock word, then
+    // a word one process wrote, on page 5: its heat shows though no write
+    // fault hit that page.
+    let word = |w: &str| {
+        s.find(w)
+            .unwrap_or_else(|| panic!("{w} not in the hot words:\n{s}"))
+    };
+    assert!(word("│+0x0 ") < word("│+0x40 ") && word("│+0x40 ") < word("│+0x5008 "));
+    assert!(s.contains("sync"), "{s}");
+    let heat = s
+        .lines()
+        .find(|l| l.starts_with("│█"))
+        .unwrap_or_else(|| panic!("no heat strip:\n{s}"));
+    assert_ne!(heat.chars().nth(6), Some('·'), "page 5 is warm: {heat}");
+    // The sysv region's heat comes from its write faults alone.
+    app.handle(key('j'));
+    let t = draw(&mut app, 100, 30);
+    insta::assert_snapshot!("regions_one_writer_100x30", t.backend());
+    assert!(screen(&t).contains("1 pages, 1 written, 40 writes, 1 writers"));
+}

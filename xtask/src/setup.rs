@@ -1,6 +1,7 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
 //! against the nightly toolchain's own LLVM; and the tools the checks use
-//! (tmux, stress-ng, sqlite3, graphviz, strace, the musl target and lintian, cargo-modules), and
+//! (tmux, stress-ng, sqlite3, graphviz, strace, the musl target and lintian, cargo-modules,
+//! Perfetto's Python package in a venv), and
 //! PostgreSQL for `cargo xtask postgres`. Idempotent: when all are present this runs a few
 //! quick commands and nothing else.
 
@@ -188,7 +189,7 @@ const TOOLS: [Tool; 5] = [
         command: "dot",
         arg: "-V",
         package: "graphviz",
-        why: "the hostile-names test renders ipcwatch graph's DOT",
+        why: "the hostile-names and pictures tests render ipcwatch graph's DOT",
     },
     Tool {
         command: "strace",
@@ -212,6 +213,69 @@ fn ensure_tools() -> Result<()> {
                 t.package
             );
         }
+    }
+    Ok(())
+}
+
+/// The Python package that carries Perfetto's official trace proto
+/// (perfetto/protos/perfetto/trace/perfetto_trace_pb2.py, with the protobuf
+/// runtime it needs).
+const PERFETTO_PY: &str = "perfetto==0.59.1";
+
+/// The venv ipcwatch/tests/pictures.rs decodes `ipcwatch export --format
+/// perfetto` with: $HOME/.cache/ipcwatch/perfetto-venv (the test names the
+/// same path).
+fn perfetto_venv() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".cache/ipcwatch/perfetto-venv"))
+}
+
+/// Perfetto's trace proto in Python, for the export test; never its trace
+/// processor (which downloads a binary).
+fn ensure_perfetto_python() -> Result<()> {
+    let venv = perfetto_venv()?;
+    let python = venv.join("bin/python3");
+    let decodes = || {
+        Command::new(&python)
+            .args([
+                "-c",
+                "from perfetto.protos.perfetto.trace import perfetto_trace_pb2",
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if decodes() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing {PERFETTO_PY} in {} (for the Perfetto export test)",
+        venv.display()
+    );
+    if !python.exists() {
+        let make = || {
+            Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let made = make() || (apt_install(&["python3-venv"]) && make());
+        if !made {
+            bail!(
+                "cannot make a Python venv at {}: install python3 and python3-venv",
+                venv.display()
+            );
+        }
+    }
+    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", PERFETTO_PY, "protobuf"]))
+        .with_context(|| format!("pip install {PERFETTO_PY} into {}", venv.display()))?;
+    if !decodes() {
+        bail!(
+            "{} cannot import perfetto_trace_pb2 after installing {PERFETTO_PY}",
+            python.display()
+        );
     }
     Ok(())
 }
@@ -326,6 +390,7 @@ pub fn ensure() -> Result<()> {
     ensure_toolchain()?;
     ensure_bpf_linker()?;
     ensure_tools()?;
+    ensure_perfetto_python()?;
     ensure_dist()?;
     ensure_cargo_modules()?;
     Ok(())

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use ipcwatch::kernel::loader::Options;
-use ipcwatch::record::ChannelKind;
+use ipcwatch::model::Model;
+use ipcwatch::record::{ChannelKind, Record};
+use ipcwatch::report::mappers::MapHistory;
 use ipcwatch::session::{self, RecordArgs};
+use ipcwatch::sink::Sink;
 use ipcwatch::sink::ndjson::{open_output, output_error};
 
 use super::args::{kinds_mask, parse_secs};
@@ -43,6 +46,21 @@ pub struct GraphCli {
     command: Vec<String>,
 }
 
+/// What a live graph keeps: the model, and who mapped what.
+#[derive(Default)]
+struct GraphSink {
+    model: Model,
+    history: MapHistory,
+}
+
+impl Sink for GraphSink {
+    fn record(&mut self, record: &Record) -> std::io::Result<()> {
+        self.model.apply(record);
+        self.history.apply(record);
+        Ok(())
+    }
+}
+
 pub fn graph(cli: GraphCli) -> ExitCode {
     if cli.input.is_none() && cli.command.is_empty() && cli.duration.is_none() {
         eprintln!(
@@ -64,7 +82,7 @@ pub fn graph(cli: GraphCli) -> ExitCode {
         }
     };
     let result = (|| -> anyhow::Result<String> {
-        let model = match &cli.input {
+        let (model, history) = match &cli.input {
             Some(path) => ipcwatch::report::graph::model_from_trace(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", clean_path(path)))?,
             None => {
@@ -78,18 +96,15 @@ pub fn graph(cli: GraphCli) -> ExitCode {
                         ..Options::default()
                     },
                     command_stdout_to_stderr: cli.output == "-",
-                    // A graph needs no race detection.
-                    detector: ipcwatch::race::detector::DetectorOptions {
-                        enabled: false,
-                        ..Default::default()
-                    },
+                    // The detector runs as for `record`: races are edges.
+                    ..RecordArgs::default()
                 };
-                let mut model = ipcwatch::model::Model::new();
-                session::run_with(args, |_| Ok(&mut model), None)?;
-                model
+                let mut sink = GraphSink::default();
+                session::run_with(args, |_| Ok(&mut sink), None)?;
+                (sink.model, sink.history)
             }
         };
-        let g = ipcwatch::report::graph::Graph::from_model(&model);
+        let g = ipcwatch::report::graph::Graph::from_model(&model, &history);
         Ok(match cli.format {
             GraphFormat::Dot => g.dot(),
             GraphFormat::Json => serde_json::to_string_pretty(&g)? + "\n",

@@ -129,6 +129,13 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "export",
+        &[(
+            "ipcwatch export --format perfetto race.ndjson -o race.perfetto-trace",
+            "A trace for ui.perfetto.dev: the processes' calls on a timeline, writes linked to their reads, races marked.",
+        )],
+    ),
+    (
         "graph",
         &[
             (

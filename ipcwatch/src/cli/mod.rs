@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod args;
 pub mod complete;
 pub mod demo;
+pub mod export;
 pub mod graph;
 pub mod man;
 pub mod record;

@@ -4,11 +4,13 @@
 //! Reading a trace only ever parses it: nothing in a trace can make
 //! ipcwatch run a program or open another file.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::BufRead;
 
 use serde::Serialize;
 
+use super::mappers::{Ended, MapHistory, MapSpan};
 use crate::model::{Finding, Model};
 use crate::record::Summary;
 use crate::record::{ChannelSummary, RaceLine, RegionKind};
@@ -23,6 +25,8 @@ pub struct Analysis {
     pub summary: Option<Summary>,
     /// Lines read.
     pub lines: u64,
+    /// Every process that mapped each region, and when.
+    pub history: MapHistory,
 }
 
 /// Replay a whole trace. On a bad line, the error names it and the
@@ -30,12 +34,23 @@ pub struct Analysis {
 pub fn replay<R: BufRead>(input: R) -> (Analysis, Option<TraceError>) {
     let mut replay = Replay::new(input);
     let mut model = Model::new();
-    let error = replay.apply_all(&mut model).err();
+    let mut history = MapHistory::default();
+    let error = loop {
+        match replay.next_record() {
+            Ok(Some(r)) => {
+                model.apply(&r);
+                history.apply(&r);
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
     (
         Analysis {
             model,
             lines: replay.line(),
             summary: replay.summary,
+            history,
         },
         error,
     )
@@ -56,7 +71,10 @@ struct JsonRegion<'a> {
     region: &'a str,
     kind: RegionKind,
     size: u64,
+    /// Every process that mapped it during the trace.
     mappers: Vec<u32>,
+    /// Their mappings, with the times they began and ended.
+    mappings: Vec<&'a MapSpan>,
     locks: Vec<&'a str>,
     pages_written: usize,
 }
@@ -88,7 +106,15 @@ impl Analysis {
                 region: &r.id,
                 kind: r.kind,
                 size: r.size,
-                mappers: r.mappers().into_iter().collect(),
+                mappers: self
+                    .history
+                    .of(&r.id)
+                    .map(|s| s.pid)
+                    .chain(r.mappers())
+                    .collect::<BTreeSet<u32>>()
+                    .into_iter()
+                    .collect(),
+                mappings: self.history.of(&r.id).collect(),
                 locks: r.locks.iter().map(|l| l.as_str()).collect(),
                 pages_written: r.pages.len() + r.untracked_faults as usize,
             })
@@ -141,7 +167,9 @@ impl Analysis {
                 let who = |pids: &[u32]| -> String {
                     pids.iter()
                         .map(|p| {
-                            let comm = m.processes.get(p).map_or("?", |p| p.comm.as_str());
+                            let comm = self.history.comm(*p).unwrap_or_else(|| {
+                                m.processes.get(p).map_or("?", |p| p.comm.as_str())
+                            });
                             format!("{}[{p}]", Clean(comm))
                         })
                         .collect::<Vec<_>>()
@@ -163,15 +191,40 @@ impl Analysis {
             let mut regions: Vec<_> = m.regions.values().collect();
             regions.sort_by(|a, b| a.id.cmp(&b.id));
             for r in regions {
+                let spans: Vec<&MapSpan> = self.history.of(&r.id).collect();
+                let pids: BTreeSet<u32> = spans.iter().map(|s| s.pid).chain(r.mappers()).collect();
                 let _ = writeln!(
                     s,
-                    "  {:<28} {:>10} B  mapped by {:?}  {} locks  {} pages written",
+                    "  {:<28} {:>10} B  mapped by {} process{}  {} locks  {} pages written",
                     Clean(&r.id),
                     r.size,
-                    r.mappers(),
+                    pids.len(),
+                    if pids.len() == 1 { "" } else { "es" },
                     r.locks.len(),
                     r.pages.len() + r.untracked_faults as usize
                 );
+                let at = |ts: u64| format!("{:.3}s", self.history.since_start(ts));
+                for sp in spans {
+                    let comm = self.history.comm(sp.pid).unwrap_or(sp.comm.as_str());
+                    let from = if sp.existing {
+                        format!("mapped before the start (seen at {})", at(sp.mapped_ns))
+                    } else {
+                        format!("mapped at {}", at(sp.mapped_ns))
+                    };
+                    let to = match (sp.unmapped_ns, sp.ended) {
+                        (Some(ts), Some(Ended::Unmapped)) => format!("unmapped at {}", at(ts)),
+                        (Some(ts), Some(Ended::Exit)) => format!("unmapped at {} (exit)", at(ts)),
+                        (Some(ts), Some(Ended::Exec)) => format!("unmapped at {} (exec)", at(ts)),
+                        _ => "still mapped at the end".to_string(),
+                    };
+                    let _ = writeln!(
+                        s,
+                        "    {}[{}] {:<3} {from}, {to}",
+                        Clean(comm),
+                        sp.pid,
+                        Clean(&sp.prot),
+                    );
+                }
             }
         }
         if !m.findings.is_empty() {
@@ -243,5 +296,39 @@ mod tests {
         assert!(text.contains(r"\x1b]0;PWNED\x07[7]"), "{text}");
         let json: serde_json::Value = serde_json::from_str(&a.json()).unwrap();
         assert_eq!(json["channels"][0]["channel"], "fifo:/tmp/a\nb\x1b[2J");
+    }
+
+    #[test]
+    fn text_lists_every_mapper_with_its_times_after_they_exited() {
+        let lines = [
+            r#"{"type":"region","ts_ns":1000000000,"event":"created","region":"sysv:36","kind":"sysv","size":4096}"#,
+            r#"{"type":"mapping","ts_ns":1500000000,"event":"mapped","region":"sysv:36","pid":7,"comm":"racer","start":4096,"end":8192,"offset":0,"prot":"rw"}"#,
+            r#"{"type":"mapping","ts_ns":1600000000,"event":"mapped","region":"sysv:36","pid":8,"comm":"reader","start":4096,"end":8192,"offset":0,"prot":"r"}"#,
+            r#"{"type":"mapping","ts_ns":2000000000,"event":"unmapped","region":"sysv:36","pid":8,"comm":"reader","start":4096,"end":8192,"offset":0,"prot":"r"}"#,
+            r#"{"type":"process","ts_ns":3000000000,"event":"exit","pid":7,"tid":7,"comm":"racer","exit_code":0}"#,
+        ];
+        let text = format!(
+            "{}\n{}\n",
+            HEADER.replace("\"ts_ns\":1,", "\"ts_ns\":1000000000,"),
+            lines.join("\n")
+        );
+        let (a, err) = replay(text.as_bytes());
+        assert!(err.is_none());
+        let out = a.text();
+        assert!(
+            out.contains("sysv:36") && out.contains("mapped by 2 processes"),
+            "{out}"
+        );
+        assert!(
+            out.contains("    racer[7] rw  mapped at 0.500s, unmapped at 2.000s (exit)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("    reader[8] r   mapped at 0.600s, unmapped at 1.000s"),
+            "{out}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&a.json()).unwrap();
+        assert_eq!(json["regions"][0]["mappers"], serde_json::json!([7, 8]));
+        assert_eq!(json["regions"][0]["mappings"][0]["ended"], "exit");
     }
 }

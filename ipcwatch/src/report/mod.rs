@@ -1,4 +1,7 @@
-//! Reports on a replayed trace: `ipcwatch analyze` and `ipcwatch graph`.
+//! Reports on a replayed trace: `ipcwatch analyze`, `ipcwatch graph` and
+//! `ipcwatch export`.
 
 pub mod analyze;
 pub mod graph;
+pub mod mappers;
+pub mod perfetto;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::model::Model;
-use crate::record::{Op, Record, Text};
+use crate::record::{MappingEvent, Op, Record, Text};
 use crate::text::Clean;
 
 use super::rates::{Flow, Series};
@@ -49,6 +49,42 @@ pub struct Data {
     /// Latest comm of each pid (a process may rename itself after fork;
     /// the model keeps the name it was first seen with until exec).
     pub comms: HashMap<u32, Text>,
+    /// Words of shared regions the race detector saw written, by region
+    /// and offset (the Regions view's hot words and heat).
+    pub words: BTreeMap<(Text, u64), WordHeat>,
+    /// Every process that mapped each region, exited ones included (the
+    /// model keeps the mappings of the moment).
+    pub mapped_by: HashMap<Text, std::collections::BTreeSet<u32>>,
+}
+
+/// What the race detector saw of one word of a shared region: from the
+/// summary's armed words (`detector.words`), deep mode's write samples,
+/// and the findings on it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WordHeat {
+    /// Writes trapped while it was armed.
+    pub traps: u64,
+    /// Watch windows it was armed in.
+    pub windows: u64,
+    /// Write samples (deep mode).
+    pub samples: u64,
+    /// Findings reported on it.
+    pub races: u64,
+    /// Processes seen writing it.
+    pub writers: std::collections::BTreeSet<u32>,
+    /// The detector armed a watchpoint on it.
+    pub armed: bool,
+    /// Written by atomic instructions: a synchronization word.
+    pub sync: bool,
+}
+
+impl WordHeat {
+    /// Changes seen: trapped writes, samples, and findings.
+    pub fn changes(&self) -> u64 {
+        self.traps
+            .saturating_add(self.samples)
+            .max(self.races.saturating_mul(2))
+    }
 }
 
 /// The pid and comm a record was made by, if it names them.
@@ -101,6 +137,34 @@ impl Data {
             Record::Summary(s) => {
                 self.dropped = self.dropped.max(s.dropped);
                 self.events = self.events.max(s.events);
+                for w in s.detector.iter().flat_map(|d| &d.words) {
+                    let h = self.words.entry((w.region.clone(), w.offset)).or_default();
+                    h.traps = h.traps.max(w.traps);
+                    h.windows = h.windows.max(w.windows);
+                    h.writers.extend(&w.writers);
+                    h.armed = true;
+                    h.sync |= w.sync;
+                }
+            }
+            Record::Mapping(m) if m.event != MappingEvent::Unmapped => {
+                self.mapped_by
+                    .entry(m.region.clone())
+                    .or_default()
+                    .insert(m.pid);
+            }
+            Record::WriteSample(w) => {
+                let h = self.words.entry((w.region.clone(), w.offset)).or_default();
+                h.samples = h.samples.saturating_add(1);
+                h.writers.insert(w.pid);
+                h.armed = true;
+            }
+            Record::Race(r) => {
+                if let (Some(region), Some(offset)) = (&r.region, r.offset) {
+                    let h = self.words.entry((region.clone(), offset)).or_default();
+                    h.races = h.races.saturating_add(1);
+                    h.writers.extend(r.accesses.iter().map(|a| a.pid));
+                    h.armed |= r.evidence == "collision";
+                }
             }
             _ => {}
         }

@@ -16,6 +16,7 @@ pub fn render(t: &Theme, f: &mut Frame, area: Rect) {
         ("Esc", "back; then clear the filters"),
         ("/", "filter the list (substring)"),
         ("s", "cycle the sort"),
+        ("a", "Regions: hide or show the quiet regions"),
         ("p / space", "pause"),
         ("+ -", "replay speed ×2 ÷2"),
         ("mouse", "wheel scrolls, click a tab"),

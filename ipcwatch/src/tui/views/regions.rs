@@ -1,33 +1,99 @@
 //! View 3: shared regions with their mappers and size, write heat per page,
-//! and the locks seen on them. Enter shows every mapping.
+//! the words the race detector saw written, and the locks seen on them.
+//! Regions with findings come first; read-only and single-writer regions
+//! are dimmed, or hidden with `a`. Enter shows every mapping.
 
-use crossterm::event::KeyEvent;
+use std::collections::BTreeSet;
+
+use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row, Table};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use super::widgets::{block, list_block, table_state, trunc, who_list};
 use crate::model::{PAGE, Region};
 use crate::text::Clean;
 use crate::tui::rates::{bytes, human};
-use crate::tui::state::{Action, Data, ListState};
+use crate::tui::state::{Action, Data, ListState, WordHeat};
 use crate::tui::theme::Theme;
 
-pub const SORTS: [&str; 4] = ["writes", "mappers", "size", "name"];
+pub const SORTS: [&str; 5] = ["findings", "writes", "mappers", "size", "name"];
 
 #[derive(Debug, Default)]
 pub struct State {
     pub list: ListState,
+    /// Hide the quiet regions (read-only, or written by one process).
+    pub hide_quiet: bool,
 }
 
-fn writes(r: &Region) -> u64 {
-    r.pages
+/// The detector's words of region `r`, by offset.
+fn words<'a>(d: &'a Data, r: &Region) -> impl Iterator<Item = (u64, &'a WordHeat)> + 'a {
+    let id = r.id.clone();
+    d.words
+        .range((id.clone(), 0)..=(id, u64::MAX))
+        .map(|((_, off), h)| (*off, h))
+}
+
+/// Write activity: write faults, and the changes the detector saw.
+fn writes(d: &Data, r: &Region) -> u64 {
+    let faults = r
+        .pages
         .values()
-        .fold(0u64, |a, p| a.saturating_add(p.writes))
+        .fold(0u64, |a, p| a.saturating_add(p.writes));
+    words(d, r).fold(faults, |a, (_, w)| a.saturating_add(w.changes()))
 }
 
-fn items<'a>(d: &'a Data, list: &ListState) -> (Vec<&'a Region>, usize) {
+/// Distinct findings on the region.
+fn races(d: &Data, r: &Region) -> usize {
+    d.model
+        .findings
+        .iter()
+        .filter(|f| f.race.region.as_deref() == Some(r.id.as_str()))
+        .count()
+}
+
+/// The processes mapping it now; when all have gone, how many did.
+fn mappers_text(d: &Data, r: &Region, now: &[u32]) -> String {
+    let ever = d.mapped_by.get(&r.id).map_or(0, |s| s.len());
+    if now.is_empty() && ever > 0 {
+        format!("({ever} exited)")
+    } else {
+        who_list(d, now, 2)
+    }
+}
+
+/// Distinct findings on one word of the region.
+fn findings_at(d: &Data, r: &Region, offset: u64) -> usize {
+    d.model
+        .findings
+        .iter()
+        .filter(|f| {
+            f.race.region.as_deref() == Some(r.id.as_str()) && f.race.offset == Some(offset)
+        })
+        .count()
+}
+
+/// Processes that can or did write it: writable mappings, write faults,
+/// the detector's writers.
+fn writers(d: &Data, r: &Region) -> BTreeSet<u32> {
+    let mut w: BTreeSet<u32> = r
+        .mappings
+        .iter()
+        .filter(|m| m.prot.contains('w'))
+        .map(|m| m.pid)
+        .collect();
+    w.extend(r.pages.values().flat_map(|p| p.pids.iter().copied()));
+    w.extend(words(d, r).flat_map(|(_, h)| h.writers.iter().copied()));
+    w
+}
+
+/// No finding, and at most one writer: nothing to race on.
+fn quiet(d: &Data, r: &Region) -> bool {
+    races(d, r) == 0 && writers(d, r).len() < 2
+}
+
+fn items<'a>(d: &'a Data, list: &ListState, hide_quiet: bool) -> (Vec<&'a Region>, usize) {
     let mut v: Vec<&Region> = d
         .model
         .regions
@@ -43,12 +109,14 @@ fn items<'a>(d: &'a Data, list: &ListState) -> (Vec<&'a Region>, usize) {
             fields.extend(who.iter().map(String::as_str));
             list.matches(&fields)
         })
+        .filter(|r| !hide_quiet || !quiet(d, r))
         .collect();
     v.sort_by(|a, b| {
         let o = match list.sort {
-            0 => writes(b).cmp(&writes(a)),
-            1 => b.mappers().len().cmp(&a.mappers().len()),
-            2 => b.size.cmp(&a.size),
+            0 => (races(d, b), writes(d, b)).cmp(&(races(d, a), writes(d, a))),
+            1 => writes(d, b).cmp(&writes(d, a)),
+            2 => b.mappers().len().cmp(&a.mappers().len()),
+            3 => b.size.cmp(&a.size),
             _ => std::cmp::Ordering::Equal,
         };
         o.then(a.id.cmp(&b.id))
@@ -57,18 +125,25 @@ fn items<'a>(d: &'a Data, list: &ListState) -> (Vec<&'a Region>, usize) {
 }
 
 pub fn handle_key(d: &Data, st: &mut State, k: KeyEvent) -> Action {
-    let (v, _) = items(d, &st.list);
+    if k.code == KeyCode::Char('a') && !st.list.detail {
+        st.hide_quiet = !st.hide_quiet;
+        st.list.selected = 0;
+        return Action::Handled;
+    }
+    let (v, _) = items(d, &st.list, st.hide_quiet);
     st.list.nav(k, v.len(), SORTS.len())
 }
 
 /// One character per page (or per group of pages when the strip is
-/// narrower than the region): " " never written, then ░▒▓█ by writes
+/// narrower than the region): "·" never written, then ░▒▓█ by writes
+/// (write faults, and the changes the race detector saw on its words)
 /// relative to the hottest page.
-pub fn heat_strip(r: &Region, width: usize) -> Vec<(char, usize)> {
+pub fn heat_strip(d: &Data, r: &Region, width: usize) -> Vec<(char, usize)> {
     let pages = r
         .size
         .div_ceil(PAGE)
-        .max(r.pages.keys().next_back().map_or(0, |p| p + 1));
+        .max(r.pages.keys().next_back().map_or(0, |p| p + 1))
+        .max(words(d, r).map(|(o, _)| o / PAGE + 1).max().unwrap_or(0));
     if pages == 0 || width == 0 {
         return Vec::new();
     }
@@ -78,6 +153,10 @@ pub fn heat_strip(r: &Region, width: usize) -> Vec<(char, usize)> {
     for (page, heat) in &r.pages {
         let i = ((page / per) as usize).min(cells - 1);
         sums[i] = sums[i].saturating_add(heat.writes);
+    }
+    for (offset, w) in words(d, r) {
+        let i = ((offset / PAGE / per) as usize).min(cells - 1);
+        sums[i] = sums[i].saturating_add(w.changes());
     }
     let max = sums.iter().copied().max().unwrap_or(0).max(1);
     sums.iter()
@@ -93,7 +172,7 @@ pub fn heat_strip(r: &Region, width: usize) -> Vec<(char, usize)> {
 }
 
 pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
-    let (v, total) = items(d, &st.list);
+    let (v, total) = items(d, &st.list, st.hide_quiet);
     st.list.clamp(v.len());
     let selected = v.get(st.list.selected).copied();
     if st.list.detail
@@ -109,14 +188,21 @@ pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
         .iter()
         .map(|r| {
             let mappers: Vec<u32> = r.mappers().into_iter().collect();
-            Row::new(vec![
-                trunc(&r.id, 22),
-                format!("{:?}", r.kind).to_lowercase(),
-                bytes(r.size),
-                trunc(&who_list(d, &mappers, 2), 24),
-                r.locks.len().to_string(),
-                human(writes(r) as f64),
-            ])
+            let n = races(d, r);
+            let row = Row::new(vec![
+                Cell::from(trunc(&r.id, 22)),
+                Cell::from(format!("{:?}", r.kind).to_lowercase()),
+                Cell::from(bytes(r.size)),
+                Cell::from(trunc(&mappers_text(d, r, &mappers), 40)),
+                Cell::from(r.locks.len().to_string()),
+                Cell::from(human(writes(d, r) as f64)),
+                if n > 0 {
+                    Cell::from(Span::styled(n.to_string(), t.alert()))
+                } else {
+                    Cell::from("-")
+                },
+            ]);
+            if quiet(d, r) { row.style(t.dim()) } else { row }
         })
         .collect();
     let table = Table::new(
@@ -128,13 +214,23 @@ pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
             Constraint::Min(12),
             Constraint::Length(5),
             Constraint::Length(6),
+            Constraint::Length(5),
         ],
     )
-    .header(Row::new(["REGION", "KIND", "SIZE", "MAPPERS", "LOCKS", "WRITES"]).style(t.header()))
+    .header(
+        Row::new([
+            "REGION", "KIND", "SIZE", "MAPPERS", "LOCKS", "WRITES", "RACES",
+        ])
+        .style(t.header()),
+    )
     .row_highlight_style(t.selected())
     .block(list_block(
         t,
-        "Shared regions",
+        if st.hide_quiet {
+            "Shared regions (a: show quiet)"
+        } else {
+            "Shared regions"
+        },
         v.len(),
         total,
         &st.list,
@@ -155,8 +251,8 @@ pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
     }
 }
 
-fn heat_line<'a>(r: &Region, t: &Theme, width: usize) -> Line<'a> {
-    let spans: Vec<Span> = heat_strip(r, width)
+fn heat_line<'a>(d: &Data, r: &Region, t: &Theme, width: usize) -> Line<'a> {
+    let spans: Vec<Span> = heat_strip(d, r, width)
         .into_iter()
         .map(|(c, level)| Span::styled(c.to_string(), t.heat(level)))
         .collect();
@@ -181,28 +277,100 @@ fn lock_rows<'a>(d: &Data, r: &Region) -> Vec<Row<'a>> {
         .collect()
 }
 
+/// The detector's words of the region: offset, changes and their rate
+/// over the time seen, writers, armed or not, findings.
+fn word_rows<'a>(d: &Data, r: &Region, t: &Theme) -> Vec<Row<'a>> {
+    let secs = d.now_ns.saturating_sub(d.first_ns) as f64 / 1e9;
+    let mut v: Vec<(u64, &WordHeat)> = words(d, r).collect();
+    v.sort_by(|a, b| (b.1.races, b.1.changes(), a.0).cmp(&(a.1.races, a.1.changes(), b.0)));
+    v.into_iter()
+        .map(|(offset, w)| {
+            let rate = if secs > 0.0 {
+                human(w.changes() as f64 / secs)
+            } else {
+                "-".into()
+            };
+            let writers: Vec<u32> = w.writers.iter().copied().collect();
+            let row = Row::new(vec![
+                format!("+{offset:#x}"),
+                human(w.changes() as f64),
+                rate,
+                trunc(&who_list(d, &writers, 2), 40),
+                if w.sync {
+                    "sync".into()
+                } else if w.armed {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                match findings_at(d, r, offset) {
+                    0 => "-".into(),
+                    n => n.to_string(),
+                },
+            ]);
+            if w.races > 0 {
+                row.style(t.alert())
+            } else {
+                row
+            }
+        })
+        .collect()
+}
+
 fn render_selected(d: &Data, r: &Region, t: &Theme, f: &mut Frame, area: Rect) {
     let b = block(
         t,
-        &format!("{}: write heat per page, locks", trunc(&r.id, 40)),
+        &format!(
+            "{}: write heat per page, hot words, locks",
+            trunc(&r.id, 40)
+        ),
     );
     let inner = b.inner(area);
     f.render_widget(b, area);
-    let [heat, locks] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
+    let hot = word_rows(d, r, t);
+    let hot_h = if hot.is_empty() {
+        0
+    } else {
+        (hot.len() as u16 + 1).min(7)
+    };
+    let [heat, words_area, locks] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(hot_h),
+        Constraint::Min(1),
+    ])
+    .areas(inner);
     let pages = r.size.div_ceil(PAGE);
     let lines = vec![
         Line::from(Span::styled(
             format!(
-                "{} pages, {} written, {} writes",
+                "{} pages, {} written, {} writes, {} writers",
                 pages,
                 r.pages.len(),
-                writes(r)
+                writes(d, r),
+                writers(d, r).len()
             ),
             t.dim(),
         )),
-        heat_line(r, t, heat.width as usize),
+        heat_line(d, r, t, heat.width as usize),
     ];
     f.render_widget(Paragraph::new(lines), heat);
+    if !hot.is_empty() {
+        let table = Table::new(
+            hot,
+            [
+                Constraint::Length(10),
+                Constraint::Length(8),
+                Constraint::Length(8),
+                Constraint::Min(12),
+                Constraint::Length(6),
+                Constraint::Length(5),
+            ],
+        )
+        .header(
+            Row::new(["WORD", "CHANGES", "RATE/s", "WRITERS", "ARMED", "RACES"]).style(t.header()),
+        );
+        f.render_widget(table, words_area);
+    }
     let table = Table::new(
         lock_rows(d, r),
         [
@@ -236,7 +404,7 @@ fn render_detail(d: &Data, r: &Region, t: &Theme, f: &mut Frame, area: Rect) {
             r.locks.len(),
             r.pages.len()
         )),
-        heat_line(r, t, inner.width as usize),
+        heat_line(d, r, t, inner.width as usize),
     ];
     f.render_widget(Paragraph::new(lines), inner);
     let rows: Vec<Row> = r
