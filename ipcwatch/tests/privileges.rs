@@ -40,13 +40,7 @@ fn check_recording(args: &[&str], kept: &str) {
     let dir = temp_dir();
     let trace = dir.path().join("t.ndjson");
     let fifo = dir.path().join("hold");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     // The command blocks on the FIFO until the test has read the sets.
     let child = Command::new(ipcwatch())
         .arg("record")

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ipcwatch, require_root, temp_dir, workload};
+use common::{ipcwatch, mkfifo, require_root, temp_dir, workload};
 
 fn tmux(args: &[&str]) -> String {
     let o = Command::new("tmux")
@@ -233,13 +233,7 @@ fn tui_threads_keep_only_what_they_need() {
     let dir = temp_dir();
     let d = dir.path().display();
     let fifo = dir.path().join("hold");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let cmd = format!(
         "sh -c 'echo $$ > {d}/pid; exec {} tui -- sh -c \"read x < {d}/hold\"'",
         ipcwatch()

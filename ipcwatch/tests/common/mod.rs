@@ -80,6 +80,16 @@ pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
+/// A FIFO at `path` (a traced command can block on it until the test is
+/// ready).
+pub fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
 pub fn parse(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).expect("the trace file");
     text.lines()
