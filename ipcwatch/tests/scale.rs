@@ -161,31 +161,43 @@ fn two_producers_racing_on_a_ring_head() {
     assert_flagged(&t, head, &pids, "ring_append_unsynchronized");
 }
 
-/// stress-ng keeping `cpus` CPUs busy, killed (with its workers, its own
-/// process group) when dropped.
-struct Load(Child);
+/// stress-ng keeping CPUs 0 to `cpus - 1` busy, one worker pinned to each
+/// (each its own process group, killed when dropped). Pinned, the load
+/// cannot leave both racers on one CPU: two free workers and two racers
+/// on two CPUs are balanced just as well with the racers together, where
+/// their writes never overlap and no collision can be seen (docs/races.md,
+/// Limits); with a pinned worker on each CPU, two racers on one CPU make
+/// it the busier one, and the scheduler spreads them.
+struct Load(Vec<Child>);
 
 impl Load {
     fn start(cpus: usize) -> Load {
-        let child = Command::new("stress-ng")
-            .args(["--cpu", &cpus.to_string(), "--timeout", "300s", "--quiet"])
-            .stdout(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("stress-ng cannot start ({e}): cargo xtask setup installs it (apt-get install stress-ng)")
-            });
+        let children = (0..cpus)
+            .map(|cpu| {
+                Command::new("stress-ng")
+                    .args(["--cpu", "1", "--taskset", &cpu.to_string()])
+                    .args(["--timeout", "300s", "--quiet"])
+                    .stdout(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .unwrap_or_else(|e| {
+                        panic!("stress-ng cannot start ({e}): cargo xtask setup installs it (apt-get install stress-ng)")
+                    })
+            })
+            .collect();
         // Its workers are running once it has forked them.
         std::thread::sleep(std::time::Duration::from_millis(500));
-        Load(child)
+        Load(children)
     }
 }
 
 impl Drop for Load {
     fn drop(&mut self) {
-        // SAFETY: signalling the process group of our own child.
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-        let _ = self.0.wait();
+        for c in &mut self.0 {
+            // SAFETY: signalling the process group of our own child.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            let _ = c.wait();
+        }
     }
 }
 

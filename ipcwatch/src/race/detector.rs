@@ -179,6 +179,9 @@ pub struct DetectorStats {
     pub windows: u64,
     pub words_armed: u64,
     pub collisions: u64,
+    /// Collisions read after their slot was armed on another word (not
+    /// judged).
+    pub stale: u64,
     /// Collisions on synchronization words or between atomic instructions
     /// (not races).
     pub atomic: u64,
@@ -197,6 +200,10 @@ pub struct Detector {
     armed: Vec<Armed>,
     /// Slot -> (region, offset), kept after disarming for late events.
     slots: HashMap<u32, (Text, u64)>,
+    /// The (process, address) pairs each slot watches now: a trap that
+    /// comes late (the ring read behind) from a slot armed since on
+    /// another word is not that word's.
+    slot_sites: HashMap<u32, Vec<(u32, u64)>>,
     next_slot: u32,
     window_end: Option<Instant>,
     next_window: Instant,
@@ -284,6 +291,7 @@ impl Detector {
             symbols,
             armed: Vec::new(),
             slots: HashMap::new(),
+            slot_sites: HashMap::new(),
             next_slot: 0,
             window_end: None,
             next_window: now,
@@ -449,6 +457,8 @@ impl Detector {
                 }
             }
             self.slots.insert(slot, (region.clone(), offset));
+            self.slot_sites
+                .insert(slot, sites.iter().map(|s| (s.pid, s.addr)).collect());
             let w = self.words.entry((region.clone(), offset)).or_default();
             w.last_armed = Some(now);
             if w.windows == 0 {
@@ -759,8 +769,18 @@ impl Detector {
         }
     }
 
+    /// Whether `slot` watches `addr` in `pid` now.
+    fn watched_now(&self, slot: u32, pid: u32, addr: u64) -> bool {
+        self.slot_sites
+            .get(&slot)
+            .is_some_and(|s| s.contains(&(pid, addr)))
+    }
+
     /// Deep mode: a trapped write as a `write_sample` line.
     pub fn sample_line(&self, c: &CollisionEvent) -> Option<WriteSampleLine> {
+        if !self.watched_now(c.slot, c.hdr.pid, c.addr) {
+            return None;
+        }
         let (region, offset) = self.slots.get(&c.slot)?.clone();
         Some(WriteSampleLine {
             ts_ns: c.hdr.ts_ns,
@@ -779,6 +799,16 @@ impl Detector {
     /// if that window is over).
     pub fn on_collision(&mut self, c: &CollisionEvent, probes: &Probes) {
         self.stats.collisions += 1;
+        // Both writes must be of what the slot watches now: the second
+        // trapped at its address, the first in one of its processes.
+        let first_watched = self
+            .slot_sites
+            .get(&c.slot)
+            .is_some_and(|s| s.iter().any(|&(pid, _)| pid == c.other.pid));
+        if !self.watched_now(c.slot, c.hdr.pid, c.addr) || !first_watched {
+            self.stats.stale += 1;
+            return;
+        }
         let Some((region, offset)) = self.slots.get(&c.slot).cloned() else {
             return;
         };
