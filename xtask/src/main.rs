@@ -19,6 +19,7 @@ mod cmd;
 mod cycles;
 mod dist;
 mod fuzz;
+mod kernels;
 mod realsw;
 mod setup;
 mod soak;
@@ -26,7 +27,7 @@ mod soak;
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 use crate::build::{
@@ -82,6 +83,10 @@ enum Cmd {
     /// untraced and traced in one run: tps ratio, ipcwatch's peak RSS and
     /// CPU, findings (must be 0) and the words armed (docs/races.md).
     Postgres(realsw::PostgresArgs),
+    /// ipcwatch doctor and the root integration tests (pipes, sockets,
+    /// shm, races, faults) on each of Debian's kernels under QEMU (TCG);
+    /// one table out, copied into docs/kernels.md.
+    Kernels(kernels::KernelsArgs),
     /// Run the fuzz targets (not part of `test`; minutes per target).
     Fuzz(fuzz::FuzzArgs),
     /// Long run at a high event rate, sampling RSS and losses (not in CI).
@@ -166,13 +171,30 @@ fn test() -> Result<()> {
         "--ignored",
         "--test-threads=1",
     ]))?;
+    // Another kernel than this machine's: the fast subset on Debian 12's
+    // cloud kernel under QEMU (docs/kernels.md).
+    let (table, ok) = kernels::run_matrix(&[kernels::CI_KERNEL], true, false)?;
+    println!("{table}");
+    if !ok {
+        bail!(
+            "the fast subset failed on {}: see the table and target/kernels/logs",
+            kernels::CI_KERNEL.name()
+        );
+    }
     Ok(())
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Setup => setup::ensure(),
+        Cmd::Setup => {
+            setup::ensure()?;
+            kernels::CI_KERNEL.fetch().map(|_| ())
+        }
+        Cmd::Kernels(args) => {
+            setup::ensure()?;
+            kernels::run_kernels(&args)
+        }
         Cmd::Build => {
             setup::ensure()?;
             build_release().map(|_| ())
