@@ -489,9 +489,11 @@ fn init_script(ipcwatch: &Path, plan: &Plan) -> String {
     s
 }
 
-fn initramfs(bins: &Binaries, plan: &Plan) -> Result<PathBuf> {
+/// `mode` names the initramfs, its staging directory and the console
+/// logs, so runs of different modes do not overwrite each other's.
+fn initramfs(bins: &Binaries, plan: &Plan, mode: &str) -> Result<PathBuf> {
     let dir = kernels_dir();
-    let stage = dir.join("stage");
+    let stage = dir.join(format!("stage-{mode}"));
     fs::create_dir_all(&stage)?;
     let mut img = Image::default();
     for d in [
@@ -530,7 +532,7 @@ fn initramfs(bins: &Binaries, plan: &Plan) -> Result<PathBuf> {
         init_script(&bins.ipcwatch, plan).into_bytes(),
         0o755,
     );
-    let out = dir.join("initramfs.cpio");
+    let out = dir.join(format!("initramfs-{mode}.cpio"));
     img.write(&out)?;
     fs::remove_dir_all(&stage)?;
     Ok(out)
@@ -566,10 +568,10 @@ struct Row {
 }
 
 /// Boot `kernel` with `initrd`; the guest's console, or why it failed.
-fn boot(kernel: &Fetched, initrd: &Path, timeout: Duration) -> Result<(String, f64)> {
+fn boot(kernel: &Fetched, initrd: &Path, mode: &str, timeout: Duration) -> Result<(String, f64)> {
     let log = kernels_dir()
         .join("logs")
-        .join(format!("{}.log", kernel.name));
+        .join(format!("{}-{mode}.log", kernel.name));
     fs::create_dir_all(log.parent().context("no parent")?)?;
     let mut c = Command::new("qemu-system-x86_64");
     c.args([
@@ -858,7 +860,14 @@ pub fn run_matrix(kernels: &[Kernel], fast: bool, doctor_only: bool) -> Result<(
             .collect()
     };
     let columns: Vec<String> = plan.iter().map(|(g, _, _)| g.clone()).collect();
-    let initrd = initramfs(&bins, &plan)?;
+    let mode = if doctor_only {
+        "doctor"
+    } else if fast {
+        "fast"
+    } else {
+        "full"
+    };
+    let initrd = initramfs(&bins, &plan, mode)?;
     eprintln!(
         "xtask: initramfs {} ({} MiB)",
         initrd.display(),
@@ -875,7 +884,7 @@ pub fn run_matrix(kernels: &[Kernel], fast: bool, doctor_only: bool) -> Result<(
     let mut ok = true;
     for k in kernels {
         let fetched = k.fetch()?;
-        let row = match boot(&fetched, &initrd, timeout) {
+        let row = match boot(&fetched, &initrd, mode, timeout) {
             Ok((console, wall)) => parse(&fetched, &console, wall, &columns),
             Err(e) => {
                 let mut cells = BTreeMap::new();

@@ -171,13 +171,15 @@ fn test() -> Result<()> {
         "--ignored",
         "--test-threads=1",
     ]))?;
-    // Another kernel than this machine's: the fast subset on Debian 12's
-    // cloud kernel under QEMU (docs/kernels.md).
-    let (table, ok) = kernels::run_matrix(&[kernels::CI_KERNEL], true, false)?;
+    // Another kernel than this machine's: ipcwatch doctor (loading and
+    // attaching every kind of program ipcwatch uses) on Debian 12's cloud
+    // kernel under QEMU. The test groups are too slow under TCG for CI
+    // yet (docs/kernels.md); `cargo xtask kernels --fast` runs them.
+    let (table, ok) = kernels::run_matrix(&[kernels::CI_KERNEL], false, true)?;
     println!("{table}");
     if !ok {
         bail!(
-            "the fast subset failed on {}: see the table and target/kernels/logs",
+            "ipcwatch doctor failed on {}: see the table and target/kernels/logs",
             kernels::CI_KERNEL.name()
         );
     }
