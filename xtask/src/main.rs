@@ -19,6 +19,7 @@ mod cmd;
 mod cycles;
 mod dist;
 mod fuzz;
+mod kernels;
 mod realsw;
 mod setup;
 mod soak;
@@ -82,6 +83,10 @@ enum Cmd {
     /// untraced and traced in one run: tps ratio, ipcwatch's peak RSS and
     /// CPU, findings (must be 0) and the words armed (docs/races.md).
     Postgres(realsw::PostgresArgs),
+    /// ipcwatch doctor and the root integration tests (pipes, sockets,
+    /// shm, races, faults) on each of Debian's kernels under QEMU (TCG);
+    /// one table out, copied into docs/kernels.md.
+    Kernels(kernels::KernelsArgs),
     /// Run the fuzz targets (not part of `test`; minutes per target).
     Fuzz(fuzz::FuzzArgs),
     /// Long run at a high event rate, sampling RSS and losses (not in CI).
@@ -173,6 +178,11 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Setup => setup::ensure(),
+        Cmd::Kernels(args) => {
+            setup::ensure()?;
+            setup::ensure_guest_tools()?;
+            kernels::run_kernels(&args)
+        }
         Cmd::Build => {
             setup::ensure()?;
             build_release().map(|_| ())

@@ -386,6 +386,34 @@ fn ensure_cargo_modules() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask kernels` boots Debian's kernels under QEMU from an initramfs holding busybox:
+/// qemu-system-x86 and busybox-static (static: the initramfs holds no C
+/// library for it; the `busybox` package's binary is dynamic). The
+/// kernels themselves are fetched (and cached) by xtask/src/kernels.rs.
+pub fn ensure_guest_tools() -> Result<()> {
+    let static_busybox = || {
+        answers("/bin/busybox", "true")
+            && Command::new("ldd")
+                .arg("/bin/busybox")
+                .output()
+                .is_ok_and(|o| !o.status.success())
+    };
+    if answers("qemu-system-x86_64", "--version") && static_busybox() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing qemu-system-x86 and busybox-static (the kernel matrix)");
+    if !apt_install(&["qemu-system-x86", "busybox-static"])
+        || !answers("qemu-system-x86_64", "--version")
+        || !static_busybox()
+    {
+        bail!(
+            "qemu-system-x86_64 or a static /bin/busybox is missing and could not be installed: \
+             install them (apt-get install qemu-system-x86 busybox-static)"
+        );
+    }
+    Ok(())
+}
+
 pub fn ensure() -> Result<()> {
     ensure_toolchain()?;
     ensure_bpf_linker()?;

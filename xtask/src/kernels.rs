@@ -1,0 +1,937 @@
+//! `cargo xtask kernels`: ipcwatch's doctor and root integration tests on
+//! Debian's kernels, each booted under QEMU (TCG), with one table out.
+//!
+//! Each kernel comes from Debian's own packages (`linux-image-*-unsigned`,
+//! fetched with `apt-get download` through a private apt state per suite
+//! under target/kernels/apt, and cached under target/kernels). The guest
+//! boots from one initramfs built here: busybox, an /init, ipcwatch,
+//! ipcwatch-workload, the test binaries and the shared libraries they
+//! load, at the paths they have on this machine. No module has to be
+//! loaded and no file system shared, so the same initramfs boots every
+//! kernel, whatever its config (Debian's cloud kernels have no 9p).
+//! docs/kernels.md says why, and holds the table of the last full run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::cmd::{cargo, output, root, run, show};
+
+/// One kernel of the matrix: a Debian suite and a flavour of its
+/// `linux-image-<flavour>` meta-package.
+#[derive(Clone, Copy)]
+pub struct Kernel {
+    pub suite: &'static str,
+    pub debian: &'static str,
+    pub flavour: &'static str,
+}
+
+/// Every amd64 kernel Debian's archive serves from deb.debian.org
+/// (docs/kernels.md lists what is left out and why).
+pub const MATRIX: [Kernel; 6] = [
+    Kernel {
+        suite: "bullseye",
+        debian: "11",
+        flavour: "amd64",
+    },
+    Kernel {
+        suite: "bullseye",
+        debian: "11",
+        flavour: "cloud-amd64",
+    },
+    Kernel {
+        suite: "bookworm",
+        debian: "12",
+        flavour: "amd64",
+    },
+    Kernel {
+        suite: "bookworm",
+        debian: "12",
+        flavour: "cloud-amd64",
+    },
+    Kernel {
+        suite: "trixie",
+        debian: "13",
+        flavour: "amd64",
+    },
+    Kernel {
+        suite: "trixie",
+        debian: "13",
+        flavour: "cloud-amd64",
+    },
+];
+
+/// The root integration test groups of the full matrix.
+const GROUPS: [&str; 5] = ["pipes", "sockets", "shm", "races", "faults"];
+
+/// The fast subset CI runs: doctor, one pipes test and one race test
+/// (a whole group takes tens of minutes under TCG: docs/kernels.md).
+const FAST: [(&str, Option<&str>); 2] = [
+    (
+        "pipes",
+        Some("parent_writes_3_times_1000_bytes_to_its_child"),
+    ),
+    ("races", Some("racy_shared_anonymous_memory")),
+];
+
+#[derive(Args)]
+pub struct KernelsArgs {
+    /// Only the kernels whose name contains this (e.g. `12-cloud`).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// The fast subset (doctor, pipes, one race test), as CI runs it.
+    #[arg(long)]
+    pub fast: bool,
+    /// Only `ipcwatch doctor` in each kernel (no test group).
+    #[arg(long, conflicts_with = "fast")]
+    pub doctor_only: bool,
+    /// Do not rewrite the table in docs/kernels.md.
+    #[arg(long)]
+    pub no_docs: bool,
+}
+
+/// A kernel, extracted: its image and its release.
+pub struct Fetched {
+    name: String,
+    release: String,
+    vmlinuz: PathBuf,
+}
+
+fn kernels_dir() -> PathBuf {
+    root().join("target/kernels")
+}
+
+impl Kernel {
+    pub fn name(&self) -> String {
+        let f = self.flavour.trim_end_matches("amd64").trim_end_matches('-');
+        if f.is_empty() {
+            format!("debian-{}", self.debian)
+        } else {
+            format!("debian-{}-{f}", self.debian)
+        }
+    }
+
+    /// apt-get or apt-cache with this suite's private state (the host's
+    /// apt sources and lists are neither read nor changed).
+    fn apt(&self, tool: &str) -> Result<Command> {
+        let dir = kernels_dir().join("apt").join(self.suite);
+        fs::create_dir_all(dir.join("lists/partial"))?;
+        fs::create_dir_all(dir.join("cache/archives/partial"))?;
+        let list = dir.join("sources.list");
+        fs::write(
+            &list,
+            format!(
+                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] \
+                 http://deb.debian.org/debian {} main\n",
+                self.suite
+            ),
+        )?;
+        let mut c = Command::new(tool);
+        for (k, v) in [
+            ("Dir::Etc::SourceList", list.clone()),
+            ("Dir::Etc::SourceParts", PathBuf::from("/dev/null")),
+            ("Dir::State::Lists", dir.join("lists")),
+            ("Dir::Cache", dir.join("cache")),
+            ("Dir::State::status", PathBuf::from("/dev/null")),
+        ] {
+            c.arg("-o").arg(format!("{k}={}", v.display()));
+        }
+        c.args([
+            "-o",
+            "APT::Architecture=amd64",
+            "-o",
+            "Debug::NoLocking=1",
+            "-o",
+            "APT::Sandbox::User=root",
+            "-q",
+        ]);
+        Ok(c)
+    }
+
+    /// The newest kernel of this suite and flavour, downloaded and
+    /// extracted once; a cached one when the archive cannot be reached.
+    pub fn fetch(&self) -> Result<Fetched> {
+        let name = self.name();
+        let cache = kernels_dir().join(&name);
+        let lists = kernels_dir().join("apt").join(self.suite).join("lists");
+        let fresh = fs::metadata(&lists)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < Duration::from_secs(24 * 3600))
+            && fs::read_dir(&lists).is_ok_and(|d| d.count() > 2);
+        let resolved = (|| -> Result<String> {
+            if !fresh {
+                run(self.apt("apt-get")?.arg("update"))?;
+                // The directory's time says when the lists were fetched.
+                File::open(&lists)?.set_modified(std::time::SystemTime::now())?;
+            }
+            let meta = format!("linux-image-{}", self.flavour);
+            let deps = output(self.apt("apt-cache")?.args(["depends", &meta]))?;
+            deps.lines()
+                .filter_map(|l| l.trim().strip_prefix("Depends: "))
+                .find(|p| p.starts_with("linux-image-"))
+                .map(|p| format!("{}-unsigned", p.trim()))
+                .with_context(|| format!("{meta} in {} depends on no kernel image", self.suite))
+        })();
+        let package = match resolved {
+            Ok(p) => p,
+            Err(e) => match cached(&cache) {
+                Some(f) => {
+                    eprintln!(
+                        "warning: {name}: the archive cannot be reached ({e:#}); using the cached {}",
+                        f.release
+                    );
+                    return Ok(f);
+                }
+                None => return Err(e.context(format!("{name}: no kernel to boot"))),
+            },
+        };
+        let stamp = cache.join("package");
+        if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == package)
+            && let Some(f) = cached(&cache)
+        {
+            return Ok(f);
+        }
+        eprintln!("xtask: fetching {package} ({name})");
+        let debs = kernels_dir().join("debs");
+        fs::create_dir_all(&debs)?;
+        run(self
+            .apt("apt-get")?
+            .args(["download", &package])
+            .current_dir(&debs))?;
+        let deb = fs::read_dir(&debs)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{package}_")))
+            })
+            .with_context(|| format!("apt-get download {package} left no .deb in {debs:?}"))?;
+        if cache.exists() {
+            fs::remove_dir_all(&cache)?;
+        }
+        fs::create_dir_all(&cache)?;
+        // Only /boot: the image and its config (the guest loads no module).
+        let tar = format!(
+            "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot",
+            deb.display(),
+            cache.display()
+        );
+        run(Command::new("sh").args(["-c", &tar]))?;
+        fs::remove_file(&deb)?;
+        fs::write(&stamp, format!("{package}\n"))?;
+        cached(&cache).with_context(|| format!("{package} holds no /boot/vmlinuz-*"))
+    }
+}
+
+fn cached(dir: &Path) -> Option<Fetched> {
+    let boot = dir.join("boot");
+    let vmlinuz = fs::read_dir(&boot)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })?;
+    let release = vmlinuz.file_name()?.to_str()?["vmlinuz-".len()..].to_string();
+    Some(Fetched {
+        name: dir.file_name()?.to_string_lossy().into_owned(),
+        release,
+        vmlinuz,
+    })
+}
+
+/// The binaries the guest runs, built on this machine.
+struct Binaries {
+    ipcwatch: PathBuf,
+    /// (group, test binary)
+    tests: Vec<(String, PathBuf)>,
+}
+
+fn build(groups: &[&str]) -> Result<Binaries> {
+    run(cargo().args([
+        "build",
+        "--package",
+        "ipcwatch",
+        "--package",
+        "ipcwatch-workload",
+        "--bins",
+    ]))?;
+    let ipcwatch = root().join("target/debug/ipcwatch");
+    if groups.is_empty() {
+        return Ok(Binaries {
+            ipcwatch,
+            tests: Vec::new(),
+        });
+    }
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--package",
+        "ipcwatch",
+        "--no-run",
+        "--message-format=json",
+    ]);
+    for g in groups {
+        c.args(["--test", g]);
+    }
+    c.current_dir(root());
+    eprintln!("+ {}", show(&c));
+    let out = output(&mut c)?;
+    let mut tests = Vec::new();
+    for line in out.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(exe), Some(name)) = (v["executable"].as_str(), v["target"]["name"].as_str())
+        else {
+            continue;
+        };
+        if v["target"]["kind"][0] == "test" && groups.contains(&name) {
+            tests.push((name.to_string(), PathBuf::from(exe)));
+        }
+    }
+    for g in groups {
+        if !tests.iter().any(|(n, _)| n == g) {
+            bail!("cargo test --no-run built no test binary for {g}");
+        }
+    }
+    Ok(Binaries { ipcwatch, tests })
+}
+
+enum Entry {
+    Dir,
+    File { from: PathBuf, mode: u32 },
+    Data { bytes: Vec<u8>, mode: u32 },
+}
+
+/// The files of an initramfs, by their path in the guest.
+#[derive(Default)]
+struct Image {
+    entries: BTreeMap<PathBuf, Entry>,
+}
+
+impl Image {
+    fn dirs(&mut self, path: &Path) {
+        for a in path.ancestors().skip(1) {
+            if a != Path::new("/") {
+                self.entries.entry(a.to_path_buf()).or_insert(Entry::Dir);
+            }
+        }
+    }
+
+    fn file(&mut self, at: &Path, from: &Path) -> Result<()> {
+        let mode = fs::metadata(from)
+            .with_context(|| format!("{} is missing", from.display()))?
+            .permissions()
+            .mode()
+            & 0o7777;
+        self.dirs(at);
+        self.entries.insert(
+            at.to_path_buf(),
+            Entry::File {
+                from: fs::canonicalize(from)?,
+                mode,
+            },
+        );
+        Ok(())
+    }
+
+    fn data(&mut self, at: &str, bytes: Vec<u8>, mode: u32) {
+        self.dirs(Path::new(at));
+        self.entries
+            .insert(PathBuf::from(at), Entry::Data { bytes, mode });
+    }
+
+    fn dir(&mut self, at: &str) {
+        self.dirs(Path::new(at));
+        self.entries.insert(PathBuf::from(at), Entry::Dir);
+    }
+
+    /// An executable at its own path, with the shared libraries it loads
+    /// (as ldd names them), debug info stripped when `strip`.
+    fn executable(&mut self, path: &Path, strip: Option<&Path>) -> Result<()> {
+        match strip {
+            Some(dir) => {
+                let stripped = dir.join(path.file_name().context("no file name")?);
+                run(Command::new("objcopy")
+                    .arg("--strip-debug")
+                    .arg(path)
+                    .arg(&stripped))?;
+                self.file(path, &stripped)?;
+            }
+            None => self.file(path, path)?,
+        }
+        let ldd = Command::new("ldd").arg(path).output()?;
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let lib = match line.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            };
+            if let Some(lib) = lib.filter(|l| l.starts_with('/')) {
+                self.file(Path::new(lib), Path::new(lib))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write it as a newc cpio archive (uncompressed: the guest unpacks it
+    /// under TCG, where decompressing costs more than reading).
+    fn write(&self, to: &Path) -> Result<()> {
+        let mut w = BufWriter::new(File::create(to)?);
+        for (ino, (path, entry)) in (1u32..).zip(&self.entries) {
+            let name = path.strip_prefix("/").unwrap_or(path);
+            let name = name.to_str().context("non-UTF-8 path")?;
+            match entry {
+                Entry::Dir => header(&mut w, ino, 0o040755, 0, name)?,
+                Entry::Data { bytes, mode } => {
+                    header(&mut w, ino, 0o100000 | mode, bytes.len() as u64, name)?;
+                    w.write_all(bytes)?;
+                    pad(&mut w, bytes.len() as u64)?;
+                }
+                Entry::File { from, mode } => {
+                    let mut f = File::open(from)?;
+                    let len = f.metadata()?.len();
+                    header(&mut w, ino, 0o100000 | mode, len, name)?;
+                    let copied = std::io::copy(&mut (&mut f).take(len), &mut w)?;
+                    if copied != len {
+                        bail!("{} changed while it was copied", from.display());
+                    }
+                    pad(&mut w, len)?;
+                }
+            }
+        }
+        header(&mut w, 0, 0, 0, "TRAILER!!!")?;
+        w.flush()?;
+        Ok(())
+    }
+}
+
+fn header(w: &mut impl Write, ino: u32, mode: u32, size: u64, name: &str) -> Result<()> {
+    let size = u32::try_from(size).context("a file over 4 GiB")?;
+    let namesize = name.len() + 1;
+    write!(
+        w,
+        "070701{ino:08X}{mode:08X}{:08X}{:08X}{:08X}{:08X}{size:08X}{:08X}{:08X}{:08X}{:08X}{namesize:08X}{:08X}",
+        0, 0, 1, 0, 0, 0, 0, 0, 0
+    )?;
+    w.write_all(name.as_bytes())?;
+    w.write_all(&[0])?;
+    pad(w, (110 + namesize) as u64)
+}
+
+fn pad(w: &mut impl Write, len: u64) -> Result<()> {
+    let n = (4 - len % 4) % 4;
+    w.write_all(&[0u8; 3][..n as usize])?;
+    Ok(())
+}
+
+/// What the guest runs: (group, test binary, test-name filter).
+type Plan = Vec<(String, PathBuf, Option<String>)>;
+
+/// The guest's /init: mount what ipcwatch needs, run doctor and each
+/// group, print a marker line around each, power off.
+fn init_script(ipcwatch: &Path, plan: &Plan) -> String {
+    let mut s = String::from(
+        "#!/bin/busybox sh\n\
+         /bin/busybox --install -s /bin\n\
+         export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TMPDIR=/tmp\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sysfs /sys\n\
+         mount -t devtmpfs devtmpfs /dev\n\
+         mkdir -p /dev/shm /dev/pts /run /root\n\
+         mount -t tmpfs tmpfs /dev/shm\n\
+         mount -t tmpfs tmpfs /tmp\n\
+         mount -t tmpfs tmpfs /run\n\
+         mount -t debugfs debugfs /sys/kernel/debug\n\
+         mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true\n\
+         mount -t bpf bpf /sys/fs/bpf\n\
+         ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up\n\
+         up() { cut -d' ' -f1 /proc/uptime; }\n\
+         echo \"@@IPCW boot $(up)\"\n",
+    );
+    let _ = writeln!(
+        s,
+        "echo \"@@IPCW start doctor $(up)\"\n{} doctor\nusable=$?\necho \"@@IPCW end doctor $usable $(up)\"",
+        ipcwatch.display()
+    );
+    for (group, bin, filter) in plan {
+        let filter = filter
+            .as_ref()
+            .map(|f| format!(" --exact {f}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "if [ $usable = 0 ]; then\n\
+             echo \"@@IPCW start {group} $(up)\"\n\
+             (cd {} && {} --test-threads=1{filter} 2>&1)\n\
+             echo \"@@IPCW end {group} $? $(up)\"\n\
+             else echo \"@@IPCW skip {group}\"; fi",
+            root().join("ipcwatch").display(),
+            bin.display()
+        );
+    }
+    s.push_str("echo \"@@IPCW done $(up)\"\nsync\npoweroff -f\n");
+    s
+}
+
+/// `mode` names the initramfs, its staging directory and the console
+/// logs, so runs of different modes do not overwrite each other's.
+fn initramfs(bins: &Binaries, plan: &Plan, mode: &str) -> Result<PathBuf> {
+    let dir = kernels_dir();
+    let stage = dir.join(format!("stage-{mode}"));
+    fs::create_dir_all(&stage)?;
+    let mut img = Image::default();
+    for d in [
+        "/proc",
+        "/sys",
+        "/dev",
+        "/tmp",
+        "/run",
+        "/root",
+        "/sbin",
+        "/usr/bin",
+        "/usr/sbin",
+    ] {
+        img.dir(d);
+    }
+    img.file(Path::new("/bin/busybox"), Path::new("/bin/busybox"))
+        .context("busybox-static is missing: run cargo xtask setup")?;
+    img.executable(Path::new("/bin/bash"), None)?;
+    img.executable(&bins.ipcwatch, Some(&stage))?;
+    img.executable(
+        &bins.ipcwatch.with_file_name("ipcwatch-workload"),
+        Some(&stage),
+    )?;
+    for (_, bin) in &bins.tests {
+        img.executable(bin, Some(&stage))?;
+    }
+    for f in ["/etc/passwd", "/etc/group"] {
+        img.file(Path::new(f), Path::new(f))?;
+    }
+    // The tests run in their package's directory, as cargo runs them.
+    img.dir(&root().join("ipcwatch").display().to_string());
+    let schema = root().join("docs/ndjson.schema.json");
+    img.file(&schema, &schema)?;
+    img.data(
+        "/init",
+        init_script(&bins.ipcwatch, plan).into_bytes(),
+        0o755,
+    );
+    let out = dir.join(format!("initramfs-{mode}.cpio"));
+    img.write(&out)?;
+    fs::remove_dir_all(&stage)?;
+    Ok(out)
+}
+
+/// One group's outcome in one kernel.
+#[derive(Clone)]
+enum Outcome {
+    Pass(String),
+    Fail(String),
+    Skipped(String),
+}
+
+impl Outcome {
+    fn cell(&self) -> String {
+        match self {
+            Outcome::Pass(d) => format!("pass ({d})"),
+            Outcome::Fail(d) => format!("**FAIL** ({d})"),
+            Outcome::Skipped(d) => format!("skipped: {d}"),
+        }
+    }
+}
+
+struct Row {
+    name: String,
+    release: String,
+    boot_secs: f64,
+    wall_secs: f64,
+    features: String,
+    /// doctor's output.
+    doctor: Vec<String>,
+    cells: BTreeMap<String, Outcome>,
+}
+
+/// Boot `kernel` with `initrd`; the guest's console, or why it failed.
+fn boot(kernel: &Fetched, initrd: &Path, mode: &str, timeout: Duration) -> Result<(String, f64)> {
+    let log = kernels_dir()
+        .join("logs")
+        .join(format!("{}-{mode}.log", kernel.name));
+    fs::create_dir_all(log.parent().context("no parent")?)?;
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args([
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-m",
+        "2048",
+        "-smp",
+        "2",
+        "-net",
+        "none",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-no-reboot",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()))
+    .arg("-kernel")
+    .arg(&kernel.vmlinuz)
+    .arg("-initrd")
+    .arg(initrd)
+    .args([
+        "-append",
+        "console=ttyS0 panic=-1 rdinit=/init quiet loglevel=4",
+    ])
+    .stdin(Stdio::null());
+    eprintln!("+ {}", show(&c));
+    let start = Instant::now();
+    let mut child = c
+        .spawn()
+        .context("cannot start qemu-system-x86_64: run cargo xtask setup")?;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            child.kill()?;
+            child.wait()?;
+            let console = fs::read_to_string(&log).unwrap_or_default();
+            bail!(
+                "the guest did not power off within {}s (console: {}; last line: {:?})",
+                timeout.as_secs(),
+                log.display(),
+                console.lines().last().unwrap_or("")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let wall = start.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("qemu failed ({status}); console: {}", log.display());
+    }
+    Ok((fs::read_to_string(&log)?, wall))
+}
+
+/// Turn the console into a row of the table.
+fn parse(kernel: &Fetched, console: &str, wall: f64, groups: &[String]) -> Row {
+    let mut row = Row {
+        name: kernel.name.clone(),
+        release: kernel.release.clone(),
+        boot_secs: f64::NAN,
+        wall_secs: wall,
+        features: String::new(),
+        doctor: Vec::new(),
+        cells: BTreeMap::new(),
+    };
+    let mut current: Option<(String, f64, Vec<&str>)> = None;
+    for line in console.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("@@IPCW ") {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            match f.as_slice() {
+                ["boot", t] => row.boot_secs = t.parse().unwrap_or(f64::NAN),
+                ["skip", g] => {
+                    row.cells.insert(
+                        g.to_string(),
+                        Outcome::Skipped(format!(
+                            "doctor: this kernel lacks what ipcwatch needs ({})",
+                            missing(&row.doctor)
+                        )),
+                    );
+                }
+                ["start", g, t] => {
+                    current = Some((g.to_string(), t.parse().unwrap_or(0.0), Vec::new()))
+                }
+                ["end", g, rc, t] => {
+                    if let Some((name, t0, lines)) = current.take()
+                        && name == *g
+                    {
+                        let secs = t.parse::<f64>().unwrap_or(0.0) - t0;
+                        if name == "doctor" {
+                            row.features = features(&lines);
+                            row.doctor = lines.iter().map(|l| l.to_string()).collect();
+                            row.cells.insert(
+                                name,
+                                if *rc == "0" {
+                                    Outcome::Pass(format!("{secs:.0} s"))
+                                } else {
+                                    Outcome::Fail(format!("exit {rc}"))
+                                },
+                            );
+                        } else {
+                            row.cells.insert(name, group_outcome(&lines, rc, secs));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        } else if let Some((_, _, lines)) = current.as_mut() {
+            lines.push(line);
+        }
+    }
+    let unfinished = current.map(|(g, _, _)| g);
+    for g in std::iter::once("doctor".to_string()).chain(groups.iter().cloned()) {
+        row.cells.entry(g.clone()).or_insert_with(|| {
+            if unfinished.as_deref() == Some(&g) {
+                Outcome::Fail("the guest stopped during this group (see its console log)".into())
+            } else {
+                Outcome::Fail("never ran (see the console log)".into())
+            }
+        });
+    }
+    row
+}
+
+/// doctor's feature table as one line: `ring buffer yes, kprobe NO, ...`.
+fn features(lines: &[&str]) -> String {
+    let mut out = Vec::new();
+    let mut in_table = false;
+    for l in lines {
+        if l.starts_with("FEATURE") {
+            in_table = true;
+            continue;
+        }
+        if !in_table {
+            continue;
+        }
+        if l.trim().is_empty() {
+            break;
+        }
+        let feature = l.get(..20).unwrap_or(l).trim();
+        let ok = l.get(21..25).unwrap_or("").trim();
+        if !feature.is_empty() && !ok.is_empty() {
+            out.push(format!("{feature} {ok}"));
+        }
+    }
+    out.join(", ")
+}
+
+/// The features doctor says are missing (its `NO` lines).
+fn missing(doctor: &[String]) -> String {
+    let lines: Vec<&str> = doctor.iter().map(String::as_str).collect();
+    let no: Vec<String> = features(&lines)
+        .split(", ")
+        .filter_map(|f| f.strip_suffix(" NO").map(String::from))
+        .collect();
+    if no.is_empty() {
+        "doctor exited non-zero".into()
+    } else {
+        format!("no {}", no.join(", no "))
+    }
+}
+
+fn group_outcome(lines: &[&str], rc: &str, secs: f64) -> Outcome {
+    let result = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("test result: "))
+        .map(|r| {
+            r.split(';')
+                .map(str::trim)
+                .filter(|p| {
+                    p.ends_with("passed") || p.ends_with("failed") || p.ends_with("ignored")
+                })
+                .filter(|p| !p.starts_with("0 ") || p.ends_with("passed"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+    let failed: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("test ")?.strip_suffix(" ... FAILED"))
+        .collect();
+    match (rc, result) {
+        ("0", Some(r)) => {
+            let r = r.trim_start_matches("ok. ").to_string();
+            Outcome::Pass(format!("{r}, {secs:.0} s"))
+        }
+        (_, Some(r)) => Outcome::Fail(format!(
+            "{}; failed: {}",
+            r.trim_start_matches("FAILED. "),
+            failed.join(" ")
+        )),
+        (rc, None) => Outcome::Fail(format!("exit {rc} before any result")),
+    }
+}
+
+fn table(rows: &[Row], groups: &[String]) -> String {
+    let mut s = String::from("| kernel | release | boot (s) | doctor |");
+    for g in groups {
+        let _ = write!(s, " {g} |");
+    }
+    s.push_str("\n|---|---|---|---|");
+    for _ in groups {
+        s.push_str("---|");
+    }
+    s.push('\n');
+    for r in rows {
+        let _ = write!(
+            s,
+            "| {} | {} | {:.1} | {} |",
+            r.name,
+            r.release,
+            r.boot_secs,
+            r.cells["doctor"].cell()
+        );
+        for g in groups {
+            let _ = write!(s, " {} |", r.cells[g].cell());
+        }
+        s.push('\n');
+    }
+    s.push_str("\ndoctor's features, per kernel:\n\n");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "- {} ({}, guest wall time {:.0} s): {}",
+            r.name, r.release, r.wall_secs, r.features
+        );
+    }
+    s
+}
+
+const BEGIN: &str = "<!-- kernels table: begin (cargo xtask kernels writes it) -->";
+const END: &str = "<!-- kernels table: end -->";
+
+fn write_docs(table: &str) -> Result<()> {
+    let path = root().join("docs/kernels.md");
+    let doc = fs::read_to_string(&path).context("docs/kernels.md is missing")?;
+    let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
+        bail!("docs/kernels.md has no `{BEGIN}` ... `{END}` markers");
+    };
+    let date = output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?;
+    let new = format!(
+        "{}{BEGIN}\nRun of {}, host {}.\n\n{table}{}",
+        &doc[..b],
+        date.trim(),
+        output(Command::new("uname").arg("-r"))?.trim(),
+        &doc[e..]
+    );
+    fs::write(&path, new)?;
+    eprintln!("xtask: table written to {}", path.display());
+    Ok(())
+}
+
+/// Run `kernels` (the whole plan or the fast subset) and return the
+/// table; fail when a kernel cannot be fetched or booted or a group fails.
+fn run_matrix(kernels: &[Kernel], fast: bool, doctor_only: bool) -> Result<(String, bool)> {
+    let groups: Vec<&str> = if doctor_only {
+        Vec::new()
+    } else if fast {
+        FAST.iter().map(|(g, _)| *g).collect()
+    } else {
+        GROUPS.to_vec()
+    };
+    let bins = build(&groups)?;
+    let plan: Plan = if doctor_only {
+        Vec::new()
+    } else if fast {
+        FAST.iter()
+            .map(|(g, f)| {
+                let bin = bins
+                    .tests
+                    .iter()
+                    .find(|(n, _)| n == g)
+                    .map(|(_, b)| b.clone());
+                (g.to_string(), bin.unwrap_or_default(), f.map(String::from))
+            })
+            .collect()
+    } else {
+        bins.tests
+            .iter()
+            .map(|(g, b)| (g.clone(), b.clone(), None))
+            .collect()
+    };
+    let columns: Vec<String> = plan.iter().map(|(g, _, _)| g.clone()).collect();
+    let mode = if doctor_only {
+        "doctor"
+    } else if fast {
+        "fast"
+    } else {
+        "full"
+    };
+    let initrd = initramfs(&bins, &plan, mode)?;
+    eprintln!(
+        "xtask: initramfs {} ({} MiB)",
+        initrd.display(),
+        fs::metadata(&initrd)?.len() >> 20
+    );
+    let timeout = Duration::from_secs(if doctor_only {
+        300
+    } else if fast {
+        1200
+    } else {
+        4 * 3600
+    });
+    let mut rows = Vec::new();
+    let mut ok = true;
+    for k in kernels {
+        let fetched = k.fetch()?;
+        let row = match boot(&fetched, &initrd, mode, timeout) {
+            Ok((console, wall)) => parse(&fetched, &console, wall, &columns),
+            Err(e) => {
+                let mut cells = BTreeMap::new();
+                for g in std::iter::once("doctor".to_string()).chain(columns.iter().cloned()) {
+                    cells.insert(g, Outcome::Fail(format!("{e:#}")));
+                }
+                Row {
+                    name: fetched.name.clone(),
+                    release: fetched.release.clone(),
+                    boot_secs: f64::NAN,
+                    wall_secs: f64::NAN,
+                    features: String::new(),
+                    doctor: Vec::new(),
+                    cells,
+                }
+            }
+        };
+        ok &= row.cells.values().all(|c| !matches!(c, Outcome::Fail(_)));
+        eprintln!("{}", table(std::slice::from_ref(&row), &columns));
+        rows.push(row);
+    }
+    Ok((table(&rows, &columns), ok))
+}
+
+pub fn run_kernels(args: &KernelsArgs) -> Result<()> {
+    let kernels: Vec<Kernel> = MATRIX
+        .iter()
+        .filter(|k| {
+            args.only
+                .as_ref()
+                .is_none_or(|o| k.name().contains(o.as_str()))
+        })
+        .copied()
+        .collect();
+    if kernels.is_empty() {
+        bail!(
+            "no kernel of the matrix matches --only: they are {}",
+            MATRIX
+                .iter()
+                .map(Kernel::name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let (table, ok) = run_matrix(&kernels, args.fast, args.doctor_only)?;
+    println!("{table}");
+    if !args.no_docs && !args.fast && !args.doctor_only && args.only.is_none() {
+        write_docs(&table)?;
+    }
+    if !ok {
+        bail!("a kernel of the matrix failed: see the table and target/kernels/logs");
+    }
+    Ok(())
+}
