@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use ipcwatch::race::symbols::{TIME_LIMIT, Worker};
+use ipcwatch::race::symbols::{TIME_LIMIT, WALL_LIMIT, Worker};
 
 const BUMP: u64 = 0x1139;
 
@@ -63,7 +63,9 @@ fn corrupted_binaries_cost_their_symbols_not_the_worker() {
     .map(|(name, bytes)| (file_of(dir.path(), name, bytes), offsets.clone()))
     .collect();
     let mut w = Worker::spawn(&worker()).unwrap();
-    let answer = w.symbolize(&files, TIME_LIMIT).expect("the worker answers");
+    let answer = w
+        .symbolize(&files, TIME_LIMIT, WALL_LIMIT)
+        .expect("the worker answers");
     assert_eq!(answer.len(), files.len());
     for a in &answer {
         assert_eq!(a.len(), offsets.len());
@@ -85,7 +87,9 @@ fn corrupted_binaries_cost_their_symbols_not_the_worker() {
     // The same worker answers again (it keeps what it parsed), for the
     // intact file opened anew.
     let again = vec![(File::open(data()).unwrap(), vec![BUMP])];
-    let answer = w.symbolize(&again, TIME_LIMIT).expect("a second answer");
+    let answer = w
+        .symbolize(&again, TIME_LIMIT, WALL_LIMIT)
+        .expect("a second answer");
     assert_eq!(answer[0][0].as_ref().map(|s| s.name.as_str()), Some("bump"));
 }
 
@@ -123,12 +127,17 @@ fn a_panic_of_the_parser_costs_only_the_symbols() {
         .symbolize(
             &[(File::open(&input).unwrap(), offsets.clone())],
             TIME_LIMIT,
+            WALL_LIMIT,
         )
         .expect("the worker answers");
     assert_eq!(answer[0].len(), offsets.len());
     // And it goes on answering.
     let again = w
-        .symbolize(&[(File::open(data()).unwrap(), vec![BUMP])], TIME_LIMIT)
+        .symbolize(
+            &[(File::open(data()).unwrap(), vec![BUMP])],
+            TIME_LIMIT,
+            WALL_LIMIT,
+        )
         .expect("a second answer");
     assert_eq!(again[0][0].as_ref().map(|s| s.name.as_str()), Some("bump"));
 }

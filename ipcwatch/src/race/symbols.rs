@@ -7,8 +7,9 @@
 //! it (only a regular file, at most [`MAX_FILE_BYTES`]) and hands the
 //! open descriptors to `ipcwatch symbolize-worker` ([`worker_main`]): a
 //! process without any capability, with no_new_privs, limited in memory
-//! and CPU time, that ipcwatch kills when an answer takes longer than
-//! [`TIME_LIMIT`]. A crafted file costs at most its missing symbols.
+//! and CPU time, that ipcwatch kills when an answer takes more than
+//! [`TIME_LIMIT`] of its CPU time (or [`WALL_LIMIT`] of wall time). A
+//! crafted file costs at most its missing symbols.
 
 use crate::kernel::privileges::{confine_to_reading, drop_all};
 use std::cell::RefCell;
@@ -51,9 +52,13 @@ impl Frame {
 
 /// Files bigger than this are not symbolized (a missing symbol instead).
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
-/// The longest ipcwatch waits for an answer; then the worker is killed
-/// (and a new one started for the next batch).
+/// The CPU time a worker may spend on one request; past it the worker is
+/// killed (and a new one started for the next batch). CPU time, not wall
+/// time: on a busy machine a starved worker is not a hostile file.
 pub const TIME_LIMIT: Duration = Duration::from_secs(5);
+/// The longest ipcwatch waits for one answer, however little CPU the
+/// worker got meanwhile.
+pub const WALL_LIMIT: Duration = Duration::from_secs(30);
 /// The worker's address space (RLIMIT_AS) and CPU time (RLIMIT_CPU, over
 /// its whole life: past it the worker is killed and started again).
 pub const MEMORY_LIMIT: u64 = 2 << 30;
@@ -303,6 +308,26 @@ impl Worker {
         Ok(Worker { child, sock: ours })
     }
 
+    /// The CPU time the worker has used (user and system, /proc/PID/stat);
+    /// zero once it is gone.
+    fn cpu_time(&self) -> Duration {
+        let ticks = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| {
+                // After the command name, utime and stime are the 12th and
+                // 13th fields.
+                let rest = &stat[stat.rfind(')')? + 1..];
+                let mut f = rest.split_whitespace().skip(11);
+                let user: u64 = f.next()?.parse().ok()?;
+                let system: u64 = f.next()?.parse().ok()?;
+                Some(user + system)
+            })
+            .unwrap_or(0);
+        // SAFETY: sysconf has no memory effects.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
+    }
+
     /// Symbolize `files`, each with its file offsets: one answer per
     /// offset, or an error when the worker does not answer within
     /// `time_limit`, ends, or answers something else (the worker is then
@@ -311,6 +336,7 @@ impl Worker {
         &mut self,
         files: &[(File, Vec<u64>)],
         time_limit: Duration,
+        wall_limit: Duration,
     ) -> std::io::Result<Vec<Vec<Option<Sym>>>> {
         use rustix::net::{
             SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg, sockopt::Timeout,
@@ -335,9 +361,30 @@ impl Worker {
             &mut control,
             SendFlags::NOSIGNAL,
         )?;
-        set_socket_timeout(&self.sock, Timeout::Recv, Some(time_limit))?;
+        // Wait in short steps, looking at the CPU time the worker spent.
+        let start = std::time::Instant::now();
+        let cpu0 = self.cpu_time();
+        set_socket_timeout(&self.sock, Timeout::Recv, Some(Duration::from_millis(100)))?;
         let mut buf = vec![0u8; MAX_MESSAGE];
-        let (n, _) = rustix::net::recv(&self.sock, &mut buf, rustix::net::RecvFlags::TRUNC)?;
+        let n = loop {
+            match rustix::net::recv(&self.sock, &mut buf, rustix::net::RecvFlags::TRUNC) {
+                Ok((n, _)) => break n,
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let used = self.cpu_time().saturating_sub(cpu0);
+            if used > time_limit {
+                return Err(std::io::Error::other(format!(
+                    "no answer after {used:?} of CPU time"
+                )));
+            }
+            if start.elapsed() > wall_limit {
+                return Err(std::io::Error::other(format!(
+                    "no answer after {:?}",
+                    start.elapsed()
+                )));
+            }
+        };
         if n == 0 {
             return Err(std::io::Error::other("the symbolizer ended"));
         }
@@ -465,7 +512,7 @@ impl Symbols {
             *worker = Some(Worker::spawn(&self.command)?);
         }
         let answer = match worker.as_mut() {
-            Some(w) => w.symbolize(files, TIME_LIMIT),
+            Some(w) => w.symbolize(files, TIME_LIMIT, WALL_LIMIT),
             None => Err(std::io::Error::other("no symbolizer")),
         };
         if answer.is_err() {
@@ -642,7 +689,10 @@ mod tests {
             "echo '[[null]]' >&3; sleep 600",
         ] {
             let mut w = Worker::spawn(&sh(script)).unwrap();
-            assert!(w.symbolize(&exe(), TIME_LIMIT).is_err(), "{script}");
+            assert!(
+                w.symbolize(&exe(), TIME_LIMIT, WALL_LIMIT).is_err(),
+                "{script}"
+            );
             // Through Symbols: the addresses keep no name.
             let s = Symbols::with_worker(sh(script));
             assert_eq!(s.ask(&exe()), vec![vec![None, None]], "{script}");
@@ -681,15 +731,37 @@ mod tests {
 
     #[test]
     fn a_worker_past_its_time_is_killed() {
+        let ms = Duration::from_millis;
+        // Past its wall time, idle (killed with the sleep it started, not
+        // waited for).
         let t0 = std::time::Instant::now();
         let mut w = Worker::spawn(&sh("sleep 600")).unwrap();
-        assert!(w.symbolize(&exe(), Duration::from_millis(200)).is_err());
-        // Killed with the sleep it started, not waited for.
+        assert!(w.symbolize(&exe(), ms(200), ms(300)).is_err());
         drop(w);
         assert!(
             t0.elapsed() < Duration::from_secs(300),
             "{:?}",
             t0.elapsed()
+        );
+        // Past its CPU time, long before its wall time.
+        let t0 = std::time::Instant::now();
+        let mut w = Worker::spawn(&sh("while :; do :; done")).unwrap();
+        let e = w
+            .symbolize(&exe(), ms(300), Duration::from_secs(120))
+            .unwrap_err();
+        assert!(e.to_string().contains("CPU time"), "{e}");
+        drop(w);
+        assert!(
+            t0.elapsed() < Duration::from_secs(100),
+            "{:?}",
+            t0.elapsed()
+        );
+        // Slow but idle (a starved worker): it is waited for.
+        let mut w = Worker::spawn(&sh("sleep 1; echo '[[null,null]]' >&3; sleep 600")).unwrap();
+        assert_eq!(
+            w.symbolize(&exe(), ms(200), Duration::from_secs(60))
+                .unwrap(),
+            vec![vec![None, None]]
         );
     }
 
@@ -720,7 +792,7 @@ mod tests {
             line: None,
         };
         assert_eq!(
-            w.symbolize(&exe(), TIME_LIMIT).unwrap(),
+            w.symbolize(&exe(), TIME_LIMIT, WALL_LIMIT).unwrap(),
             vec![vec![Some(f), None]]
         );
     }
