@@ -147,19 +147,7 @@ fn hostile_names_never_reach_a_terminal_raw() {
         )),
         "{dot_text}"
     );
-    let dot_file = dir.path().join("g.dot");
-    std::fs::write(&dot_file, &dot).unwrap();
-    let svg = Command::new("dot")
-        .arg("-Tsvg")
-        .arg(&dot_file)
-        .output()
-        .expect("run Graphviz's dot (cargo xtask setup installs it)");
-    assert!(
-        svg.status.success() && svg.stderr.is_empty(),
-        "dot -Tsvg: {}\n{dot_text}",
-        String::from_utf8_lossy(&svg.stderr)
-    );
-    assert_clean("the SVG", &svg.stdout);
+    assert_clean("the SVG", &render_svg(&dot));
     let g: Value =
         serde_json::from_slice(&run(&["graph", "--input", trace, "--format", "json"]).stdout)
             .expect("graph's JSON");

@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{assert_schema, ipcwatch, parse, temp_dir};
+use common::{assert_schema, ipcwatch, parse, render_svg, temp_dir};
 use serde_json::Value;
 
 const TRACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/demo-race.ndjson");
@@ -148,20 +148,7 @@ fn graph_dot_draws_the_same_and_graphviz_renders_it() {
         2,
         "{race}"
     );
-    let dir = temp_dir();
-    let file = dir.path().join("g.dot");
-    std::fs::write(&file, &dot).unwrap();
-    let svg = Command::new("dot")
-        .arg("-Tsvg")
-        .arg(&file)
-        .output()
-        .expect("run Graphviz's dot (cargo xtask setup installs it)");
-    assert!(
-        svg.status.success() && svg.stderr.is_empty(),
-        "dot -Tsvg: {}\n{dot}",
-        String::from_utf8_lossy(&svg.stderr)
-    );
-    let svg = String::from_utf8(svg.stdout).unwrap();
+    let svg = String::from_utf8(render_svg(dot.as_bytes())).unwrap();
     assert!(svg.contains("<svg") && svg.contains("RACE"), "{svg}");
 }
 

@@ -4,26 +4,14 @@ use std::process::ExitCode;
 
 use ipcwatch::text::Clean;
 
-use super::args::Format;
+use super::args::{Format, open_trace_input};
 
 pub fn analyze(file: &str, format: Format, fail_on_race: bool) -> ExitCode {
-    use std::io::BufReader;
-    let input: Box<dyn std::io::BufRead> = if file == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        match std::fs::File::open(file) {
-            Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => {
-                eprintln!(
-                    "ipcwatch: error: {} is a directory, not a trace",
-                    Clean(file)
-                );
-                return ExitCode::FAILURE;
-            }
-            Ok(f) => Box::new(BufReader::new(f)),
-            Err(e) => {
-                eprintln!("ipcwatch: error: cannot read {}: {e}", Clean(file));
-                return ExitCode::FAILURE;
-            }
+    let input = match open_trace_input(file) {
+        Ok(i) => i,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
         }
     };
     let (analysis, error) = ipcwatch::report::analyze::replay(input);

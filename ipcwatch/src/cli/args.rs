@@ -58,3 +58,21 @@ pub fn filter_with_command(pids: &[u32], comms: &[String], command: &[String]) -
     }
     both
 }
+
+/// A trace to read: `-` is standard input. A directory or a file that
+/// cannot be opened is the error message to print.
+pub fn open_trace_input(file: &str) -> Result<Box<dyn std::io::BufRead>, String> {
+    use ipcwatch::text::Clean;
+    use std::io::BufReader;
+    if file == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    match std::fs::File::open(file) {
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => Err(format!(
+            "ipcwatch: error: {} is a directory, not a trace",
+            Clean(file)
+        )),
+        Ok(f) => Ok(Box::new(BufReader::new(f))),
+        Err(e) => Err(format!("ipcwatch: error: cannot read {}: {e}", Clean(file))),
+    }
+}

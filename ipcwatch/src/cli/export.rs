@@ -1,12 +1,13 @@
 //! `ipcwatch export`: a recorded trace in another tool's format (Perfetto).
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
 use ipcwatch::sink::ndjson::{open_output, output_error};
 use ipcwatch::text::Clean;
 
+use super::args::open_trace_input;
 use super::complete;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -31,22 +32,11 @@ pub struct ExportCli {
 }
 
 pub fn export(cli: ExportCli) -> ExitCode {
-    let input: Box<dyn std::io::BufRead> = if cli.input == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        match std::fs::File::open(&cli.input) {
-            Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => {
-                eprintln!(
-                    "ipcwatch: error: {} is a directory, not a trace",
-                    Clean(&cli.input)
-                );
-                return ExitCode::FAILURE;
-            }
-            Ok(f) => Box::new(BufReader::new(f)),
-            Err(e) => {
-                eprintln!("ipcwatch: error: cannot read {}: {e}", Clean(&cli.input));
-                return ExitCode::FAILURE;
-            }
+    let input = match open_trace_input(&cli.input) {
+        Ok(i) => i,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
         }
     };
     let ExportFormat::Perfetto = cli.format;

@@ -80,6 +80,26 @@ pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
+/// `dot -Tsvg` of DOT text (Graphviz, which `cargo xtask setup`
+/// installs): the SVG, asserted to render with nothing on standard error.
+pub fn render_svg(dot: &[u8]) -> Vec<u8> {
+    let dir = temp_dir();
+    let file = dir.path().join("g.dot");
+    std::fs::write(&file, dot).unwrap();
+    let svg = Command::new("dot")
+        .arg("-Tsvg")
+        .arg(&file)
+        .output()
+        .expect("run Graphviz's dot (cargo xtask setup installs it)");
+    assert!(
+        svg.status.success() && svg.stderr.is_empty(),
+        "dot -Tsvg: {}\n{}",
+        String::from_utf8_lossy(&svg.stderr),
+        String::from_utf8_lossy(dot)
+    );
+    svg.stdout
+}
+
 /// A FIFO at `path` (a traced command can block on it until the test is
 /// ready).
 pub fn mkfifo(path: &Path) {
