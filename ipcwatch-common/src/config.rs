@@ -72,7 +72,10 @@ pub struct Config {
     /// Payload bytes to copy per read/write (0: never; at most
     /// [`crate::fd::MAX_CAPTURE`]).
     pub capture_bytes: u32,
-    pub _pad: u32,
+    /// `--durations`: keep when each timed call (read, write, send,
+    /// receive, queue send and receive, lock and futex waits) started, and
+    /// report it just before its event.
+    pub durations: u32,
     pub off: KernelOffsets,
 }
 
@@ -86,7 +89,7 @@ impl Config {
             watch_delay_ns: 0,
             deep: 0,
             capture_bytes: 0,
-            _pad: 0,
+            durations: 0,
             off: KernelOffsets {
                 task_files: 0,
                 task_tgid: 0,

@@ -24,6 +24,7 @@ use ipcwatch_common::{PIPE_BUF, file_kind, sc, shm::sc as shm_sc};
 
 use crate::{
     block::{Regs, regs_arg},
+    emit::{call_starts, timing},
     file::{classify_file, file_of_fd, wanted},
     filter::allowed,
     maps::{SYSCALLS, conf},
@@ -53,11 +54,23 @@ pub fn ipcwatch_sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn sys_enter<const BTF: bool>(regs: u64, nr: u64) {
+    // With `--durations` (a constant to the verifier: without it, this
+    // branch is not even loaded), timed calls keep their start.
+    if timing() {
+        match SYSCALLS.get(nr as u32) {
+            Some(&c) if c != 0 => time_call(regs, c),
+            _ => return,
+        }
+    }
     let code = match SYSCALLS.get(nr as u32) {
         Some(&c) if matches!(c, sc::CLOSE | sc::CLOSE_RANGE | sc::WRITE | sc::WRITEV) => c,
         _ => return,
     };
     let arg = |i: usize| regs_arg(regs, i);
+    // Timed already, whatever their length.
+    if timing() && code != sc::CLOSE && code != sc::CLOSE_RANGE {
+        return;
+    }
     if code == sc::WRITE {
         let len = if BTF {
             let at = regs + conf!(off.regs_arg2) as u64;
@@ -88,6 +101,41 @@ fn sys_enter<const BTF: bool>(regs: u64, nr: u64) {
         }
         sc::CLOSE_RANGE => fd::close_range(regs, pid_tgid, code),
         _ => fd::write_start(regs, pid_tgid, code),
+    }
+}
+
+/// `--durations`: the calls whose events carry their start (reads, writes,
+/// sends and receives, queue sends and receives, and the lock calls that
+/// `probes/sync.rs` reports: process-shared futex operations, flock,
+/// fcntl's record locks), as the exit side selects them.
+#[inline(never)]
+fn time_call(regs: u64, code: u32) {
+    let timed = match code {
+        sc::READ
+        | sc::READV
+        | sc::WRITE
+        | sc::WRITEV
+        | sc::SENDTO
+        | sc::RECVFROM
+        | sc::SENDMSG
+        | sc::RECVMSG
+        | sc::SENDMMSG
+        | sc::RECVMMSG
+        | sc::MQ_TIMEDSEND
+        | sc::MQ_TIMEDRECEIVE
+        | sc::MSGSND
+        | sc::MSGRCV
+        | shm_sc::FLOCK => true,
+        shm_sc::FUTEX => !sync::futex_private(regs_arg(regs, 1)),
+        sc::FCNTL => sync::lock_cmd(regs_arg(regs, 1)),
+        _ => false,
+    };
+    if !timed {
+        return;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if allowed((pid_tgid >> 32) as u32) {
+        call_starts(pid_tgid);
     }
 }
 

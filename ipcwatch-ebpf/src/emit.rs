@@ -11,9 +11,9 @@ use aya_ebpf::{
         generated::{bpf_get_current_task_btf, bpf_get_smp_processor_id},
     },
 };
-use ipcwatch_common::{COMM_LEN, DataEvent, EventHeader, MAX_CAPTURE, kind, stat};
+use ipcwatch_common::{COMM_LEN, DataEvent, EventHeader, MAX_CAPTURE, SpanEvent, kind, stat};
 
-use crate::maps::{EVENTS, SEQ, STATS, conf};
+use crate::maps::{CALL_START, EVENTS, SEQ, STATS, conf};
 
 /// Add one to the per-CPU counter `index` (a `stat::*`).
 #[inline(always)]
@@ -129,6 +129,44 @@ pub(crate) fn header_any<const BTF: bool>(kind: u32, pid_tgid: u64) -> EventHead
         header_btf(kind, pid_tgid)
     } else {
         header(kind, pid_tgid)
+    }
+}
+
+/// Whether `--durations` asks when each timed call started.
+#[inline(always)]
+pub(crate) fn timing() -> bool {
+    conf!(durations) != 0
+}
+
+/// At entry: the thread's call starts now (see [`span`]).
+#[inline(always)]
+pub(crate) fn call_starts(pid_tgid: u64) {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = CALL_START.insert(pid_tgid as u32, now, 0);
+}
+
+/// Just before the event of a call whose start was kept: a SPAN event
+/// with that start (the collector pairs it with the event that follows by
+/// CPU and sequence number: call it only when that event follows).
+#[inline(never)]
+pub(crate) fn span(pid_tgid: u64) {
+    let tid = pid_tgid as u32;
+    // SAFETY: the value is copied out at once.
+    if let Some(&start_ns) = unsafe { CALL_START.get(tid) } {
+        let _ = CALL_START.remove(tid);
+        emit(SpanEvent {
+            hdr: header(kind::SPAN, pid_tgid),
+            start_ns,
+        });
+    }
+}
+
+/// With `--durations`: [`span`].
+#[inline(always)]
+pub(crate) fn timed_span(pid_tgid: u64) {
+    if timing() {
+        span(pid_tgid);
     }
 }
 

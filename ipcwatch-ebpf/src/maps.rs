@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use ipcwatch_common::{
     COMM_LEN, Config, MAX_SYSCALL_NR, SockConfig,
@@ -73,9 +73,12 @@ pub(crate) static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0
 #[map]
 pub(crate) static COMMS: HashMap<[u8; COMM_LEN], u32> = HashMap::with_max_entries(64, 0);
 
-/// tid -> start of a pipe write larger than PIPE_BUF, in flight.
+/// tid -> when the call in flight started: a pipe write larger than
+/// PIPE_BUF, and with `--durations` every timed call. An LRU map: the
+/// starts of calls whose exit reports nothing (a read of a regular file)
+/// stay until overwritten by the thread's next call or evicted.
 #[map]
-pub(crate) static WRITE_START: HashMap<u32, u64> = HashMap::with_max_entries(16384, 0);
+pub(crate) static CALL_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Architecture syscall number -> `sc::*` code (0: not followed).
 #[map]

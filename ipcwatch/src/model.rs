@@ -366,7 +366,7 @@ impl Model {
             Record::Sync(s) => self.apply_sync(s),
             Record::Fault(f) => self.apply_fault(f),
             Record::Race(r) => self.apply_race(r),
-            Record::WriteSample(_) => {}
+            Record::WriteSample(_) | Record::Heat(_) => {}
             Record::Header(_) | Record::Summary(_) | Record::Unknown => {}
         }
     }
@@ -851,6 +851,7 @@ mod tests {
                 region: Some("sysv:9".into()),
                 offset: Some(0),
                 detail: None,
+                start_ns: None,
             }));
             m.apply(&Record::Fault(FaultLine {
                 ts_ns: 4,

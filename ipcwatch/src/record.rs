@@ -33,6 +33,7 @@ pub enum Record {
     Fault(FaultLine),
     Race(RaceLine),
     WriteSample(WriteSampleLine),
+    Heat(HeatLine),
     /// A line type this version does not know (from a newer ipcwatch):
     /// skipped when reading.
     #[serde(other)]
@@ -55,6 +56,7 @@ impl Record {
             Record::Fault(r) => r.ts_ns,
             Record::Race(r) => r.ts_ns,
             Record::WriteSample(r) => r.ts_ns,
+            Record::Heat(r) => r.ts_ns,
             Record::Unknown => return None,
         })
     }
@@ -621,6 +623,10 @@ pub struct SyncLine {
     /// Primitive-specific detail (futex op, rdlock/wrlock...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<Text>,
+    /// When the call started (`record --durations`; futex, flock and
+    /// fcntl only): `ts_ns - start_ns` is the time it waited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ns: Option<u64>,
 }
 
 /// A write page fault on a shared region.
@@ -691,6 +697,71 @@ pub struct WriteSampleLine {
     pub comm: Text,
     /// Trap address (just after the writing instruction).
     pub ip: u64,
+}
+
+/// What the race detector's sampler saw changing in shared regions, every
+/// 2 s while it runs: the hottest words and pages (at most
+/// [`HEAT_ITEMS`] each), so that a live view or a replay shows where the
+/// writes go before the recording ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeatLine {
+    pub ts_ns: u64,
+    pub words: Vec<HotWordLine>,
+    pub pages: Vec<HotPageLine>,
+}
+
+impl HeatLine {
+    /// The same words and pages with the same counts (scores aside, which
+    /// decay every sample even when nothing is written).
+    pub fn same_counts(&self, other: &HeatLine) -> bool {
+        fn counts(l: &HeatLine) -> HeatLine {
+            let mut l = l.clone();
+            l.ts_ns = 0;
+            l.words.iter_mut().for_each(|w| w.score = 0.0);
+            l.pages.iter_mut().for_each(|p| p.score = 0.0);
+            l
+        }
+        counts(self) == counts(other)
+    }
+}
+
+/// Words and pages a `heat` line carries, at most.
+pub const HEAT_ITEMS: usize = 32;
+
+/// One word of a `heat` line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HotWordLine {
+    pub region: Text,
+    pub offset: u64,
+    /// Samples in which the sampler saw it change, since it was first seen.
+    pub changes: u64,
+    /// Samples in which it changed, decaying by 10% a sample: its rate now.
+    pub score: f64,
+    /// Watch windows it was armed in, and writes trapped then.
+    #[serde(default)]
+    pub windows: u64,
+    #[serde(default)]
+    pub traps: u64,
+    /// Processes the watchpoints saw write it.
+    #[serde(default)]
+    pub writers: Vec<u32>,
+    /// A watchpoint is on it now.
+    #[serde(default)]
+    pub armed: bool,
+    /// Written by an atomic instruction: a synchronization word.
+    #[serde(default)]
+    pub sync: bool,
+}
+
+/// One page of a `heat` line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HotPageLine {
+    pub region: Text,
+    /// Page index in the region (offset / 4096).
+    pub page: u64,
+    /// Samples in which the page had changed since it became hot.
+    pub changes: u64,
+    pub score: f64,
 }
 
 /// A header line of trace format `version` (the reader and writer tests).

@@ -408,3 +408,52 @@ fn payload_bytes_are_captured_only_when_asked_and_capped() {
     assert_eq!(datas, vec!["736563726574", "736563726574"]);
     assert_schema(&t.lines);
 }
+
+/// `--durations`: a read that waits for its writer, and a flock that waits
+/// for its holder, carry when they started; every pipe line has a start.
+#[test]
+fn durations_give_blocked_calls_their_start() {
+    require_root();
+    let dir = temp_dir();
+    let lock = dir.path().join("x.lock");
+    let script = format!(
+        "(sleep 0.4; printf ab) | cat >/dev/null; \
+         flock {l} sleep 0.4 & sleep 0.1; flock {l} true; wait",
+        l = lock.display()
+    );
+    let t = record(&["--durations", "--", "sh", "-c", &script]);
+    assert_schema(&t.lines);
+    let waited_ms = |l: &serde_json::Value| -> u64 {
+        let (ts, start) = (l["ts_ns"].as_u64().unwrap(), l["start_ns"].as_u64());
+        let start = start.unwrap_or_else(|| panic!("no start_ns: {l}"));
+        assert!(start <= ts, "{l}");
+        (ts - start) / 1_000_000
+    };
+    let pipe_lines: Vec<_> = t.of_type("io").filter(|l| l["kind"] == "pipe").collect();
+    for l in &pipe_lines {
+        waited_ms(l);
+    }
+    // cat's read of "ab" waited for the writer's 0.4 s sleep.
+    let read = pipe_lines
+        .iter()
+        .find(|l| l["comm"] == "cat" && l["op"] == "read" && l["bytes"] == 2)
+        .unwrap_or_else(|| panic!("no read of 2 bytes by cat: {pipe_lines:?}"));
+    let ms = waited_ms(read);
+    assert!(
+        (300..5000).contains(&ms),
+        "cat's read waited {ms} ms: {read}"
+    );
+    // The second flock waited for the first (held 0.4 s, asked 0.1 s in).
+    let flocks: Vec<_> = t
+        .of_type("sync")
+        .filter(|l| l["primitive"] == "flock" && l["event"] == "acquire" && l["ok"] == true)
+        .collect();
+    assert_eq!(flocks.len(), 2, "{flocks:?}");
+    let waits: Vec<u64> = flocks.iter().map(|l| waited_ms(l)).collect();
+    assert!(waits[0] < 100, "the first flock waited {} ms", waits[0]);
+    assert!(
+        (200..5000).contains(&waits[1]),
+        "the second flock waited {} ms",
+        waits[1]
+    );
+}

@@ -79,6 +79,20 @@ fn assert_racy(args: &[&str]) {
     }
     // The counter sits at offset 128 of its page.
     assert_eq!(first["offset"].as_u64().map(|o| o % 4096), Some(128));
+    // While it ran (5 s), the `heat` lines (every 2 s) showed the racing
+    // word changing, before the summary did.
+    let heat = t
+        .lines
+        .iter()
+        .filter(|l| l["type"] == "heat")
+        .flat_map(|l| l["words"].as_array().cloned().unwrap_or_default())
+        .find(|w| w["region"] == first["region"] && w["offset"] == first["offset"]);
+    let heat = heat
+        .unwrap_or_else(|| panic!("no heat line names the racing word; stderr: {}", t.stderr()));
+    assert!(
+        heat["changes"].as_u64().unwrap() + heat["traps"].as_u64().unwrap() > 0,
+        "{heat}"
+    );
     assert_schema(&t.lines);
     // analyze finds the same findings in the recording.
     let again = analyzed(&t.lines);

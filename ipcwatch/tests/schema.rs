@@ -57,6 +57,27 @@ fn the_schema_accepts_every_record_type() {
             region: Some("sysv:3".into()),
             offset: Some(0),
             detail: Some("FUTEX_WAIT".into()),
+            start_ns: Some(0),
+        })),
+        line(&Record::Heat(HeatLine {
+            ts_ns: 1,
+            words: vec![HotWordLine {
+                region: "sysv:3".into(),
+                offset: 8,
+                changes: 4,
+                score: 2.5,
+                windows: 1,
+                traps: 3,
+                writers: vec![1, 2],
+                armed: true,
+                sync: false,
+            }],
+            pages: vec![HotPageLine {
+                region: "sysv:3".into(),
+                page: 0,
+                changes: 4,
+                score: 2.5,
+            }],
         })),
         line(&Record::Fault(FaultLine {
             ts_ns: 1,

@@ -214,6 +214,7 @@ fn fixture() -> Vec<Record> {
             region: Some("anon:0:1234".into()),
             offset: Some(64),
             detail: None,
+            start_ns: None,
         }));
         for (page, n) in [(0u64, 9), (1, 3), (5, 1)] {
             for k in 0..n {
@@ -893,4 +894,60 @@ fn snapshot_regions_hot_words_and_heat_from_the_detector() {
     let t = draw(&mut app, 100, 30);
     insta::assert_snapshot!("regions_one_writer_100x30", t.backend());
     assert!(screen(&t).contains("1 pages, 1 written, 40 writes, 1 writers"));
+}
+
+/// A live session, before its summary: the `heat` lines alone warm the
+/// pages the sampler saw change (no write fault hit pages 6 and 7) and
+/// list the word it ranked hottest, with the writers its watchpoint saw.
+#[test]
+fn snapshot_regions_live_heat_before_the_summary() {
+    let mut v = fixture();
+    let heat = |ts: u64, changes: u64, page_changes: u64| {
+        Record::Heat(HeatLine {
+            ts_ns: ts,
+            words: vec![HotWordLine {
+                region: "anon:0:1234".into(),
+                offset: 7 * 4096 + 16,
+                changes,
+                score: 9.5,
+                windows: 2,
+                traps: 11,
+                writers: vec![100, 102],
+                armed: true,
+                sync: false,
+            }],
+            pages: vec![HotPageLine {
+                region: "anon:0:1234".into(),
+                page: 6,
+                changes: page_changes,
+                score: 4.0,
+            }],
+        })
+    };
+    // Counts only grow: a later line replaces, an older one never lowers.
+    v.push(heat(T0 + 2 * S, 30, 12));
+    v.push(heat(T0 + 3 * S, 25, 10));
+    let mut app = app_with(&v);
+    app.handle(key('3'));
+    let t = draw(&mut app, 100, 30);
+    insta::assert_snapshot!("regions_live_heat_100x30", t.backend());
+    let s = screen(&t);
+    let strip: Vec<char> = s
+        .lines()
+        .find(|l| l.starts_with("│█"))
+        .unwrap_or_else(|| panic!("no heat strip:\n{s}"))
+        .chars()
+        .skip(1)
+        .take(8)
+        .collect();
+    // Page 0 (9 faults) and the pages the sampler saw (12 and 30 changes)
+    // are warm; pages 2, 3 and 4 were never written.
+    assert_eq!(strip[2..5], ['·', '·', '·'], "{s}");
+    assert_ne!(strip[6], '·', "page 6 is warm: {s}");
+    assert_eq!(strip[7], '█', "page 7 is the hottest: {s}");
+    let row = s
+        .lines()
+        .find(|l| l.starts_with("│+0x7010 "))
+        .unwrap_or_else(|| panic!("the sampled word is not listed:\n{s}"));
+    assert!(row.contains(" 30 ") && row.contains("yes"), "{row}");
 }

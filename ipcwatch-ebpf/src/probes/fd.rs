@@ -4,18 +4,17 @@
 //! by `dispatch.rs` at syscall exit (entry for close, close_range and the
 //! start of large writes).
 
-use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_str_bytes};
+use aya_ebpf::helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes};
 use ipcwatch_common::{
-    FdEvent, FileId, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, SpanEvent, file_kind, kind, op, sc,
-    stat,
+    FdEvent, FileId, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, file_kind, kind, op, sc, stat,
 };
 
 use crate::{
     block::{Regs, regs_arg},
-    emit::{bump, capture_user, capturing, emit, header, wake_flags},
+    emit::{bump, call_starts, capture_user, capturing, emit, header, span, timing, wake_flags},
     file::{FMODE_WRITE, S_IFIFO, S_IFMT, classify_fd, classify_file, file_of_fd_any, wanted},
     io::{io, io_event, pack},
-    maps::{EVENTS, WRITE_START, conf},
+    maps::{EVENTS, conf},
     user::{first_iov, iov_len},
 };
 
@@ -36,8 +35,16 @@ pub(crate) fn read_write<const BTF: bool>(r: &Regs, pid_tgid: u64, code: u32, re
     } else {
         op::WRITE
     };
-    if dir == op::WRITE && (file.kind == file_kind::PIPE || file.kind == file_kind::FIFO) {
-        span(pid_tgid, ret);
+    if timing() {
+        // Every read and write was timed at entry.
+        if ret > 0 && (wanted(&file) || file.kind == file_kind::SOCKET) {
+            span(pid_tgid);
+        }
+    } else if dir == op::WRITE
+        && (file.kind == file_kind::PIPE || file.kind == file_kind::FIFO)
+        && ret as u64 > PIPE_BUF
+    {
+        span(pid_tgid);
     }
     if capturing() {
         capture(pid_tgid, &file, user_buf(code, r.arg(1), ret));
@@ -269,9 +276,7 @@ pub(crate) fn write_start(regs: u64, pid_tgid: u64, code: u32) {
     }
     let file = classify_fd(arg(0) as i64);
     if (file.kind == file_kind::PIPE || file.kind == file_kind::FIFO) && wanted(&file) {
-        // SAFETY: plain helper call.
-        let now = unsafe { bpf_ktime_get_ns() };
-        let _ = WRITE_START.insert(pid_tgid as u32, now, 0);
+        call_starts(pid_tgid);
     }
 }
 
@@ -291,22 +296,5 @@ fn user_buf(code: u32, arg1: u64, ret: i64) -> (u64, i64) {
 fn capture(pid_tgid: u64, file: &FileId, (buf, len): (u64, i64)) {
     if wanted(file) {
         capture_user(pid_tgid, buf, len);
-    }
-}
-
-/// Before the IO event of a large pipe write: when it started.
-#[inline(never)]
-fn span(pid_tgid: u64, ret: i64) {
-    if ret as u64 <= PIPE_BUF {
-        return;
-    }
-    let tid = pid_tgid as u32;
-    // SAFETY: the value is copied out at once.
-    if let Some(&start_ns) = unsafe { WRITE_START.get(tid) } {
-        let _ = WRITE_START.remove(tid);
-        emit(SpanEvent {
-            hdr: header(kind::SPAN, pid_tgid),
-            start_ns,
-        });
     }
 }

@@ -8,7 +8,7 @@ use ipcwatch_common::{MqEvent, MsgEvent, file_kind, kind, sc, stat};
 
 use crate::{
     block::Regs,
-    emit::{bump, capture_user, capturing, emit, header, header_any, wake_flags},
+    emit::{bump, capture_user, capturing, emit, header, header_any, timed_span, wake_flags},
     file::{file_of_fd_any, ino_of_file, kinds, mqueue_ino},
     maps::EVENTS,
     user::user,
@@ -32,6 +32,9 @@ pub(crate) fn posix<const BTF: bool>(regs: &Regs, pid_tgid: u64, code: u32, ret:
     } else {
         0
     };
+    if code == sc::MQ_TIMEDSEND || code == sc::MQ_TIMEDRECEIVE {
+        timed_span(pid_tgid);
+    }
     if capturing() {
         match code {
             sc::MQ_TIMEDSEND => capture_user(pid_tgid, regs.arg(1), regs.arg(2) as i64),
@@ -162,6 +165,9 @@ pub(crate) fn sysv(regs: &Regs, pid_tgid: u64, code: u32, ret: i64) {
         _ => (0, 0, regs.arg(1) as u32),
     };
     // The text follows the message type (a long) in `struct msgbuf`.
+    if code == sc::MSGSND || code == sc::MSGRCV {
+        timed_span(pid_tgid);
+    }
     if capturing() && (code == sc::MSGSND || code == sc::MSGRCV) {
         capture_user(pid_tgid, regs.arg(1) + 8, bytes as i64);
     }

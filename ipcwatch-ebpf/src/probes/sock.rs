@@ -9,7 +9,7 @@ use ipcwatch_common::{ADDR_LEN, CTL_LEN, SockEvent, kind, op, sc, sock_op};
 
 use crate::{
     block::Regs,
-    emit::{capture_user, capturing, wake_flags},
+    emit::{capture_user, capturing, timed_span, wake_flags},
     file::{file_of_fd, file_of_fd_any},
     socket::{sock_event, sock_of_file},
     user::{first_iov, user},
@@ -108,6 +108,7 @@ pub(crate) fn msg_io<const BTF: bool>(regs: &Regs, pid_tgid: u64, code: u32, ret
     let Some(s) = sock_of_file(file) else {
         return;
     };
+    timed_span(pid_tgid);
     if capturing() {
         let (buf, len) = msg_payload(regs, code, ret);
         capture_user(pid_tgid, buf, len);

@@ -11,7 +11,7 @@ use ipcwatch_common::{
 
 use crate::{
     block::syscall_arg as arg,
-    emit::{emit, header},
+    emit::{emit, header, timed_span},
     file::{file_ident, file_of_fd},
 };
 
@@ -21,13 +21,26 @@ const F_SETLKW: u64 = 7;
 const F_OFD_SETLK: u64 = 37;
 const F_OFD_SETLKW: u64 = 38;
 
+/// A futex operation on a process-private word (not reported).
+#[inline(always)]
+pub(crate) fn futex_private(op: u64) -> bool {
+    op & FUTEX_PRIVATE_FLAG != 0
+}
+
+/// An fcntl command that sets a record lock (reported).
+#[inline(always)]
+pub(crate) fn lock_cmd(cmd: u64) -> bool {
+    matches!(cmd, F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW)
+}
+
 /// futex: the word, the operation and its result.
 #[inline(always)]
 pub(crate) fn futex(regs: u64, ret: i64, pid_tgid: u64) {
     let op = arg(regs, 1);
-    if op & FUTEX_PRIVATE_FLAG != 0 {
+    if futex_private(op) {
         return;
     }
+    timed_span(pid_tgid);
     emit(LockEvent {
         hdr: header(kind::LOCK, pid_tgid),
         addr: arg(regs, 0),
@@ -49,6 +62,7 @@ pub(crate) fn futex(regs: u64, ret: i64, pid_tgid: u64) {
 pub(crate) fn flock(regs: u64, ret: i64, pid_tgid: u64) {
     let fd = arg(regs, 0);
     let (ino, dev, _) = file_ident(file_of_fd(fd as i64));
+    timed_span(pid_tgid);
     emit(LockEvent {
         hdr: header(kind::LOCK, pid_tgid),
         addr: 0,
@@ -84,7 +98,7 @@ struct Flock {
 #[inline(always)]
 pub(crate) fn fcntl(regs: u64, ret: i64, pid_tgid: u64) {
     let cmd = arg(regs, 1);
-    if !matches!(cmd, F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW) {
+    if !lock_cmd(cmd) {
         return;
     }
     let fd = arg(regs, 0);
@@ -93,6 +107,7 @@ pub(crate) fn fcntl(regs: u64, ret: i64, pid_tgid: u64) {
         return;
     };
     let (ino, dev, _) = file_ident(file_of_fd(fd as i64));
+    timed_span(pid_tgid);
     emit(LockEvent {
         hdr: header(kind::LOCK, pid_tgid),
         addr: 0,

@@ -43,6 +43,12 @@ pub struct RecordCli {
     /// ipcwatch never records payloads unless asked.
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
     capture_bytes: u32,
+    /// Record when each read, write, send, receive (pipes, FIFOs, sockets,
+    /// message queues) and each futex, flock or fcntl lock call started
+    /// (`start_ns`), so that `export --format perfetto` draws how long each
+    /// blocked. Costs one map update per such call, whole-system, IPC or not.
+    #[arg(long)]
+    durations: bool,
     /// Deep mode, for races whose writes never collide in time: every
     /// trapped write is reported and checked by a happens-before analysis
     /// (vector clocks across processes over locks, semaphores, futexes,
@@ -100,6 +106,7 @@ pub fn record(cli: RecordCli) -> ExitCode {
             watch_delay_ns: cli.race_delay * 1000,
             deep: cli.deep,
             capture_bytes: cli.capture_bytes,
+            durations: cli.durations,
             lock_probes: cli.lock_probes,
             ..Options::default()
         },

@@ -160,13 +160,21 @@ impl Collector {
             .and_then(Option::take)
             && p.seq + 1 == hdr.seq
             && p.tid == hdr.tid
-            && let Some(io) = out.iter_mut().find_map(|r| match r {
-                Record::Io(io) => Some(io),
-                _ => None,
-            })
         {
-            io.start_ns = p.span.or(io.start_ns);
-            io.ext.data = p.data.or(io.ext.data.take());
+            for r in out.iter_mut() {
+                match r {
+                    Record::Io(io) => {
+                        io.start_ns = p.span.or(io.start_ns);
+                        io.ext.data = p.data.or(io.ext.data.take());
+                        break;
+                    }
+                    Record::Sync(s) => {
+                        s.start_ns = p.span.or(s.start_ns);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
         }
         let mut result = Ok(());
         for r in &out {

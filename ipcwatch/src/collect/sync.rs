@@ -133,6 +133,7 @@ impl SyncTracker {
             region: None,
             offset: None,
             detail: None,
+            start_ns: None,
         };
         match e.syscall {
             sc::FUTEX => futex_line(model, e, &mut line),
@@ -224,6 +225,7 @@ impl SyncTracker {
             region,
             offset,
             detail: Some(d),
+            start_ns: None,
         }));
     }
 

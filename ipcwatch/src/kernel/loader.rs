@@ -86,6 +86,9 @@ pub struct Options {
     pub deep: bool,
     /// Payload bytes copied per read/write (0: none).
     pub capture_bytes: u32,
+    /// `--durations`: when each read, write, send, receive and lock call
+    /// started (one more map update per such call, whole-system).
+    pub durations: bool,
     /// `--lock-probes`: uprobes on the hot lock calls of every process
     /// that maps shared memory.
     pub lock_probes: bool,
@@ -101,6 +104,7 @@ impl Default for Options {
             watch_delay_ns: 50_000,
             deep: false,
             capture_bytes: 0,
+            durations: false,
             lock_probes: false,
         }
     }
@@ -362,7 +366,7 @@ fn load_object(opts: &Options) -> Result<Ebpf, Error> {
         watch_delay_ns: opts.watch_delay_ns,
         deep: opts.deep as u32,
         capture_bytes: opts.capture_bytes.min(ipcwatch_common::MAX_CAPTURE as u32),
-        _pad: 0,
+        durations: opts.durations as u32,
         off: btf::offsets_from(vmlinux)?,
     };
     let sock_config = SockConfig {

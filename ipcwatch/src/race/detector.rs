@@ -24,7 +24,10 @@ use crate::model::Model;
 use crate::race::hotwords::{HotWords, SamplerOptions};
 use crate::race::insn::{WriteInsn, write_before, write_before_unaligned};
 use crate::race::symbols::{Frame, Symbols, read_memory};
-use crate::record::{Access, ArmedWord, DetectorSummary, RaceLine, Text, WriteSampleLine};
+use crate::record::{
+    Access, ArmedWord, DetectorSummary, HEAT_ITEMS, HeatLine, HotPageLine, HotWordLine, RaceLine,
+    Text, WriteSampleLine,
+};
 
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {
@@ -937,6 +940,71 @@ impl Detector {
             confidence: 0.95,
             explanation,
         });
+    }
+
+    /// What the sampler and the watchpoints see now (a `heat` line): the
+    /// words armed now first, then the hottest by the sampler's score,
+    /// then those armed most; None when nothing was seen changing.
+    pub fn heat_line(&self, ts_ns: u64) -> Option<HeatLine> {
+        let armed_now: HashSet<(&Text, u64)> =
+            self.armed.iter().map(|a| (&a.region, a.offset)).collect();
+        let mut keys: Vec<&(Text, u64)> = self.hot.words.keys().collect();
+        keys.extend(
+            self.words
+                .iter()
+                .filter(|(_, w)| w.windows > 0)
+                .map(|(k, _)| k),
+        );
+        keys.sort_unstable();
+        keys.dedup();
+        let mut words: Vec<HotWordLine> = keys
+            .into_iter()
+            .map(|key| {
+                let heat = self.hot.words.get(key).copied().unwrap_or_default();
+                let w = self.words.get(key);
+                HotWordLine {
+                    region: key.0.clone(),
+                    offset: key.1,
+                    changes: heat.changes,
+                    score: (heat.score * 100.0).round() / 100.0,
+                    windows: w.map_or(0, |w| w.windows),
+                    traps: w.map_or(0, |w| w.traps),
+                    writers: w
+                        .map(|w| w.writers.iter().copied().collect())
+                        .unwrap_or_default(),
+                    armed: armed_now.contains(&(&key.0, key.1)),
+                    sync: w.is_some_and(|w| w.sync),
+                }
+            })
+            .collect();
+        words.sort_by(|a, b| {
+            b.armed
+                .cmp(&a.armed)
+                .then(b.score.total_cmp(&a.score))
+                .then(b.windows.cmp(&a.windows))
+                .then_with(|| a.region.cmp(&b.region))
+                .then(a.offset.cmp(&b.offset))
+        });
+        words.truncate(HEAT_ITEMS);
+        let pages: Vec<HotPageLine> = self
+            .hot
+            .hot_pages_now(HEAT_ITEMS)
+            .into_iter()
+            .map(|(region, page, changes, score)| HotPageLine {
+                region,
+                page,
+                changes,
+                score: (score * 100.0).round() / 100.0,
+            })
+            .collect();
+        if words.is_empty() && pages.is_empty() {
+            return None;
+        }
+        Some(HeatLine {
+            ts_ns,
+            words,
+            pages,
+        })
     }
 
     /// Counters and armed words for the trace's summary.

@@ -293,6 +293,7 @@ mod tests {
             region: None,
             offset: None,
             detail: None,
+            start_ns: None,
         })
     }
 

@@ -263,6 +263,8 @@ struct HotPage {
     age: u32,
     /// The sample it was last read in.
     read_at: u64,
+    /// Samples in which it had changed since it became hot.
+    changes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -697,6 +699,7 @@ impl HotWords {
             }
             // A page that changes in every sample settles at 10, one that
             // also changes between back-to-back reads at 40.
+            hp.changes += u64::from(changed);
             hp.score = hp.score * 0.9
                 + if changed { 1.0 } else { 0.0 }
                 + if fast_page { FAST_WORD } else { 0.0 };
@@ -886,6 +889,20 @@ impl HotWords {
         self.warnings.push(message);
     }
 
+    /// The `n` hottest pages that changed at least once since they became
+    /// hot, hottest first: (region, page index, changes, score).
+    pub fn hot_pages_now(&self, n: usize) -> Vec<(Text, u64, u64, f64)> {
+        let mut v: Vec<_> = self
+            .hot
+            .iter()
+            .filter(|(_, hp)| hp.changes > 0)
+            .map(|((r, p), hp)| (r.clone(), *p, hp.changes, hp.score))
+            .collect();
+        v.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+        v.truncate(n);
+        v
+    }
+
     /// The `n` hottest words, hottest first, skipping `busy` ones and
     /// those seen changing once only (a page filled once, a value set).
     pub fn hottest(&self, n: usize, busy: &dyn Fn(&Text, u64) -> bool) -> Vec<(Text, u64)> {
@@ -925,6 +942,7 @@ impl HotPage {
             score,
             age: 0,
             read_at: 0,
+            changes: 0,
         }
     }
 }

@@ -12,8 +12,10 @@
 //!   its two writers' tracks, linked by a flow.
 //!
 //! Times are the trace's own (CLOCK_MONOTONIC, ns). A trace holds when a
-//! call returned, and when it started only for pipe writes over PIPE_BUF
-//! (`start_ns`): every other slice has no length.
+//! call returned; when it started (`start_ns`) for pipe writes over
+//! PIPE_BUF, and for every read, write, send, receive and lock call when
+//! it was recorded with `record --durations`. Slices without a start have
+//! no length.
 //!
 //! The messages below are the subset of Perfetto's
 //! `protos/perfetto/trace/perfetto_trace.proto` that ipcwatch writes, with
@@ -328,7 +330,7 @@ impl Builder {
                 }
                 self.slice(
                     track,
-                    s.ts_ns,
+                    s.start_ns.unwrap_or(s.ts_ns).min(s.ts_ns),
                     s.ts_ns,
                     format!("{} {what} {}", s.primitive, s.lock),
                     "lock",
@@ -565,6 +567,41 @@ mod tests {
         assert_eq!(
             tracks[2].thread.as_ref().unwrap().thread_name.as_deref(),
             Some("p1")
+        );
+    }
+
+    /// Packets of slice begins and ends, as (timestamp, type).
+    fn edges(t: &Trace) -> Vec<(u64, i32)> {
+        t.packet
+            .iter()
+            .filter_map(|p| Some((p.timestamp?, p.track_event.as_ref()?.r#type?)))
+            .filter(|(_, ty)| *ty == SLICE_BEGIN || *ty == SLICE_END)
+            .collect()
+    }
+
+    #[test]
+    fn calls_recorded_with_their_start_are_slices_that_long() {
+        // A read that blocked from 100 to 400, a futex wait from 500 to
+        // 900 (`record --durations`), and a lock call without a start.
+        let sync = |ts: u64, start: &str| {
+            format!(
+                r#"{{"type":"sync","ts_ns":{ts},"event":"wait","lock":"sysv:1+0","pid":2,"tid":2,"comm":"p2","primitive":"futex","ok":true{start}}}"#
+            )
+        };
+        let read = io(400, "pipe", "pipe:[1]", "read", 2, 10)
+            .replace(r#""ts_ns":400"#, r#""ts_ns":400,"start_ns":100"#);
+        let (t, c) = decode(&[read, sync(900, r#","start_ns":500"#), sync(1000, "")]);
+        assert_eq!(c.slices, 3);
+        assert_eq!(
+            edges(&t),
+            vec![
+                (100, SLICE_BEGIN),
+                (400, SLICE_END),
+                (500, SLICE_BEGIN),
+                (900, SLICE_END),
+                (1000, SLICE_BEGIN),
+                (1000, SLICE_END),
+            ]
         );
     }
 

@@ -20,7 +20,7 @@ use crate::decode::{RawEvent, decode};
 use crate::host::monotonic_ns;
 use crate::kernel::loader::{EventRing, Probes};
 use crate::race::detector::{Detector, DetectorOptions};
-use crate::record::{DetectorSummary, Lost, Record};
+use crate::record::{DetectorSummary, HeatLine, Lost, Record};
 use crate::sink::Sink;
 
 /// What ends a recording besides its command: SIGINT and SIGTERM (taken
@@ -62,6 +62,9 @@ enum WindDown {
 const DRAIN_BUDGET: usize = 2048;
 
 /// The loop's state between wake-ups.
+/// Ticks (5 a second) between two `heat` lines.
+const HEAT_TICKS: u64 = 10;
+
 struct Loop<'a> {
     probes: &'a mut Probes,
     collector: &'a mut Collector,
@@ -72,6 +75,8 @@ struct Loop<'a> {
     lost_reported: u64,
     ticks: u64,
     decode_errors: u64,
+    /// The last `heat` line written (the next one only if it differs).
+    last_heat: Option<HeatLine>,
 }
 
 impl Loop<'_> {
@@ -176,7 +181,27 @@ impl Loop<'_> {
             unsafe { libc::malloc_trim(0) };
         }
         self.report_lost(self.probes.dropped())?;
+        if self.ticks.is_multiple_of(HEAT_TICKS) {
+            self.report_heat()?;
+        }
         self.sink.flush()
+    }
+
+    /// A `heat` line, when the detector's hot words or pages changed since
+    /// the last one.
+    fn report_heat(&mut self) -> io::Result<()> {
+        let Some(line) = self.detector.heat_line(monotonic_ns()) else {
+            return Ok(());
+        };
+        let same = self
+            .last_heat
+            .as_ref()
+            .is_some_and(|last| last.same_counts(&line));
+        if !same {
+            self.collector.push(Record::Heat(line.clone()), self.sink)?;
+            self.last_heat = Some(line);
+        }
+        Ok(())
     }
 
     /// SIGINT/SIGTERM while the command runs: a terminal's Ctrl-C reaches
@@ -287,6 +312,7 @@ pub async fn event_loop(
         lost_reported: 0,
         ticks: 0,
         decode_errors: 0,
+        last_heat: None,
     };
 
     let reason = loop {

@@ -52,6 +52,9 @@ pub struct Data {
     /// Words of shared regions the race detector saw written, by region
     /// and offset (the Regions view's hot words and heat).
     pub words: BTreeMap<(Text, u64), WordHeat>,
+    /// Pages of shared regions the sampler saw change (`heat` lines), by
+    /// region and page index: samples in which each changed.
+    pub pages: BTreeMap<(Text, u64), u64>,
     /// Every process that mapped each region, exited ones included (the
     /// model keeps the mappings of the moment).
     pub mapped_by: HashMap<Text, std::collections::BTreeSet<u32>>,
@@ -68,6 +71,8 @@ pub struct WordHeat {
     pub windows: u64,
     /// Write samples (deep mode).
     pub samples: u64,
+    /// Samples in which the hot-word sampler saw it change (`heat` lines).
+    pub sampled: u64,
     /// Findings reported on it.
     pub races: u64,
     /// Processes seen writing it.
@@ -79,9 +84,11 @@ pub struct WordHeat {
 }
 
 impl WordHeat {
-    /// Changes seen: trapped writes, samples, and findings.
+    /// Changes seen: trapped writes or the sampler's changes (the same
+    /// writes seen two ways: the larger), samples, and findings.
     pub fn changes(&self) -> u64 {
         self.traps
+            .max(self.sampled)
             .saturating_add(self.samples)
             .max(self.races.saturating_mul(2))
     }
@@ -151,6 +158,21 @@ impl Data {
                     .entry(m.region.clone())
                     .or_default()
                     .insert(m.pid);
+            }
+            Record::Heat(heat) => {
+                for w in &heat.words {
+                    let h = self.words.entry((w.region.clone(), w.offset)).or_default();
+                    h.sampled = h.sampled.max(w.changes);
+                    h.traps = h.traps.max(w.traps);
+                    h.windows = h.windows.max(w.windows);
+                    h.writers.extend(&w.writers);
+                    h.armed |= w.armed || w.windows > 0;
+                    h.sync |= w.sync;
+                }
+                for p in &heat.pages {
+                    let n = self.pages.entry((p.region.clone(), p.page)).or_default();
+                    *n = (*n).max(p.changes);
+                }
             }
             Record::WriteSample(w) => {
                 let h = self.words.entry((w.region.clone(), w.offset)).or_default();

@@ -3,7 +3,7 @@
 //! Regions with findings come first; read-only and single-writer regions
 //! are dimmed, or hidden with `a`. Enter shows every mapping.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
@@ -35,13 +35,33 @@ fn words<'a>(d: &'a Data, r: &Region) -> impl Iterator<Item = (u64, &'a WordHeat
         .map(|((_, off), h)| (*off, h))
 }
 
+/// Write activity per page: write faults, plus what the detector saw
+/// change there (its words' changes, or the sampler's count of samples in
+/// which the page changed, whichever is larger: the same writes seen two
+/// ways).
+fn page_writes(d: &Data, r: &Region) -> BTreeMap<u64, u64> {
+    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    for (offset, w) in words(d, r) {
+        let n = seen.entry(offset / PAGE).or_default();
+        *n = n.saturating_add(w.changes());
+    }
+    let id = r.id.clone();
+    for ((_, page), changes) in d.pages.range((id.clone(), 0)..=(id, u64::MAX)) {
+        let n = seen.entry(*page).or_default();
+        *n = (*n).max(*changes);
+    }
+    for (page, heat) in &r.pages {
+        let n = seen.entry(*page).or_default();
+        *n = n.saturating_add(heat.writes);
+    }
+    seen
+}
+
 /// Write activity: write faults, and the changes the detector saw.
 fn writes(d: &Data, r: &Region) -> u64 {
-    let faults = r
-        .pages
+    page_writes(d, r)
         .values()
-        .fold(0u64, |a, p| a.saturating_add(p.writes));
-    words(d, r).fold(faults, |a, (_, w)| a.saturating_add(w.changes()))
+        .fold(0u64, |a, n| a.saturating_add(*n))
 }
 
 /// Distinct findings on the region.
@@ -139,24 +159,20 @@ pub fn handle_key(d: &Data, st: &mut State, k: KeyEvent) -> Action {
 /// (write faults, and the changes the race detector saw on its words)
 /// relative to the hottest page.
 pub fn heat_strip(d: &Data, r: &Region, width: usize) -> Vec<(char, usize)> {
+    let per_page = page_writes(d, r);
     let pages = r
         .size
         .div_ceil(PAGE)
-        .max(r.pages.keys().next_back().map_or(0, |p| p + 1))
-        .max(words(d, r).map(|(o, _)| o / PAGE + 1).max().unwrap_or(0));
+        .max(per_page.keys().next_back().map_or(0, |p| p + 1));
     if pages == 0 || width == 0 {
         return Vec::new();
     }
     let cells = (pages as usize).min(width);
     let per = (pages as usize).div_ceil(cells) as u64;
     let mut sums = vec![0u64; cells];
-    for (page, heat) in &r.pages {
+    for (page, n) in per_page {
         let i = ((page / per) as usize).min(cells - 1);
-        sums[i] = sums[i].saturating_add(heat.writes);
-    }
-    for (offset, w) in words(d, r) {
-        let i = ((offset / PAGE / per) as usize).min(cells - 1);
-        sums[i] = sums[i].saturating_add(w.changes());
+        sums[i] = sums[i].saturating_add(n);
     }
     let max = sums.iter().copied().max().unwrap_or(0).max(1);
     sums.iter()
