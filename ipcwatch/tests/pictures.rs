@@ -516,3 +516,60 @@ fn export_refuses_a_symbolic_link_and_a_bad_trace() {
     assert!(err.contains("line 1"), "{err}");
     assert!(!out_file.exists());
 }
+
+/// docs/img/perfetto2svg.py (the README's timeline) draws the known
+/// trace's export: well-formed SVG, both racing writes marked and linked
+/// by the race's red flow, a row per thread it shows.
+#[test]
+fn the_timeline_picture_draws_the_race_from_the_export() {
+    let python = perfetto_python();
+    assert!(
+        python.exists(),
+        "{} is missing: run `cargo xtask setup`",
+        python.display()
+    );
+    let dir = temp_dir();
+    let out = dir.path().join("demo.pftrace");
+    let run = Command::new(ipcwatch())
+        .args(["export", "--format", "perfetto", TRACE, "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/img/perfetto2svg.py");
+    let drawn = Command::new(&python)
+        .args([script, out.to_str().unwrap(), "--window-ms", "40"])
+        .output()
+        .unwrap();
+    assert!(
+        drawn.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drawn.stderr)
+    );
+    let svg = String::from_utf8(drawn.stdout).unwrap();
+    let file = dir.path().join("timeline.svg");
+    std::fs::write(&file, &svg).unwrap();
+    let parsed = Command::new(&python)
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])",
+        ])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(parsed.success(), "not well-formed:\n{svg}");
+    // The known trace's race: anon region, offset 0, two demo-racers.
+    let lines = parse(std::path::Path::new(TRACE));
+    let race = lines.iter().find(|l| l["type"] == "race").unwrap();
+    let label = format!("race {}+0x0", race["region"].as_str().unwrap());
+    assert_eq!(svg.matches(&format!(">{label}</text>")).count(), 2, "{svg}");
+    assert_eq!(svg.matches("marker-end=\"url(#red)\"").count(), 1, "{svg}");
+    for a in race["accesses"].as_array().unwrap() {
+        let row = format!(">demo-racer {}/{}</text>", a["pid"], a["tid"]);
+        assert!(svg.contains(&row), "no row {row}");
+    }
+}
