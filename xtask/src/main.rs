@@ -50,7 +50,12 @@ enum Cmd {
     Build,
     /// What people install, into target/dist: a static binary (musl) with
     /// its debug info apart, man pages, shell completions and a .deb.
-    Dist,
+    Dist {
+        /// Compile with the `dist-check` profile (opt-level 1), as `test`
+        /// does: the same package, built faster, not for shipping.
+        #[arg(long)]
+        check: bool,
+    },
     /// Build, then run ipcwatch with ARGS (as root).
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -116,61 +121,103 @@ enum Cmd {
     },
 }
 
+/// Runs `step` and remembers how long it took, for the table [`test`]
+/// prints at the end (and when a step fails).
+struct Steps(Vec<(&'static str, std::time::Duration)>);
+
+impl Steps {
+    fn run(&mut self, name: &'static str, step: impl FnOnce() -> Result<()>) -> Result<()> {
+        let t = std::time::Instant::now();
+        let r = step();
+        self.0.push((name, t.elapsed()));
+        if r.is_err() {
+            self.print();
+        }
+        r
+    }
+
+    fn print(&self) {
+        eprintln!("xtask test: wall time per step");
+        let total: std::time::Duration = self.0.iter().map(|(_, d)| *d).sum();
+        for (name, d) in &self.0 {
+            eprintln!("  {name:<28} {:>7.1} s", d.as_secs_f64());
+        }
+        eprintln!("  {:<28} {:>7.1} s", "total", total.as_secs_f64());
+    }
+}
+
 fn test() -> Result<()> {
-    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    let mut steps = Steps(Vec::new());
+    steps.run("setup", setup::ensure)?;
+    steps.run("fmt", || {
+        run(cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    steps.run("clippy", || {
+        run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
     // The eBPF crate, separately, for its own target.
-    run(Command::new("rustup").args([
-        "run",
-        "nightly",
-        "cargo",
-        "clippy",
-        "--package",
-        "ipcwatch-ebpf",
-        "--release",
-        "--target",
-        "bpfel-unknown-none",
-        "-Z",
-        "build-std=core",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    cycles::check()?;
+    steps.run("clippy (eBPF)", || {
+        run(Command::new("rustup").args([
+            "run",
+            "nightly",
+            "cargo",
+            "clippy",
+            "--package",
+            "ipcwatch-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    steps.run("module cycles", cycles::check)?;
     // The integration tests run ipcwatch-workload next to ipcwatch (same
     // profile); cargo builds another package's binaries only for that
     // package's own tests, and cannot be called from a test (build lock).
-    run(cargo().args(["build", "--package", "ipcwatch-workload"]))?;
+    steps.run("build workload", || {
+        run(cargo().args(["build", "--package", "ipcwatch-workload"]))
+    })?;
     // Unit tests (no root needed) run in parallel...
-    run(cargo().args(["test", "--workspace", "--lib", "--bins"]))?;
+    steps.run("unit tests", || {
+        run(cargo().args(["test", "--workspace", "--lib", "--bins"]))
+    })?;
     // ...the root integration tests share kernel state: one at a time.
-    run(cargo().args([
-        "test",
-        "--package",
-        "ipcwatch",
-        "--tests",
-        "--",
-        "--test-threads=1",
-    ]))?;
-    // The package, built once in release mode, and its tests.
-    dist::run_dist()?;
-    run(cargo().args([
-        "test",
-        "--package",
-        "ipcwatch",
-        "--test",
-        "dist",
-        "--",
-        "--ignored",
-        "--test-threads=1",
-    ]))?;
+    steps.run("integration tests", || {
+        run(cargo().args([
+            "test",
+            "--package",
+            "ipcwatch",
+            "--tests",
+            "--",
+            "--test-threads=1",
+        ]))
+    })?;
+    // The package, built once, and its tests.
+    steps.run("dist", || dist::run_dist(dist::Profile::Check))?;
+    steps.run("dist tests", || {
+        run(cargo().args([
+            "test",
+            "--package",
+            "ipcwatch",
+            "--test",
+            "dist",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ]))
+    })?;
+    steps.print();
     Ok(())
 }
 
@@ -187,9 +234,13 @@ fn main() -> Result<()> {
             setup::ensure()?;
             build_release().map(|_| ())
         }
-        Cmd::Dist => {
+        Cmd::Dist { check } => {
             setup::ensure()?;
-            dist::run_dist()
+            dist::run_dist(if check {
+                dist::Profile::Check
+            } else {
+                dist::Profile::Release
+            })
         }
         Cmd::Run { args } => {
             setup::ensure()?;
@@ -199,10 +250,7 @@ fn main() -> Result<()> {
             use std::os::unix::process::CommandExt;
             Err(cmd.exec()).context("cannot start ipcwatch")
         }
-        Cmd::Test => {
-            setup::ensure()?;
-            test()
-        }
+        Cmd::Test => test(),
         Cmd::Cycles => {
             setup::ensure()?;
             cycles::check()
