@@ -47,6 +47,7 @@ fn process(ts: u64, pid: u32, ppid: u32, comm: &str) -> Record {
         child: None,
         exit_code: None,
         signal: None,
+        origin: Default::default(),
     })
 }
 
@@ -112,6 +113,7 @@ fn access(pid: u32, comm: &str, func: &str, line: u32, ts: u64) -> Access {
         ],
         locks: vec![],
         ts_ns: ts,
+        origin: Default::default(),
     }
 }
 
