@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use foldhash::HashMap;
 
 use crate::record::{Container, Origin, Text};
+use crate::text::{clean, clean_path};
 
 /// Cache entries kept before the cache starts over (cgroups come and go
 /// with containers and sessions).
@@ -175,6 +176,194 @@ fn unescape_octal(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A cgroup chosen with `--cgroup` or `--container`: processes in it or
+/// below it are traced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// Its id (the directory's inode number on the unified hierarchy).
+    pub id: u64,
+    /// Its path below the hierarchy's root ("/libpod_parent/libpod-...").
+    pub path: String,
+}
+
+impl Selected {
+    /// Is a process whose cgroup is `path` in this cgroup or below it?
+    pub fn holds(&self, path: &str) -> bool {
+        path == self.path
+            || self.path == "/"
+            || path
+                .strip_prefix(&*self.path)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// Directories looked at, at most, when searching for a container's
+/// cgroup.
+const MAX_WALK: usize = 200_000;
+
+/// The cgroup `arg` names: a path below the unified hierarchy's root
+/// ("/system.slice/foo.service"), or below its mount point
+/// ("/sys/fs/cgroup/unified/system.slice/foo.service").
+pub fn select_cgroup(arg: &str) -> Result<Selected, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mount = unified_mount()
+        .ok_or("no cgroup2 (unified) hierarchy is mounted: cgroups cannot be told apart")?;
+    let given = Path::new(arg);
+    let rel = given.strip_prefix(&mount).unwrap_or(given);
+    if rel.components().any(|c| {
+        matches!(
+            c,
+            std::path::Component::ParentDir | std::path::Component::CurDir
+        )
+    }) {
+        return Err(format!(
+            "--cgroup {}: give the path without `.` or `..`",
+            clean(arg)
+        ));
+    }
+    let rel = rel.to_string_lossy();
+    let path = format!("/{}", rel.trim_start_matches('/').trim_end_matches('/'));
+    let dir = mount.join(path.trim_start_matches('/'));
+    let meta = fs::metadata(&dir).map_err(|e| {
+        format!(
+            "--cgroup {}: no such cgroup ({}: {e})",
+            clean(arg),
+            clean_path(&dir)
+        )
+    })?;
+    if !meta.is_dir() {
+        return Err(format!(
+            "--cgroup {}: not a cgroup directory",
+            clean(arg)
+        ));
+    }
+    Ok(Selected {
+        id: meta.ino(),
+        path,
+    })
+}
+
+/// The cgroups of the running container `arg` names: a prefix of its id
+/// (at least 4 hex digits), or its name as podman or docker know it.
+pub fn select_container(arg: &str) -> Result<Vec<Selected>, String> {
+    let mount = unified_mount()
+        .ok_or("no cgroup2 (unified) hierarchy is mounted: containers cannot be told apart")?;
+    let hex = arg.len() >= 4 && arg.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut found = if hex {
+        containers_below(&mount, &arg.to_ascii_lowercase())
+    } else {
+        Vec::new()
+    };
+    if found.is_empty()
+        && let Some(id) = runtime_id_of(arg)
+    {
+        found = containers_below(&mount, &id);
+    }
+    if found.is_empty() {
+        return Err(format!(
+            "--container {}: no running container has that id or name (searched the cgroups of docker, podman, containerd and CRI-O under {}, and asked podman and docker for the name)",
+            clean(arg),
+            clean_path(&mount)
+        ));
+    }
+    let ids: std::collections::BTreeSet<&str> = found
+        .iter()
+        .filter_map(|(_, c)| Some(&*c.container.as_ref()?.id))
+        .collect();
+    if ids.len() > 1 {
+        return Err(format!(
+            "--container {}: {} containers have ids starting so; give more digits",
+            clean(arg),
+            ids.len()
+        ));
+    }
+    Ok(found.into_iter().map(|(s, _)| s).collect())
+}
+
+/// Container cgroups under `mount` whose id starts with `prefix` (the
+/// outermost cgroup of each: what is below it is held by it).
+fn containers_below(mount: &Path, prefix: &str) -> Vec<(Selected, Origin)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = Vec::new();
+    let mut todo = vec![(mount.to_path_buf(), String::new())];
+    let mut seen = 0;
+    while let Some((dir, path)) = todo.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > MAX_WALK {
+                return out;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if !meta.is_dir() {
+                continue;
+            }
+            let sub = format!("{path}/{}", e.file_name().to_string_lossy());
+            let o = classify(&sub);
+            match &o.container {
+                Some(c) if c.id.starts_with(prefix) => out.push((
+                    Selected {
+                        id: meta.ino(),
+                        path: sub,
+                    },
+                    o,
+                )),
+                _ => todo.push((e.path(), sub)),
+            }
+        }
+    }
+    out
+}
+
+/// How long a runtime's command may take to name a container.
+const RUNTIME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The full id of the container named `name`, as podman or docker (the
+/// first that knows it) reports it.
+fn runtime_id_of(name: &str) -> Option<String> {
+    use std::process::{Command, Stdio};
+    for runtime in ["podman", "docker"] {
+        let Ok(mut child) = Command::new(runtime)
+            .args(["container", "inspect", "--format", "{{.Id}}", "--", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            continue;
+        };
+        let start = std::time::Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if start.elapsed() < RUNTIME_TIMEOUT => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        if !status.is_some_and(|s| s.success()) {
+            continue;
+        }
+        let mut out = String::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            use std::io::Read as _;
+            let _ = stdout.take(4096).read_to_string(&mut out);
+        }
+        let id = out.trim();
+        if is_id(id) {
+            return Some(id.to_owned());
+        }
+    }
+    None
 }
 
 /// Cgroup id -> origin, resolved once per id.
@@ -424,6 +613,40 @@ mod tests {
         assert!(path.starts_with('/'), "{path}");
         // Not in a container here: no inner pid.
         assert_eq!(origin_of_pid(me).cgroup.as_deref(), Some(&*path));
+    }
+
+    #[test]
+    fn a_selected_cgroup_holds_its_subtree() {
+        let s = Selected {
+            id: 7,
+            path: "/a/b".into(),
+        };
+        assert!(s.holds("/a/b"));
+        assert!(s.holds("/a/b/c"));
+        assert!(!s.holds("/a/bc"));
+        assert!(!s.holds("/a"));
+        let root = Selected {
+            id: 1,
+            path: "/".into(),
+        };
+        assert!(root.holds("/x"));
+    }
+
+    #[test]
+    fn selects_a_cgroup_by_path_and_refuses_others() {
+        let mount = unified_mount().expect("a cgroup2 mount");
+        let me = cgroup_of(std::process::id()).expect("0:: line");
+        let s = select_cgroup(&me).unwrap();
+        assert_eq!(s.path, me);
+        // The same, through the mount point.
+        let full = mount.join(me.trim_start_matches('/'));
+        assert_eq!(select_cgroup(&full.to_string_lossy()).unwrap(), s);
+        let err = select_cgroup("/no/such/cgroup/x").unwrap_err();
+        assert!(err.contains("no such cgroup"), "{err}");
+        let err = select_cgroup("/a/../b").unwrap_err();
+        assert!(err.contains("`..`"), "{err}");
+        let err = select_container("0123456789abcdef0123").unwrap_err();
+        assert!(err.contains("no running container"), "{err}");
     }
 
     #[test]
