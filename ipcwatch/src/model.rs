@@ -11,9 +11,9 @@ use foldhash::HashMap;
 use crate::ids::region_kind;
 
 use crate::record::{
-    ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, Container, End, EndpointSummary, FaultLine, Io,
-    MappingEvent, MappingLine, Op, Origin, ProcessEvent, ProcessLine, RaceLine, Record, RegionEvent,
-    RegionKind, RegionLine, SyncEvent, SyncLine, Text,
+    ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, Container, End, EndpointSummary,
+    FaultLine, Io, MappingEvent, MappingLine, Op, Origin, ProcessEvent, ProcessLine, RaceLine,
+    Record, RegionEvent, RegionKind, RegionLine, SyncEvent, SyncLine, Text,
 };
 
 /// Page size used for per-page write heat.

@@ -7,7 +7,7 @@ use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
 
-use super::args::{filter_with_command, select_cgroups, kinds_mask, parse_ring, parse_secs};
+use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs, select_cgroups};
 use super::complete;
 use ipcwatch::text::Clean;
 

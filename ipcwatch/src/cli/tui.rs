@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use ipcwatch::session::RecordArgs;
 
-use super::args::{filter_with_command, select_cgroups, parse_ring};
+use super::args::{filter_with_command, parse_ring, select_cgroups};
 use super::complete;
 use ipcwatch::text::Clean;
 

@@ -14,9 +14,9 @@ use ipcwatch_common::{
 };
 
 use crate::error::Error;
-use crate::scan::cgroup::{Selected, cgroup_of};
 use crate::kernel::attach::{Skipped, attach_btf_or_raw, attach_raw, attach_tp, program};
 use crate::kernel::{btf, shm, syscalls};
+use crate::scan::cgroup::{Selected, cgroup_of};
 
 /// The eBPF object built by build.rs (crate ipcwatch-ebpf, with BTF).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipcwatch"));

@@ -234,10 +234,7 @@ pub fn select_cgroup(arg: &str) -> Result<Selected, String> {
         )
     })?;
     if !meta.is_dir() {
-        return Err(format!(
-            "--cgroup {}: not a cgroup directory",
-            clean(arg)
-        ));
+        return Err(format!("--cgroup {}: not a cgroup directory", clean(arg)));
     }
     Ok(Selected {
         id: meta.ino(),
@@ -354,7 +351,7 @@ fn runtime_id_of(name: &str) -> Option<String> {
             continue;
         }
         let mut out = String::new();
-        if let Some(mut stdout) = child.stdout.take() {
+        if let Some(stdout) = child.stdout.take() {
             use std::io::Read as _;
             let _ = stdout.take(4096).read_to_string(&mut out);
         }
