@@ -252,3 +252,51 @@ fn a_unix_socket_between_two_containers_is_one_channel() {
         .sum();
     assert_eq!((sent, got), (BYTES, BYTES), "{}", channels[0]);
 }
+
+#[test]
+fn the_container_filter_keeps_that_container_only() {
+    require_root();
+    let names = Names::new("filter");
+    let a = &names.0[0];
+    // Pipes in the container and on the host, 200 io events/s each.
+    let paced = "paced --rate 200 --secs 20 --procs 1";
+    let id = run(&mut Command::new("sh").arg("-c").arg(podman_run(a, "", paced)));
+    let id = id.trim();
+    let mut host = Command::new(workload())
+        .args(paced.split(' '))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // By name and by a prefix of its id (each must name a running
+    // container, or record refuses to start): the same cgroup.
+    let traces = [record(&[
+        "--duration",
+        "1",
+        "--container",
+        a,
+        "--container",
+        &id[..12],
+    ])];
+    let _ = host.kill();
+    let _ = host.wait();
+    for t in &traces {
+        assert_schema(&t.lines);
+        let inside: BTreeSet<u64> = t
+            .of_type("process")
+            .filter(|p| container_id(p) == Some(id))
+            .map(|p| p["pid"].as_u64().unwrap())
+            .collect();
+        assert!(!inside.is_empty(), "no process of the container");
+        let io: Vec<&Value> = t.of_type("io").collect();
+        assert!(io.len() > 50, "{} io lines", io.len());
+        for l in io {
+            let pid = l["pid"].as_u64().unwrap();
+            assert!(inside.contains(&pid), "{pid} is not in the container: {l}");
+        }
+        assert!(
+            !t.lines.iter().any(|l| l["pid"] == host.id()),
+            "the host's workload {} was traced",
+            host.id()
+        );
+    }
+}
