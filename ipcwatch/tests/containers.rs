@@ -260,7 +260,7 @@ fn the_container_filter_keeps_that_container_only() {
     let a = &names.0[0];
     // Pipes in the container and on the host, 200 io events/s each.
     let paced = "paced --rate 200 --secs 20 --procs 1";
-    let id = run(&mut Command::new("sh").arg("-c").arg(podman_run(a, "", paced)));
+    let id = run(Command::new("sh").arg("-c").arg(podman_run(a, "", paced)));
     let id = id.trim();
     let mut host = Command::new(workload())
         .args(paced.split(' '))
