@@ -10,6 +10,12 @@ pub mod filter {
     pub const LISTED: u32 = 1;
     /// Also let processes whose comm is in `COMMS` through.
     pub const COMM: u32 = 2;
+    /// Also let processes in a cgroup of `CGROUPS` (or below one) through
+    /// (`--container`, `--cgroup`).
+    pub const CGROUP: u32 = 4;
+    /// Levels below the root at which `CGROUPS` is looked up for the
+    /// current cgroup's ancestors.
+    pub const MAX_CGROUP_DEPTH: u32 = 12;
 }
 
 /// Flags stored as the value of a `TRACED` map entry.

@@ -55,8 +55,8 @@ mod tests {
         assert_eq!(size_of::<FdEvent>(), 48 + 16 + 16);
         assert_eq!(size_of::<OpenEvent>(), 48 + 16 + 16 + PATH_LEN);
         assert_eq!(size_of::<PathEvent>(), 48 + 8 + PATH_LEN);
-        assert_eq!(size_of::<ForkEvent>(), 48 + 8);
-        assert_eq!(size_of::<ExecEvent>(), 48 + 8 + PATH_LEN);
+        assert_eq!(size_of::<ForkEvent>(), 48 + 16);
+        assert_eq!(size_of::<ExecEvent>(), 48 + 16 + PATH_LEN);
         assert_eq!(size_of::<ExitEvent>(), 48 + 8);
         assert_eq!(size_of::<KernelOffsets>(), 22 * 4);
         assert_eq!(size_of::<Config>(), 32 + 22 * 4);

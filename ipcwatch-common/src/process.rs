@@ -9,6 +9,9 @@ pub struct ForkEvent {
     pub hdr: EventHeader,
     pub child_pid: u32,
     pub child_tid: u32,
+    /// The parent's cgroup id on the unified (v2) hierarchy, which the
+    /// child starts in (`bpf_get_current_cgroup_id`).
+    pub cgroup: u64,
 }
 
 #[repr(C)]
@@ -19,6 +22,8 @@ pub struct ExecEvent {
     /// the process id).
     pub old_tid: u32,
     pub _pad: u32,
+    /// The process's cgroup id on the unified (v2) hierarchy.
+    pub cgroup: u64,
     pub filename: [u8; PATH_LEN],
 }
 

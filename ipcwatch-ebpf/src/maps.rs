@@ -73,6 +73,11 @@ pub(crate) static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0
 #[map]
 pub(crate) static COMMS: HashMap<[u8; COMM_LEN], u32> = HashMap::with_max_entries(64, 0);
 
+/// Unified-hierarchy cgroup id -> 1. Used when `CONFIG.filter` has
+/// `CGROUP`: processes in one of these cgroups, or below one, are traced.
+#[map]
+pub(crate) static CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(64, 0);
+
 /// tid -> when the call in flight started: a pipe write larger than
 /// PIPE_BUF, and with `--durations` every timed call. An LRU map: the
 /// starts of calls whose exit reports nothing (a read of a regular file)

@@ -154,6 +154,26 @@ enum Workload {
     },
     /// Children bump a counter in a shared region under a process-shared lock.
     ShmCounter(ShmCounterCli),
+    /// One of two unrelated processes sharing a SysV segment by KEY: both
+    /// bump its counter unsynchronized for SECS once both are attached.
+    SysvCounter {
+        #[arg(long)]
+        key: i32,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+        /// Run on this CPU only (two writers on two CPUs collide even when
+        /// other work keeps the machine busy).
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
+    /// Accept one connection on the unix socket at PATH and read it all.
+    UnixServe { path: String },
+    /// Connect to the unix socket at PATH (waiting for it) and send BYTES.
+    UnixSend {
+        path: String,
+        #[arg(long, default_value_t = 4096)]
+        bytes: usize,
+    },
     /// One of two unrelated processes sharing a POSIX shm object.
     ShmPosixPeer {
         name: String,
@@ -394,6 +414,9 @@ fn run(w: Workload) -> Result<ExitCode> {
         Workload::UnixPingpong { size, iters } => sock::unix_pingpong(size, iters),
         Workload::MqPingpong { size, iters } => sock::mq_pingpong(size, iters),
         Workload::ShmCounter(c) => shm_counter(c),
+        Workload::SysvCounter { key, secs, cpu } => race::sysv_counter(key, secs, cpu),
+        Workload::UnixServe { path } => sock::unix_serve(&path),
+        Workload::UnixSend { path, bytes } => sock::unix_send(&path, bytes),
         Workload::ShmPosixPeer { name, role } => shm::posix_peer(&name, &role),
         Workload::FileLock { kind, path } => shm::filelock(&kind, &path),
         Workload::ShmHold { kind, name } => shm::hold(&kind, &name),

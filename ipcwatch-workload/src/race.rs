@@ -437,3 +437,71 @@ pub fn posix_counter(name: &str, secs: f64) -> Result<()> {
     println!("posix-counter {} {n}", std::process::id());
     Ok(())
 }
+
+/// One of two unrelated processes sharing a SysV segment by `key` (two
+/// containers sharing an IPC namespace): once both are attached, bumps
+/// the counter at offset 128 without synchronization for `secs`. Prints
+/// "sysv-counter <pid> <shmid> <increments>"; the last to detach removes
+/// the segment.
+pub fn sysv_counter(key: i32, secs: f64, cpu: Option<usize>) -> Result<()> {
+    if let Some(cpu) = cpu {
+        // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays inside it
+        // for cpu < CPU_SETSIZE (checked).
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if cpu >= libc::CPU_SETSIZE as usize {
+                bail!("--cpu {cpu}: out of range");
+            }
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+                bail!(os_err("sched_setaffinity"));
+            }
+        }
+    }
+    // SAFETY: plain syscalls; results checked; the attachment stays until
+    // the shmdt below.
+    let (id, base) = unsafe {
+        let id = libc::shmget(key, SIZE, libc::IPC_CREAT | 0o600);
+        if id < 0 {
+            bail!(os_err("shmget"));
+        }
+        let p = libc::shmat(id, ptr::null(), 0);
+        if p as isize == -1 {
+            bail!(os_err("shmat"));
+        }
+        (id, p as *mut u8)
+    };
+    let attached = || {
+        // SAFETY: a zeroed shmid_ds is a valid out-parameter.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        // SAFETY: `ds` is a live out-parameter.
+        let r = unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) };
+        if r == 0 { ds.shm_nattch } else { 0 }
+    };
+    // Both start together, however long each took to start.
+    let wait_until = Instant::now() + Duration::from_secs(30);
+    while attached() < 2 {
+        if Instant::now() > wait_until {
+            bail!("the second process never attached segment {id}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: offset inside the attached segment.
+    let counter = unsafe { base.add(COUNTER_OFF) as *mut u64 };
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        for _ in 0..1000 {
+            bump_counter_unsynchronized(counter);
+            n += 1;
+        }
+    }
+    println!("sysv-counter {} {id} {n}", std::process::id());
+    // SAFETY: detaching our own attachment; marking the segment for
+    // removal is harmless while the other process still has it.
+    unsafe {
+        libc::shmdt(base as *const libc::c_void);
+        libc::shmctl(id, libc::IPC_RMID, ptr::null_mut());
+    }
+    Ok(())
+}

@@ -727,3 +727,31 @@ pub fn mq_pingpong(size: usize, iters: u64) -> Result<()> {
     reap(child, "mq-pingpong").context("mq ping-pong")?;
     say(format!("round-trips/s {:.1}", iters as f64 / secs))
 }
+
+/// Listen on the unix stream socket at `path`, accept one connection and
+/// read it to the end. Prints "unix-serve <pid> <bytes read>".
+pub fn unix_serve(path: &str) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).with_context(|| format!("bind {path}"))?;
+    let (mut conn, _) = listener.accept().context("accept")?;
+    let n = drain(&mut conn)?;
+    say(format!("unix-serve {} {n}", std::process::id()))
+}
+
+/// Connect to the unix stream socket at `path` (waiting up to 30 s for it
+/// to appear) and write `bytes` bytes. Prints "unix-send <pid> <bytes>".
+pub fn unix_send(path: &str, bytes: usize) -> Result<()> {
+    let start = Instant::now();
+    let mut conn = loop {
+        match UnixStream::connect(path) {
+            Ok(c) => break c,
+            Err(e) if start.elapsed().as_secs() >= 30 => {
+                return Err(e).with_context(|| format!("connect {path}"));
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    };
+    conn.write_all(&vec![b'u'; bytes])?;
+    drop(conn);
+    say(format!("unix-send {} {bytes}", std::process::id()))
+}

@@ -226,6 +226,7 @@ impl Gen {
             hdr,
             child_pid: pid,
             child_tid: pid,
+            cgroup: 0,
         });
         self.exp.process_lines += 1;
         self.exp.processes += 1;
@@ -242,6 +243,7 @@ impl Gen {
             hdr,
             old_tid: p.pid,
             _pad: 0,
+            cgroup: 0,
             filename: path(file),
         });
         self.exp.process_lines += 1;

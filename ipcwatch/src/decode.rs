@@ -232,6 +232,7 @@ mod tests {
             hdr: hdr(kind::FORK),
             child_pid: 200,
             child_tid: 200,
+            cgroup: 0,
         };
         assert_eq!(decode(as_bytes(&fork)), Ok(RawEvent::Fork(fork)));
         let exit = ExitEvent {

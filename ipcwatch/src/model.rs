@@ -11,9 +11,9 @@ use foldhash::HashMap;
 use crate::ids::region_kind;
 
 use crate::record::{
-    ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, End, EndpointSummary, FaultLine, Io,
-    MappingEvent, MappingLine, Op, ProcessEvent, ProcessLine, RaceLine, Record, RegionEvent,
-    RegionKind, RegionLine, SyncEvent, SyncLine, Text,
+    ChannelEvent, ChannelKind, ChannelLine, ChannelSummary, Container, End, EndpointSummary,
+    FaultLine, Io, MappingEvent, MappingLine, Op, Origin, ProcessEvent, ProcessLine, RaceLine,
+    Record, RegionEvent, RegionKind, RegionLine, SyncEvent, SyncLine, Text,
 };
 
 /// Page size used for per-page write heat.
@@ -138,6 +138,8 @@ pub struct Process {
     pub bytes_written: u64,
     pub bytes_read: u64,
     pub last_ts: u64,
+    /// Cgroup, container or unit, and pid inside the container.
+    pub origin: Origin,
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +252,7 @@ impl Channel {
                         bytes_read: f.bytes_read,
                         writes: f.writes,
                         reads: f.reads,
+                        origin: Origin::default(),
                     })
                     .collect()
             },
@@ -586,7 +589,16 @@ impl Model {
                     .unwrap_or_default();
                 // A reused pid starts over: nothing of the old process stays.
                 self.close_all(line.pid, false);
+                let parent_origin = line
+                    .ppid
+                    .and_then(|pp| self.processes.get(&pp))
+                    .map(|p| p.origin.clone());
                 let child = self.process(line.pid, &line.comm, line.ts_ns);
+                child.origin = if line.origin.is_empty() {
+                    parent_origin.unwrap_or_default()
+                } else {
+                    line.origin.clone()
+                };
                 child.ppid = line.ppid;
                 child.alive = true;
                 child.comm = line.comm.clone();
@@ -599,6 +611,9 @@ impl Model {
             ProcessEvent::Existing => {
                 let p = self.process(line.pid, &line.comm, line.ts_ns);
                 p.ppid = line.ppid.or(p.ppid);
+                if !line.origin.is_empty() {
+                    p.origin = line.origin.clone();
+                }
             }
             ProcessEvent::Exec => {
                 self.close_all(line.pid, true);
@@ -607,6 +622,9 @@ impl Model {
                 }
                 let p = self.process(line.pid, &line.comm, line.ts_ns);
                 p.comm = line.comm.clone();
+                if !line.origin.is_empty() {
+                    p.origin = line.origin.clone();
+                }
             }
             ProcessEvent::Exit => {
                 self.close_all(line.pid, false);
@@ -623,9 +641,34 @@ impl Model {
         }
     }
 
+    /// Where process `pid` runs, as far as known.
+    pub fn origin(&self, pid: u32) -> Origin {
+        self.processes
+            .get(&pid)
+            .map(|p| p.origin.clone())
+            .unwrap_or_default()
+    }
+
+    /// The container of process `pid`, if it runs in one.
+    pub fn container(&self, pid: u32) -> Option<&Container> {
+        self.processes.get(&pid)?.origin.container.as_ref()
+    }
+
+    /// Name where each access of a finding ran (the detectors know pids).
+    pub fn attribute(&self, race: &mut RaceLine) {
+        for a in &mut race.accesses {
+            if a.origin.is_empty() {
+                a.origin = self.origin(a.pid);
+            }
+        }
+    }
+
     /// Channel totals, sorted by id, for the summary line.
     pub fn channel_summaries(&self) -> Vec<ChannelSummary> {
         let mut v: Vec<_> = self.channels.values().map(Channel::summary).collect();
+        for e in v.iter_mut().flat_map(|c| c.endpoints.iter_mut()) {
+            e.origin = self.origin(e.pid);
+        }
         v.sort_by(|a, b| a.channel.cmp(&b.channel));
         v
     }
@@ -693,6 +736,7 @@ mod tests {
             child: None,
             exit_code: None,
             signal: None,
+            origin: Default::default(),
         })
     }
 
@@ -789,6 +833,7 @@ mod tests {
             stack: vec![],
             locks: vec![],
             ts_ns: 1,
+            origin: Default::default(),
         };
         let race = |ts, a: &str, b: &str| {
             Record::Race(RaceLine {

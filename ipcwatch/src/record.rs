@@ -377,6 +377,54 @@ pub enum ProcessEvent {
     Wait,
 }
 
+/// A container, named from its cgroup path (and, where the runtime's
+/// socket answered, its name and image).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// The id as the runtime reports it (64 hex digits for docker,
+    /// podman, containerd and CRI-O).
+    pub id: Text,
+    /// "docker", "podman", "containerd" or "crio".
+    pub runtime: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+impl Container {
+    /// How a terminal shows it: the name, else the id's first 12 digits.
+    pub fn short(&self) -> &str {
+        match &self.name {
+            Some(n) => n,
+            None => self.id.get(..12).unwrap_or(&self.id),
+        }
+    }
+}
+
+/// Where a process runs: its cgroup (unified hierarchy), the container or
+/// systemd unit that cgroup belongs to, and its pid inside the container's
+/// pid namespace. Every field is absent when unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    /// The systemd unit (".service" or ".scope"), outside containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Text>,
+    /// The pid in the process's own pid namespace, when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nspid: Option<u32>,
+}
+
+impl Origin {
+    pub fn is_empty(&self) -> bool {
+        self == &Origin::default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessLine {
     pub ts_ns: u64,
@@ -400,6 +448,9 @@ pub struct ProcessLine {
     /// exit: the signal that killed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
+    /// fork (the child's), exec, existing: cgroup, container or unit.
+    #[serde(flatten)]
+    pub origin: Origin,
 }
 
 /// Events the kernel could not deliver (the ring buffer was full).
@@ -450,6 +501,8 @@ pub struct EndpointSummary {
     pub bytes_read: u64,
     pub writes: u64,
     pub reads: u64,
+    #[serde(flatten)]
+    pub origin: Origin,
 }
 
 /// Last line of every trace.
@@ -662,6 +715,8 @@ pub struct Access {
     #[serde(default)]
     pub locks: Vec<Text>,
     pub ts_ns: u64,
+    #[serde(flatten)]
+    pub origin: Origin,
 }
 
 /// A finding of the race detector.

@@ -56,6 +56,24 @@ fn bad_ring_sizes_and_mixed_filters_are_usage_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("power of two"));
     let o = run(&["record", "--pid", "1", "--", "true"]);
     assert_eq!(o.status.code(), Some(2));
+    let o = run(&["record", "--container", "abcd", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_container_or_cgroup_that_does_not_exist_is_a_usage_error() {
+    let o = run(&["record", "--container", "0123456789abcdef0123"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no running container"), "{err}");
+    let o = run(&["record", "--cgroup", "/no/such/cgroup\x1b[2J"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no such cgroup"), "{err}");
+    let o = run(&["tui", "--cgroup", "/a/../b"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("`..`"), "{err}");
 }
 
 #[test]

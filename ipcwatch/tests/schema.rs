@@ -5,6 +5,8 @@ mod common;
 
 use ipcwatch::record::*;
 
+const CID: &str = "04d6d93bf4dfcb60cc9f0b2c6ac5bcdf11588d1ebdc5b8573a799a100c8b6382";
+
 fn line(r: &Record) -> serde_json::Value {
     serde_json::to_value(r).unwrap()
 }
@@ -22,8 +24,49 @@ fn the_schema_accepts_every_record_type() {
         stack: vec!["bump".into(), "main".into()],
         locks: vec![],
         ts_ns: 5,
+        origin: Origin {
+            cgroup: Some(format!("/libpod_parent/libpod-{CID}")),
+            container: Some(Container {
+                id: CID.into(),
+                runtime: "podman".into(),
+                name: Some("web".into()),
+                image: Some("localhost/web:latest".into()),
+            }),
+            unit: None,
+            nspid: Some(1),
+        },
     };
     let lines = vec![
+        line(&Record::Process(ProcessLine {
+            ts_ns: 1,
+            event: ProcessEvent::Exec,
+            pid: 4242,
+            tid: 4242,
+            comm: "w".into(),
+            ppid: None,
+            filename: Some("/bin/w".into()),
+            child: None,
+            exit_code: None,
+            signal: None,
+            origin: access.origin.clone(),
+        })),
+        line(&Record::Process(ProcessLine {
+            ts_ns: 1,
+            event: ProcessEvent::Existing,
+            pid: 1,
+            tid: 1,
+            comm: "sshd".into(),
+            ppid: Some(0),
+            filename: None,
+            child: None,
+            exit_code: None,
+            signal: None,
+            origin: Origin {
+                cgroup: Some("/system.slice/ssh.service".into()),
+                unit: Some("ssh.service".into()),
+                ..Origin::default()
+            },
+        })),
         line(&Record::Region(RegionLine {
             ts_ns: 1,
             event: RegionEvent::Created,

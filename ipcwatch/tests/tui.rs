@@ -47,6 +47,7 @@ fn process(ts: u64, pid: u32, ppid: u32, comm: &str) -> Record {
         child: None,
         exit_code: None,
         signal: None,
+        origin: Default::default(),
     })
 }
 
@@ -112,6 +113,7 @@ fn access(pid: u32, comm: &str, func: &str, line: u32, ts: u64) -> Access {
         ],
         locks: vec![],
         ts_ns: ts,
+        origin: Default::default(),
     }
 }
 
@@ -950,4 +952,59 @@ fn snapshot_regions_live_heat_before_the_summary() {
         .find(|l| l.starts_with("│+0x7010 "))
         .unwrap_or_else(|| panic!("the sampled word is not listed:\n{s}"));
     assert!(row.contains(" 30 ") && row.contains("yes"), "{row}");
+}
+
+/// An exec line in `container` (a hostile name: it reaches the screen
+/// escaped).
+fn exec_in(ts: u64, pid: u32, comm: &str, id: &str, name: Option<&str>) -> Record {
+    Record::Process(ProcessLine {
+        ts_ns: ts,
+        event: ProcessEvent::Exec,
+        pid,
+        tid: pid,
+        comm: comm.into(),
+        ppid: None,
+        filename: Some(format!("/{comm}")),
+        child: None,
+        exit_code: None,
+        signal: None,
+        origin: Origin {
+            cgroup: Some(format!("/libpod_parent/libpod-{id}")),
+            container: Some(Container {
+                id: id.into(),
+                runtime: "podman".into(),
+                name: name.map(str::to_owned),
+                image: None,
+            }),
+            unit: None,
+            nspid: Some(1),
+        },
+    })
+}
+
+#[test]
+fn containers_show_in_processes_and_on_channels_between_them() {
+    let a = "04d6d93bf4dfcb60cc9f0b2c6ac5bcdf11588d1ebdc5b8573a799a100c8b6382";
+    let b = "9f0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100";
+    let mut v = fixture();
+    v.push(exec_in(T0 + 1, 100, "producer", a, None));
+    v.push(exec_in(
+        T0 + 1,
+        101,
+        "consumer",
+        b,
+        Some("web\x1b]0;PWNED\x07"),
+    ));
+    let mut app = app_with(&v);
+    app.handle(key('5'));
+    let s = screen(&draw(&mut app, 100, 24));
+    assert!(s.contains("CONTAINER"), "{s}");
+    assert!(s.contains(&a[..12]), "{s}");
+    assert!(s.contains("web\\x1b]0;P"), "{s}");
+    assert!(!s.contains('\x1b') && !s.contains('\x07'), "{s:?}");
+    // The pipe between them names both containers.
+    app.handle(key('2'));
+    let s = screen(&draw(&mut app, 140, 24));
+    assert!(s.contains(&format!("producer@{}", &a[..8])), "{s}");
+    assert!(s.contains("consumer@web"), "{s}");
 }

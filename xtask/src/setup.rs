@@ -1,6 +1,7 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
 //! against the nightly toolchain's own LLVM; and the tools the checks use
-//! (tmux, stress-ng, sqlite3, graphviz, strace, the musl target and lintian, cargo-modules,
+//! (tmux, stress-ng, sqlite3, graphviz, strace, podman and runc with podman's
+//! `default_ulimits = []`, the musl target and lintian, cargo-modules,
 //! Perfetto's Python package in a venv), and
 //! PostgreSQL for `cargo xtask postgres`. Idempotent: when all are present this runs a few
 //! quick commands and nothing else.
@@ -166,7 +167,7 @@ struct Tool {
     why: &'static str,
 }
 
-const TOOLS: [Tool; 5] = [
+const TOOLS: [Tool; 7] = [
     Tool {
         command: "tmux",
         arg: "-V",
@@ -197,7 +198,66 @@ const TOOLS: [Tool; 5] = [
         package: "strace",
         why: "the least-privilege test lists the files ipcwatch opens; the bench compares with strace",
     },
+    Tool {
+        command: "podman",
+        arg: "--version",
+        package: "podman",
+        why: "the container tests (tests/containers.rs) run two podman containers",
+    },
+    Tool {
+        command: "runc",
+        arg: "--version",
+        package: "runc",
+        why: "the container tests run podman with --runtime runc (crun refuses a hybrid cgroup layout)",
+    },
 ];
+
+/// Podman's configuration, where `default_ulimits = []` must be set.
+const CONTAINERS_CONF: &str = "/etc/containers/containers.conf";
+
+/// `default_ulimits = []` under `[containers]`: without it podman raises
+/// RLIMIT_NOFILE for each container, which a sandbox without
+/// CAP_SYS_RESOURCE refuses. `text` is the file as it is (empty when
+/// missing); `None` when it says so already.
+fn with_default_ulimits(text: &str) -> Option<String> {
+    if text
+        .lines()
+        .any(|l| l.trim_start().starts_with("default_ulimits"))
+    {
+        return None;
+    }
+    let mut out = String::new();
+    let mut done = false;
+    for l in text.lines() {
+        out.push_str(l);
+        out.push('\n');
+        if !done && l.trim() == "[containers]" {
+            out.push_str("default_ulimits = []\n");
+            done = true;
+        }
+    }
+    if !done {
+        out.push_str("\n[containers]\ndefault_ulimits = []\n");
+    }
+    Some(out)
+}
+
+fn ensure_podman_conf() -> Result<()> {
+    let text = match std::fs::read_to_string(CONTAINERS_CONF) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {CONTAINERS_CONF}")),
+    };
+    if let Some(new) = with_default_ulimits(&text) {
+        eprintln!(
+            "xtask: setting default_ulimits = [] in {CONTAINERS_CONF} (for the container tests)"
+        );
+        std::fs::create_dir_all("/etc/containers").context("creating /etc/containers")?;
+        std::fs::write(CONTAINERS_CONF, new)
+            .with_context(|| format!("writing {CONTAINERS_CONF}"))?;
+    }
+    Ok(())
+}
 
 /// Install each of [`TOOLS`] that does not answer.
 fn ensure_tools() -> Result<()> {
@@ -418,8 +478,33 @@ pub fn ensure() -> Result<()> {
     ensure_toolchain()?;
     ensure_bpf_linker()?;
     ensure_tools()?;
+    ensure_podman_conf()?;
     ensure_perfetto_python()?;
     ensure_dist()?;
     ensure_cargo_modules()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ulimits_is_added_once_under_containers() {
+        assert_eq!(
+            with_default_ulimits("").as_deref(),
+            Some("\n[containers]\ndefault_ulimits = []\n")
+        );
+        assert_eq!(
+            with_default_ulimits("[engine]\nx = 1\n[containers]\nlog_driver = \"k8s-file\"\n")
+                .as_deref(),
+            Some(
+                "[engine]\nx = 1\n[containers]\ndefault_ulimits = []\nlog_driver = \"k8s-file\"\n"
+            )
+        );
+        assert_eq!(
+            with_default_ulimits("[containers]\ndefault_ulimits = []\n"),
+            None
+        );
+    }
 }

@@ -8,7 +8,7 @@ use aya_ebpf::{
     EbpfContext as _,
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
-        generated::bpf_get_current_task,
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_task},
     },
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
@@ -58,6 +58,8 @@ fn fork(ctx: &RawTracePointContext) {
         hdr: header(kind::FORK, pid_tgid),
         child_pid: child_tgid,
         child_tid,
+        // SAFETY: plain helper call.
+        cgroup: unsafe { bpf_get_current_cgroup_id() },
     });
 }
 
@@ -92,6 +94,7 @@ fn exec(ctx: &TracePointContext) {
         (*e).hdr = hdr;
         (*e).old_tid = old_tid;
         (*e)._pad = 0;
+        (*e).cgroup = bpf_get_current_cgroup_id();
         if bpf_probe_read_kernel_str_bytes(src, &mut (*e).filename).is_err() {
             (*e).filename[0] = 0;
             log::unreadable_exec_name((pid_tgid >> 32) as u32);

@@ -3,6 +3,7 @@
 use clap::ValueEnum;
 use ipcwatch::kernel::loader::ALL_KINDS;
 use ipcwatch::record::ChannelKind;
+use ipcwatch::scan::cgroup::{Selected, select_cgroup, select_container};
 /// `--duration` and the like: seconds (`2.5`) or a duration with units.
 pub use ipcwatch::session::parse_duration as parse_secs;
 
@@ -47,16 +48,49 @@ pub fn kinds_mask(kinds: &[ChannelKind]) -> u32 {
         .fold(0, |a, b| a | b)
 }
 
-/// `--pid` or `--comm` given with `-- CMD`: said on standard error (the
-/// command and its descendants are what is traced).
-pub fn filter_with_command(pids: &[u32], comms: &[String], command: &[String]) -> bool {
-    let both = !command.is_empty() && (!pids.is_empty() || !comms.is_empty());
+/// `--pid`, `--comm`, `--container` or `--cgroup` given with `-- CMD`:
+/// said on standard error (the command and its descendants are what is
+/// traced).
+pub fn filter_with_command(filtered: bool, command: &[String]) -> bool {
+    let both = !command.is_empty() && filtered;
     if both {
         eprintln!(
-            "ipcwatch: error: --pid/--comm cannot be combined with `-- CMD` (the command and its descendants are traced)"
+            "ipcwatch: error: --pid/--comm/--container/--cgroup cannot be combined with `-- CMD` (the command and its descendants are traced)"
         );
     }
     both
+}
+
+/// `--container` and `--cgroup` arguments -> the cgroups to trace. An
+/// argument that names nothing is said on standard error (`None`).
+pub fn select_cgroups(containers: &[String], cgroups: &[String]) -> Option<Vec<Selected>> {
+    let mut out = Vec::new();
+    for c in containers {
+        match select_container(c) {
+            Ok(s) => out.extend(s),
+            Err(e) => {
+                eprintln!("ipcwatch: error: {e}");
+                return None;
+            }
+        }
+    }
+    for c in cgroups {
+        match select_cgroup(c) {
+            Ok(s) => out.push(s),
+            Err(e) => {
+                eprintln!("ipcwatch: error: {e}");
+                return None;
+            }
+        }
+    }
+    if out.len() > 64 {
+        eprintln!(
+            "ipcwatch: error: {} cgroups selected; at most 64 can be filtered",
+            out.len()
+        );
+        return None;
+    }
+    Some(out)
 }
 
 /// A trace to read: `-` is standard input. A directory or a file that

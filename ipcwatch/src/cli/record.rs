@@ -7,7 +7,7 @@ use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
 
-use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs};
+use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs, select_cgroups};
 use super::complete;
 use ipcwatch::text::Clean;
 
@@ -28,6 +28,16 @@ pub struct RecordCli {
     /// in /proc/PID/comm). Filtered in the kernel.
     #[arg(long = "comm", value_name = "NAME", add = complete::comms())]
     comms: Vec<String>,
+    /// Trace only the processes of this container (repeatable): an id or a
+    /// prefix of one (4 hex digits at least), or a name podman or docker
+    /// knows. It must be running. Filtered in the kernel (its cgroup).
+    #[arg(long = "container", value_name = "ID|NAME")]
+    containers: Vec<String>,
+    /// Trace only the processes in this cgroup or below it (repeatable): a
+    /// path of the unified hierarchy ("/system.slice/nginx.service"), or
+    /// one under its mount point. Filtered in the kernel.
+    #[arg(long = "cgroup", value_name = "PATH")]
+    cgroups: Vec<String>,
     /// Trace only these channel kinds (repeatable; default: all).
     /// Filtered in the kernel.
     #[arg(long = "kind", value_enum, value_name = "KIND")]
@@ -89,9 +99,16 @@ pub struct RecordCli {
 }
 
 pub fn record(cli: RecordCli) -> ExitCode {
-    if filter_with_command(&cli.pids, &cli.comms, &cli.command) {
+    let filtered = !cli.pids.is_empty()
+        || !cli.comms.is_empty()
+        || !cli.containers.is_empty()
+        || !cli.cgroups.is_empty();
+    if filter_with_command(filtered, &cli.command) {
         return ExitCode::from(2);
     }
+    let Some(cgroups) = select_cgroups(&cli.containers, &cli.cgroups) else {
+        return ExitCode::from(2);
+    };
     let args = RecordArgs {
         output: cli.output.clone(),
         duration: cli.duration,
@@ -100,6 +117,7 @@ pub fn record(cli: RecordCli) -> ExitCode {
             filter: Filter {
                 pids: cli.pids,
                 comms: cli.comms,
+                cgroups,
             },
             kinds: kinds_mask(&cli.kinds),
             ring_bytes: cli.ring_size,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use ipcwatch::session::RecordArgs;
 
-use super::args::{filter_with_command, parse_ring};
+use super::args::{filter_with_command, parse_ring, select_cgroups};
 use super::complete;
 use ipcwatch::text::Clean;
 
@@ -25,6 +25,16 @@ pub struct TuiCli {
     /// Watch only processes with this name (repeatable).
     #[arg(long = "comm", value_name = "NAME", add = complete::comms())]
     comms: Vec<String>,
+    /// Watch only the processes of this container (repeatable): an id or a
+    /// prefix of one (4 hex digits at least), or a name podman or docker
+    /// knows. It must be running. Filtered in the kernel (its cgroup).
+    #[arg(long = "container", value_name = "ID|NAME")]
+    containers: Vec<String>,
+    /// Watch only the processes in this cgroup or below it (repeatable): a
+    /// path of the unified hierarchy ("/system.slice/nginx.service"), or
+    /// one under its mount point. Filtered in the kernel.
+    #[arg(long = "cgroup", value_name = "PATH")]
+    cgroups: Vec<String>,
     /// Size of the kernel ring buffer in bytes (a power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring)]
     ring_size: u32,
@@ -58,16 +68,23 @@ impl TuiCli {
 
 pub fn tui(cli: TuiCli) -> ExitCode {
     use ipcwatch::tui;
-    let live_flags = !cli.command.is_empty() || !cli.pids.is_empty() || !cli.comms.is_empty();
+    let filtered = !cli.pids.is_empty()
+        || !cli.comms.is_empty()
+        || !cli.containers.is_empty()
+        || !cli.cgroups.is_empty();
+    let live_flags = !cli.command.is_empty() || filtered;
     if cli.replay.is_some() && (live_flags || cli.headless) {
         eprintln!(
-            "ipcwatch: error: --replay cannot be combined with --pid, --comm, --headless or `-- CMD`"
+            "ipcwatch: error: --replay cannot be combined with --pid, --comm, --container, --cgroup, --headless or `-- CMD`"
         );
         return ExitCode::from(2);
     }
-    if filter_with_command(&cli.pids, &cli.comms, &cli.command) {
+    if filter_with_command(filtered, &cli.command) {
         return ExitCode::from(2);
     }
+    let Some(cgroups) = select_cgroups(&cli.containers, &cli.cgroups) else {
+        return ExitCode::from(2);
+    };
     let args = RecordArgs {
         // "-": a traced command's standard output goes to standard error,
         // which the TUI captures while it runs.
@@ -77,6 +94,7 @@ pub fn tui(cli: TuiCli) -> ExitCode {
             filter: Filter {
                 pids: cli.pids,
                 comms: cli.comms,
+                cgroups,
             },
             ring_bytes: cli.ring_size,
             ..Options::default()

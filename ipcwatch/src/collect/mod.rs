@@ -20,7 +20,8 @@ use ipcwatch_common::EventHeader;
 use crate::decode::{RawEvent, comm};
 use crate::model::Model;
 use crate::race::Analyses;
-use crate::record::{ProcessEvent, ProcessLine, Record};
+use crate::record::{Origin, ProcessEvent, ProcessLine, Record};
+use crate::scan::cgroup::{Cgroups, nspid_of};
 use crate::sink::Sink;
 use lines::lossy;
 use queues::QueueTracker;
@@ -80,6 +81,8 @@ pub struct Collector {
     pub regions: RegionTracker,
     /// Locks and write faults.
     pub sync: SyncTracker,
+    /// Cgroup ids of fork and exec events -> cgroup, container, unit.
+    pub cgroups: Cgroups,
 }
 
 impl Collector {
@@ -113,7 +116,10 @@ impl Collector {
 
     /// Apply a record that did not come from the kernel (header, /proc
     /// scan, warnings) and pass it on.
-    pub fn push(&mut self, record: Record, sink: &mut dyn Sink) -> io::Result<()> {
+    pub fn push(&mut self, mut record: Record, sink: &mut dyn Sink) -> io::Result<()> {
+        if let Record::Race(race) = &mut record {
+            self.model.attribute(race);
+        }
         self.model.apply(&record);
         sink.record(&record)?;
         self.deep(&record, sink)
@@ -121,7 +127,8 @@ impl Collector {
 
     /// Run the race analyses on a record.
     fn deep(&mut self, record: &Record, sink: &mut dyn Sink) -> io::Result<()> {
-        if let Some(race) = self.analyses.apply(record) {
+        if let Some(mut race) = self.analyses.apply(record) {
+            self.model.attribute(&mut race);
             let race = Record::Race(race);
             self.model.apply(&race);
             sink.record(&race)?;
@@ -222,6 +229,17 @@ impl Collector {
         p
     }
 
+    /// Where process `pid`, in cgroup `id`, runs. Its pid inside a
+    /// container is read from /proc (once per fork or exec, and only in
+    /// containers).
+    fn origin(&mut self, id: u64, pid: u32) -> Origin {
+        let mut o = self.cgroups.resolve(id);
+        if o.container.is_some() {
+            o.nspid = nspid_of(pid);
+        }
+        o
+    }
+
     fn convert(&mut self, raw: &RawEvent, out: &mut Vec<Record>) {
         match raw {
             RawEvent::Io(_)
@@ -248,6 +266,7 @@ impl Collector {
                     child: None,
                     exit_code: None,
                     signal: None,
+                    origin: self.origin(e.cgroup, e.child_pid),
                 }));
                 let c = comm(&e.hdr);
                 self.regions
@@ -270,6 +289,7 @@ impl Collector {
                     child: None,
                     exit_code: None,
                     signal: None,
+                    origin: self.origin(e.cgroup, e.hdr.pid),
                 }));
             }
             // Turned into findings by the race detector, not here.
@@ -306,6 +326,7 @@ fn ended(hdr: &EventHeader, event: ProcessEvent, child: Option<u32>, status: u32
         child,
         exit_code,
         signal,
+        origin: Default::default(),
     })
 }
 

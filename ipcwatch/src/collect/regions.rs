@@ -573,6 +573,7 @@ mod tests {
             hdr: hdr(base_kind::FORK, 2, 10),
             child_pid: 11,
             child_tid: 11,
+            cgroup: 0,
         };
         c.ingest(&RawEvent::Fork(fork), &mut out).unwrap();
         assert_eq!(

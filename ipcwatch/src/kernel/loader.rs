@@ -16,6 +16,7 @@ use ipcwatch_common::{
 use crate::error::Error;
 use crate::kernel::attach::{Skipped, attach_btf_or_raw, attach_raw, attach_tp, program};
 use crate::kernel::{btf, shm, syscalls};
+use crate::scan::cgroup::{Selected, cgroup_of};
 
 /// The eBPF object built by build.rs (crate ipcwatch-ebpf, with BTF).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipcwatch"));
@@ -57,17 +58,24 @@ pub fn kernel_kinds(kinds: u32) -> u32 {
 pub struct Filter {
     pub pids: Vec<u32>,
     pub comms: Vec<String>,
+    /// Cgroups (`--cgroup`, `--container`): processes in them or below.
+    pub cgroups: Vec<Selected>,
 }
 
 impl Filter {
-    /// No pid and no name: every process.
+    /// No pid, no name, no cgroup: every process.
     pub fn is_empty(&self) -> bool {
-        self.pids.is_empty() && self.comms.is_empty()
+        self.pids.is_empty() && self.comms.is_empty() && self.cgroups.is_empty()
     }
 
-    /// Does the filter take process `pid` named `comm`?
+    /// Does the filter take process `pid` named `comm`? (Its cgroup is
+    /// read from /proc when cgroups are filtered.)
     pub fn accepts(&self, pid: u32, comm: &str) -> bool {
-        self.is_empty() || self.pids.contains(&pid) || self.comms.iter().any(|c| c == comm)
+        self.is_empty()
+            || self.pids.contains(&pid)
+            || self.comms.iter().any(|c| c == comm)
+            || (!self.cgroups.is_empty()
+                && cgroup_of(pid).is_some_and(|p| self.cgroups.iter().any(|s| s.holds(&p))))
     }
 }
 
@@ -358,6 +366,9 @@ fn load_object(opts: &Options) -> Result<Ebpf, Error> {
     if !opts.filter.comms.is_empty() {
         mode |= filter::COMM;
     }
+    if !opts.filter.cgroups.is_empty() {
+        mode |= filter::CGROUP;
+    }
     let config = Config {
         self_tgid: std::process::id(),
         filter: mode,
@@ -403,7 +414,8 @@ fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
         .ok_or_else(|| Error::Load(format!("map {name} missing")))
 }
 
-/// SYSCALLS (this architecture's numbers) and COMMS (`--comm`).
+/// SYSCALLS (this architecture's numbers), COMMS (`--comm`) and CGROUPS
+/// (`--cgroup`, `--container`).
 fn fill_maps(ebpf: &mut Ebpf, opts: &Options) -> Result<(), Error> {
     let mut syscalls: Array<_, u32> =
         Array::try_from(map_mut(ebpf, "SYSCALLS")?).map_err(|e| load_err("map SYSCALLS", e))?;
@@ -418,6 +430,13 @@ fn fill_maps(ebpf: &mut Ebpf, opts: &Options) -> Result<(), Error> {
         comms
             .insert(comm_key(c), 1, 0)
             .map_err(|e| load_err("filling COMMS", e))?;
+    }
+    let mut cgroups: HashMap<_, u64, u32> =
+        HashMap::try_from(map_mut(ebpf, "CGROUPS")?).map_err(|e| load_err("map CGROUPS", e))?;
+    for s in &opts.filter.cgroups {
+        cgroups
+            .insert(s.id, 1, 0)
+            .map_err(|e| load_err("filling CGROUPS", e))?;
     }
     Ok(())
 }

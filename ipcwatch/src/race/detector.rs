@@ -769,6 +769,7 @@ impl Detector {
             stack: frames.iter().map(Frame::describe).collect(),
             locks: Vec::new(),
             ts_ns: s.start_ns,
+            origin: Default::default(),
         }
     }
 

@@ -244,6 +244,7 @@ impl HappensBefore {
             stack: Vec::new(),
             locks: s.locks.iter().cloned().collect(),
             ts_ns: s.ts_ns,
+            origin: Default::default(),
         };
         Some(RaceLine {
             ts_ns: w.ts_ns,
@@ -326,6 +327,7 @@ mod tests {
             child: None,
             exit_code: None,
             signal: None,
+            origin: Default::default(),
         })
     }
 
@@ -385,6 +387,7 @@ mod tests {
             child,
             exit_code: Some(0),
             signal: None,
+            origin: Default::default(),
         })
     }
 

@@ -82,6 +82,7 @@ impl PipeInterleave {
             stack: Vec::new(),
             locks: Vec::new(),
             ts_ns: s.start,
+            origin: Default::default(),
         };
         Some(RaceLine {
             ts_ns: io.ts_ns,

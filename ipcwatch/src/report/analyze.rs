@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::mappers::{Ended, MapHistory, MapSpan};
 use crate::model::{Finding, Model};
 use crate::record::Summary;
-use crate::record::{ChannelSummary, RaceLine, RegionKind};
+use crate::record::{ChannelSummary, Container, RaceLine, RegionKind};
 use crate::text::{Clean, clean};
 use crate::trace::{Replay, TraceError};
 
@@ -170,7 +170,7 @@ impl Analysis {
                             let comm = self.history.comm(*p).unwrap_or_else(|| {
                                 m.processes.get(p).map_or("?", |p| p.comm.as_str())
                             });
-                            format!("{}[{p}]", Clean(comm))
+                            format!("{}[{p}]{}", Clean(comm), in_container(m.container(*p)))
                         })
                         .collect::<Vec<_>>()
                         .join(",")
@@ -219,9 +219,10 @@ impl Analysis {
                     };
                     let _ = writeln!(
                         s,
-                        "    {}[{}] {:<3} {from}, {to}",
+                        "    {}[{}]{} {:<3} {from}, {to}",
                         Clean(comm),
                         sp.pid,
+                        in_container(m.container(sp.pid)),
                         Clean(&sp.prot),
                     );
                 }
@@ -252,9 +253,23 @@ impl Analysis {
                         (Some(func), _, _) => clean(func).into_owned(),
                         _ => format!("{:#x}", a.ip),
                     };
+                    let inside = match (&a.origin.container, a.origin.nspid) {
+                        (Some(c), Some(n)) => format!(
+                            " in container {} ({}, pid {n} inside)",
+                            Clean(c.short()),
+                            Clean(&c.runtime)
+                        ),
+                        (Some(c), None) => {
+                            format!(" in container {} ({})", Clean(c.short()), Clean(&c.runtime))
+                        }
+                        (None, _) => match &a.origin.unit {
+                            Some(u) => format!(" in {}", Clean(u)),
+                            None => String::new(),
+                        },
+                    };
                     let _ = writeln!(
                         s,
-                        "    - {}[{}] tid {} at {}",
+                        "    - {}[{}] tid {}{inside} at {}",
                         Clean(&a.comm),
                         a.pid,
                         a.tid,
@@ -264,6 +279,15 @@ impl Analysis {
             }
         }
         s
+    }
+}
+
+/// "@name" or "@<12 hex digits>" after a process in a container, made
+/// safe to show (names and ids come from cgroup paths and runtimes).
+fn in_container(c: Option<&Container>) -> String {
+    match c {
+        Some(c) => format!("@{}", Clean(c.short())),
+        None => String::new(),
     }
 }
 

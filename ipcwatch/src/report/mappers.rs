@@ -201,6 +201,7 @@ mod tests {
             child: None,
             exit_code: Some(0),
             signal: None,
+            origin: Default::default(),
         })
     }
 

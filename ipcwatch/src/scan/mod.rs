@@ -1,8 +1,9 @@
 //! The state before the start: what processes, descriptors and sockets
 //! already exist when ipcwatch begins ([`procs`]: processes and their
 //! descriptors, [`maps`]: shared memory, [`sockdiag`]: the kernel's socket
-//! tables).
+//! tables, [`cgroup`]: the cgroup, container or unit of a process).
 
+pub mod cgroup;
 pub mod maps;
 pub mod procs;
 pub mod sockdiag;

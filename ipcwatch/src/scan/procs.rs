@@ -6,6 +6,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use procfs::process::{FDInfo, FDTarget, Process};
 
+use super::cgroup;
 use crate::ids::{fifo_id, pipe_id};
 use crate::record::{
     ChannelEvent, ChannelKind, ChannelLine, End, ProcessEvent, ProcessLine, Record, Text,
@@ -106,6 +107,7 @@ pub fn scan_process(pid: u32, ts_ns: u64, before_exec: bool, out: &mut Vec<Recor
         child: None,
         exit_code: None,
         signal: None,
+        origin: cgroup::origin_of_pid(pid),
     }));
     let Some(Ok(fds)) = process(pid).map(|p| p.fd()) else {
         return;

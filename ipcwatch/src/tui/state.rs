@@ -230,8 +230,13 @@ impl Data {
     }
 
     /// "1234 comm", the name with its control characters made visible.
+    /// "PID COMM", and "@container" (its name or short id) for a process
+    /// in a container: channels and regions between containers show both.
     pub fn who(&self, pid: u32) -> String {
-        format!("{pid} {}", Clean(self.comm(pid)))
+        match self.model.container(pid) {
+            Some(c) => format!("{pid} {}@{}", Clean(self.comm(pid)), Clean(c.short())),
+            None => format!("{pid} {}", Clean(self.comm(pid))),
+        }
     }
 
     pub fn channel_rates(&self, id: &str) -> (f64, f64) {

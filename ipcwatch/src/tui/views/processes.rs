@@ -72,6 +72,12 @@ pub fn handle_key(d: &Data, st: &mut State, k: KeyEvent) -> Action {
 pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
     let (v, total) = items(d, &st.list);
     st.list.clamp(v.len());
+    // A CONTAINER column only when some process runs in one.
+    let containers = d
+        .model
+        .processes
+        .values()
+        .any(|p| p.origin.container.is_some());
     let rows: Vec<Row> = v
         .iter()
         .map(|(p, bps)| {
@@ -86,9 +92,16 @@ pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
             } else {
                 " "
             };
-            Row::new(vec![
-                format!("{mark}{}", p.pid),
-                trunc(d.comm(p.pid), 15),
+            let mut cells = vec![format!("{mark}{}", p.pid), trunc(d.comm(p.pid), 15)];
+            if containers {
+                cells.push(
+                    p.origin
+                        .container
+                        .as_ref()
+                        .map_or("-".into(), |c| trunc(c.short(), 12)),
+                );
+            }
+            cells.extend([
                 p.ppid.map_or("-".into(), |pp| pp.to_string()),
                 state,
                 p.fds.len().to_string(),
@@ -97,39 +110,40 @@ pub fn render(d: &Data, st: &mut State, t: &Theme, f: &mut Frame, area: Rect) {
                 human(*bps),
                 bytes(p.bytes_written),
                 bytes(p.bytes_read),
-            ])
+            ]);
+            Row::new(cells)
         })
         .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(8),
-            Constraint::Length(15),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(3),
-            Constraint::Length(4),
-            Constraint::Length(4),
-            Constraint::Length(6),
-            Constraint::Length(8),
-            Constraint::Min(8),
-        ],
-    )
-    .header(
-        Row::new([
-            "PID", "COMM", "PPID", "STATE", "FDS", "CHAN", "SHM", "B/s", "WRITTEN", "READ",
-        ])
-        .style(t.header()),
-    )
-    .row_highlight_style(t.selected())
-    .block(list_block(
-        t,
-        "Processes (Enter: filter every view)",
-        v.len(),
-        total,
-        &st.list,
-        &SORTS,
-    ));
+    let mut widths = vec![Constraint::Length(8), Constraint::Length(15)];
+    let mut header = vec!["PID", "COMM"];
+    if containers {
+        widths.push(Constraint::Length(12));
+        header.push("CONTAINER");
+    }
+    widths.extend([
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(3),
+        Constraint::Length(4),
+        Constraint::Length(4),
+        Constraint::Length(6),
+        Constraint::Length(8),
+        Constraint::Min(8),
+    ]);
+    header.extend([
+        "PPID", "STATE", "FDS", "CHAN", "SHM", "B/s", "WRITTEN", "READ",
+    ]);
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(t.header()))
+        .row_highlight_style(t.selected())
+        .block(list_block(
+            t,
+            "Processes (Enter: filter every view)",
+            v.len(),
+            total,
+            &st.list,
+            &SORTS,
+        ));
     let mut ts = table_state(st.list.selected, v.len());
     f.render_stateful_widget(table, area, &mut ts);
 }
