@@ -1,6 +1,6 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
 //! against the nightly toolchain's own LLVM; and the tools the checks use
-//! (tmux, stress-ng, sqlite3, graphviz, strace, the musl target and lintian, cargo-modules,
+//! (tmux, stress-ng, sqlite3, graphviz, strace, prometheus, the musl target and lintian, cargo-modules,
 //! Perfetto's Python package in a venv), and
 //! PostgreSQL for `cargo xtask postgres`. Idempotent: when all are present this runs a few
 //! quick commands and nothing else.
@@ -166,7 +166,7 @@ struct Tool {
     why: &'static str,
 }
 
-const TOOLS: [Tool; 5] = [
+const TOOLS: [Tool; 6] = [
     Tool {
         command: "tmux",
         arg: "-V",
@@ -196,6 +196,14 @@ const TOOLS: [Tool; 5] = [
         arg: "-V",
         package: "strace",
         why: "the least-privilege test lists the files ipcwatch opens; the bench compares with strace",
+    },
+    // Its service, where the package starts one (systemd hosts: :9090),
+    // is left alone: the test runs its own server on free ports.
+    Tool {
+        command: "prometheus",
+        arg: "--version",
+        package: "prometheus",
+        why: "the metrics test has a real Prometheus server scrape `record --metrics`",
     },
 ];
 

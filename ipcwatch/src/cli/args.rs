@@ -2,6 +2,7 @@
 
 use clap::ValueEnum;
 use ipcwatch::kernel::loader::ALL_KINDS;
+use ipcwatch::metrics::Metrics;
 use ipcwatch::record::ChannelKind;
 /// `--duration` and the like: seconds (`2.5`) or a duration with units.
 pub use ipcwatch::session::parse_duration as parse_secs;
@@ -10,6 +11,23 @@ pub use ipcwatch::session::parse_duration as parse_secs;
 pub enum Format {
     Text,
     Json,
+}
+
+/// `--metrics ADDR`: bound before anything is traced, so that a bad or
+/// busy address is an error at once (exit 1), and served on a thread of
+/// its own.
+pub fn start_metrics(
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<std::sync::Arc<Metrics>>, String> {
+    use ipcwatch::metrics::serve::MetricsServer;
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let metrics = Metrics::new();
+    MetricsServer::bind(addr)
+        .and_then(|server| server.start(std::sync::Arc::clone(&metrics)))
+        .map_err(|e| format!("ipcwatch: error: cannot serve metrics on {addr}: {e}"))?;
+    Ok(Some(metrics))
 }
 
 pub fn parse_ring(s: &str) -> Result<u32, String> {

@@ -1,13 +1,15 @@
 //! `ipcwatch record`: trace, and write NDJSON.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
+use ipcwatch::metrics::serve::{linger, parse_addr};
 use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
 
-use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs};
+use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs, start_metrics};
 use super::complete;
 use ipcwatch::text::Clean;
 
@@ -77,6 +79,17 @@ pub struct RecordCli {
     /// seen through futex, and flock/fcntl locks always.
     #[arg(long)]
     lock_probes: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics while recording
+    /// (ADDR is IP:PORT, for example 127.0.0.1:9464; docs/metrics.md lists
+    /// the metrics).
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    metrics: Option<SocketAddr>,
+    /// With --metrics: after the summary, keep serving until one scrape
+    /// has read the final values, for at most this long (seconds or a
+    /// duration: 30s). Without it, ipcwatch exits at once and the last
+    /// second of counts may never be scraped.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "metrics")]
+    metrics_linger: Option<Duration>,
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -86,6 +99,13 @@ pub fn record(cli: RecordCli) -> ExitCode {
     if filter_with_command(&cli.pids, &cli.comms, &cli.command) {
         return ExitCode::from(2);
     }
+    let metrics = match start_metrics(cli.metrics) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{}", Clean(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     let args = RecordArgs {
         output: cli.output.clone(),
         duration: cli.duration,
@@ -112,9 +132,19 @@ pub fn record(cli: RecordCli) -> ExitCode {
             ..Default::default()
         },
         command_stdout_to_stderr: false,
+        metrics: metrics.clone(),
     };
     let fail_on_race = cli.fail_on_race;
-    match session::run(args) {
+    let result = session::run(args);
+    if let (Some(m), Some(wait), Ok(_)) = (&metrics, cli.metrics_linger, &result)
+        && !linger(m, wait)
+    {
+        eprintln!(
+            "ipcwatch: no scrape of --metrics read the final values within {}",
+            humantime::format_duration(wait)
+        );
+    }
+    match result {
         Ok(o) => {
             let lost = if o.dropped > 0 {
                 format!(", {} LOST (ring buffer full; try --ring-size)", o.dropped)

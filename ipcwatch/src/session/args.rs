@@ -1,8 +1,10 @@
 //! What a recording is asked to do, and how it ended.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::kernel::loader::Options;
+use crate::metrics::Metrics;
 use crate::race::detector::DetectorOptions;
 
 #[derive(Debug, Clone)]
@@ -20,6 +22,9 @@ pub struct RecordArgs {
     /// Send the command's standard output to standard error even when the
     /// trace goes to a file (`graph` writes its own output to stdout).
     pub command_stdout_to_stderr: bool,
+    /// Where `--metrics` scrapes read the counters (the server is started
+    /// by the caller).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for RecordArgs {
@@ -31,6 +36,7 @@ impl Default for RecordArgs {
             kernel: Options::default(),
             detector: DetectorOptions::default(),
             command_stdout_to_stderr: false,
+            metrics: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod args;
 mod finish;
+mod metrics;
 mod notes;
 mod run;
 pub mod spawn;
@@ -72,13 +73,14 @@ pub fn run_with<S: Sink>(
         status_hex(dropped.kept),
         dropped.bounding
     );
-    let (reason, command_status, detector) = runtime.block_on(run::event_loop(
+    let end = runtime.block_on(run::event_loop(
         &mut s.probes,
         &mut s.collector,
         &mut sink,
         child,
         args.detector.clone(),
         stop_on,
+        args.metrics.clone(),
     ))?;
-    finish::finish(s, &mut sink, reason, command_status, detector)
+    finish::finish(s, &mut sink, end, args.metrics.as_deref())
 }
