@@ -8,8 +8,11 @@ use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use ipcwatch::metrics::serve::{linger, parse_addr};
 use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
+use ipcwatch::sink::ndjson::Rotate;
 
-use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs, start_metrics};
+use super::args::{
+    filter_with_command, kinds_mask, parse_ring, parse_secs, parse_size, start_metrics,
+};
 use super::complete;
 use ipcwatch::text::Clean;
 
@@ -19,6 +22,16 @@ pub struct RecordCli {
     /// with mode 0600 and never through a symbolic link.
     #[arg(short, long, value_name = "FILE", default_value = "-")]
     output: String,
+    /// Rotate the trace file once it holds SIZE bytes (K, M, G: KiB, MiB,
+    /// GiB): FILE becomes FILE.1, FILE.1 FILE.2 and so on, and a new FILE
+    /// starts with the header line again, so that each file is a trace
+    /// `analyze` reads. Needs -o FILE.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    rotate_size: Option<u64>,
+    /// With --rotate-size: how many rotated files to keep (FILE.1 ...
+    /// FILE.N); older ones are removed.
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "rotate_size", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    rotate_keep: u32,
     /// Stop after this many seconds (fractions allowed), or a duration with
     /// units: 10s, 1m30s, 500ms.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
@@ -99,6 +112,12 @@ pub fn record(cli: RecordCli) -> ExitCode {
     if filter_with_command(&cli.pids, &cli.comms, &cli.command) {
         return ExitCode::from(2);
     }
+    if cli.rotate_size.is_some() && cli.output == "-" {
+        eprintln!(
+            "ipcwatch: error: --rotate-size needs -o FILE (standard output cannot be rotated)"
+        );
+        return ExitCode::from(2);
+    }
     let metrics = match start_metrics(cli.metrics) {
         Ok(m) => m,
         Err(e) => {
@@ -108,6 +127,10 @@ pub fn record(cli: RecordCli) -> ExitCode {
     };
     let args = RecordArgs {
         output: cli.output.clone(),
+        rotate: cli.rotate_size.map(|size| Rotate {
+            size,
+            keep: cli.rotate_keep,
+        }),
         duration: cli.duration,
         command: cli.command,
         kernel: Options {

@@ -6,11 +6,14 @@ use std::time::Duration;
 use crate::kernel::loader::Options;
 use crate::metrics::Metrics;
 use crate::race::detector::DetectorOptions;
+use crate::sink::ndjson::Rotate;
 
 #[derive(Debug, Clone)]
 pub struct RecordArgs {
     /// Output path, `-` for standard output.
     pub output: String,
+    /// `--rotate-size`/`--rotate-keep`: a file output that rolls over.
+    pub rotate: Option<Rotate>,
     pub duration: Option<Duration>,
     /// `-- CMD ARGS...`
     pub command: Vec<String>,
@@ -31,6 +34,7 @@ impl Default for RecordArgs {
     fn default() -> Self {
         RecordArgs {
             output: "-".into(),
+            rotate: None,
             duration: None,
             command: Vec::new(),
             kernel: Options::default(),

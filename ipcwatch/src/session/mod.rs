@@ -23,7 +23,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
     run_with(
         args,
         |args| {
-            NdjsonWriter::create(&args.output).map_err(|e| {
+            match &args.rotate {
+                Some(rule) => NdjsonWriter::create_rotating(&args.output, rule.clone()),
+                None => NdjsonWriter::create(&args.output),
+            }
+            .map_err(|e| {
                 anyhow::anyhow!(
                     "cannot write the trace to {}: {}",
                     Clean(&args.output),
