@@ -1,6 +1,7 @@
 //! `record --metrics`: a real Prometheus server (Debian's `prometheus`,
 //! which `cargo xtask setup` installs) scrapes ipcwatch every second while
-//! it records a workload with pipes and a racy shared counter; its query
+//! it records a workload with pipes, interleaving pipe writers and a racy
+//! shared counter; its query
 //! API then returns the values that the trace's summary line states.
 
 mod common;
@@ -165,7 +166,7 @@ fn prometheus_scrapes_the_values_of_the_summary() {
     let dir = temp_dir();
     let out = dir.path().join("trace.ndjson");
     let script = format!(
-        "head -c 100000 /dev/zero | wc -c; {w} counter --memory anon --sync none --secs 3",
+        "head -c 100000 /dev/zero | wc -c; {w} pipe-writers --writers 3 --size 65536 --records 32; {w} counter --memory anon --sync none --secs 3",
         w = workload()
     );
     let o = Command::new(ipcwatch())
@@ -231,6 +232,9 @@ fn prometheus_scrapes_the_values_of_the_summary() {
             .entry(r["kind"].as_str().unwrap().to_string())
             .or_default() += 1;
     }
+    // Three writers of 64 KiB records on one pipe interleave (as in
+    // tests/races.rs); the racy counter may add shm-write-write findings.
+    assert!(findings["pipe-interleave"] > 0, "{findings:?}");
     assert_eq!(prom.last_by("ipcwatch_findings_total", "kind"), findings);
 
     let det = &s["detector"];
