@@ -164,6 +164,8 @@ struct Tool {
     arg: &'static str,
     package: &'static str,
     why: &'static str,
+    /// Install the package's recommends too (apt's default).
+    recommends: bool,
 }
 
 const TOOLS: [Tool; 6] = [
@@ -172,30 +174,35 @@ const TOOLS: [Tool; 6] = [
         arg: "-V",
         package: "tmux",
         why: "the TUI's end-to-end test drives the real binary in tmux",
+        recommends: true,
     },
     Tool {
         command: "stress-ng",
         arg: "--version",
         package: "stress-ng",
         why: "the race tests under CPU load (tests/scale.rs, cargo xtask accuracy --load)",
+        recommends: true,
     },
     Tool {
         command: "sqlite3",
         arg: "-version",
         package: "sqlite3",
         why: "the real-software test runs Debian's sqlite3",
+        recommends: true,
     },
     Tool {
         command: "dot",
         arg: "-V",
         package: "graphviz",
         why: "the hostile-names and pictures tests render ipcwatch graph's DOT",
+        recommends: true,
     },
     Tool {
         command: "strace",
         arg: "-V",
         package: "strace",
         why: "the least-privilege test lists the files ipcwatch opens; the bench compares with strace",
+        recommends: true,
     },
     // Its service, where the package starts one (systemd hosts: :9090),
     // is left alone: the test runs its own server on free ports.
@@ -204,6 +211,8 @@ const TOOLS: [Tool; 6] = [
         arg: "--version",
         package: "prometheus",
         why: "the metrics test has a real Prometheus server scrape `record --metrics`",
+        // Not the node exporter and its collectors (30 more packages).
+        recommends: false,
     },
 ];
 
@@ -214,7 +223,12 @@ fn ensure_tools() -> Result<()> {
             continue;
         }
         eprintln!("xtask: installing {} ({})", t.package, t.why);
-        if !apt_install(&[t.package]) || !answers(t.command, t.arg) {
+        let packages: &[&str] = if t.recommends {
+            &[t.package]
+        } else {
+            &["--no-install-recommends", t.package]
+        };
+        if !apt_install(packages) || !answers(t.command, t.arg) {
             bail!(
                 "{} is missing and could not be installed: install it (apt-get install {})",
                 t.command,
