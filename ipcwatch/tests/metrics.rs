@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// A port nobody listens on now (the kernel's pick for port 0).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// Two different ports nobody listens on now (the kernel's picks for
+/// port 0, both held until both are picked).
+fn free_ports() -> (u16, u16) {
+    let bind = || TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().expect("a free port").port();
+    (port(&a), port(&b))
 }
 
 /// A Prometheus server of this test's own: a temporary configuration
@@ -40,7 +41,8 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    fn start(target: u16) -> Prometheus {
+    /// Prometheus on `port`, scraping `target`.
+    fn start(port: u16, target: u16) -> Prometheus {
         let dir = temp_dir();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
@@ -51,7 +53,6 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
@@ -161,8 +162,8 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
 fn prometheus_scrapes_the_values_of_the_summary() {
     require_root();
     let t0 = Instant::now();
-    let target = free_port();
-    let prom = Prometheus::start(target);
+    let (target, port) = free_ports();
+    let prom = Prometheus::start(port, target);
     let dir = temp_dir();
     let out = dir.path().join("trace.ndjson");
     let script = format!(
