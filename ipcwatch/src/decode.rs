@@ -44,7 +44,66 @@ pub enum RawEvent {
     Uprobe(UprobeEvent),
 }
 
+/// The names of the kernel event kinds, indexed by
+/// [`RawEvent::kind_index`] (the `kind` label of `ipcwatch_events_total`).
+pub const EVENT_KINDS: [&str; 24] = [
+    "io",
+    "pipe",
+    "open",
+    "dup",
+    "close",
+    "fd_flags",
+    "close_range",
+    "mkfifo",
+    "fork",
+    "exec",
+    "exit",
+    "wait",
+    "collision",
+    "write_sample",
+    "span",
+    "data",
+    "sock_io",
+    "sock_life",
+    "mq",
+    "msgq",
+    "mem",
+    "lock",
+    "fault",
+    "uprobe",
+];
+
 impl RawEvent {
+    /// This event's kind, as an index into [`EVENT_KINDS`].
+    pub fn kind_index(&self) -> usize {
+        match self {
+            RawEvent::Io(_) => 0,
+            RawEvent::Pipe(_) => 1,
+            RawEvent::Open(_) => 2,
+            RawEvent::Dup(_) => 3,
+            RawEvent::Close(_) => 4,
+            RawEvent::FdFlags(_) => 5,
+            RawEvent::CloseRange(_) => 6,
+            RawEvent::Mkfifo(_) => 7,
+            RawEvent::Fork(_) => 8,
+            RawEvent::Exec(_) => 9,
+            RawEvent::Exit(_) => 10,
+            RawEvent::Wait(_) => 11,
+            RawEvent::Collision(_) => 12,
+            RawEvent::WriteSample(_) => 13,
+            RawEvent::Span(_) => 14,
+            RawEvent::Data(_) => 15,
+            RawEvent::SockIo(_) => 16,
+            RawEvent::SockLife(_) => 17,
+            RawEvent::Mq(_) => 18,
+            RawEvent::Msgq(_) => 19,
+            RawEvent::Mem(_) => 20,
+            RawEvent::Lock(_) => 21,
+            RawEvent::Fault(_) => 22,
+            RawEvent::Uprobe(_) => 23,
+        }
+    }
+
     pub fn header(&self) -> &EventHeader {
         match self {
             RawEvent::Io(e) => &e.hdr,

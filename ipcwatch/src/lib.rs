@@ -16,6 +16,7 @@
 //! - [`trace`]: reading a trace back, one replay for every consumer;
 //! - [`report`]: `analyze` and `graph`, from a replayed model;
 //! - [`session`]: a live recording, from start to summary;
+//! - [`metrics`]: the recording's counters for Prometheus (`--metrics`);
 //! - [`tui`]: the terminal UI, on a session or a replay.
 //!
 //! [`record`], [`ids`], [`host`], [`error`] and [`text`] (untrusted text
@@ -32,6 +33,7 @@ pub mod error;
 pub mod host;
 pub mod ids;
 pub mod kernel;
+pub mod metrics;
 pub mod model;
 pub mod race;
 pub mod record;

@@ -186,3 +186,155 @@ fn doctor_tells_the_truth_about_this_kernel() {
     assert!(text.contains("FEATURE"), "{text}");
     assert!(text.contains("hw watchpoint"), "{text}");
 }
+
+#[test]
+fn bad_metrics_and_rotation_flags_are_usage_errors() {
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    for args in [
+        &["record", "--metrics", "nope", "--", "true"][..],
+        &["record", "--metrics", "localhost:9464", "--", "true"],
+        &["tui", "--metrics", "9464"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(err(&o).contains("is not IP:PORT"), "{}", err(&o));
+    }
+    let o = run(&["record", "--metrics-linger", "5", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let o = run(&[
+        "record",
+        "-o",
+        "/tmp/x",
+        "--rotate-size",
+        "1K",
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("at least 4096 bytes"), "{}", err(&o));
+    let o = run(&[
+        "record",
+        "-o",
+        "/tmp/x",
+        "--rotate-size",
+        "12Q",
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("K, M or G"), "{}", err(&o));
+    let o = run(&["record", "--rotate-size", "1M", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("--rotate-size needs -o FILE"),
+        "{}",
+        err(&o)
+    );
+    let o = run(&["record", "-o", "/tmp/x", "--rotate-keep", "3", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}
+
+/// A port in use is said before anything is traced: exit 1, no trace.
+#[test]
+fn a_metrics_port_in_use_is_an_error_before_tracing() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = temp_dir();
+    let out = dir.path().join("t.ndjson");
+    let o = run(&[
+        "record",
+        "--metrics",
+        &addr,
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "cannot serve metrics on {addr}: Address already in use"
+        )),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+/// `--rotate-size 64K --rotate-keep 2` on 20,000 pipe writes and their
+/// reads: FILE, FILE.1
+/// and FILE.2 are left (not FILE.3); each starts with the same header and
+/// `analyze` reads each; the rotated ones hold 64 KiB passed by one line at
+/// most; FILE ends with the summary; the kept lines are whole and in order.
+#[test]
+fn record_rotates_its_output_and_keeps_n_files() {
+    require_root();
+    let dir = temp_dir();
+    let out = dir.path().join("t.ndjson");
+    let path = out.to_str().unwrap();
+    let o = run(&[
+        "record",
+        "-o",
+        path,
+        "--rotate-size",
+        "64K",
+        "--rotate-keep",
+        "2",
+        "--no-race",
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero bs=10 count=20000 status=none | cat > /dev/null",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(!std::path::Path::new(&format!("{path}.3")).exists());
+    let names = [format!("{path}.2"), format!("{path}.1"), path.to_string()];
+    let texts: Vec<String> = names
+        .iter()
+        .map(|n| std::fs::read_to_string(n).unwrap())
+        .collect();
+    let header = texts[2].lines().next().unwrap();
+    assert!(header.contains("\"type\":\"header\""), "{header}");
+    let mut last_ts = 0;
+    for (name, text) in names.iter().zip(&texts) {
+        assert_eq!(text.lines().next(), Some(header), "{name}");
+        let longest = text.lines().map(str::len).max().unwrap() as u64 + 1;
+        if name != path {
+            let len = text.len() as u64;
+            assert!((65536..65536 + longest).contains(&len), "{name}: {len}");
+        }
+        for l in text.lines().skip(1) {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            // Lines are written in the order events were taken, which for
+            // io lines of one pipe is time order.
+            if v["type"] == "io" {
+                let ts = v["ts_ns"].as_u64().unwrap();
+                assert!(ts >= last_ts, "{name}: {l}");
+                last_ts = ts;
+            }
+        }
+        let a = Command::new(ipcwatch())
+            .args(["analyze", "--format", "json", name])
+            .output()
+            .unwrap();
+        assert!(
+            a.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&a.stderr)
+        );
+    }
+    assert!(
+        texts[2]
+            .lines()
+            .last()
+            .unwrap()
+            .contains("\"type\":\"summary\"")
+    );
+    // 20,000 writes (and their reads) were recorded; fewer lines are kept.
+    let kept: usize = texts
+        .iter()
+        .map(|t| t.matches("\"type\":\"io\"").count())
+        .sum();
+    let events = parse(&out).last().unwrap()["events"].as_u64().unwrap();
+    assert!(events > 20_000 && kept < 20_000, "{kept} of {events}");
+}

@@ -32,10 +32,14 @@ fn a_recording_keeps_only_the_capabilities_it_needs() {
     require_root();
     check_recording(&[], KEPT);
     check_recording(&["--lock-probes"], KEPT_LOCK_PROBES);
+    // The thread that serves /metrics (the one that reads the network)
+    // keeps nothing.
+    check_recording(&["--metrics", "127.0.0.1:0"], KEPT);
 }
 
 /// Record `-- sh` (blocked on a FIFO) with `args`: every thread keeps
-/// exactly `kept`.
+/// exactly `kept`, but the metrics server's thread (with `--metrics`),
+/// which keeps none.
 fn check_recording(args: &[&str], kept: &str) {
     let dir = temp_dir();
     let trace = dir.path().join("t.ndjson");
@@ -75,15 +79,27 @@ fn check_recording(args: &[&str], kept: &str) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(!tasks.is_empty());
+    let mut servers = 0;
     for task in &tasks {
         let s = status_of(task).unwrap();
+        let want = if field(&s, "Name") == "metrics" {
+            servers += 1;
+            "0000000000000000"
+        } else {
+            kept
+        };
         for set in ["CapEff", "CapPrm", "CapBnd"] {
-            assert_eq!(field(&s, set), kept, "task {task}, {set}");
+            assert_eq!(field(&s, set), want, "task {task}, {set}");
         }
         assert_eq!(field(&s, "CapInh"), "0000000000000000", "task {task}");
         assert_eq!(field(&s, "CapAmb"), "0000000000000000", "task {task}");
         assert_eq!(field(&s, "NoNewPrivs"), "1", "task {task}");
     }
+    assert_eq!(
+        servers,
+        usize::from(args.contains(&"--metrics")),
+        "{tasks:?}"
+    );
     // `doctor` names the same set, and CAP_SYS_ADMIN for --lock-probes.
     let doctor = Command::new(ipcwatch())
         .args(["doctor", "--format", "json"])

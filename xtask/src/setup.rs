@@ -1,6 +1,6 @@
 //! Installing the eBPF toolchain: nightly's rust-src, and bpf-linker built
 //! against the nightly toolchain's own LLVM; and the tools the checks use
-//! (tmux, stress-ng, sqlite3, graphviz, strace, podman and runc with podman's
+//! (tmux, stress-ng, sqlite3, graphviz, strace, prometheus, podman and runc with podman's
 //! `default_ulimits = []`, the musl target and lintian, cargo-modules,
 //! Perfetto's Python package in a venv), and
 //! PostgreSQL for `cargo xtask postgres`. Idempotent: when all are present this runs a few
@@ -165,50 +165,69 @@ struct Tool {
     arg: &'static str,
     package: &'static str,
     why: &'static str,
+    /// Install the package's recommends too (apt's default).
+    recommends: bool,
 }
 
-const TOOLS: [Tool; 7] = [
+const TOOLS: [Tool; 8] = [
     Tool {
         command: "tmux",
         arg: "-V",
         package: "tmux",
         why: "the TUI's end-to-end test drives the real binary in tmux",
+        recommends: true,
     },
     Tool {
         command: "stress-ng",
         arg: "--version",
         package: "stress-ng",
         why: "the race tests under CPU load (tests/scale.rs, cargo xtask accuracy --load)",
+        recommends: true,
     },
     Tool {
         command: "sqlite3",
         arg: "-version",
         package: "sqlite3",
         why: "the real-software test runs Debian's sqlite3",
+        recommends: true,
     },
     Tool {
         command: "dot",
         arg: "-V",
         package: "graphviz",
         why: "the hostile-names and pictures tests render ipcwatch graph's DOT",
+        recommends: true,
     },
     Tool {
         command: "strace",
         arg: "-V",
         package: "strace",
         why: "the least-privilege test lists the files ipcwatch opens; the bench compares with strace",
+        recommends: true,
+    },
+    // Its service, where the package starts one (systemd hosts: :9090),
+    // is left alone: the test runs its own server on free ports.
+    Tool {
+        command: "prometheus",
+        arg: "--version",
+        package: "prometheus",
+        why: "the metrics test has a real Prometheus server scrape `record --metrics`",
+        // Not the node exporter and its collectors (30 more packages).
+        recommends: false,
     },
     Tool {
         command: "podman",
         arg: "--version",
         package: "podman",
         why: "the container tests (tests/containers.rs) run two podman containers",
+        recommends: true,
     },
     Tool {
         command: "runc",
         arg: "--version",
         package: "runc",
         why: "the container tests run podman with --runtime runc (crun refuses a hybrid cgroup layout)",
+        recommends: true,
     },
 ];
 
@@ -266,7 +285,12 @@ fn ensure_tools() -> Result<()> {
             continue;
         }
         eprintln!("xtask: installing {} ({})", t.package, t.why);
-        if !apt_install(&[t.package]) || !answers(t.command, t.arg) {
+        let packages: &[&str] = if t.recommends {
+            &[t.package]
+        } else {
+            &["--no-install-recommends", t.package]
+        };
+        if !apt_install(packages) || !answers(t.command, t.arg) {
             bail!(
                 "{} is missing and could not be installed: install it (apt-get install {})",
                 t.command,

@@ -2,6 +2,7 @@
 
 use clap::ValueEnum;
 use ipcwatch::kernel::loader::ALL_KINDS;
+use ipcwatch::metrics::Metrics;
 use ipcwatch::record::ChannelKind;
 use ipcwatch::scan::cgroup::{Selected, select_cgroup, select_container};
 /// `--duration` and the like: seconds (`2.5`) or a duration with units.
@@ -11,6 +12,54 @@ pub use ipcwatch::session::parse_duration as parse_secs;
 pub enum Format {
     Text,
     Json,
+}
+
+/// `--metrics ADDR`: bound before anything is traced, so that a bad or
+/// busy address is an error at once (exit 1), and served on a thread of
+/// its own.
+pub fn start_metrics(
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<std::sync::Arc<Metrics>>, String> {
+    use ipcwatch::metrics::serve::MetricsServer;
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let metrics = Metrics::new();
+    MetricsServer::bind(addr)
+        .and_then(|server| server.start(std::sync::Arc::clone(&metrics)))
+        .map_err(|e| format!("ipcwatch: error: cannot serve metrics on {addr}: {e}"))?;
+    Ok(Some(metrics))
+}
+
+/// `--rotate-size`: bytes, or with a binary suffix: K/KiB, M/MiB, G/GiB
+/// (1024-based), at least 4 KiB.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    use ipcwatch::sink::ndjson::MIN_ROTATE_SIZE;
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(split);
+    let unit: u64 = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{s}`: a size is bytes, or a number with K, M or G (KiB, MiB, GiB)"
+            ));
+        }
+    };
+    let n = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("`{s}` is not a size (for example 100M)"))?;
+    if n < MIN_ROTATE_SIZE {
+        return Err(format!(
+            "`{s}`: the size must be at least {MIN_ROTATE_SIZE} bytes"
+        ));
+    }
+    Ok(n)
 }
 
 pub fn parse_ring(s: &str) -> Result<u32, String> {
@@ -108,5 +157,31 @@ pub fn open_trace_input(file: &str) -> Result<Box<dyn std::io::BufRead>, String>
         )),
         Ok(f) => Ok(Box::new(BufReader::new(f))),
         Err(e) => Err(format!("ipcwatch: error: cannot read {}: {e}", Clean(file))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_a_floor() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("100m"), Ok(100 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        for bad in [
+            "",
+            "K",
+            "1K",
+            "4095",
+            "1.5M",
+            "-1M",
+            "10X",
+            "99999999999999G",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,13 +1,19 @@
 //! `ipcwatch record`: trace, and write NDJSON.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
+use ipcwatch::metrics::serve::{linger, parse_addr};
 use ipcwatch::record::ChannelKind;
 use ipcwatch::session::{self, RecordArgs};
+use ipcwatch::sink::ndjson::Rotate;
 
-use super::args::{filter_with_command, kinds_mask, parse_ring, parse_secs, select_cgroups};
+use super::args::{
+    filter_with_command, kinds_mask, parse_ring, parse_secs, parse_size, select_cgroups,
+    start_metrics,
+};
 use super::complete;
 use ipcwatch::text::Clean;
 
@@ -17,6 +23,16 @@ pub struct RecordCli {
     /// with mode 0600 and never through a symbolic link.
     #[arg(short, long, value_name = "FILE", default_value = "-")]
     output: String,
+    /// Rotate the trace file once it holds SIZE bytes (K, M, G: KiB, MiB,
+    /// GiB): FILE becomes FILE.1, FILE.1 FILE.2 and so on, and a new FILE
+    /// starts with the header line again, so that each file is a trace
+    /// `analyze` reads. Needs -o FILE.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    rotate_size: Option<u64>,
+    /// With --rotate-size: how many rotated files to keep (FILE.1 ...
+    /// FILE.N); older ones are removed.
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "rotate_size", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    rotate_keep: u32,
     /// Stop after this many seconds (fractions allowed), or a duration with
     /// units: 10s, 1m30s, 500ms.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
@@ -93,6 +109,17 @@ pub struct RecordCli {
     /// seen through futex, and flock/fcntl locks always.
     #[arg(long)]
     lock_probes: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics while recording
+    /// (ADDR is IP:PORT, for example 127.0.0.1:9464; docs/metrics.md lists
+    /// the metrics).
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    metrics: Option<SocketAddr>,
+    /// With --metrics: after the summary, keep serving until one scrape
+    /// has read the final values, for at most this long (seconds or a
+    /// duration: 30s). Without it, ipcwatch exits at once and the last
+    /// second of counts may never be scraped.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "metrics")]
+    metrics_linger: Option<Duration>,
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -109,8 +136,25 @@ pub fn record(cli: RecordCli) -> ExitCode {
     let Some(cgroups) = select_cgroups(&cli.containers, &cli.cgroups) else {
         return ExitCode::from(2);
     };
+    if cli.rotate_size.is_some() && cli.output == "-" {
+        eprintln!(
+            "ipcwatch: error: --rotate-size needs -o FILE (standard output cannot be rotated)"
+        );
+        return ExitCode::from(2);
+    }
+    let metrics = match start_metrics(cli.metrics) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{}", Clean(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     let args = RecordArgs {
         output: cli.output.clone(),
+        rotate: cli.rotate_size.map(|size| Rotate {
+            size,
+            keep: cli.rotate_keep,
+        }),
         duration: cli.duration,
         command: cli.command,
         kernel: Options {
@@ -137,9 +181,19 @@ pub fn record(cli: RecordCli) -> ExitCode {
             ..Default::default()
         },
         command_stdout_to_stderr: false,
+        metrics: metrics.clone(),
     };
     let fail_on_race = cli.fail_on_race;
-    match session::run(args) {
+    let result = session::run(args);
+    if let (Some(m), Some(wait), Ok(_)) = (&metrics, cli.metrics_linger, &result)
+        && !linger(m, wait)
+    {
+        eprintln!(
+            "ipcwatch: no scrape of --metrics read the final values within {}",
+            humantime::format_duration(wait)
+        );
+    }
+    match result {
         Ok(o) => {
             let lost = if o.dropped > 0 {
                 format!(", {} LOST (ring buffer full; try --ring-size)", o.dropped)

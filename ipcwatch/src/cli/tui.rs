@@ -1,12 +1,14 @@
 //! `ipcwatch tui` and `ipcwatch demo`: the terminal UI, live or on a
 //! replay.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
+use ipcwatch::metrics::serve::parse_addr;
 use ipcwatch::session::RecordArgs;
 
-use super::args::{filter_with_command, parse_ring, select_cgroups};
+use super::args::{filter_with_command, parse_ring, select_cgroups, start_metrics};
 use super::complete;
 use ipcwatch::text::Clean;
 
@@ -42,6 +44,10 @@ pub struct TuiCli {
     /// what was measured as JSON (for `cargo xtask bench`).
     #[arg(long, hide = true)]
     headless: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics while watching live
+    /// (ADDR is IP:PORT, for example 127.0.0.1:9464; docs/metrics.md).
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr, conflicts_with = "replay")]
+    metrics: Option<SocketAddr>,
     /// The command to start and watch, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -85,6 +91,13 @@ pub fn tui(cli: TuiCli) -> ExitCode {
     let Some(cgroups) = select_cgroups(&cli.containers, &cli.cgroups) else {
         return ExitCode::from(2);
     };
+    let metrics = match start_metrics(cli.metrics) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{}", Clean(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     let args = RecordArgs {
         // "-": a traced command's standard output goes to standard error,
         // which the TUI captures while it runs.
@@ -99,6 +112,7 @@ pub fn tui(cli: TuiCli) -> ExitCode {
             ring_bytes: cli.ring_size,
             ..Options::default()
         },
+        metrics,
         ..RecordArgs::default()
     };
     let r = match (&cli.replay, cli.headless) {

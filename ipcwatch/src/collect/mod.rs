@@ -17,7 +17,7 @@ use std::io;
 
 use ipcwatch_common::EventHeader;
 
-use crate::decode::{RawEvent, comm};
+use crate::decode::{EVENT_KINDS, RawEvent, comm};
 use crate::model::Model;
 use crate::race::Analyses;
 use crate::record::{Origin, ProcessEvent, ProcessLine, Record};
@@ -64,6 +64,8 @@ pub struct Collector {
     pub dropped_at_stop: Option<u64>,
     /// Kernel events ingested.
     pub events: u64,
+    /// Kernel events ingested, by kind (indexed like [`EVENT_KINDS`]).
+    pub events_by_kind: [u64; EVENT_KINDS.len()],
     /// Events missing from the per-CPU sequences.
     pub seq_gaps: u64,
     /// Reused buffer of records made from one event.
@@ -138,6 +140,7 @@ impl Collector {
 
     pub fn ingest(&mut self, raw: &RawEvent, sink: &mut dyn Sink) -> io::Result<()> {
         self.events += 1;
+        self.events_by_kind[raw.kind_index()] += 1;
         let hdr = raw.header();
         let counted = match &self.cutoff {
             Some(c) => c.get(hdr.cpu as usize).is_none_or(|&n| hdr.seq < n),

@@ -180,6 +180,8 @@ struct Examined {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DetectorStats {
     pub windows: u64,
+    /// Writes trapped in the windows that ended.
+    pub traps: u64,
     pub words_armed: u64,
     pub collisions: u64,
     /// Collisions read after their slot was armed on another word (not
@@ -314,6 +316,11 @@ impl Detector {
 
     pub fn hot_words(&self) -> &HotWords {
         &self.hot
+    }
+
+    /// What the detector counted so far (windows, traps, findings...).
+    pub fn stats(&self) -> DetectorStats {
+        self.stats
     }
 
     /// Findings made since the last call.
@@ -602,6 +609,7 @@ impl Detector {
             let w = self.words.entry(key.clone()).or_default();
             w.windows += 1;
             w.traps += traps;
+            self.stats.traps += traps;
             w.writers.extend(writers.iter().copied());
             w.recent.extend(writers.iter().copied());
             w.recent_traps += traps;

@@ -1,14 +1,19 @@
 //! What a recording is asked to do, and how it ended.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::kernel::loader::Options;
+use crate::metrics::Metrics;
 use crate::race::detector::DetectorOptions;
+use crate::sink::ndjson::Rotate;
 
 #[derive(Debug, Clone)]
 pub struct RecordArgs {
     /// Output path, `-` for standard output.
     pub output: String,
+    /// `--rotate-size`/`--rotate-keep`: a file output that rolls over.
+    pub rotate: Option<Rotate>,
     pub duration: Option<Duration>,
     /// `-- CMD ARGS...`
     pub command: Vec<String>,
@@ -20,17 +25,22 @@ pub struct RecordArgs {
     /// Send the command's standard output to standard error even when the
     /// trace goes to a file (`graph` writes its own output to stdout).
     pub command_stdout_to_stderr: bool,
+    /// Where `--metrics` scrapes read the counters (the server is started
+    /// by the caller).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for RecordArgs {
     fn default() -> Self {
         RecordArgs {
             output: "-".into(),
+            rotate: None,
             duration: None,
             command: Vec::new(),
             kernel: Options::default(),
             detector: DetectorOptions::default(),
             command_stdout_to_stderr: false,
+            metrics: None,
         }
     }
 }

@@ -1,20 +1,30 @@
 //! Ending a recording: what is still held back, the final loss count, the
 //! summary record.
 
-use super::args::{Outcome, StopReason};
+use super::args::Outcome;
+use super::metrics::{LoopCounters, snapshot};
 use super::notes::is_broken_pipe;
+use super::run::LoopEnd;
 use super::start::Started;
 use crate::host::monotonic_ns;
-use crate::record::{DetectorSummary, Record, Summary, Text};
+use crate::metrics::Metrics;
+use crate::record::{Record, Summary, Text};
 use crate::sink::Sink;
 
+/// The summary line; then, for `--metrics`, the same values as the last
+/// snapshot, marked final.
 pub fn finish(
     s: Started,
     sink: &mut dyn Sink,
-    reason: StopReason,
-    command_status: Option<i32>,
-    detector: Option<DetectorSummary>,
+    end: LoopEnd,
+    metrics: Option<&Metrics>,
 ) -> anyhow::Result<Outcome> {
+    let LoopEnd {
+        reason,
+        status: command_status,
+        detector,
+        counters,
+    } = end;
     let Started {
         probes,
         mut collector,
@@ -44,6 +54,13 @@ pub fn finish(
     match written {
         Err(e) if !is_broken_pipe(&e) => return Err(e.into()),
         _ => {}
+    }
+    if let Some(m) = metrics {
+        let counters = LoopCounters {
+            ring_full: dropped,
+            ..counters
+        };
+        m.publish(snapshot(&collector, &counters, true));
     }
     Ok(Outcome {
         reason,

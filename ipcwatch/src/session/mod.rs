@@ -5,6 +5,7 @@
 
 mod args;
 mod finish;
+mod metrics;
 mod notes;
 mod run;
 pub mod spawn;
@@ -22,7 +23,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
     run_with(
         args,
         |args| {
-            NdjsonWriter::create(&args.output).map_err(|e| {
+            match &args.rotate {
+                Some(rule) => NdjsonWriter::create_rotating(&args.output, rule.clone()),
+                None => NdjsonWriter::create(&args.output),
+            }
+            .map_err(|e| {
                 anyhow::anyhow!(
                     "cannot write the trace to {}: {}",
                     Clean(&args.output),
@@ -72,13 +77,14 @@ pub fn run_with<S: Sink>(
         status_hex(dropped.kept),
         dropped.bounding
     );
-    let (reason, command_status, detector) = runtime.block_on(run::event_loop(
+    let end = runtime.block_on(run::event_loop(
         &mut s.probes,
         &mut s.collector,
         &mut sink,
         child,
         args.detector.clone(),
         stop_on,
+        args.metrics.clone(),
     ))?;
-    finish::finish(s, &mut sink, reason, command_status, detector)
+    finish::finish(s, &mut sink, end, args.metrics.as_deref())
 }

@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::Interest;
@@ -13,12 +14,14 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Sleep;
 
 use super::args::StopReason;
+use super::metrics::{LoopCounters, snapshot};
 use super::notes::{is_broken_pipe, warn};
 use super::spawn;
 use crate::collect::Collector;
 use crate::decode::{RawEvent, decode};
 use crate::host::monotonic_ns;
 use crate::kernel::loader::{EventRing, Probes};
+use crate::metrics::Metrics;
 use crate::race::detector::{Detector, DetectorOptions};
 use crate::record::{DetectorSummary, HeatLine, Lost, Record};
 use crate::sink::Sink;
@@ -77,6 +80,22 @@ struct Loop<'a> {
     decode_errors: u64,
     /// The last `heat` line written (the next one only if it differs).
     last_heat: Option<HeatLine>,
+    /// Where `--metrics` scrapes read the counters.
+    metrics: Option<Arc<Metrics>>,
+    /// The longest wait of an event in the ring buffer since the last
+    /// publication, ns.
+    lag_ns: u64,
+}
+
+/// How the event loop ended.
+pub struct LoopEnd {
+    pub reason: StopReason,
+    /// The command's exit status.
+    pub status: Option<i32>,
+    /// What the race detector looked at.
+    pub detector: Option<DetectorSummary>,
+    /// For the last metrics snapshot.
+    pub counters: LoopCounters,
 }
 
 impl Loop<'_> {
@@ -95,7 +114,16 @@ impl Loop<'_> {
             let Some(item) = ring.next() else {
                 break true;
             };
-            match decode(&item) {
+            let decoded = decode(&item);
+            // The first event of a turn waited longest (the ring is in
+            // order per CPU): how far behind the collector is.
+            if left + 1 == budget
+                && let Ok(ev) = &decoded
+            {
+                let waited = monotonic_ns().saturating_sub(ev.header().ts_ns);
+                self.lag_ns = self.lag_ns.max(waited);
+            }
+            match decoded {
                 Ok(RawEvent::Collision(c)) => {
                     collector.ingest(&RawEvent::Collision(c), sink)?;
                     drop(item);
@@ -184,6 +212,9 @@ impl Loop<'_> {
         if self.ticks.is_multiple_of(HEAT_TICKS) {
             self.report_heat()?;
         }
+        if self.ticks.is_multiple_of(5) {
+            self.publish();
+        }
         self.sink.flush()
     }
 
@@ -202,6 +233,27 @@ impl Loop<'_> {
             self.last_heat = Some(line);
         }
         Ok(())
+    }
+
+    /// The loop's own counters now.
+    fn counters(&self) -> LoopCounters {
+        LoopCounters {
+            ring_full: self
+                .collector
+                .dropped_at_stop
+                .unwrap_or_else(|| self.probes.dropped()),
+            undecodable: self.decode_errors,
+            detector: self.detector.stats(),
+            lag_ns: self.lag_ns,
+        }
+    }
+
+    /// Once a second: the counters for `--metrics` scrapes.
+    fn publish(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.publish(snapshot(self.collector, &self.counters(), false));
+            self.lag_ns = 0;
+        }
     }
 
     /// SIGINT/SIGTERM while the command runs: a terminal's Ctrl-C reaches
@@ -249,6 +301,19 @@ impl Loop<'_> {
     }
 }
 
+impl Loop<'_> {
+    /// What the loop hands on when it ends (without the detector's
+    /// summary when the output closed).
+    fn end(&self, reason: StopReason, status: Option<i32>) -> LoopEnd {
+        LoopEnd {
+            reason,
+            status,
+            detector: None,
+            counters: self.counters(),
+        }
+    }
+}
+
 /// A future that never ends when `what` is `None`.
 async fn or_never<T>(what: Option<impl Future<Output = T>>) {
     match what {
@@ -269,7 +334,8 @@ pub async fn event_loop(
     child: Option<(u32, OwnedFd)>,
     detector_opts: DetectorOptions,
     stop_on: StopOn,
-) -> anyhow::Result<(StopReason, Option<i32>, Option<DetectorSummary>)> {
+    metrics: Option<Arc<Metrics>>,
+) -> anyhow::Result<LoopEnd> {
     let ring = probes.take_ring()?;
     // SAFETY: the RingBuf owns its map descriptor, which stays open for as
     // long as the AsyncFd holds it.
@@ -313,7 +379,11 @@ pub async fn event_loop(
         ticks: 0,
         decode_errors: 0,
         last_heat: None,
+        metrics,
+        lag_ns: 0,
     };
+    // Series exist from the first scrape on.
+    lp.publish();
 
     let reason = loop {
         let step: io::Result<Option<StopReason>> = tokio::select! {
@@ -356,12 +426,12 @@ pub async fn event_loop(
         match step {
             Ok(Some(reason)) => break reason,
             Ok(None) => {}
-            Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None, None)),
+            Err(e) if is_broken_pipe(&e) => return Ok(lp.end(StopReason::OutputClosed, None)),
             Err(e) => return Err(e.into()),
         }
     };
     match lp.last_drain(ring.get_mut()) {
-        Err(e) if is_broken_pipe(&e) => return Ok((StopReason::OutputClosed, None, None)),
+        Err(e) if is_broken_pipe(&e) => return Ok(lp.end(StopReason::OutputClosed, None)),
         r => r?,
     }
     if reason == StopReason::Requested
@@ -372,5 +442,8 @@ pub async fn event_loop(
         spawn::terminate(pid);
     }
     let status = child_pid.and_then(spawn::reap);
-    Ok((reason, status, lp.detector.summary()))
+    Ok(LoopEnd {
+        detector: lp.detector.summary(),
+        ..lp.end(reason, status)
+    })
 }

@@ -46,6 +46,33 @@ pub struct NdjsonWriter {
     /// a line is copied once, by the write (a BufWriter would copy it in
     /// first).
     buf: Vec<u8>,
+    /// With `--rotate-size`: where the file rolls over.
+    rotation: Option<Rotation>,
+}
+
+/// Size-based rotation of a trace file: once FILE holds `size` bytes
+/// (passed by one line at most), FILE.(N-1) becomes FILE.N (the oldest,
+/// FILE.`keep`, is removed), ..., FILE becomes FILE.1, and a new FILE
+/// starts with the header line again, so that each file reads as a trace
+/// of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotate {
+    /// Bytes per file, at least [`MIN_ROTATE_SIZE`].
+    pub size: u64,
+    /// Older files kept besides FILE: FILE.1 ... FILE.keep (0: none).
+    pub keep: u32,
+}
+
+/// The smallest `--rotate-size`.
+pub const MIN_ROTATE_SIZE: u64 = 4096;
+
+struct Rotation {
+    path: String,
+    rule: Rotate,
+    /// Bytes written to the current file (buffered lines not included).
+    written: u64,
+    /// The header line, newline included, once written.
+    header: Option<Vec<u8>>,
 }
 
 impl NdjsonWriter {
@@ -53,6 +80,7 @@ impl NdjsonWriter {
         NdjsonWriter {
             out,
             buf: Vec::with_capacity(BUFFER + 4096),
+            rotation: None,
         }
     }
 
@@ -62,14 +90,79 @@ impl NdjsonWriter {
         Ok(Self::new(open_output(path)?))
     }
 
+    /// A file (not `-`), created as [`create`](Self::create) does, that
+    /// rotates by `rule`.
+    pub fn create_rotating(path: &str, rule: Rotate) -> io::Result<Self> {
+        if path == "-" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "standard output cannot be rotated",
+            ));
+        }
+        let mut w = Self::create(path)?;
+        w.rotation = Some(Rotation {
+            path: path.to_string(),
+            rule,
+            written: 0,
+            header: None,
+        });
+        Ok(w)
+    }
+
     /// Write out the buffered lines (dropped if that fails).
     fn write_out(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let written = self.out.write_all(&self.buf);
+        if let Some(r) = &mut self.rotation {
+            r.written += self.buf.len() as u64;
+        }
         self.buf.clear();
         written
+    }
+
+    /// After each line: roll the file over once it is full (and its
+    /// header is known).
+    fn maybe_rotate(&mut self) -> io::Result<()> {
+        let Some(r) = &self.rotation else {
+            return Ok(());
+        };
+        if r.header.is_none() || r.written + (self.buf.len() as u64) < r.rule.size {
+            return Ok(());
+        }
+        self.write_out()?;
+        self.out.flush()?;
+        let Some(r) = &mut self.rotation else {
+            return Ok(());
+        };
+        let name = |i: u32| format!("{}.{i}", r.path);
+        if r.rule.keep == 0 {
+            std::fs::remove_file(&r.path)?;
+        } else {
+            // FILE.keep is replaced by the rename below.
+            for i in (1..r.rule.keep).rev() {
+                match std::fs::rename(name(i), name(i + 1)) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    other => other?,
+                }
+            }
+            std::fs::rename(&r.path, name(1))?;
+        }
+        // FILE is gone: a new one, never through a symbolic link (one
+        // put there since is refused by O_EXCL).
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(Path::new(&r.path))?;
+        self.out = Box::new(file);
+        r.written = 0;
+        if let Some(h) = &r.header {
+            self.buf.extend_from_slice(h);
+        }
+        Ok(())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -181,6 +274,13 @@ impl Sink for NdjsonWriter {
             self.buf.truncate(start);
             return Err(e);
         }
+        if let Some(r) = &mut self.rotation
+            && r.header.is_none()
+            && matches!(record, Record::Header(_))
+        {
+            r.header = Some(self.buf[start..].to_vec());
+        }
+        self.maybe_rotate()?;
         if self.buf.len() >= BUFFER {
             self.write_out()?;
         }
@@ -270,6 +370,90 @@ mod tests {
             let want = serde_json::to_string(&record).unwrap() + "\n";
             assert_eq!(String::from_utf8(line).unwrap(), want);
         }
+    }
+
+    /// 300 io lines through a writer that rotates at 4 KiB and keeps 2:
+    /// FILE.2, FILE.1 and FILE hold the last lines, in order, each after
+    /// the header; the rotated ones hold 4 KiB, passed by one line at most.
+    #[test]
+    fn rotation_keeps_n_files_each_starting_with_the_header() {
+        use crate::record::{ChannelKind, Io, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.ndjson");
+        let path = path.to_str().unwrap();
+        let rule = Rotate {
+            size: 4096,
+            keep: 2,
+        };
+        let mut w = NdjsonWriter::create_rotating(path, rule).unwrap();
+        let h: Record = serde_json::from_str(&header(1)).unwrap();
+        w.record(&h).unwrap();
+        let io = |ts: u64| {
+            Record::Io(Io {
+                ts_ns: ts,
+                kind: ChannelKind::Pipe,
+                op: Op::Write,
+                channel: "pipe:[7]".into(),
+                pid: 10,
+                tid: 10,
+                comm: "sh".into(),
+                bytes: 1,
+                fd: 3,
+                syscall: "write".into(),
+                start_ns: None,
+                ext: Default::default(),
+            })
+        };
+        // ts 1000..1299: lines of one length.
+        for ts in 1000..1300 {
+            w.record(&io(ts)).unwrap();
+        }
+        drop(w);
+        let read = |p: &str| std::fs::read_to_string(p).unwrap();
+        assert!(!Path::new(&format!("{path}.3")).exists());
+        let files = [
+            read(&format!("{path}.2")),
+            read(&format!("{path}.1")),
+            read(path),
+        ];
+        let line_len = serde_json::to_string(&io(1000)).unwrap().len() as u64 + 1;
+        let mut all = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            let mut lines = f.lines();
+            assert_eq!(lines.next(), Some(header(1).as_str()), "file {i}");
+            if i < 2 {
+                let len = f.len() as u64;
+                assert!((4096..4096 + line_len).contains(&len), "file {i}: {len}");
+            }
+            for l in lines {
+                let r: Record = serde_json::from_str(l).unwrap();
+                all.push(r.ts_ns().unwrap());
+            }
+        }
+        // The lines of the three files are the last ones written, in order.
+        let per_file = (4096 - header(1).len() as u64 - 1).div_ceil(line_len);
+        assert_eq!(files[0].lines().count() as u64, per_file + 1);
+        let first = *all.first().unwrap();
+        assert_eq!(all, (first..1300).collect::<Vec<_>>());
+        // Each rotated file holds per_file lines; FILE what is left.
+        assert_eq!(1300 - first, 2 * per_file + 300 % per_file);
+        // Files are created 0600.
+        use std::os::unix::fs::PermissionsExt;
+        for p in [path.to_string(), format!("{path}.1")] {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{p}");
+        }
+        // Standard output cannot rotate.
+        assert!(
+            NdjsonWriter::create_rotating(
+                "-",
+                Rotate {
+                    size: 4096,
+                    keep: 1
+                }
+            )
+            .is_err()
+        );
     }
 
     /// An output the test can look at after the writer has it.

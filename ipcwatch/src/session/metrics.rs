@@ -1,0 +1,78 @@
+//! What a recording publishes to `--metrics`: its counters copied into a
+//! [`Snapshot`] once a second, and a last time with the summary's values.
+
+use std::collections::BTreeMap;
+
+use crate::collect::Collector;
+use crate::decode::EVENT_KINDS;
+use crate::metrics::Snapshot;
+use crate::race::detector::DetectorStats;
+use crate::record::ChannelKind;
+
+/// Every channel kind, so that each has a series from the start.
+const CHANNEL_KINDS: [ChannelKind; 7] = [
+    ChannelKind::Pipe,
+    ChannelKind::Fifo,
+    ChannelKind::Unix,
+    ChannelKind::Tcp,
+    ChannelKind::Udp,
+    ChannelKind::Mq,
+    ChannelKind::Msgq,
+];
+
+/// The finding kinds ipcwatch writes, so that each has a series (at 0)
+/// from the start.
+const FINDING_KINDS: [&str; 2] = ["shm-write-write", "pipe-interleave"];
+
+/// Counters of the event loop that the collector does not keep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoopCounters {
+    /// Kernel events lost because the ring buffer was full.
+    pub ring_full: u64,
+    pub undecodable: u64,
+    pub detector: DetectorStats,
+    /// The longest wait of an event in the ring buffer over the last
+    /// interval, ns.
+    pub lag_ns: u64,
+}
+
+/// The recording's counters now. Walks the model's channels, processes
+/// and findings: called once a second, not per event.
+pub fn snapshot(collector: &Collector, counters: &LoopCounters, finished: bool) -> Snapshot {
+    let model = &collector.model;
+    let events = EVENT_KINDS
+        .iter()
+        .zip(collector.events_by_kind)
+        .map(|(k, n)| (*k, n))
+        .collect();
+    let mut channels = [0u64; CHANNEL_KINDS.len()];
+    for c in model.channels.values() {
+        if let Some(i) = CHANNEL_KINDS.iter().position(|k| *k == c.kind) {
+            channels[i] += 1;
+        }
+    }
+    let alive = model.processes.values().filter(|p| p.alive).count() as u64;
+    let exited = model.processes.len() as u64 - alive;
+    let mut findings: BTreeMap<String, u64> =
+        FINDING_KINDS.iter().map(|k| (k.to_string(), 0)).collect();
+    for f in &model.findings {
+        *findings.entry(f.race.kind.to_string()).or_default() += f.count;
+    }
+    Snapshot {
+        events,
+        lost_ring_full: counters.ring_full,
+        lost_undecodable: counters.undecodable,
+        channels: CHANNEL_KINDS
+            .iter()
+            .zip(channels)
+            .map(|(k, n)| (k.as_str(), n))
+            .collect(),
+        regions: model.regions.len() as u64,
+        processes: (alive, exited),
+        findings: findings.into_iter().collect(),
+        watch_windows: counters.detector.windows,
+        watch_traps: counters.detector.traps,
+        collector_lag_seconds: counters.lag_ns as f64 / 1e9,
+        finished,
+    }
+}
