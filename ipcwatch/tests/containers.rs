@@ -163,14 +163,14 @@ fn a_race_between_two_containers_names_both() {
     let names = Names::new("race");
     let (a, b) = (&names.0[0], &names.0[1]);
     let key = 0x1c000 + (std::process::id() & 0xfff) as i32;
-    let work = |cpu| format!("sysv-counter --key {key} --secs 3 --cpu {cpu}");
+    let work = |cpu| format!("sysv-counter --key {key} --secs 6 --cpu {cpu}");
     let script = format!(
         "a=$({})\nb=$({})",
         podman_run(a, "--ipc=shareable", &work(0)),
         podman_run(b, &format!("--ipc=container:{a}"), &work(1)),
     );
     let (t, ids) = record_containers(&script);
-    // Both run for 3 s: their pid inside is read while they run.
+    // Both run for 6 s: their pid inside is read while they run.
     assert_execs_named(&t, &ids, true);
     let race = t
         .of_type("race")
