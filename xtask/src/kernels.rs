@@ -870,7 +870,7 @@ fn run_matrix(kernels: &[Kernel], fast: bool, doctor_only: bool) -> Result<(Stri
         fs::metadata(&initrd)?.len() >> 20
     );
     let timeout = Duration::from_secs(if doctor_only {
-        300
+        1800
     } else if fast {
         1200
     } else {

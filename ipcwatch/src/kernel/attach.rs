@@ -44,39 +44,183 @@ pub fn attach_or_skip(
     }
 }
 
+/// How many of the verifier's last lines a refusal shows.
+const VERIFIER_LINES: usize = 3;
+
+/// Why program `prog` did not load, in one line: the kernel's error and,
+/// when the verifier refused it, its last lines (the reason and its
+/// figures), never the whole log (thousands of lines on a complex
+/// program).
+pub fn load_error(prog: &str, e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => refusal(prog, io_error, &verifier_log.to_string()),
+        other => format!("{prog}: {other}"),
+    }
+}
+
+/// [`load_error`] from its parts.
+pub fn refusal(prog: &str, io_error: &std::io::Error, log: &str) -> String {
+    let last = verifier_tail(log, VERIFIER_LINES);
+    if last.is_empty() {
+        format!("the kernel refused {prog} ({io_error}; no verifier output)")
+    } else {
+        format!("the kernel refused {prog} ({io_error}); the verifier's last lines: {last}")
+    }
+}
+
+/// The last `n` non-empty lines of a verifier log, joined with " | ",
+/// each cut at 200 characters.
+pub fn verifier_tail(log: &str, n: usize) -> String {
+    let mut lines: Vec<String> = log
+        .lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(n)
+        .map(|l| match l.char_indices().nth(200) {
+            Some((cut, _)) => format!("{}...", &l[..cut]),
+            None => l.to_string(),
+        })
+        .collect();
+    lines.reverse();
+    lines.join(" | ")
+}
+
 pub fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>) {
     attach_or_skip(skipped, format!("raw_tp:{tp}"), || {
         let program: &mut RawTracePoint = program(ebpf, prog)?;
-        program.load().map_err(|e| e.to_string())?;
+        program.load().map_err(|e| load_error(prog, &e))?;
         program.attach(tp).map_err(|e| e.to_string())?;
         Ok(())
     });
 }
 
-/// Program `prog`_btf on tp_btf `tp`, which loads through typed pointers
-/// (fewer helper calls); kernels that refuse it, or the environment
-/// variable IPCWATCH_NO_TP_BTF, get `prog` on the raw tracepoint.
-pub fn attach_btf_or_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>) {
+/// Which form of a syscall program is loaded, and what the verifier
+/// spent on it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The program's name in the object (`prog` or `prog`_btf).
+    pub program: String,
+    /// On tp_btf (else on the raw tracepoint).
+    pub btf: bool,
+    /// Instructions the verifier processed (Linux 5.16+).
+    pub insns: Option<u32>,
+    /// Wall time of the load (verification included).
+    pub secs: f64,
+}
+
+impl std::fmt::Display for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} loaded", self.program)?;
+        match self.insns {
+            Some(n) => write!(f, " ({n} insns verified in {:.1} s)", self.secs),
+            None => write!(f, " (verified in {:.1} s)", self.secs),
+        }
+    }
+}
+
+fn timed<T>(load: impl FnOnce() -> Result<T, String>) -> Result<f64, String> {
+    let t = std::time::Instant::now();
+    load()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Load program `prog`_btf for tp_btf `tp`, which loads through typed
+/// pointers (fewer helper calls); when the kernel refuses it, or with the
+/// environment variable IPCWATCH_NO_TP_BTF, `prog` for the raw
+/// tracepoint. Why tp_btf was not used goes to `skipped`.
+pub fn load_btf_or_raw(
+    ebpf: &mut Ebpf,
+    prog: &str,
+    tp: &str,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Loaded, String> {
     let btf_prog = format!("{prog}_btf");
-    let attached = attach_or_skip(skipped, format!("tp_btf:{tp}"), || {
+    let btf = (|| {
         if std::env::var_os("IPCWATCH_NO_TP_BTF").is_some() {
-            return Err("IPCWATCH_NO_TP_BTF is set: using the raw tracepoint".into());
+            return Err("IPCWATCH_NO_TP_BTF is set: using the raw tracepoint".to_string());
         }
         let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
         let program: &mut BtfTracePoint = program(ebpf, &btf_prog)?;
-        program.load(tp, &btf).map_err(|e| e.to_string())?;
+        let secs = timed(|| {
+            program
+                .load(tp, &btf)
+                .map_err(|e| load_error(&btf_prog, &e))
+        })?;
+        Ok(Loaded {
+            insns: verified(program.info()),
+            program: btf_prog.clone(),
+            btf: true,
+            secs,
+        })
+    })();
+    match btf {
+        Ok(l) => return Ok(l),
+        Err(reason) => skipped.push(Skipped {
+            probe: format!("tp_btf:{tp}"),
+            reason: format!("{reason} (the raw tracepoint is used)"),
+        }),
+    }
+    let program: &mut RawTracePoint = program(ebpf, prog)?;
+    let secs = timed(|| program.load().map_err(|e| load_error(prog, &e)))?;
+    Ok(Loaded {
+        insns: verified(program.info()),
+        program: prog.to_string(),
+        btf: false,
+        secs,
+    })
+}
+
+fn verified(info: Result<aya::programs::ProgramInfo, ProgramError>) -> Option<u32> {
+    info.ok()?.verified_instruction_count()
+}
+
+/// Attach what [`load_btf_or_raw`] loaded to `tp`.
+pub fn attach_loaded(ebpf: &mut Ebpf, loaded: &Loaded, tp: &str) -> Result<(), String> {
+    if loaded.btf {
+        let program: &mut BtfTracePoint = program(ebpf, &loaded.program)?;
         program.attach().map_err(|e| e.to_string())?;
-        Ok(())
-    });
-    if !attached {
-        attach_raw(ebpf, prog, tp, skipped);
+    } else {
+        let program: &mut RawTracePoint = program(ebpf, &loaded.program)?;
+        program.attach(tp).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// [`load_btf_or_raw`] and [`attach_loaded`]; a failure is a skipped
+/// probe.
+pub fn attach_btf_or_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>) {
+    let r = (|| {
+        let l = load_btf_or_raw(ebpf, prog, tp, skipped)?;
+        match attach_loaded(ebpf, &l, tp) {
+            Err(reason) if l.btf => {
+                skipped.push(Skipped {
+                    probe: format!("tp_btf:{tp}"),
+                    reason: format!("{reason} (the raw tracepoint is used)"),
+                });
+                let raw: &mut RawTracePoint = program(ebpf, prog)?;
+                raw.load().map_err(|e| load_error(prog, &e))?;
+                raw.attach(tp).map_err(|e| e.to_string())?;
+                Ok(())
+            }
+            r => r,
+        }
+    })();
+    if let Err(reason) = r {
+        skipped.push(Skipped {
+            probe: format!("raw_tp:{tp}"),
+            reason,
+        });
     }
 }
 
 pub fn attach_tp(ebpf: &mut Ebpf, prog: &str, cat: &str, tp: &str, skipped: &mut Vec<Skipped>) {
     attach_or_skip(skipped, format!("{cat}:{tp}"), || {
         let program: &mut TracePoint = program(ebpf, prog)?;
-        program.load().map_err(|e| e.to_string())?;
+        program.load().map_err(|e| load_error(prog, &e))?;
         program.attach(cat, tp).map_err(|e| e.to_string())?;
         Ok(())
     });

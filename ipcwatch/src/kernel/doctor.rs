@@ -20,7 +20,11 @@ use serde::Serialize;
 use crate::host::release;
 use crate::kernel::privileges::{KEPT, Kept, LOCK_PROBES, kept_set};
 use crate::kernel::shm::system_libc;
-use crate::kernel::{attach::program, btf, loader::EBPF_OBJECT, preflight};
+use crate::kernel::loader::{EBPF_OBJECT, Options, load_object, load_syscall_programs};
+use crate::kernel::{
+    attach::{load_error, program},
+    btf, preflight,
+};
 use crate::text::Clean;
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,17 +182,51 @@ pub fn run() -> Report {
         (|| {
             let btf = btf.as_ref().map_err(Clone::clone)?;
             let p: &mut BtfTracePoint = program(&mut ebpf, "doctor_tp_btf")?;
-            p.load("sched_process_fork", btf).map_err(err)?;
+            p.load("sched_process_fork", btf)
+                .map_err(|e| load_error("doctor_tp_btf", &e))?;
             p.attach().map_err(err)?;
             Ok("attached to sched_process_fork".into())
         })(),
         "speed only: the syscall probes fall back to raw tracepoints (a helper call per kernel read)",
         false,
     );
+    syscall_programs(&mut checks);
     uprobe_and_watchpoint(&mut checks, &mut ebpf);
     unused_by_ipcwatch(&mut checks, &mut ebpf, &btf);
     landlock(&mut checks);
     checks.report()
+}
+
+/// The programs `record` cannot do without, loaded as it loads them (the
+/// object configured from this kernel's BTF, tp_btf or the raw
+/// tracepoint): the verifier of one kernel accepts what another's
+/// refuses, and the small programs of the other checks say nothing
+/// about it.
+fn syscall_programs(checks: &mut Checks) {
+    let opts = Options {
+        listed_only: true,
+        ring_bytes: 1 << 16,
+        ..Options::default()
+    };
+    checks.add(
+        "syscall programs",
+        (|| {
+            let mut ebpf = load_object(&opts).map_err(err)?;
+            let mut skipped = Vec::new();
+            let loaded = load_syscall_programs(&mut ebpf, &mut skipped)?;
+            let mut detail = loaded
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            for s in &skipped {
+                detail.push_str(&format!("; {s}"));
+            }
+            Ok(detail)
+        })(),
+        "everything: no syscall is traced",
+        true,
+    );
 }
 
 /// The symbolizer worker's confinement, tried in a child process (it
@@ -261,7 +299,8 @@ fn tracepoints(checks: &mut Checks, ebpf: &mut Ebpf) {
         "tracepoint",
         (|| {
             let p: &mut TracePoint = program(ebpf, "doctor_tracepoint")?;
-            p.load().map_err(err)?;
+            p.load()
+                .map_err(|e| load_error("doctor_tracepoint", &e))?;
             p.attach("syscalls", "sys_enter_getppid").map_err(err)?;
             Ok("attached to syscalls:sys_enter_getppid".into())
         })(),
@@ -272,7 +311,8 @@ fn tracepoints(checks: &mut Checks, ebpf: &mut Ebpf) {
         "raw tracepoint",
         (|| {
             let p: &mut RawTracePoint = program(ebpf, "doctor_raw_tracepoint")?;
-            p.load().map_err(err)?;
+            p.load()
+                .map_err(|e| load_error("doctor_raw_tracepoint", &e))?;
             p.attach("sys_enter").map_err(err)?;
             Ok("attached to sys_enter".into())
         })(),
@@ -286,7 +326,8 @@ fn uprobe_and_watchpoint(checks: &mut Checks, ebpf: &mut Ebpf) {
         "uprobe",
         (|| {
             let p: &mut UProbe = program(ebpf, "doctor_uprobe")?;
-            p.load().map_err(err)?;
+            p.load()
+                .map_err(|e| load_error("doctor_uprobe", &e))?;
             let libc = system_libc().ok_or_else(|| "no C library found".to_string())?;
             p.attach("getpid", libc.as_str(), UProbeScope::CallingProcess)
                 .map_err(err)?;
@@ -299,7 +340,8 @@ fn uprobe_and_watchpoint(checks: &mut Checks, ebpf: &mut Ebpf) {
         "hw watchpoint",
         (|| {
             let p: &mut PerfEvent = program(ebpf, "doctor_perf_event")?;
-            p.load().map_err(err)?;
+            p.load()
+                .map_err(|e| load_error("doctor_perf_event", &e))?;
             let addr = WATCHED.as_ptr() as u64;
             p.attach(
                 PerfEventConfig::Breakpoint(BreakpointConfig::Data {
@@ -326,7 +368,8 @@ fn unused_by_ipcwatch(checks: &mut Checks, ebpf: &mut Ebpf, btf: &Result<Btf, St
         "kprobe",
         (|| {
             let p: &mut KProbe = program(ebpf, "doctor_kprobe")?;
-            p.load().map_err(err)?;
+            p.load()
+                .map_err(|e| load_error("doctor_kprobe", &e))?;
             p.attach("do_sys_openat2", 0).map_err(err)?;
             Ok("attached to do_sys_openat2".into())
         })(),
@@ -338,7 +381,8 @@ fn unused_by_ipcwatch(checks: &mut Checks, ebpf: &mut Ebpf, btf: &Result<Btf, St
         (|| {
             let btf = btf.as_ref().map_err(Clone::clone)?;
             let p: &mut FEntry = program(ebpf, "doctor_fentry")?;
-            p.load("do_sys_openat2", btf).map_err(err)?;
+            p.load("do_sys_openat2", btf)
+                .map_err(|e| load_error("doctor_fentry", &e))?;
             p.attach().map_err(err)?;
             Ok("attached to do_sys_openat2".into())
         })(),

@@ -14,7 +14,10 @@ use ipcwatch_common::{
 };
 
 use crate::error::Error;
-use crate::kernel::attach::{Skipped, attach_btf_or_raw, attach_raw, attach_tp, program};
+use crate::kernel::attach::{
+    Loaded, Skipped, attach_btf_or_raw, attach_raw, attach_tp, load_btf_or_raw, load_error,
+    program,
+};
 use crate::kernel::{btf, shm, syscalls};
 
 /// The eBPF object built by build.rs (crate ipcwatch-ebpf, with BTF).
@@ -193,7 +196,8 @@ impl Probes {
         let p: &mut PerfEvent =
             program(&mut self.ebpf, "ipcwatch_watch").map_err(|e| load_err("ipcwatch_watch", e))?;
         if p.fd().is_err() {
-            p.load().map_err(|e| load_err("ipcwatch_watch", e))?;
+            p.load()
+                .map_err(|e| Error::Load(load_error("ipcwatch_watch", &e)))?;
         }
         Ok(())
     }
@@ -345,7 +349,7 @@ impl Probes {
 
 /// The eBPF object with its read-only globals set from this kernel's BTF
 /// and `opts` (the verifier sees them as constants).
-fn load_object(opts: &Options) -> Result<Ebpf, Error> {
+pub(crate) fn load_object(opts: &Options) -> Result<Ebpf, Error> {
     let vmlinux = std::path::Path::new(btf::VMLINUX_BTF);
     let mut mode = 0;
     if opts.listed_only || !opts.filter.is_empty() {
@@ -418,6 +422,17 @@ fn fill_maps(ebpf: &mut Ebpf, opts: &Options) -> Result<(), Error> {
     Ok(())
 }
 
+/// Load the syscall programs `record` cannot do without (the sys_exit
+/// dispatcher, on tp_btf or the raw tracepoint), as `record` loads them;
+/// what was not used and why goes to `skipped`. `ipcwatch doctor` calls
+/// it too.
+pub fn load_syscall_programs(
+    ebpf: &mut Ebpf,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<Loaded>, String> {
+    Ok(vec![load_btf_or_raw(ebpf, "ipcwatch_sys_exit", "sys_exit", skipped)?])
+}
+
 /// Attach every probe; only the sys_exit program is required.
 fn attach_all(ebpf: &mut Ebpf, lock_probes: bool) -> Result<Vec<Skipped>, Error> {
     let mut skipped = Vec::new();
@@ -426,8 +441,13 @@ fn attach_all(ebpf: &mut Ebpf, lock_probes: bool) -> Result<Vec<Skipped>, Error>
     // the registers.
     attach_btf_or_raw(ebpf, "ipcwatch_sys_exit", "sys_exit", &mut skipped);
     if let Some(s) = skipped.iter().find(|s| s.probe == "raw_tp:sys_exit") {
+        let btf = skipped
+            .iter()
+            .find(|s| s.probe == "tp_btf:sys_exit")
+            .map(|s| format!("; on tp_btf: {}", s.reason))
+            .unwrap_or_default();
         return Err(Error::Load(format!(
-            "cannot attach the sys_exit raw tracepoint: {}",
+            "cannot trace syscalls: the sys_exit program did not load or attach: {}{btf}",
             s.reason
         )));
     }
