@@ -18,31 +18,34 @@ pub(crate) fn kread<T>(base: u64, off: u32) -> Option<T> {
 /// bpf_probe_read_kernel costs far more than the bytes it copies, so each
 /// object is read once; a field outside the block (another kernel's
 /// layout) is read on its own.
+///
+/// `lo` is a whole word, and a failed read is a `lo` that no offset
+/// reaches ([`UNREAD`]) rather than a flag beside it: LLVM packed a u32
+/// `lo` and a bool into one spilled word, where the verifier lost the
+/// constant and refused the variable-offset read of `words` that
+/// followed.
 pub(crate) struct Block<const W: usize> {
     base: u64,
-    lo: u32,
-    ok: bool,
+    lo: u64,
     words: [u64; W],
 }
+
+/// The `lo` of a block that could not be read: every field falls back to
+/// a read of its own.
+const UNREAD: u64 = 1 << 40;
 
 impl<const W: usize> Block<W> {
     /// The block of `base` that starts at offset `lo` (rounded down to a
     /// word).
     #[inline(always)]
     pub(crate) fn read(base: u64, lo: u32) -> Self {
-        let lo = lo & !7;
+        let lo = (lo & !7) as u64;
         // SAFETY: bpf_probe_read_kernel tolerates any address.
-        match unsafe { bpf_probe_read_kernel((base + lo as u64) as *const [u64; W]) } {
-            Ok(words) => Block {
-                base,
-                lo,
-                ok: true,
-                words,
-            },
+        match unsafe { bpf_probe_read_kernel((base + lo) as *const [u64; W]) } {
+            Ok(words) => Block { base, lo, words },
             Err(_) => Block {
                 base,
-                lo,
-                ok: false,
+                lo: UNREAD,
                 words: [0; W],
             },
         }
@@ -51,10 +54,10 @@ impl<const W: usize> Block<W> {
     /// The word holding the `size` bytes at `off`, and the shift to them.
     #[inline(always)]
     fn word(&self, off: u32, size: u32) -> Option<(u64, u32)> {
-        let d = off.wrapping_sub(self.lo);
+        let d = (off as u64).wrapping_sub(self.lo);
         let i = (d / 8) as usize;
-        if self.ok && d.is_multiple_of(size) && i < W {
-            Some((self.words[i], (d % 8) * 8))
+        if d.is_multiple_of(size as u64) && i < W {
+            Some((self.words[i], (d % 8) as u32 * 8))
         } else {
             None
         }
@@ -124,8 +127,7 @@ impl Regs {
         }
         Block {
             base: regs,
-            lo,
-            ok: true,
+            lo: lo as u64,
             words,
         }
     }

@@ -4,10 +4,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf, StackTrace},
 };
 use ipcwatch_common::{
     COMM_LEN, Config, MAX_SYSCALL_NR, SockConfig,
+    sc::exit_tail,
     race::{MAX_SLOTS, Seen, Slot, WatchKey},
     shm::{MemEvent, ShmConfig},
     stat,
@@ -76,6 +77,18 @@ pub(crate) static COMMS: HashMap<[u8; COMM_LEN], u32> = HashMap::with_max_entrie
 /// tid -> start of a pipe write larger than PIPE_BUF, in flight.
 #[map]
 pub(crate) static WRITE_START: HashMap<u32, u64> = HashMap::with_max_entries(16384, 0);
+
+/// The `sys_exit` families reached by tail call from the raw-tracepoint
+/// dispatcher (`sc::exit_tail`), filled by userspace; an empty slot drops
+/// its family.
+#[map]
+pub(crate) static EXIT_TAILS: ProgramArray = ProgramArray::with_max_entries(exit_tail::COUNT, 0);
+
+/// The same for the tp_btf dispatcher (a program array holds programs of
+/// one type).
+#[map]
+pub(crate) static EXIT_TAILS_BTF: ProgramArray =
+    ProgramArray::with_max_entries(exit_tail::COUNT, 0);
 
 /// Architecture syscall number -> `sc::*` code (0: not followed).
 #[map]

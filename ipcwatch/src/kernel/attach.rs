@@ -48,15 +48,29 @@ pub fn attach_or_skip(
 const VERIFIER_LINES: usize = 3;
 
 /// Why program `prog` did not load, in one line: the kernel's error and,
-/// when the verifier refused it, its last lines (the reason and its
-/// figures), never the whole log (thousands of lines on a complex
-/// program).
+/// when the verifier refused it, its reason and figures (see
+/// [`verifier_tail`]), never the whole log (thousands of lines on a
+/// complex program). With `IPCWATCH_VERIFIER_LOG=FILE` the whole log is
+/// appended to FILE.
 pub fn load_error(prog: &str, e: &ProgramError) -> String {
     match e {
         ProgramError::LoadError {
             io_error,
             verifier_log,
-        } => refusal(prog, io_error, &verifier_log.to_string()),
+        } => {
+            let log = verifier_log.to_string();
+            if let Some(path) = std::env::var_os("IPCWATCH_VERIFIER_LOG") {
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| {
+                        use std::io::Write as _;
+                        writeln!(f, "==== {prog}: {io_error}\n{log}")
+                    });
+            }
+            refusal(prog, io_error, &log)
+        }
         other => format!("{prog}: {other}"),
     }
 }
@@ -67,26 +81,38 @@ pub fn refusal(prog: &str, io_error: &std::io::Error, log: &str) -> String {
     if last.is_empty() {
         format!("the kernel refused {prog} ({io_error}; no verifier output)")
     } else {
-        format!("the kernel refused {prog} ({io_error}); the verifier's last lines: {last}")
+        format!("the kernel refused {prog} ({io_error}); verifier: {last}")
     }
 }
 
-/// The last `n` non-empty lines of a verifier log, joined with " | ",
-/// each cut at 200 characters.
+/// The statistics the verifier prints last (`log_level` 4).
+fn is_stats(line: &str) -> bool {
+    line.starts_with("verification time ")
+        || line.starts_with("stack depth ")
+        || line.starts_with("processed ")
+}
+
+/// A verifier log in one line: its last `n` lines before the statistics
+/// (the instruction refused and why), then its `processed N insns` line;
+/// joined with " | ", each line cut at 200 characters.
 pub fn verifier_tail(log: &str, n: usize) -> String {
-    let mut lines: Vec<String> = log
-        .lines()
+    let cut = |l: &str| match l.char_indices().nth(200) {
+        Some((at, _)) => format!("{}...", &l[..at]),
+        None => l.to_string(),
+    };
+    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut last: Vec<String> = lines
+        .iter()
         .rev()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| !is_stats(l))
         .take(n)
-        .map(|l| match l.char_indices().nth(200) {
-            Some((cut, _)) => format!("{}...", &l[..cut]),
-            None => l.to_string(),
-        })
+        .map(|l| cut(l))
         .collect();
-    lines.reverse();
-    lines.join(" | ")
+    last.reverse();
+    if let Some(p) = lines.iter().rev().find(|l| l.starts_with("processed ")) {
+        last.push(cut(p));
+    }
+    last.join(" | ")
 }
 
 pub fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str, skipped: &mut Vec<Skipped>) {
