@@ -2,7 +2,9 @@
 //! helper call ([`Block`]), and the saved user registers of a syscall
 //! ([`Regs`]), where its number and arguments are.
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use core::mem::MaybeUninit;
+
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated};
 
 use crate::maps::{conf, sconf, shm_conf};
 
@@ -24,10 +26,16 @@ pub(crate) fn kread<T>(base: u64, off: u32) -> Option<T> {
 /// `lo` and a bool into one spilled word, where the verifier lost the
 /// constant and refused the variable-offset read of `words` that
 /// followed.
+///
+/// The words are read in place, never copied: on Linux 6.1 the verifier
+/// rounds every frame up to 32 bytes and allows 512 for a chain of calls,
+/// and `classify_file`'s three blocks, read into a temporary and moved,
+/// took 456 bytes.
 pub(crate) struct Block<const W: usize> {
     base: u64,
     lo: u64,
-    words: [u64; W],
+    /// Initialized unless `lo` is [`UNREAD`].
+    words: MaybeUninit<[u64; W]>,
 }
 
 /// The `lo` of a block that could not be read: every field falls back to
@@ -39,16 +47,31 @@ impl<const W: usize> Block<W> {
     /// word).
     #[inline(always)]
     pub(crate) fn read(base: u64, lo: u32) -> Self {
+        let mut b = Block {
+            base,
+            lo: UNREAD,
+            words: MaybeUninit::uninit(),
+        };
+        b.reread(base, lo);
+        b
+    }
+
+    /// Read the block of another object into the same words (one stack
+    /// slot for a chain of objects).
+    #[inline(always)]
+    pub(crate) fn reread(&mut self, base: u64, lo: u32) {
         let lo = (lo & !7) as u64;
-        // SAFETY: bpf_probe_read_kernel tolerates any address.
-        match unsafe { bpf_probe_read_kernel((base + lo) as *const [u64; W]) } {
-            Ok(words) => Block { base, lo, words },
-            Err(_) => Block {
-                base,
-                lo: UNREAD,
-                words: [0; W],
-            },
-        }
+        // SAFETY: bpf_probe_read_kernel tolerates any source address and
+        // writes at most W words to `self.words`.
+        let ret = unsafe {
+            generated::bpf_probe_read_kernel(
+                self.words.as_mut_ptr().cast(),
+                (W * 8) as u32,
+                (base + lo) as *const core::ffi::c_void,
+            )
+        };
+        self.base = base;
+        self.lo = if ret == 0 { lo } else { UNREAD };
     }
 
     /// The word holding the `size` bytes at `off`, and the shift to them.
@@ -57,7 +80,10 @@ impl<const W: usize> Block<W> {
         let d = (off as u64).wrapping_sub(self.lo);
         let i = (d / 8) as usize;
         if d.is_multiple_of(size as u64) && i < W {
-            Some((self.words[i], (d % 8) as u32 * 8))
+            // SAFETY: `lo` is not UNREAD (no offset reaches it), so the
+            // helper filled the words.
+            let words = unsafe { self.words.assume_init_ref() };
+            Some((words[i], (d % 8) as u32 * 8))
         } else {
             None
         }
@@ -128,7 +154,7 @@ impl Regs {
         Block {
             base: regs,
             lo: lo as u64,
-            words,
+            words: MaybeUninit::new(words),
         }
     }
 

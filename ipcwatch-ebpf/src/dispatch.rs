@@ -253,7 +253,7 @@ pub fn ipcwatch_exit_shm_sync_btf(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn exit_shm_sync<const BTF: bool>(regs: u64, ret: i64) {
-    let (_, code) = decode::<BTF>(regs);
+    let code = code_of::<BTF>(regs);
     shm_sync_exit(regs, code, ret, true);
 }
 

@@ -159,6 +159,16 @@ fn test() -> Result<()> {
         "--",
         "--test-threads=1",
     ]))?;
+    // One kernel other than this machine's: Debian 12's 6.1 cloud kernel
+    // under QEMU (TCG), the fast subset (doctor, one pipes test, one race
+    // test); the whole matrix is `cargo xtask kernels` (docs/kernels.md).
+    setup::ensure_guest_tools()?;
+    kernels::run_kernels(&kernels::KernelsArgs {
+        only: Some("12-cloud".into()),
+        fast: true,
+        doctor_only: false,
+        no_docs: true,
+    })?;
     // The package, built once in release mode, and its tests.
     dist::run_dist()?;
     run(cargo().args([

@@ -251,3 +251,60 @@ pub fn attach_tp(ebpf: &mut Ebpf, prog: &str, cat: &str, tp: &str, skipped: &mut
         Ok(())
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The end of the log Debian 12's 6.1 verifier gave for the sys_exit
+    /// program that was one program for every family (thousands of lines
+    /// before these).
+    const TOO_LARGE: &str = "\
+; if self.ok && d.is_multiple_of(size) && i < W { @ block.rs:56
+4161: (bf) r2 = r1                    ; R1_w=scalar(id=2070) R2_w=scalar(id=2070)
+4162: (57) r2 &= 7                    ; R2_w=scalar(umax=7,var_off=(0x0; 0x7))
+BPF program is too large. Processed 1000001 insn
+verification time 93957713 usec
+stack depth 408+0+416+0+0+8+112+0+0+168+272+256+80+80+456+112+128+264+72
+processed 1000001 insns (limit 1000000) max_states_per_insn 47 total_states 29724 peak_states 5788 mark_read 76
+
+";
+
+    #[test]
+    fn a_refusal_is_one_line_with_the_reason_and_the_count() {
+        let e = std::io::Error::from_raw_os_error(libc::E2BIG);
+        let msg = refusal("ipcwatch_sys_exit", &e, TOO_LARGE);
+        assert_eq!(
+            msg,
+            "the kernel refused ipcwatch_sys_exit (Argument list too long (os error 7)); \
+             verifier: 4161: (bf) r2 = r1                    ; R1_w=scalar(id=2070) R2_w=scalar(id=2070) \
+             | 4162: (57) r2 &= 7                    ; R2_w=scalar(umax=7,var_off=(0x0; 0x7)) \
+             | BPF program is too large. Processed 1000001 insn \
+             | processed 1000001 insns (limit 1000000) max_states_per_insn 47 total_states 29724 peak_states 5788 mark_read 76"
+        );
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn a_refusal_without_a_log_says_so() {
+        let e = std::io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(
+            refusal("doctor_fentry", &e, ""),
+            "the kernel refused doctor_fentry (Operation not permitted (os error 1); no verifier output)"
+        );
+    }
+
+    #[test]
+    fn long_verifier_lines_are_cut_and_only_the_last_ones_kept() {
+        let long = "x".repeat(500);
+        let log: String = (0..5000)
+            .map(|i| format!("{i}: (07) r1 += 8\n"))
+            .chain([format!("{long}\n"), "invalid mem access 'scalar'\n".into()])
+            .collect();
+        let tail = verifier_tail(&log, 3);
+        assert_eq!(
+            tail,
+            format!("4999: (07) r1 += 8 | {}... | invalid mem access 'scalar'", &long[..200])
+        );
+    }
+}

@@ -22,7 +22,7 @@ use crate::kernel::privileges::{KEPT, Kept, LOCK_PROBES, kept_set};
 use crate::kernel::shm::system_libc;
 use crate::kernel::loader::{EBPF_OBJECT, Options, load_object, load_syscall_programs};
 use crate::kernel::{
-    attach::{load_error, program},
+    attach::{load_btf_or_raw, load_error, program},
     btf, preflight,
 };
 use crate::text::Clean;
@@ -213,12 +213,23 @@ fn syscall_programs(checks: &mut Checks) {
         (|| {
             let mut ebpf = load_object(&opts).map_err(err)?;
             let mut skipped = Vec::new();
-            let loaded = load_syscall_programs(&mut ebpf, &mut skipped)?;
+            let loaded = load_syscall_programs(&mut ebpf, &mut skipped).map_err(|e| {
+                skipped
+                    .iter()
+                    .fold(e, |e, s| format!("{e}; {s}"))
+            })?;
+            // sys_enter (close, the start of large pipe writes) is not
+            // required: record goes on without it, with a warning.
+            let enter = load_btf_or_raw(&mut ebpf, "ipcwatch_sys_enter", "sys_enter", &mut skipped);
             let mut detail = loaded
                 .iter()
                 .map(ToString::to_string)
+                .chain(enter.iter().map(ToString::to_string))
                 .collect::<Vec<_>>()
                 .join(", ");
+            if let Err(e) = enter {
+                detail.push_str(&format!("; sys_enter: {e}"));
+            }
             for s in &skipped {
                 detail.push_str(&format!("; {s}"));
             }
