@@ -137,25 +137,36 @@ impl Regs {
         ) & !7
     }
 
-    /// [`Regs::of`] where `regs` is a BTF pointer (tp_btf): direct loads.
+    /// [`Regs::of_btf`] in a tp_btf program, else [`Regs::of`].
+    #[inline(always)]
+    pub(crate) fn any<const BTF: bool>(regs: u64) -> Self {
+        if BTF { Self::of_btf(regs) } else { Self::of(regs) }
+    }
+
+    /// [`Regs::of`] where `regs` is a BTF pointer (tp_btf): direct loads,
+    /// into the block's words in place (no copy on the stack).
     #[inline(always)]
     pub(crate) fn of_btf(regs: u64) -> Self {
         let lo = Self::lo();
-        let mut words = [0u64; 9];
+        let mut b = Block {
+            base: regs,
+            lo: lo as u64,
+            words: MaybeUninit::uninit(),
+        };
+        let words = b.words.as_mut_ptr().cast::<u64>();
         let mut i = 0;
         while i < 9 {
             // SAFETY: `regs` is the kernel's `struct pt_regs *` of a
             // tp_btf program; the verifier checks the load against BTF.
-            words[i] = unsafe {
-                core::ptr::read_volatile((regs + lo as u64 + 8 * i as u64) as *const u64)
-            };
+            // `words` has 9 slots.
+            unsafe {
+                words.add(i).write(core::ptr::read_volatile(
+                    (regs + lo as u64 + 8 * i as u64) as *const u64,
+                ));
+            }
             i += 1;
         }
-        Block {
-            base: regs,
-            lo: lo as u64,
-            words: MaybeUninit::new(words),
-        }
+        b
     }
 
     /// The syscall number.

@@ -153,6 +153,7 @@ fn code_of<const BTF: bool>(regs: u64) -> u32 {
 }
 
 /// The saved registers, and the code of the syscall (0: not followed).
+/// Returned apart, not as a pair: a pair of them was copied on the stack.
 #[inline(always)]
 fn decode<const BTF: bool>(regs: u64) -> (Regs, u32) {
     let r = if BTF {
@@ -179,7 +180,7 @@ fn sys_exit<const BTF: bool, C: EbpfContext>(ctx: &C, regs: u64, ret: i64) {
         return tail::<BTF, C>(ctx, exit_tail::SHM_SYNC);
     }
     if code == sc::FCNTL || code == sc::OPEN || code == sc::OPENAT {
-        return tail::<BTF, C>(ctx, exit_tail::FD);
+        return tail::<BTF, C>(ctx, exit_tail::SHM_SYNC);
     }
     // A non-blocking connect() in progress (-EINPROGRESS) is reported too.
     if ret < 0 && !(code == sc::CONNECT && ret == -115) {
@@ -194,7 +195,33 @@ fn sys_exit<const BTF: bool, C: EbpfContext>(ctx: &C, regs: u64, ret: i64) {
             tail::<BTF, C>(ctx, exit_tail::READ_WRITE)
         }
         32..64 => tail::<BTF, C>(ctx, exit_tail::SOCK_MQ),
+        sc::SPLICE | sc::TEE | sc::VMSPLICE => tail::<BTF, C>(ctx, exit_tail::SPLICE),
         _ => tail::<BTF, C>(ctx, exit_tail::FD),
+    }
+}
+
+/// splice, tee, vmsplice, reached by tail call (the dispatcher checked
+/// the result and the filter).
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn ipcwatch_exit_splice(ctx: RawTracePointContext) -> i32 {
+    exit_splice::<false>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ipcwatch_exit_splice_btf(ctx: BtfTracePointContext) -> i32 {
+    exit_splice::<true>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn exit_splice<const BTF: bool>(regs: u64, ret: i64) {
+    let code = code_of::<BTF>(regs);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    match code {
+        sc::VMSPLICE => fd::vmsplice::<BTF>(regs, pid_tgid, code, ret),
+        sc::SPLICE => fd::splice::<BTF>(regs, pid_tgid, code, ret),
+        _ => fd::tee::<BTF>(regs, pid_tgid, code, ret),
     }
 }
 
@@ -239,27 +266,32 @@ fn exit_sock_mq<const BTF: bool>(regs: u64, ret: i64) {
 }
 
 /// Shared memory and locks (codes 64..127), reached by tail call.
+/// fcntl, open and openat come here first (their locks and /dev/shm),
+/// then go on to the descriptor family by another tail call.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn ipcwatch_exit_shm_sync(ctx: RawTracePointContext) -> i32 {
-    exit_shm_sync::<false>(ctx.arg(0), ctx.arg(1));
+    exit_shm_sync::<false, _>(&ctx, ctx.arg(0), ctx.arg(1));
     0
 }
 
 #[btf_tracepoint(function = "sys_exit")]
 pub fn ipcwatch_exit_shm_sync_btf(ctx: BtfTracePointContext) -> i32 {
-    exit_shm_sync::<true>(ctx.arg(0), ctx.arg(1));
+    exit_shm_sync::<true, _>(&ctx, ctx.arg(0), ctx.arg(1));
     0
 }
 
 #[inline(always)]
-fn exit_shm_sync<const BTF: bool>(regs: u64, ret: i64) {
+fn exit_shm_sync<const BTF: bool, C: EbpfContext>(ctx: &C, regs: u64, ret: i64) {
     let code = code_of::<BTF>(regs);
-    shm_sync_exit(regs, code, ret, true);
+    let mine = (64..128).contains(&code);
+    shm_sync_exit(regs, code, ret, mine);
+    if !mine && ret >= 0 && allowed((bpf_get_current_pid_tgid() >> 32) as u32) {
+        tail::<BTF, C>(ctx, exit_tail::FD);
+    }
 }
 
-/// The descriptors' other calls, reached by tail call: fcntl and open
-/// first as locks and shared memory (whatever their result), then the
-/// descriptor events.
+/// The descriptors' other calls, reached by tail call (fcntl and open
+/// from the shm family, after their locks and shared memory).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn ipcwatch_exit_fd(ctx: RawTracePointContext) -> i32 {
     exit_fd::<false>(ctx.arg(0), ctx.arg(1));
@@ -274,27 +306,18 @@ pub fn ipcwatch_exit_fd_btf(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn exit_fd<const BTF: bool>(regs: u64, ret: i64) {
-    let (r, code) = decode::<BTF>(regs);
-    if code == sc::FCNTL || code == sc::OPEN || code == sc::OPENAT {
-        shm_sync_exit(regs, code, ret, false);
-    }
-    if ret < 0 {
-        return;
-    }
+    let code = code_of::<BTF>(regs);
+    // The dispatcher (or the shm family, for fcntl and open) checked the
+    // result and the filter.
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !allowed((pid_tgid >> 32) as u32) {
-        return;
-    }
     match code {
-        sc::VMSPLICE => fd::vmsplice(&r, pid_tgid, code, ret),
-        sc::SPLICE => fd::splice(&r, pid_tgid, code, ret),
-        sc::TEE => fd::tee(&r, pid_tgid, code, ret),
-        sc::WAIT4 | sc::WAITID => process::wait(&r, pid_tgid, code, ret),
-        sc::DUP | sc::DUP2 | sc::DUP3 => fd::dup_call(&r, pid_tgid, code, ret),
-        sc::FCNTL => fd::fcntl(&r, pid_tgid, code, ret),
-        sc::PIPE | sc::PIPE2 => fd::pipe(&r, pid_tgid, code),
-        sc::MKNOD | sc::MKNODAT => fd::mknod(&r, pid_tgid, code),
-        sc::OPEN | sc::OPENAT | sc::OPENAT2 => fd::open(&r, pid_tgid, code, ret),
+        sc::WAIT4 | sc::WAITID => process::wait::<BTF>(regs, pid_tgid, code, ret),
+        sc::DUP | sc::DUP2 | sc::DUP3 | sc::FCNTL => {
+            fd::dup_call::<BTF>(regs, pid_tgid, code, ret)
+        }
+        sc::PIPE | sc::PIPE2 => fd::pipe::<BTF>(regs, pid_tgid, code),
+        sc::MKNOD | sc::MKNODAT => fd::mknod::<BTF>(regs, pid_tgid, code),
+        sc::OPEN | sc::OPENAT | sc::OPENAT2 => fd::open::<BTF>(regs, pid_tgid, code, ret),
         _ => {}
     }
 }

@@ -462,7 +462,8 @@ fn init_script(ipcwatch: &Path, plan: &Plan) -> String {
     );
     let _ = writeln!(
         s,
-        "echo \"@@IPCW start doctor $(up)\"\n{} doctor\nusable=$?\necho \"@@IPCW end doctor $usable $(up)\"",
+        "echo \"@@IPCW start doctor $(up)\"\nIPCWATCH_VERIFIER_LOG=/tmp/verifier.log {} doctor\nusable=$?\necho \"@@IPCW end doctor $usable $(up)\"\n\
+         if [ -s /tmp/verifier.log ]; then echo \"@@IPCW verifier-log\"; grep -E '^====|combined|stack depth|^processed|unbounded|invalid|too large|R[0-9] ' /tmp/verifier.log | tail -n 80; fi",
         ipcwatch.display()
     );
     for (group, bin, filter) in plan {
