@@ -73,13 +73,17 @@ pub const MATRIX: [Kernel; 6] = [
 const GROUPS: [&str; 5] = ["pipes", "sockets", "shm", "races", "faults"];
 
 /// The fast subset CI runs: doctor, one pipes test and one race test
-/// (a whole group takes tens of minutes under TCG: docs/kernels.md).
+/// (a whole group takes tens of minutes under TCG: docs/kernels.md). The
+/// race test is the pipe-interleave finding, not a shared-memory
+/// collision: under QEMU's TCG a hardware watchpoint attaches but never
+/// traps (measured: windows opened, 0 traps), so no collision can be
+/// seen in a guest.
 const FAST: [(&str, Option<&str>); 2] = [
     (
         "pipes",
         Some("parent_writes_3_times_1000_bytes_to_its_child"),
     ),
-    ("races", Some("racy_shared_anonymous_memory")),
+    ("races", Some("pipe_writers_of_64k_records_interleave")),
 ];
 
 #[derive(Args)]
@@ -871,7 +875,7 @@ fn run_matrix(kernels: &[Kernel], fast: bool, doctor_only: bool) -> Result<(Stri
         fs::metadata(&initrd)?.len() >> 20
     );
     let timeout = Duration::from_secs(if doctor_only {
-        1800
+        600
     } else if fast {
         1200
     } else {

@@ -208,6 +208,7 @@ fn syscall_programs(checks: &mut Checks) {
         ring_bytes: 1 << 16,
         ..Options::default()
     };
+    let mut families = Vec::new();
     checks.add(
         "syscall programs",
         (|| {
@@ -221,16 +222,22 @@ fn syscall_programs(checks: &mut Checks) {
             // sys_enter (close, the start of large pipe writes) is not
             // required: record goes on without it, with a warning.
             let enter = load_btf_or_raw(&mut ebpf, "ipcwatch_sys_enter", "sys_enter", &mut skipped);
+            if let Err(e) = &enter {
+                families.push(format!("sys_enter: {e}"));
+            }
+            families.extend(
+                skipped
+                    .iter()
+                    .filter(|s| !s.probe.starts_with("tp_btf:"))
+                    .map(ToString::to_string),
+            );
             let mut detail = loaded
                 .iter()
                 .map(ToString::to_string)
                 .chain(enter.iter().map(ToString::to_string))
                 .collect::<Vec<_>>()
                 .join(", ");
-            if let Err(e) = enter {
-                detail.push_str(&format!("; sys_enter: {e}"));
-            }
-            for s in &skipped {
+            for s in skipped.iter().filter(|s| s.probe.starts_with("tp_btf:")) {
                 detail.push_str(&format!("; {s}"));
             }
             Ok(detail)
@@ -238,6 +245,14 @@ fn syscall_programs(checks: &mut Checks) {
         "everything: no syscall is traced",
         true,
     );
+    if !families.is_empty() {
+        checks.add(
+            "syscall families",
+            Err(families.join("; ")),
+            "the events of the families named (record warns and goes on without them)",
+            false,
+        );
+    }
 }
 
 /// The symbolizer worker's confinement, tried in a child process (it

@@ -428,7 +428,8 @@ fn fill_maps(ebpf: &mut Ebpf, opts: &Options) -> Result<(), Error> {
 /// do without, then its families of the same form (`sc::exit_tail`),
 /// each put in the dispatcher's program array. A family that does not
 /// load goes to `skipped`, with what is lost: the dispatcher finds its
-/// slot empty and drops its syscalls. `ipcwatch doctor` calls it too.
+/// slot empty and drops its syscalls; but reads and writes are required
+/// like the dispatcher. `ipcwatch doctor` calls it too.
 pub fn load_syscall_programs(
     ebpf: &mut Ebpf,
     skipped: &mut Vec<Skipped>,
@@ -455,6 +456,9 @@ pub fn load_syscall_programs(
         })();
         match family {
             Ok(l) => loaded.push(l),
+            // Reads and writes are the core: without them nothing is
+            // worth recording.
+            Err(reason) if index == exit_tail::READ_WRITE => return Err(reason),
             Err(reason) => skipped.push(Skipped {
                 probe: format!("sys_exit:{name}"),
                 reason: format!("{reason} ({})", exit_tail::LOSES[index as usize]),
