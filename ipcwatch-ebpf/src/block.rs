@@ -140,7 +140,11 @@ impl Regs {
     /// [`Regs::of_btf`] in a tp_btf program, else [`Regs::of`].
     #[inline(always)]
     pub(crate) fn any<const BTF: bool>(regs: u64) -> Self {
-        if BTF { Self::of_btf(regs) } else { Self::of(regs) }
+        if BTF {
+            Self::of_btf(regs)
+        } else {
+            Self::of(regs)
+        }
     }
 
     /// [`Regs::of`] where `regs` is a BTF pointer (tp_btf): direct loads,

@@ -191,9 +191,7 @@ fn sys_exit<const BTF: bool, C: EbpfContext>(ctx: &C, regs: u64, ret: i64) {
         return;
     }
     match code {
-        sc::READ | sc::READV | sc::WRITE | sc::WRITEV => {
-            tail::<BTF, C>(ctx, exit_tail::READ_WRITE)
-        }
+        sc::READ | sc::READV | sc::WRITE | sc::WRITEV => tail::<BTF, C>(ctx, exit_tail::READ_WRITE),
         32..64 => tail::<BTF, C>(ctx, exit_tail::SOCK_MQ),
         sc::SPLICE | sc::TEE | sc::VMSPLICE => tail::<BTF, C>(ctx, exit_tail::SPLICE),
         _ => tail::<BTF, C>(ctx, exit_tail::FD),
@@ -312,9 +310,7 @@ fn exit_fd<const BTF: bool>(regs: u64, ret: i64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     match code {
         sc::WAIT4 | sc::WAITID => process::wait::<BTF>(regs, pid_tgid, code, ret),
-        sc::DUP | sc::DUP2 | sc::DUP3 | sc::FCNTL => {
-            fd::dup_call::<BTF>(regs, pid_tgid, code, ret)
-        }
+        sc::DUP | sc::DUP2 | sc::DUP3 | sc::FCNTL => fd::dup_call::<BTF>(regs, pid_tgid, code, ret),
         sc::PIPE | sc::PIPE2 => fd::pipe::<BTF>(regs, pid_tgid, code),
         sc::MKNOD | sc::MKNODAT => fd::mknod::<BTF>(regs, pid_tgid, code),
         sc::OPEN | sc::OPENAT | sc::OPENAT2 => fd::open::<BTF>(regs, pid_tgid, code, ret),

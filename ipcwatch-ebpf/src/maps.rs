@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use ipcwatch_common::{
     COMM_LEN, Config, MAX_SYSCALL_NR, SockConfig,
-    sc::exit_tail,
     race::{MAX_SLOTS, Seen, Slot, WatchKey},
+    sc::exit_tail,
     shm::{MemEvent, ShmConfig},
     stat,
 };

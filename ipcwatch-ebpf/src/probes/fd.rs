@@ -107,7 +107,12 @@ pub(crate) fn dup_call<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32, ret
     let arg0 = r.arg(0) as i32;
     // (event kind, descriptor, its `arg`, its `flags`)
     let (ev, fd, arg, flags) = match code {
-        sc::DUP3 => (kind::DUP, ret as i32, arg0 as u32, (r.arg(2) & O_CLOEXEC != 0) as u32),
+        sc::DUP3 => (
+            kind::DUP,
+            ret as i32,
+            arg0 as u32,
+            (r.arg(2) & O_CLOEXEC != 0) as u32,
+        ),
         sc::FCNTL => match r.arg(1) {
             F_DUPFD => (kind::DUP, ret as i32, arg0 as u32, 0),
             F_DUPFD_CLOEXEC => (kind::DUP, ret as i32, arg0 as u32, 1),
@@ -222,7 +227,6 @@ pub(crate) fn open<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32, ret: i6
     }
     entry.submit(wake_flags());
 }
-
 
 /// close (at entry) of a descriptor of a wanted kind, classified by the
 /// caller.

@@ -100,7 +100,11 @@ pub fn verifier_tail(log: &str, n: usize) -> String {
         Some((at, _)) => format!("{}...", &l[..at]),
         None => l.to_string(),
     };
-    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let mut last: Vec<String> = lines
         .iter()
         .rev()
@@ -304,7 +308,10 @@ processed 1000001 insns (limit 1000000) max_states_per_insn 47 total_states 2972
         let tail = verifier_tail(&log, 3);
         assert_eq!(
             tail,
-            format!("4999: (07) r1 += 8 | {}... | invalid mem access 'scalar'", &long[..200])
+            format!(
+                "4999: (07) r1 += 8 | {}... | invalid mem access 'scalar'",
+                &long[..200]
+            )
         );
     }
 }

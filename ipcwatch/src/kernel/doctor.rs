@@ -18,9 +18,9 @@ use rustix::thread::CapabilitySet;
 use serde::Serialize;
 
 use crate::host::release;
+use crate::kernel::loader::{EBPF_OBJECT, Options, load_object, load_syscall_programs};
 use crate::kernel::privileges::{KEPT, Kept, LOCK_PROBES, kept_set};
 use crate::kernel::shm::system_libc;
-use crate::kernel::loader::{EBPF_OBJECT, Options, load_object, load_syscall_programs};
 use crate::kernel::{
     attach::{load_btf_or_raw, load_error, program},
     btf, preflight,
@@ -214,11 +214,8 @@ fn syscall_programs(checks: &mut Checks) {
         (|| {
             let mut ebpf = load_object(&opts).map_err(err)?;
             let mut skipped = Vec::new();
-            let loaded = load_syscall_programs(&mut ebpf, &mut skipped).map_err(|e| {
-                skipped
-                    .iter()
-                    .fold(e, |e, s| format!("{e}; {s}"))
-            })?;
+            let loaded = load_syscall_programs(&mut ebpf, &mut skipped)
+                .map_err(|e| skipped.iter().fold(e, |e, s| format!("{e}; {s}")))?;
             // sys_enter (close, the start of large pipe writes) is not
             // required: record goes on without it, with a warning.
             let enter = load_btf_or_raw(&mut ebpf, "ipcwatch_sys_enter", "sys_enter", &mut skipped);
@@ -325,8 +322,7 @@ fn tracepoints(checks: &mut Checks, ebpf: &mut Ebpf) {
         "tracepoint",
         (|| {
             let p: &mut TracePoint = program(ebpf, "doctor_tracepoint")?;
-            p.load()
-                .map_err(|e| load_error("doctor_tracepoint", &e))?;
+            p.load().map_err(|e| load_error("doctor_tracepoint", &e))?;
             p.attach("syscalls", "sys_enter_getppid").map_err(err)?;
             Ok("attached to syscalls:sys_enter_getppid".into())
         })(),
@@ -366,8 +362,7 @@ fn uprobe_and_watchpoint(checks: &mut Checks, ebpf: &mut Ebpf) {
         "hw watchpoint",
         (|| {
             let p: &mut PerfEvent = program(ebpf, "doctor_perf_event")?;
-            p.load()
-                .map_err(|e| load_error("doctor_perf_event", &e))?;
+            p.load().map_err(|e| load_error("doctor_perf_event", &e))?;
             let addr = WATCHED.as_ptr() as u64;
             p.attach(
                 PerfEventConfig::Breakpoint(BreakpointConfig::Data {
@@ -394,8 +389,7 @@ fn unused_by_ipcwatch(checks: &mut Checks, ebpf: &mut Ebpf, btf: &Result<Btf, St
         "kprobe",
         (|| {
             let p: &mut KProbe = program(ebpf, "doctor_kprobe")?;
-            p.load()
-                .map_err(|e| load_error("doctor_kprobe", &e))?;
+            p.load().map_err(|e| load_error("doctor_kprobe", &e))?;
             p.attach("do_sys_openat2", 0).map_err(err)?;
             Ok("attached to do_sys_openat2".into())
         })(),

@@ -9,8 +9,8 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use ipcwatch_common::{
     COMM_LEN, Config, SockConfig, file_kind, filter,
-    sc::exit_tail,
     race::{Seen, WatchKey},
+    sc::exit_tail,
     stat, traced,
 };
 
