@@ -819,7 +819,7 @@ fn write_docs(table: &str) -> Result<()> {
     };
     let date = output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?;
     let new = format!(
-        "{}{BEGIN}\nRun of {}, host {}.\n\n{table}{}",
+        "{}{BEGIN}\nRun of {}, host {} {table}{}",
         &doc[..b],
         date.trim(),
         output(Command::new("uname").arg("-r"))?.trim(),
@@ -932,8 +932,9 @@ pub fn run_kernels(args: &KernelsArgs) -> Result<()> {
     }
     let (table, ok) = run_matrix(&kernels, args.fast, args.doctor_only)?;
     println!("{table}");
-    if !args.no_docs && !args.fast && !args.doctor_only && args.only.is_none() {
-        write_docs(&table)?;
+    if !args.no_docs && !args.doctor_only && args.only.is_none() {
+        let mode = if args.fast { " --fast" } else { "" };
+        write_docs(&format!("(`cargo xtask kernels{mode}`)\n\n{table}"))?;
     }
     if !ok {
         bail!("a kernel of the matrix failed: see the table and target/kernels/logs");
