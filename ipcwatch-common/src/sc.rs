@@ -132,3 +132,40 @@ static BY_CODE: [&str; CODES] = {
 pub fn name(code: u32) -> &'static str {
     BY_CODE.get(code as usize).copied().unwrap_or("?")
 }
+
+/// The families of `sys_exit` that the dispatcher reaches by tail call
+/// (each its own program, verified on its own: one program for all of
+/// them was over the verifier's million instructions on Linux 6.1), by
+/// their index in the `EXIT_TAILS` (raw tracepoint) and `EXIT_TAILS_BTF`
+/// (tp_btf) program arrays.
+pub mod exit_tail {
+    /// read, readv, write, writev (the hot path).
+    pub const READ_WRITE: u32 = 3;
+    /// splice, tee, vmsplice.
+    pub const SPLICE: u32 = 4;
+    /// Sockets and message queues (codes 32..63).
+    pub const SOCK_MQ: u32 = 0;
+    /// Shared memory and locks (codes 64..127).
+    pub const SHM_SYNC: u32 = 1;
+    /// Descriptors' life: dup, fcntl, pipe, mknod, open, wait (and the
+    /// locks and shared memory of fcntl and open).
+    pub const FD: u32 = 2;
+    pub const COUNT: u32 = 5;
+    /// The raw-tracepoint program of each family, by index; the tp_btf
+    /// one is the same name with `_btf`.
+    pub const PROGRAMS: [&str; COUNT as usize] = [
+        "ipcwatch_exit_sock_mq",
+        "ipcwatch_exit_shm_sync",
+        "ipcwatch_exit_fd",
+        "ipcwatch_exit_read_write",
+        "ipcwatch_exit_splice",
+    ];
+    /// What a recording loses without the family.
+    pub const LOSES: [&str; COUNT as usize] = [
+        "no socket or message-queue events but read/write on sockets",
+        "no shared-memory, futex, flock or fcntl-lock events",
+        "no dup, fcntl, pipe, mknod, open or wait events",
+        "no read, readv, write or writev events",
+        "no splice, tee or vmsplice events",
+    ];
+}

@@ -2,7 +2,9 @@
 //! helper call ([`Block`]), and the saved user registers of a syscall
 //! ([`Regs`]), where its number and arguments are.
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use core::mem::MaybeUninit;
+
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated};
 
 use crate::maps::{conf, sconf, shm_conf};
 
@@ -18,43 +20,70 @@ pub(crate) fn kread<T>(base: u64, off: u32) -> Option<T> {
 /// bpf_probe_read_kernel costs far more than the bytes it copies, so each
 /// object is read once; a field outside the block (another kernel's
 /// layout) is read on its own.
+///
+/// `lo` is a whole word, and a failed read is a `lo` that no offset
+/// reaches ([`UNREAD`]) rather than a flag beside it: LLVM packed a u32
+/// `lo` and a bool into one spilled word, where the verifier lost the
+/// constant and refused the variable-offset read of `words` that
+/// followed.
+///
+/// The words are read in place, never copied: on Linux 6.1 the verifier
+/// rounds every frame up to 32 bytes and allows 512 for a chain of calls,
+/// and `classify_file`'s three blocks, read into a temporary and moved,
+/// took 456 bytes.
 pub(crate) struct Block<const W: usize> {
     base: u64,
-    lo: u32,
-    ok: bool,
-    words: [u64; W],
+    lo: u64,
+    /// Initialized unless `lo` is [`UNREAD`].
+    words: MaybeUninit<[u64; W]>,
 }
+
+/// The `lo` of a block that could not be read: every field falls back to
+/// a read of its own.
+const UNREAD: u64 = 1 << 40;
 
 impl<const W: usize> Block<W> {
     /// The block of `base` that starts at offset `lo` (rounded down to a
     /// word).
     #[inline(always)]
     pub(crate) fn read(base: u64, lo: u32) -> Self {
-        let lo = lo & !7;
-        // SAFETY: bpf_probe_read_kernel tolerates any address.
-        match unsafe { bpf_probe_read_kernel((base + lo as u64) as *const [u64; W]) } {
-            Ok(words) => Block {
-                base,
-                lo,
-                ok: true,
-                words,
-            },
-            Err(_) => Block {
-                base,
-                lo,
-                ok: false,
-                words: [0; W],
-            },
-        }
+        let mut b = Block {
+            base,
+            lo: UNREAD,
+            words: MaybeUninit::uninit(),
+        };
+        b.reread(base, lo);
+        b
+    }
+
+    /// Read the block of another object into the same words (one stack
+    /// slot for a chain of objects).
+    #[inline(always)]
+    pub(crate) fn reread(&mut self, base: u64, lo: u32) {
+        let lo = (lo & !7) as u64;
+        // SAFETY: bpf_probe_read_kernel tolerates any source address and
+        // writes at most W words to `self.words`.
+        let ret = unsafe {
+            generated::bpf_probe_read_kernel(
+                self.words.as_mut_ptr().cast(),
+                (W * 8) as u32,
+                (base + lo) as *const core::ffi::c_void,
+            )
+        };
+        self.base = base;
+        self.lo = if ret == 0 { lo } else { UNREAD };
     }
 
     /// The word holding the `size` bytes at `off`, and the shift to them.
     #[inline(always)]
     fn word(&self, off: u32, size: u32) -> Option<(u64, u32)> {
-        let d = off.wrapping_sub(self.lo);
+        let d = (off as u64).wrapping_sub(self.lo);
         let i = (d / 8) as usize;
-        if self.ok && d.is_multiple_of(size) && i < W {
-            Some((self.words[i], (d % 8) * 8))
+        if d.is_multiple_of(size as u64) && i < W {
+            // SAFETY: `lo` is not UNREAD (no offset reaches it), so the
+            // helper filled the words.
+            let words = unsafe { self.words.assume_init_ref() };
+            Some((words[i], (d % 8) as u32 * 8))
         } else {
             None
         }
@@ -108,26 +137,40 @@ impl Regs {
         ) & !7
     }
 
-    /// [`Regs::of`] where `regs` is a BTF pointer (tp_btf): direct loads.
+    /// [`Regs::of_btf`] in a tp_btf program, else [`Regs::of`].
+    #[inline(always)]
+    pub(crate) fn any<const BTF: bool>(regs: u64) -> Self {
+        if BTF {
+            Self::of_btf(regs)
+        } else {
+            Self::of(regs)
+        }
+    }
+
+    /// [`Regs::of`] where `regs` is a BTF pointer (tp_btf): direct loads,
+    /// into the block's words in place (no copy on the stack).
     #[inline(always)]
     pub(crate) fn of_btf(regs: u64) -> Self {
         let lo = Self::lo();
-        let mut words = [0u64; 9];
+        let mut b = Block {
+            base: regs,
+            lo: lo as u64,
+            words: MaybeUninit::uninit(),
+        };
+        let words = b.words.as_mut_ptr().cast::<u64>();
         let mut i = 0;
         while i < 9 {
             // SAFETY: `regs` is the kernel's `struct pt_regs *` of a
             // tp_btf program; the verifier checks the load against BTF.
-            words[i] = unsafe {
-                core::ptr::read_volatile((regs + lo as u64 + 8 * i as u64) as *const u64)
-            };
+            // `words` has 9 slots.
+            unsafe {
+                words.add(i).write(core::ptr::read_volatile(
+                    (regs + lo as u64 + 8 * i as u64) as *const u64,
+                ));
+            }
             i += 1;
         }
-        Block {
-            base: regs,
-            lo,
-            ok: true,
-            words,
-        }
+        b
     }
 
     /// The syscall number.

@@ -7,7 +7,14 @@
 //!
 //! One lookup in the `SYSCALLS` array (filled by userspace with this
 //! architecture's numbers) turns away the syscalls ipcwatch does not
-//! follow; the others are routed here to their family in `probes/`.
+//! follow; the others are routed here to their family in `probes/`. At
+//! `sys_exit`, reads and writes are handled in the dispatcher itself and
+//! the other families (sockets and message queues, shared memory and
+//! locks, the descriptors' other calls) are programs of their own,
+//! reached by tail call with a constant index (a direct jump once the JIT
+//! has patched it): the verifier checks each program on its own, where
+//! all of them in one were over its million instructions on Linux 6.1,
+//! and a family that does not load is dropped with a warning.
 //!
 //! The routing functions that are `#[inline(never)]` are BPF-to-BPF calls
 //! on purpose: each has its own stack frame, so the frames of the
@@ -16,18 +23,23 @@
 //! all of it was one function.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::bpf_get_current_pid_tgid,
     macros::{btf_tracepoint, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
-use ipcwatch_common::{PIPE_BUF, file_kind, sc, shm::sc as shm_sc};
+use ipcwatch_common::{
+    PIPE_BUF, file_kind,
+    sc::{self, exit_tail},
+    shm::sc as shm_sc,
+};
 
 use crate::{
-    block::{Regs, regs_arg},
+    block::{Regs, kread, regs_arg},
     emit::{call_starts, timing},
     file::{classify_file, file_of_fd, wanted},
     filter::allowed,
-    maps::{SYSCALLS, conf},
+    maps::{EXIT_TAILS, EXIT_TAILS_BTF, SYSCALLS, conf},
     probes::{fd, mq, process, shm, sock, sync},
 };
 
@@ -142,10 +154,12 @@ fn time_call(regs: u64, code: u32) {
 /// `sys_exit(struct pt_regs *regs, long ret)`, for every syscall: one
 /// array lookup turns away the ones ipcwatch does not follow. The
 /// arguments are read back from the saved user registers, so nothing is
-/// kept between entry and exit.
+/// kept between entry and exit. Reads and writes (the hot path) are
+/// handled here; the other families are programs of their own, reached
+/// by tail call (`ipcwatch_exit_*`).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn ipcwatch_sys_exit(ctx: RawTracePointContext) -> i32 {
-    sys_exit::<false>(ctx.arg(0), ctx.arg(1));
+    sys_exit::<false, _>(&ctx, ctx.arg(0), ctx.arg(1));
     0
 }
 
@@ -155,27 +169,66 @@ pub fn ipcwatch_sys_exit(ctx: RawTracePointContext) -> i32 {
 /// Loaded when the kernel allows it; the raw tracepoint otherwise.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn ipcwatch_sys_exit_btf(ctx: BtfTracePointContext) -> i32 {
-    sys_exit::<true>(ctx.arg(0), ctx.arg(1));
+    sys_exit::<true, _>(&ctx, ctx.arg(0), ctx.arg(1));
     0
 }
 
+/// Jump to family `index` of `sys_exit` (`sc::exit_tail`); returns only
+/// when its slot is empty (the family did not load: it is dropped).
 #[inline(always)]
-fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
+fn tail<const BTF: bool, C: EbpfContext>(ctx: &C, index: u32) {
+    let tails = if BTF { &EXIT_TAILS_BTF } else { &EXIT_TAILS };
+    // SAFETY: `ctx` is this program's context; every program of the array
+    // is a sys_exit program of the same type, which takes the same one.
+    unsafe { tails.tail_call(ctx, index) };
+}
+
+/// The code of the syscall (0: not followed), from its number alone.
+#[inline(always)]
+fn code_of<const BTF: bool>(regs: u64) -> u32 {
+    let at = conf!(off.regs_nr);
+    let nr = if BTF {
+        // SAFETY: `regs` is the kernel's `struct pt_regs *` of a tp_btf
+        // program; the verifier checks the load against BTF.
+        unsafe { core::ptr::read_volatile((regs + at as u64) as *const u64) }
+    } else {
+        match kread::<u64>(regs, at) {
+            Some(nr) => nr,
+            None => return 0,
+        }
+    };
+    SYSCALLS.get(nr as u32).copied().unwrap_or(0)
+}
+
+/// The saved registers, and the code of the syscall (0: not followed).
+/// Returned apart, not as a pair: a pair of them was copied on the stack.
+#[inline(always)]
+fn decode<const BTF: bool>(regs: u64) -> (Regs, u32) {
     let r = if BTF {
         Regs::of_btf(regs)
     } else {
         Regs::of(regs)
     };
-    let Some(nr) = r.nr() else {
-        return;
+    let code = match r.nr() {
+        Some(nr) => SYSCALLS.get(nr as u32).copied().unwrap_or(0),
+        None => 0,
     };
-    let code = match SYSCALLS.get(nr as u32) {
-        Some(&c) if c != 0 && c != sc::CLOSE && c != sc::CLOSE_RANGE => c,
-        _ => return,
-    };
-    // Shared memory and locks see failures too.
-    if shm_sync(regs, code, ret) {
+    (r, code)
+}
+
+#[inline(always)]
+fn sys_exit<const BTF: bool, C: EbpfContext>(ctx: &C, regs: u64, ret: i64) {
+    let code = code_of::<BTF>(regs);
+    if code == 0 || code == sc::CLOSE || code == sc::CLOSE_RANGE {
         return;
+    }
+    // Shared memory and locks see failures too; so do fcntl's locks and
+    // open under /dev/shm, which the descriptor family hands on.
+    if (64..128).contains(&code) {
+        return tail::<BTF, C>(ctx, exit_tail::SHM_SYNC);
+    }
+    if code == sc::FCNTL || code == sc::OPEN || code == sc::OPENAT {
+        return tail::<BTF, C>(ctx, exit_tail::SHM_SYNC);
     }
     // A non-blocking connect() in progress (-EINPROGRESS) is reported too.
     if ret < 0 && !(code == sc::CONNECT && ret == -115) {
@@ -185,41 +238,137 @@ fn sys_exit<const BTF: bool>(regs: u64, ret: i64) {
     if !allowed((pid_tgid >> 32) as u32) {
         return;
     }
-    if (32..64).contains(&code) {
-        sock_mq::<BTF>(&r, pid_tgid, code, ret);
-        return;
-    }
     match code {
-        sc::READ | sc::READV | sc::WRITE | sc::WRITEV => {
-            fd::read_write::<BTF>(&r, pid_tgid, code, ret)
-        }
-        sc::VMSPLICE => fd::vmsplice(&r, pid_tgid, code, ret),
-        sc::SPLICE => fd::splice(&r, pid_tgid, code, ret),
-        sc::TEE => fd::tee(&r, pid_tgid, code, ret),
-        sc::WAIT4 | sc::WAITID => process::wait(&r, pid_tgid, code, ret),
-        sc::DUP | sc::DUP2 | sc::DUP3 => fd::dup_call(&r, pid_tgid, code, ret),
-        sc::FCNTL => fd::fcntl(&r, pid_tgid, code, ret),
-        sc::PIPE | sc::PIPE2 => fd::pipe(&r, pid_tgid, code),
-        sc::MKNOD | sc::MKNODAT => fd::mknod(&r, pid_tgid, code),
-        sc::OPEN | sc::OPENAT | sc::OPENAT2 => fd::open(&r, pid_tgid, code, ret),
+        sc::READ | sc::READV | sc::WRITE | sc::WRITEV => tail::<BTF, C>(ctx, exit_tail::READ_WRITE),
+        32..64 => tail::<BTF, C>(ctx, exit_tail::SOCK_MQ),
+        sc::SPLICE | sc::TEE | sc::VMSPLICE => tail::<BTF, C>(ctx, exit_tail::SPLICE),
+        _ => tail::<BTF, C>(ctx, exit_tail::FD),
+    }
+}
+
+/// splice, tee, vmsplice, reached by tail call (the dispatcher checked
+/// the result and the filter).
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn ipcwatch_exit_splice(ctx: RawTracePointContext) -> i32 {
+    exit_splice::<false>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ipcwatch_exit_splice_btf(ctx: BtfTracePointContext) -> i32 {
+    exit_splice::<true>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn exit_splice<const BTF: bool>(regs: u64, ret: i64) {
+    let code = code_of::<BTF>(regs);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    match code {
+        sc::VMSPLICE => fd::vmsplice::<BTF>(regs, pid_tgid, code, ret),
+        sc::SPLICE => fd::splice::<BTF>(regs, pid_tgid, code, ret),
+        _ => fd::tee::<BTF>(regs, pid_tgid, code, ret),
+    }
+}
+
+/// read, readv, write, writev, reached by tail call (the dispatcher
+/// checked the result and the filter).
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn ipcwatch_exit_read_write(ctx: RawTracePointContext) -> i32 {
+    exit_read_write::<false>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ipcwatch_exit_read_write_btf(ctx: BtfTracePointContext) -> i32 {
+    exit_read_write::<true>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn exit_read_write<const BTF: bool>(regs: u64, ret: i64) {
+    let (r, code) = decode::<BTF>(regs);
+    fd::read_write::<BTF>(&r, bpf_get_current_pid_tgid(), code, ret);
+}
+
+/// Sockets and message queues, reached by tail call from the dispatcher
+/// (which checked the result and the filter).
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn ipcwatch_exit_sock_mq(ctx: RawTracePointContext) -> i32 {
+    exit_sock_mq::<false>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ipcwatch_exit_sock_mq_btf(ctx: BtfTracePointContext) -> i32 {
+    exit_sock_mq::<true>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn exit_sock_mq<const BTF: bool>(regs: u64, ret: i64) {
+    let (r, code) = decode::<BTF>(regs);
+    sock_mq::<BTF>(&r, bpf_get_current_pid_tgid(), code, ret);
+}
+
+/// Shared memory and locks (codes 64..127), reached by tail call.
+/// fcntl, open and openat come here first (their locks and /dev/shm),
+/// then go on to the descriptor family by another tail call.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn ipcwatch_exit_shm_sync(ctx: RawTracePointContext) -> i32 {
+    exit_shm_sync::<false, _>(&ctx, ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ipcwatch_exit_shm_sync_btf(ctx: BtfTracePointContext) -> i32 {
+    exit_shm_sync::<true, _>(&ctx, ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn exit_shm_sync<const BTF: bool, C: EbpfContext>(ctx: &C, regs: u64, ret: i64) {
+    let code = code_of::<BTF>(regs);
+    let mine = (64..128).contains(&code);
+    shm_sync_exit(regs, code, ret, mine);
+    if !mine && ret >= 0 && allowed((bpf_get_current_pid_tgid() >> 32) as u32) {
+        tail::<BTF, C>(ctx, exit_tail::FD);
+    }
+}
+
+/// The descriptors' other calls, reached by tail call (fcntl and open
+/// from the shm family, after their locks and shared memory).
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn ipcwatch_exit_fd(ctx: RawTracePointContext) -> i32 {
+    exit_fd::<false>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ipcwatch_exit_fd_btf(ctx: BtfTracePointContext) -> i32 {
+    exit_fd::<true>(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn exit_fd<const BTF: bool>(regs: u64, ret: i64) {
+    let code = code_of::<BTF>(regs);
+    // The dispatcher (or the shm family, for fcntl and open) checked the
+    // result and the filter.
+    let pid_tgid = bpf_get_current_pid_tgid();
+    match code {
+        sc::WAIT4 | sc::WAITID => process::wait::<BTF>(regs, pid_tgid, code, ret),
+        sc::DUP | sc::DUP2 | sc::DUP3 | sc::FCNTL => fd::dup_call::<BTF>(regs, pid_tgid, code, ret),
+        sc::PIPE | sc::PIPE2 => fd::pipe::<BTF>(regs, pid_tgid, code),
+        sc::MKNOD | sc::MKNODAT => fd::mknod::<BTF>(regs, pid_tgid, code),
+        sc::OPEN | sc::OPENAT | sc::OPENAT2 => fd::open::<BTF>(regs, pid_tgid, code, ret),
         _ => {}
     }
 }
 
 /// Shared memory and locks (probes/shm.rs, probes/sync.rs): codes
 /// 64..127, plus fcntl's lock commands and open under /dev/shm. Returns
-/// true when the syscall is theirs only (the caller stops), false to let
-/// the descriptor code see it too.
-#[inline(always)]
-fn shm_sync(regs: u64, code: u32, ret: i64) -> bool {
-    let mine = (64..128).contains(&code);
-    if !mine && code != sc::FCNTL && code != sc::OPENAT && code != sc::OPEN {
-        return false;
-    }
-    shm_sync_exit(regs, code, ret, mine)
-}
-
-/// [`shm_sync`] for the syscalls it follows (its own stack frame).
+/// `mine` (the caller stops when the syscall is theirs only).
 #[inline(never)]
 fn shm_sync_exit(regs: u64, code: u32, ret: i64, mine: bool) -> bool {
     let pid_tgid = bpf_get_current_pid_tgid();

@@ -42,13 +42,12 @@ fn header_btf(kind: u32, pid_tgid: u64) -> EventHeader {
         )
     };
     let mut hdr = header_no_comm(kind, pid_tgid);
-    let lo = lo.to_le_bytes();
-    let hi = hi.to_le_bytes();
-    let mut i = 0;
-    while i < 8 {
-        hdr.comm[i] = lo[i];
-        hdr.comm[i + 8] = hi[i];
-        i += 1;
+    // Two word stores (a byte loop took a stack copy of each word).
+    let comm = (&raw mut hdr.comm).cast::<u64>();
+    // SAFETY: `comm` is the 16 bytes of `hdr.comm`; unaligned writes.
+    unsafe {
+        comm.write_unaligned(lo);
+        comm.add(1).write_unaligned(hi);
     }
     hdr
 }

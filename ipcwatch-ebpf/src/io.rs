@@ -12,8 +12,15 @@ use crate::{
 
 /// Bytes moved through `fd` (`file`), in direction `op`, by `syscall`.
 #[inline(always)]
-pub(crate) fn io(pid_tgid: u64, file: FileId, fd: i32, op: u32, bytes: i64, syscall: u32) {
-    io_event::<false>(pid_tgid, &file, 0, pack(fd, op, syscall), bytes);
+pub(crate) fn io<const BTF: bool>(
+    pid_tgid: u64,
+    file: FileId,
+    fd: i32,
+    op: u32,
+    bytes: i64,
+    syscall: u32,
+) {
+    io_event::<BTF>(pid_tgid, &file, 0, pack(fd, op, syscall), bytes);
 }
 
 /// A descriptor, a direction and a syscall code in one argument (BPF
@@ -62,7 +69,11 @@ pub(crate) fn io_event<const BTF: bool>(
 /// Bytes through a socket by read/write/readv/writev/splice: `file` is
 /// the `struct file *` and `ino` its inode number (the caller classified
 /// it); `fd_op_sc` packs the descriptor, the direction and the syscall.
-#[inline(never)]
+///
+/// Inlined into [`io_event`]: a frame of its own made the chain of calls
+/// from `sys_exit` deeper than Linux 6.1's verifier allows (512 bytes,
+/// each frame rounded up to 32).
+#[inline(always)]
 fn socket_io<const BTF: bool>(pid_tgid: u64, file: u64, fd_op_sc: u64, bytes: u64, ino: u64) {
     let fd = (fd_op_sc >> 32) as i32;
     let (dir, syscall) = ((fd_op_sc >> 16) as u32 & 0xffff, fd_op_sc as u32 & 0xffff);

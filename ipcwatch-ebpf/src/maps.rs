@@ -4,11 +4,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf, StackTrace},
 };
 use ipcwatch_common::{
     COMM_LEN, Config, MAX_SYSCALL_NR, SockConfig,
     race::{MAX_SLOTS, Seen, Slot, WatchKey},
+    sc::exit_tail,
     shm::{MemEvent, ShmConfig},
     stat,
 };
@@ -84,6 +85,18 @@ pub(crate) static CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(64, 0);
 /// stay until overwritten by the thread's next call or evicted.
 #[map]
 pub(crate) static CALL_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// The `sys_exit` families reached by tail call from the raw-tracepoint
+/// dispatcher (`sc::exit_tail`), filled by userspace; an empty slot drops
+/// its family.
+#[map]
+pub(crate) static EXIT_TAILS: ProgramArray = ProgramArray::with_max_entries(exit_tail::COUNT, 0);
+
+/// The same for the tp_btf dispatcher (a program array holds programs of
+/// one type).
+#[map]
+pub(crate) static EXIT_TAILS_BTF: ProgramArray =
+    ProgramArray::with_max_entries(exit_tail::COUNT, 0);
 
 /// Architecture syscall number -> `sc::*` code (0: not followed).
 #[map]

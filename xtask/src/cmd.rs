@@ -33,7 +33,11 @@ pub fn path_with_cargo_bin() -> std::ffi::OsString {
 
 /// Run a command in the workspace root; fail with its name when it fails.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    cmd.current_dir(root());
+    // In the workspace, unless the caller chose a directory (apt-get
+    // download writes where it runs).
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
     cmd.env("PATH", path_with_cargo_bin());
     eprintln!("+ {}", show(cmd));
     let status = cmd

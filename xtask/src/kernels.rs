@@ -73,13 +73,17 @@ pub const MATRIX: [Kernel; 6] = [
 const GROUPS: [&str; 5] = ["pipes", "sockets", "shm", "races", "faults"];
 
 /// The fast subset CI runs: doctor, one pipes test and one race test
-/// (a whole group takes tens of minutes under TCG: docs/kernels.md).
+/// (a whole group takes tens of minutes under TCG: docs/kernels.md). The
+/// race test is the pipe-interleave finding, not a shared-memory
+/// collision: under QEMU's TCG a hardware watchpoint attaches but never
+/// traps (measured: windows opened, 0 traps), so no collision can be
+/// seen in a guest.
 const FAST: [(&str, Option<&str>); 2] = [
     (
         "pipes",
         Some("parent_writes_3_times_1000_bytes_to_its_child"),
     ),
-    ("races", Some("racy_shared_anonymous_memory")),
+    ("races", Some("pipe_writers_of_64k_records_interleave")),
 ];
 
 #[derive(Args)]
@@ -462,7 +466,8 @@ fn init_script(ipcwatch: &Path, plan: &Plan) -> String {
     );
     let _ = writeln!(
         s,
-        "echo \"@@IPCW start doctor $(up)\"\n{} doctor\nusable=$?\necho \"@@IPCW end doctor $usable $(up)\"",
+        "echo \"@@IPCW start doctor $(up)\"\nIPCWATCH_VERIFIER_LOG=/tmp/verifier.log {} doctor\nusable=$?\necho \"@@IPCW end doctor $usable $(up)\"\n\
+         if [ -s /tmp/verifier.log ]; then echo \"@@IPCW verifier-log\"; grep -E '^====|combined|stack depth|^processed|unbounded|invalid|too large|R[0-9] ' /tmp/verifier.log | tail -n 80; fi",
         ipcwatch.display()
     );
     for (group, bin, filter) in plan {
@@ -721,12 +726,23 @@ fn features(lines: &[&str]) -> String {
     out.join(", ")
 }
 
-/// The features doctor says are missing (its `NO` lines).
+/// The features doctor requires (its `required` checks).
+const REQUIRED: [&str; 6] = [
+    "privileges",
+    "tracefs",
+    "BTF",
+    "ring buffer",
+    "tracepoint",
+    "syscall programs",
+];
+
+/// The required features doctor says are missing (its `NO` lines).
 fn missing(doctor: &[String]) -> String {
     let lines: Vec<&str> = doctor.iter().map(String::as_str).collect();
     let no: Vec<String> = features(&lines)
         .split(", ")
         .filter_map(|f| f.strip_suffix(" NO").map(String::from))
+        .filter(|f| REQUIRED.contains(&f.as_str()))
         .collect();
     if no.is_empty() {
         "doctor exited non-zero".into()
@@ -814,7 +830,7 @@ fn write_docs(table: &str) -> Result<()> {
     };
     let date = output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?;
     let new = format!(
-        "{}{BEGIN}\nRun of {}, host {}.\n\n{table}{}",
+        "{}{BEGIN}\nRun of {}, host {} {table}{}",
         &doc[..b],
         date.trim(),
         output(Command::new("uname").arg("-r"))?.trim(),
@@ -870,7 +886,7 @@ fn run_matrix(kernels: &[Kernel], fast: bool, doctor_only: bool) -> Result<(Stri
         fs::metadata(&initrd)?.len() >> 20
     );
     let timeout = Duration::from_secs(if doctor_only {
-        300
+        600
     } else if fast {
         1200
     } else {
@@ -927,8 +943,9 @@ pub fn run_kernels(args: &KernelsArgs) -> Result<()> {
     }
     let (table, ok) = run_matrix(&kernels, args.fast, args.doctor_only)?;
     println!("{table}");
-    if !args.no_docs && !args.fast && !args.doctor_only && args.only.is_none() {
-        write_docs(&table)?;
+    if !args.no_docs && !args.doctor_only && args.only.is_none() {
+        let mode = if args.fast { " --fast" } else { "" };
+        write_docs(&format!("(`cargo xtask kernels{mode}`)\n\n{table}"))?;
     }
     if !ok {
         bail!("a kernel of the matrix failed: see the table and target/kernels/logs");

@@ -203,6 +203,18 @@ fn test() -> Result<()> {
             "--test-threads=1",
         ]))
     })?;
+    // One kernel other than this machine's: Debian 12's 6.1 cloud kernel
+    // under QEMU (TCG), the fast subset (doctor, one pipes test, one race
+    // test); the whole matrix is `cargo xtask kernels` (docs/kernels.md).
+    steps.run("kernel 6.1 (QEMU)", || {
+        setup::ensure_guest_tools()?;
+        kernels::run_kernels(&kernels::KernelsArgs {
+            only: Some("12-cloud".into()),
+            fast: true,
+            doctor_only: false,
+            no_docs: true,
+        })
+    })?;
     // The package, built once, and its tests.
     steps.run("dist", || dist::run_dist(dist::Profile::Check))?;
     steps.run("dist tests", || {

@@ -54,7 +54,8 @@ pub(crate) fn read_write<const BTF: bool>(r: &Regs, pid_tgid: u64, code: u32, re
 
 /// vmsplice: the direction is the descriptor's (a pipe end).
 #[inline(always)]
-pub(crate) fn vmsplice(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+pub(crate) fn vmsplice<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+    let r = &Regs::any::<BTF>(regs);
     let fd = r.arg(0) as i32;
     let file = classify_fd(fd as i64);
     let dir = if file.access as u32 & FMODE_WRITE != 0 {
@@ -62,14 +63,15 @@ pub(crate) fn vmsplice(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     } else {
         op::READ
     };
-    io(pid_tgid, file, fd, dir, ret, code)
+    io::<BTF>(pid_tgid, file, fd, dir, ret, code)
 }
 
 /// splice: bytes out of one descriptor and into another.
 #[inline(always)]
-pub(crate) fn splice(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+pub(crate) fn splice<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+    let r = &Regs::any::<BTF>(regs);
     let (fd_in, fd_out) = (r.arg(0) as i32, r.arg(2) as i32);
-    io(
+    io::<BTF>(
         pid_tgid,
         classify_fd(fd_in as i64),
         fd_in,
@@ -77,7 +79,7 @@ pub(crate) fn splice(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
         ret,
         code,
     );
-    io(
+    io::<BTF>(
         pid_tgid,
         classify_fd(fd_out as i64),
         fd_out,
@@ -89,9 +91,10 @@ pub(crate) fn splice(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
 
 /// tee copies without consuming its input: only the output grows.
 #[inline(always)]
-pub(crate) fn tee(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+pub(crate) fn tee<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+    let r = &Regs::any::<BTF>(regs);
     let fd_out = r.arg(1) as i32;
-    io(
+    io::<BTF>(
         pid_tgid,
         classify_fd(fd_out as i64),
         fd_out,
@@ -101,41 +104,48 @@ pub(crate) fn tee(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
     )
 }
 
-/// dup, dup2, dup3.
-#[inline(always)]
-pub(crate) fn dup_call(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
-    let cloexec = code == sc::DUP3 && r.arg(2) & O_CLOEXEC != 0;
-    dup(pid_tgid, r.arg(0) as i32, ret, cloexec as u32, code)
-}
-
-/// fcntl: F_DUPFD, F_DUPFD_CLOEXEC and F_SETFD (the lock commands are
-/// probes/sync.rs's).
-#[inline(always)]
-pub(crate) fn fcntl(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
-    match r.arg(1) {
-        F_DUPFD => dup(pid_tgid, r.arg(0) as i32, ret, 0, code),
-        F_DUPFD_CLOEXEC => dup(pid_tgid, r.arg(0) as i32, ret, 1, code),
-        F_SETFD => {
-            let fd = r.arg(0) as i32;
-            let file = classify_fd(fd as i64);
-            if wanted(&file) {
-                emit(FdEvent {
-                    hdr: header(kind::FD_FLAGS, pid_tgid),
-                    file,
-                    fd,
-                    arg: 0,
-                    flags: r.arg(2) as u32,
-                    syscall: code,
-                });
-            }
-        }
-        _ => {}
+/// dup, dup2, dup3, and fcntl's F_DUPFD, F_DUPFD_CLOEXEC and F_SETFD
+/// (its lock commands are probes/sync.rs's): one descriptor event, built
+/// at one place (one frame: Linux 6.1's verifier allows 512 bytes of
+/// stack for the chain from the program to classify_file).
+#[inline(never)]
+pub(crate) fn dup_call<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+    let r = &Regs::any::<BTF>(regs);
+    let arg0 = r.arg(0) as i32;
+    // (event kind, descriptor, its `arg`, its `flags`)
+    let (ev, fd, arg, flags) = match code {
+        sc::DUP3 => (
+            kind::DUP,
+            ret as i32,
+            arg0 as u32,
+            (r.arg(2) & O_CLOEXEC != 0) as u32,
+        ),
+        sc::FCNTL => match r.arg(1) {
+            F_DUPFD => (kind::DUP, ret as i32, arg0 as u32, 0),
+            F_DUPFD_CLOEXEC => (kind::DUP, ret as i32, arg0 as u32, 1),
+            F_SETFD => (kind::FD_FLAGS, arg0, 0, r.arg(2) as u32),
+            _ => return,
+        },
+        _ => (kind::DUP, ret as i32, arg0 as u32, 0),
+    };
+    let file = classify_fd(fd as i64);
+    if !wanted(&file) {
+        return;
     }
+    emit(FdEvent {
+        hdr: header(ev, pid_tgid),
+        file,
+        fd,
+        arg,
+        flags,
+        syscall: code,
+    });
 }
 
 /// pipe, pipe2: both ends, read back from the caller's array.
-#[inline(always)]
-pub(crate) fn pipe(r: &Regs, pid_tgid: u64, code: u32) {
+#[inline(never)]
+pub(crate) fn pipe<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32) {
+    let r = &Regs::any::<BTF>(regs);
     // SAFETY: user pointer passed to pipe(); probe_read tolerates faults.
     let Ok(fds) = (unsafe { bpf_probe_read_user(r.arg(0) as *const [i32; 2]) }) else {
         return;
@@ -158,8 +168,9 @@ pub(crate) fn pipe(r: &Regs, pid_tgid: u64, code: u32) {
 }
 
 /// mknod, mknodat of a FIFO: its path.
-#[inline(always)]
-pub(crate) fn mknod(r: &Regs, pid_tgid: u64, code: u32) {
+#[inline(never)]
+pub(crate) fn mknod<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32) {
+    let r = &Regs::any::<BTF>(regs);
     let (path, mode) = if code == sc::MKNOD {
         (r.arg(0), r.arg(1) as u32)
     } else {
@@ -188,8 +199,9 @@ pub(crate) fn mknod(r: &Regs, pid_tgid: u64, code: u32) {
 
 /// open, openat, openat2 of a wanted kind (a FIFO): the descriptor, its
 /// flags and path.
-#[inline(always)]
-pub(crate) fn open(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+#[inline(never)]
+pub(crate) fn open<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+    let r = &Regs::any::<BTF>(regs);
     let file = classify_fd(ret);
     if !wanted(&file) {
         return;
@@ -221,21 +233,6 @@ pub(crate) fn open(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
         }
     }
     entry.submit(wake_flags());
-}
-
-fn dup(pid_tgid: u64, old_fd: i32, new_fd: i64, cloexec: u32, code: u32) {
-    let file = classify_fd(new_fd);
-    if !wanted(&file) {
-        return;
-    }
-    emit(FdEvent {
-        hdr: header(kind::DUP, pid_tgid),
-        file,
-        fd: new_fd as i32,
-        arg: old_fd as u32,
-        flags: cloexec,
-        syscall: code,
-    });
 }
 
 /// close (at entry) of a descriptor of a wanted kind, classified by the

@@ -139,7 +139,8 @@ fn exit() {
 /// wait4/waitid that returned a child which exited or was killed (for the
 /// happens-before edge from its end to this return).
 #[inline(never)]
-pub(crate) fn wait(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
+pub(crate) fn wait<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32, ret: i64) {
+    let r = &Regs::any::<BTF>(regs);
     const WUNTRACED: u64 = 2;
     const WCONTINUED: u64 = 8;
     const CLD_EXITED: i32 = 1;

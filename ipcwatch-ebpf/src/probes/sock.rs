@@ -39,6 +39,14 @@ fn capture_addr(e: *mut SockEvent, src: u64, len: u64) {
     } else {
         len as u32
     };
+    // Bounded again on the value the helper gets: LLVM compared the u64
+    // and passed its truncated copy, whose bound Linux 6.1's verifier did
+    // not know ("R2 unbounded memory access").
+    // SAFETY: reading a local.
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    if n == 0 || n > ADDR_LEN as u32 {
+        return;
+    }
     // SAFETY: `e` is reserved ring-buffer memory; at most ADDR_LEN bytes
     // are written into its `addr` array; the helper tolerates bad `src`.
     unsafe {
@@ -60,6 +68,14 @@ fn capture_ctl(e: *mut SockEvent, src: u64, len: u64) {
     } else {
         len as u32
     };
+    // Bounded again on the value the helper gets: LLVM compared the u64
+    // and passed its truncated copy, whose bound Linux 6.1's verifier did
+    // not know ("R2 unbounded memory access").
+    // SAFETY: reading a local.
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    if n == 0 || n > CTL_LEN as u32 {
+        return;
+    }
     // SAFETY: as in `capture_addr`, bounded by CTL_LEN.
     unsafe {
         let dst = (&raw mut (*e).ctl).cast::<core::ffi::c_void>();

@@ -42,6 +42,11 @@ const ENVIRONMENT: &[(&str, &str)] = &[
          (tp_btf) load; the trace is the same, a warning says so.",
     ),
     (
+        "IPCWATCH_VERIFIER_LOG",
+        "A file: when the kernel refuses to load a program, its whole verifier log is appended \
+         there (the warning or error line shows only its last lines).",
+    ),
+    (
         "NO_COLOR",
         "When set to a non-empty value, the TUI draws without colours (https://no-color.org).",
     ),

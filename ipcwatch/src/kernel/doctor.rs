@@ -18,9 +18,13 @@ use rustix::thread::CapabilitySet;
 use serde::Serialize;
 
 use crate::host::release;
+use crate::kernel::loader::{EBPF_OBJECT, Options, load_object, load_syscall_programs};
 use crate::kernel::privileges::{KEPT, Kept, LOCK_PROBES, kept_set};
 use crate::kernel::shm::system_libc;
-use crate::kernel::{attach::program, btf, loader::EBPF_OBJECT, preflight};
+use crate::kernel::{
+    attach::{load_btf_or_raw, load_error, program},
+    btf, preflight,
+};
 use crate::text::Clean;
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,17 +182,74 @@ pub fn run() -> Report {
         (|| {
             let btf = btf.as_ref().map_err(Clone::clone)?;
             let p: &mut BtfTracePoint = program(&mut ebpf, "doctor_tp_btf")?;
-            p.load("sched_process_fork", btf).map_err(err)?;
+            p.load("sched_process_fork", btf)
+                .map_err(|e| load_error("doctor_tp_btf", &e))?;
             p.attach().map_err(err)?;
             Ok("attached to sched_process_fork".into())
         })(),
         "speed only: the syscall probes fall back to raw tracepoints (a helper call per kernel read)",
         false,
     );
+    syscall_programs(&mut checks);
     uprobe_and_watchpoint(&mut checks, &mut ebpf);
     unused_by_ipcwatch(&mut checks, &mut ebpf, &btf);
     landlock(&mut checks);
     checks.report()
+}
+
+/// The programs `record` cannot do without, loaded as it loads them (the
+/// object configured from this kernel's BTF, tp_btf or the raw
+/// tracepoint): the verifier of one kernel accepts what another's
+/// refuses, and the small programs of the other checks say nothing
+/// about it.
+fn syscall_programs(checks: &mut Checks) {
+    let opts = Options {
+        listed_only: true,
+        ring_bytes: 1 << 16,
+        ..Options::default()
+    };
+    let mut families = Vec::new();
+    checks.add(
+        "syscall programs",
+        (|| {
+            let mut ebpf = load_object(&opts).map_err(err)?;
+            let mut skipped = Vec::new();
+            let loaded = load_syscall_programs(&mut ebpf, &mut skipped)
+                .map_err(|e| skipped.iter().fold(e, |e, s| format!("{e}; {s}")))?;
+            // sys_enter (close, the start of large pipe writes) is not
+            // required: record goes on without it, with a warning.
+            let enter = load_btf_or_raw(&mut ebpf, "ipcwatch_sys_enter", "sys_enter", &mut skipped);
+            if let Err(e) = &enter {
+                families.push(format!("sys_enter: {e}"));
+            }
+            families.extend(
+                skipped
+                    .iter()
+                    .filter(|s| !s.probe.starts_with("tp_btf:"))
+                    .map(ToString::to_string),
+            );
+            let mut detail = loaded
+                .iter()
+                .map(ToString::to_string)
+                .chain(enter.iter().map(ToString::to_string))
+                .collect::<Vec<_>>()
+                .join(", ");
+            for s in skipped.iter().filter(|s| s.probe.starts_with("tp_btf:")) {
+                detail.push_str(&format!("; {s}"));
+            }
+            Ok(detail)
+        })(),
+        "everything: no syscall is traced",
+        true,
+    );
+    if !families.is_empty() {
+        checks.add(
+            "syscall families",
+            Err(families.join("; ")),
+            "the events of the families named (record warns and goes on without them)",
+            false,
+        );
+    }
 }
 
 /// The symbolizer worker's confinement, tried in a child process (it
@@ -261,7 +322,7 @@ fn tracepoints(checks: &mut Checks, ebpf: &mut Ebpf) {
         "tracepoint",
         (|| {
             let p: &mut TracePoint = program(ebpf, "doctor_tracepoint")?;
-            p.load().map_err(err)?;
+            p.load().map_err(|e| load_error("doctor_tracepoint", &e))?;
             p.attach("syscalls", "sys_enter_getppid").map_err(err)?;
             Ok("attached to syscalls:sys_enter_getppid".into())
         })(),
@@ -272,7 +333,8 @@ fn tracepoints(checks: &mut Checks, ebpf: &mut Ebpf) {
         "raw tracepoint",
         (|| {
             let p: &mut RawTracePoint = program(ebpf, "doctor_raw_tracepoint")?;
-            p.load().map_err(err)?;
+            p.load()
+                .map_err(|e| load_error("doctor_raw_tracepoint", &e))?;
             p.attach("sys_enter").map_err(err)?;
             Ok("attached to sys_enter".into())
         })(),
@@ -286,7 +348,8 @@ fn uprobe_and_watchpoint(checks: &mut Checks, ebpf: &mut Ebpf) {
         "uprobe",
         (|| {
             let p: &mut UProbe = program(ebpf, "doctor_uprobe")?;
-            p.load().map_err(err)?;
+            p.load()
+                .map_err(|e| load_error("doctor_uprobe", &e))?;
             let libc = system_libc().ok_or_else(|| "no C library found".to_string())?;
             p.attach("getpid", libc.as_str(), UProbeScope::CallingProcess)
                 .map_err(err)?;
@@ -299,7 +362,7 @@ fn uprobe_and_watchpoint(checks: &mut Checks, ebpf: &mut Ebpf) {
         "hw watchpoint",
         (|| {
             let p: &mut PerfEvent = program(ebpf, "doctor_perf_event")?;
-            p.load().map_err(err)?;
+            p.load().map_err(|e| load_error("doctor_perf_event", &e))?;
             let addr = WATCHED.as_ptr() as u64;
             p.attach(
                 PerfEventConfig::Breakpoint(BreakpointConfig::Data {
@@ -326,7 +389,7 @@ fn unused_by_ipcwatch(checks: &mut Checks, ebpf: &mut Ebpf, btf: &Result<Btf, St
         "kprobe",
         (|| {
             let p: &mut KProbe = program(ebpf, "doctor_kprobe")?;
-            p.load().map_err(err)?;
+            p.load().map_err(|e| load_error("doctor_kprobe", &e))?;
             p.attach("do_sys_openat2", 0).map_err(err)?;
             Ok("attached to do_sys_openat2".into())
         })(),
@@ -338,7 +401,8 @@ fn unused_by_ipcwatch(checks: &mut Checks, ebpf: &mut Ebpf, btf: &Result<Btf, St
         (|| {
             let btf = btf.as_ref().map_err(Clone::clone)?;
             let p: &mut FEntry = program(ebpf, "doctor_fentry")?;
-            p.load("do_sys_openat2", btf).map_err(err)?;
+            p.load("do_sys_openat2", btf)
+                .map_err(|e| load_error("doctor_fentry", &e))?;
             p.attach().map_err(err)?;
             Ok("attached to do_sys_openat2".into())
         })(),

@@ -2,19 +2,23 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::PerfEvent,
+    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf, StackTraceMap},
+    programs::{BtfTracePoint, PerfEvent, ProgramFd, RawTracePoint},
 };
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use ipcwatch_common::{
     COMM_LEN, Config, SockConfig, file_kind, filter,
     race::{Seen, WatchKey},
+    sc::exit_tail,
     stat, traced,
 };
 
 use crate::error::Error;
-use crate::kernel::attach::{Skipped, attach_btf_or_raw, attach_raw, attach_tp, program};
+use crate::kernel::attach::{
+    Loaded, Skipped, attach_btf_or_raw, attach_loaded, attach_raw, attach_tp, load_btf_or_raw,
+    load_error, program,
+};
 use crate::kernel::{btf, shm, syscalls};
 use crate::scan::cgroup::{Selected, cgroup_of};
 
@@ -205,7 +209,8 @@ impl Probes {
         let p: &mut PerfEvent =
             program(&mut self.ebpf, "ipcwatch_watch").map_err(|e| load_err("ipcwatch_watch", e))?;
         if p.fd().is_err() {
-            p.load().map_err(|e| load_err("ipcwatch_watch", e))?;
+            p.load()
+                .map_err(|e| Error::Load(load_error("ipcwatch_watch", &e)))?;
         }
         Ok(())
     }
@@ -357,7 +362,7 @@ impl Probes {
 
 /// The eBPF object with its read-only globals set from this kernel's BTF
 /// and `opts` (the verifier sees them as constants).
-fn load_object(opts: &Options) -> Result<Ebpf, Error> {
+pub(crate) fn load_object(opts: &Options) -> Result<Ebpf, Error> {
     let vmlinux = std::path::Path::new(btf::VMLINUX_BTF);
     let mut mode = 0;
     if opts.listed_only || !opts.filter.is_empty() {
@@ -441,17 +446,98 @@ fn fill_maps(ebpf: &mut Ebpf, opts: &Options) -> Result<(), Error> {
     Ok(())
 }
 
+/// Load the syscall programs as `record` loads them: the sys_exit
+/// dispatcher (on tp_btf, or the raw tracepoint), which `record` cannot
+/// do without, then its families of the same form (`sc::exit_tail`),
+/// each put in the dispatcher's program array. A family that does not
+/// load goes to `skipped`, with what is lost: the dispatcher finds its
+/// slot empty and drops its syscalls; but reads and writes are required
+/// like the dispatcher. `ipcwatch doctor` calls it too.
+pub fn load_syscall_programs(
+    ebpf: &mut Ebpf,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<Loaded>, String> {
+    let dispatcher = load_btf_or_raw(ebpf, "ipcwatch_sys_exit", "sys_exit", skipped)?;
+    let (suffix, array) = if dispatcher.btf {
+        ("_btf", "EXIT_TAILS_BTF")
+    } else {
+        ("", "EXIT_TAILS")
+    };
+    let mut loaded = vec![dispatcher];
+    for index in 0..exit_tail::COUNT {
+        let name = format!("{}{suffix}", exit_tail::PROGRAMS[index as usize]);
+        let family = (|| {
+            let (l, fd) = load_tail(ebpf, &name, suffix == "_btf")?;
+            let map = ebpf
+                .map_mut(array)
+                .ok_or_else(|| format!("map {array} missing"))?;
+            let mut tails = ProgramArray::try_from(map).map_err(|e| e.to_string())?;
+            tails
+                .set(index, &fd, 0)
+                .map_err(|e| format!("{array}[{index}] = {name}: {e}"))?;
+            Ok::<_, String>(l)
+        })();
+        match family {
+            Ok(l) => loaded.push(l),
+            // Reads and writes are the core: without them nothing is
+            // worth recording.
+            Err(reason) if index == exit_tail::READ_WRITE => return Err(reason),
+            Err(reason) => skipped.push(Skipped {
+                probe: format!("sys_exit:{name}"),
+                reason: format!("{reason} ({})", exit_tail::LOSES[index as usize]),
+            }),
+        }
+    }
+    Ok(loaded)
+}
+
+/// Load `name`, a family of sys_exit reached by tail call (not attached).
+fn load_tail(ebpf: &mut Ebpf, name: &str, btf: bool) -> Result<(Loaded, ProgramFd), String> {
+    let t = std::time::Instant::now();
+    let fd = if btf {
+        let kernel = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
+        let p: &mut BtfTracePoint = program(ebpf, name)?;
+        p.load("sys_exit", &kernel)
+            .map_err(|e| load_error(name, &e))?;
+        p.fd().and_then(|f| Ok(f.try_clone()?))
+    } else {
+        let p: &mut RawTracePoint = program(ebpf, name)?;
+        p.load().map_err(|e| load_error(name, &e))?;
+        p.fd().and_then(|f| Ok(f.try_clone()?))
+    }
+    .map_err(|e| format!("{name}: {e}"))?;
+    let secs = t.elapsed().as_secs_f64();
+    let insns = ebpf
+        .program(name)
+        .and_then(|p| p.info().ok())
+        .and_then(|i| i.verified_instruction_count());
+    Ok((
+        Loaded {
+            program: name.to_string(),
+            btf,
+            insns,
+            secs,
+        },
+        fd,
+    ))
+}
+
 /// Attach every probe; only the sys_exit program is required.
 fn attach_all(ebpf: &mut Ebpf, lock_probes: bool) -> Result<Vec<Skipped>, Error> {
     let mut skipped = Vec::new();
     // Everything but close is handled at syscall exit, by one program (on
     // tp_btf, or the raw tracepoint) that reads the arguments back from
     // the registers.
-    attach_btf_or_raw(ebpf, "ipcwatch_sys_exit", "sys_exit", &mut skipped);
-    if let Some(s) = skipped.iter().find(|s| s.probe == "raw_tp:sys_exit") {
+    let attached = load_syscall_programs(ebpf, &mut skipped)
+        .and_then(|l| attach_loaded(ebpf, &l[0], "sys_exit"));
+    if let Err(reason) = attached {
+        let btf = skipped
+            .iter()
+            .find(|s| s.probe == "tp_btf:sys_exit")
+            .map(|s| format!("; on tp_btf: {}", s.reason))
+            .unwrap_or_default();
         return Err(Error::Load(format!(
-            "cannot attach the sys_exit raw tracepoint: {}",
-            s.reason
+            "cannot trace syscalls: the sys_exit program did not load or attach: {reason}{btf}"
         )));
     }
     // close must be seen at entry, before the descriptor is gone; the

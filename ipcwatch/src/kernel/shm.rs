@@ -14,7 +14,7 @@ use btf_rs::Btf;
 use ipcwatch_common::shm::{ShmConfig, func, shm_flags};
 
 use crate::error::Error;
-use crate::kernel::attach::{Skipped, program};
+use crate::kernel::attach::{Skipped, load_error, program};
 use crate::kernel::btf::member_offset;
 use crate::scan::maps::read_maps;
 
@@ -180,7 +180,7 @@ fn same_code(path: &str, a: &str, b: &str) -> bool {
 
 fn load_prog(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
     let p: &mut UProbe = program(ebpf, name)?;
-    p.load().map_err(|e| e.to_string())
+    p.load().map_err(|e| load_error(name, &e))
 }
 
 /// Attach the fault tracepoint and the set-up uprobes; load the uprobe
@@ -188,7 +188,8 @@ fn load_prog(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
 pub fn attach(ebpf: &mut Ebpf, lock_probes: bool, skipped: &mut Vec<Skipped>) {
     let fault = (|| -> Result<(), String> {
         let p: &mut TracePoint = program(ebpf, "ipcwatch_page_fault")?;
-        p.load().map_err(|e| e.to_string())?;
+        p.load()
+            .map_err(|e| load_error("ipcwatch_page_fault", &e))?;
         p.attach("exceptions", "page_fault_user")
             .map_err(|e| e.to_string())?;
         Ok(())
