@@ -119,6 +119,17 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
+    /// Every kind, in this order.
+    pub const ALL: [ChannelKind; 7] = [
+        ChannelKind::Pipe,
+        ChannelKind::Fifo,
+        ChannelKind::Unix,
+        ChannelKind::Tcp,
+        ChannelKind::Udp,
+        ChannelKind::Mq,
+        ChannelKind::Msgq,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Pipe => "pipe",

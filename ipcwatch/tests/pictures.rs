@@ -209,16 +209,16 @@ for pk in t.packet:
 print(json.dumps({"tracks": tracks, "events": events}))
 "#;
 
-#[test]
-fn perfetto_export_decodes_with_the_official_proto() {
+/// The venv's Python (it must exist), and the known trace exported to
+/// Perfetto's format in `dir`.
+fn python_and_export(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let python = perfetto_python();
     assert!(
         python.exists(),
         "{} is missing: run `cargo xtask setup` (it installs Perfetto's Python package in a venv)",
         python.display()
     );
-    let dir = temp_dir();
-    let out = dir.path().join("demo.perfetto-trace");
+    let out = dir.join("demo.perfetto-trace");
     let run = Command::new(ipcwatch())
         .args(["export", "--format", "perfetto", TRACE, "-o"])
         .arg(&out)
@@ -229,6 +229,13 @@ fn perfetto_export_decodes_with_the_official_proto() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    (python, out)
+}
+
+#[test]
+fn perfetto_export_decodes_with_the_official_proto() {
+    let dir = temp_dir();
+    let (python, out) = python_and_export(dir.path());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
@@ -522,24 +529,8 @@ fn export_refuses_a_symbolic_link_and_a_bad_trace() {
 /// by the race's red flow, a row per thread it shows.
 #[test]
 fn the_timeline_picture_draws_the_race_from_the_export() {
-    let python = perfetto_python();
-    assert!(
-        python.exists(),
-        "{} is missing: run `cargo xtask setup`",
-        python.display()
-    );
     let dir = temp_dir();
-    let out = dir.path().join("demo.pftrace");
-    let run = Command::new(ipcwatch())
-        .args(["export", "--format", "perfetto", TRACE, "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (python, out) = python_and_export(dir.path());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/img/perfetto2svg.py");
     let drawn = Command::new(&python)
         .args([script, out.to_str().unwrap(), "--window-ms", "40"])

@@ -445,6 +445,10 @@ type Plan = Vec<(String, PathBuf, Option<String>)>;
 
 /// The guest's /init: mount what ipcwatch needs, run doctor and each
 /// group, print a marker line around each, power off.
+/// The guest's /init. Nothing is mounted on /tmp or /run: the initramfs root is
+/// writable already, and the binaries sit at their paths on this machine,
+/// so a tmpfs there would hide a workspace cloned under /tmp (a clean
+/// clone in /tmp had doctor exit 127: "not found").
 fn init_script(ipcwatch: &Path, plan: &Plan) -> String {
     let mut s = String::from(
         "#!/bin/busybox sh\n\
@@ -453,10 +457,9 @@ fn init_script(ipcwatch: &Path, plan: &Plan) -> String {
          mount -t proc proc /proc\n\
          mount -t sysfs sysfs /sys\n\
          mount -t devtmpfs devtmpfs /dev\n\
-         mkdir -p /dev/shm /dev/pts /run /root\n\
+         mkdir -p /dev/shm /dev/pts /run /root /tmp\n\
+         chmod 1777 /tmp\n\
          mount -t tmpfs tmpfs /dev/shm\n\
-         mount -t tmpfs tmpfs /tmp\n\
-         mount -t tmpfs tmpfs /run\n\
          mount -t debugfs debugfs /sys/kernel/debug\n\
          mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true\n\
          mount -t bpf bpf /sys/fs/bpf\n\
@@ -961,4 +964,30 @@ pub fn run_kernels(args: &KernelsArgs) -> Result<()> {
         bail!("a kernel of the matrix failed: see the table and target/kernels/logs");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No mount of the guest's /init hides the workspace, wherever it is.
+    #[test]
+    fn the_init_mounts_nothing_over_the_workspace() {
+        for at in ["/tmp/ci-clone", "/run/x", "/work/main"] {
+            let bin = Path::new(at).join("target/debug/ipcwatch");
+            let script = init_script(&bin, &Vec::new());
+            for line in script
+                .lines()
+                .filter(|l| l.trim_start().starts_with("mount "))
+            {
+                let dir = line.split_whitespace().nth(4).unwrap_or("");
+                assert!(
+                    !bin.starts_with(dir),
+                    "`{}` hides {}",
+                    line.trim(),
+                    bin.display()
+                );
+            }
+        }
+    }
 }

@@ -15,20 +15,25 @@ pub enum Format {
 }
 
 /// `--metrics ADDR`: bound before anything is traced, so that a bad or
-/// busy address is an error at once (exit 1), and served on a thread of
-/// its own.
+/// busy address is an error at once (said here; the caller exits 1), and
+/// served on a thread of its own.
 pub fn start_metrics(
     addr: Option<std::net::SocketAddr>,
-) -> Result<Option<std::sync::Arc<Metrics>>, String> {
+) -> Option<Option<std::sync::Arc<Metrics>>> {
     use ipcwatch::metrics::serve::MetricsServer;
     let Some(addr) = addr else {
-        return Ok(None);
+        return Some(None);
     };
     let metrics = Metrics::new();
-    MetricsServer::bind(addr)
-        .and_then(|server| server.start(std::sync::Arc::clone(&metrics)))
-        .map_err(|e| format!("ipcwatch: error: cannot serve metrics on {addr}: {e}"))?;
-    Ok(Some(metrics))
+    match MetricsServer::bind(addr).and_then(|server| server.start(std::sync::Arc::clone(&metrics)))
+    {
+        Ok(()) => Some(Some(metrics)),
+        Err(e) => {
+            let msg = format!("ipcwatch: error: cannot serve metrics on {addr}: {e}");
+            eprintln!("{}", ipcwatch::text::Clean(&msg));
+            None
+        }
+    }
 }
 
 /// `--rotate-size`: bytes, or with a binary suffix: K/KiB, M/MiB, G/GiB

@@ -142,12 +142,8 @@ pub fn record(cli: RecordCli) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let metrics = match start_metrics(cli.metrics) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("{}", Clean(&e));
-            return ExitCode::FAILURE;
-        }
+    let Some(metrics) = start_metrics(cli.metrics) else {
+        return ExitCode::FAILURE;
     };
     let args = RecordArgs {
         output: cli.output.clone(),

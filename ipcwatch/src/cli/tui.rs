@@ -91,12 +91,8 @@ pub fn tui(cli: TuiCli) -> ExitCode {
     let Some(cgroups) = select_cgroups(&cli.containers, &cli.cgroups) else {
         return ExitCode::from(2);
     };
-    let metrics = match start_metrics(cli.metrics) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("{}", Clean(&e));
-            return ExitCode::FAILURE;
-        }
+    let Some(metrics) = start_metrics(cli.metrics) else {
+        return ExitCode::FAILURE;
     };
     let args = RecordArgs {
         // "-": a traced command's standard output goes to standard error,

@@ -10,15 +10,7 @@ use crate::race::detector::DetectorStats;
 use crate::record::ChannelKind;
 
 /// Every channel kind, so that each has a series from the start.
-const CHANNEL_KINDS: [ChannelKind; 7] = [
-    ChannelKind::Pipe,
-    ChannelKind::Fifo,
-    ChannelKind::Unix,
-    ChannelKind::Tcp,
-    ChannelKind::Udp,
-    ChannelKind::Mq,
-    ChannelKind::Msgq,
-];
+const CHANNEL_KINDS: [ChannelKind; 7] = ChannelKind::ALL;
 
 /// The finding kinds ipcwatch writes, so that each has a series (at 0)
 /// from the start.

@@ -329,14 +329,10 @@ mod tests {
             io.channel = format!("unix:[{comm}]").into();
             cases.push(io);
         }
-        for kind in [
-            ChannelKind::Fifo,
-            ChannelKind::Unix,
-            ChannelKind::Tcp,
-            ChannelKind::Udp,
-            ChannelKind::Mq,
-            ChannelKind::Msgq,
-        ] {
+        for kind in ChannelKind::ALL
+            .into_iter()
+            .filter(|k| *k != ChannelKind::Pipe)
+        {
             let mut io = base.clone();
             io.kind = kind;
             io.op = Op::Read;
