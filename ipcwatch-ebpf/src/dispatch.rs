@@ -66,23 +66,23 @@ pub fn ipcwatch_sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn sys_enter<const BTF: bool>(regs: u64, nr: u64) {
-    // With `--durations` (a constant to the verifier: without it, this
-    // branch is not even loaded), timed calls keep their start.
-    if timing() {
-        match SYSCALLS.get(nr as u32) {
-            Some(&c) if c != 0 => time_call(regs, c),
-            _ => return,
-        }
-    }
     let code = match SYSCALLS.get(nr as u32) {
-        Some(&c) if matches!(c, sc::CLOSE | sc::CLOSE_RANGE | sc::WRITE | sc::WRITEV) => c,
+        Some(&c) if c != 0 => c,
         _ => return,
     };
-    let arg = |i: usize| regs_arg(regs, i);
-    // Timed already, whatever their length.
-    if timing() && code != sc::CLOSE && code != sc::CLOSE_RANGE {
+    // With `--durations` (a constant to the verifier: without it, this
+    // branch is not even loaded), timed calls keep their start; a large
+    // pipe write then needs nothing more here.
+    if timing() {
+        time_call(regs, code);
+        if code != sc::CLOSE && code != sc::CLOSE_RANGE {
+            return;
+        }
+    }
+    if !matches!(code, sc::CLOSE | sc::CLOSE_RANGE | sc::WRITE | sc::WRITEV) {
         return;
     }
+    let arg = |i: usize| regs_arg(regs, i);
     if code == sc::WRITE {
         let len = if BTF {
             let at = regs + conf!(off.regs_arg2) as u64;

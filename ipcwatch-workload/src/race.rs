@@ -426,6 +426,14 @@ pub fn posix_counter(name: &str, secs: f64) -> Result<()> {
         }
         (p as *mut u8).add(COUNTER_OFF) as *mut u64
     };
+    let n = bump_for(counter, secs);
+    println!("posix-counter {} {n}", std::process::id());
+    Ok(())
+}
+
+/// Bumps `counter` without synchronization for `secs`; returns how many
+/// times.
+fn bump_for(counter: *mut u64, secs: f64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut n = 0u64;
     while Instant::now() < deadline {
@@ -434,8 +442,7 @@ pub fn posix_counter(name: &str, secs: f64) -> Result<()> {
             n += 1;
         }
     }
-    println!("posix-counter {} {n}", std::process::id());
-    Ok(())
+    n
 }
 
 /// One of two unrelated processes sharing a SysV segment by `key` (two
@@ -488,14 +495,7 @@ pub fn sysv_counter(key: i32, secs: f64, cpu: Option<usize>) -> Result<()> {
     }
     // SAFETY: offset inside the attached segment.
     let counter = unsafe { base.add(COUNTER_OFF) as *mut u64 };
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let mut n = 0u64;
-    while Instant::now() < deadline {
-        for _ in 0..1000 {
-            bump_counter_unsynchronized(counter);
-            n += 1;
-        }
-    }
+    let n = bump_for(counter, secs);
     println!("sysv-counter {} {id} {n}", std::process::id());
     // SAFETY: detaching our own attachment; marking the segment for
     // removal is harmless while the other process still has it.

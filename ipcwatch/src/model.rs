@@ -275,6 +275,8 @@ pub struct Model {
     /// Kernel events lost, from `lost` lines.
     pub lost: u64,
     pub warnings: Vec<String>,
+    /// Containers their runtime named (`container` lines), by id.
+    pub containers: HashMap<Text, Container>,
 }
 
 impl Model {
@@ -369,6 +371,7 @@ impl Model {
             Record::Sync(s) => self.apply_sync(s),
             Record::Fault(f) => self.apply_fault(f),
             Record::Race(r) => self.apply_race(r),
+            Record::Container(c) => self.apply_container(&c.container),
             Record::WriteSample(_) | Record::Heat(_) => {}
             Record::Header(_) | Record::Summary(_) | Record::Unknown => {}
         }
@@ -639,6 +642,19 @@ impl Model {
             // An edge for the happens-before analysis; the exit said it all.
             ProcessEvent::Wait => {}
         }
+    }
+
+    /// A container's runtime answered: every process in it is named so
+    /// (those seen before the answer too).
+    fn apply_container(&mut self, named: &Container) {
+        for p in self.processes.values_mut() {
+            if let Some(c) = &mut p.origin.container
+                && c.id == named.id
+            {
+                *c = named.clone();
+            }
+        }
+        self.containers.insert(named.id.clone(), named.clone());
     }
 
     /// Where process `pid` runs, as far as known.

@@ -34,6 +34,7 @@ pub enum Record {
     Race(RaceLine),
     WriteSample(WriteSampleLine),
     Heat(HeatLine),
+    Container(ContainerLine),
     /// A line type this version does not know (from a newer ipcwatch):
     /// skipped when reading.
     #[serde(other)]
@@ -57,6 +58,7 @@ impl Record {
             Record::Race(r) => r.ts_ns,
             Record::WriteSample(r) => r.ts_ns,
             Record::Heat(r) => r.ts_ns,
+            Record::Container(r) => r.ts_ns,
             Record::Unknown => return None,
         })
     }
@@ -390,7 +392,7 @@ pub enum ProcessEvent {
 
 /// A container, named from its cgroup path (and, where the runtime's
 /// socket answered, its name and image).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Container {
     /// The id as the runtime reports it (64 hex digits for docker,
     /// podman, containerd and CRI-O).
@@ -401,6 +403,21 @@ pub struct Container {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Kubernetes: the pod, and its namespace (the runtime's
+    /// `io.kubernetes.pod.*` labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// What a container's runtime said of it (name, image, pod), once it
+/// answered: processes' lines from then on carry it too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerLine {
+    pub ts_ns: u64,
+    #[serde(flatten)]
+    pub container: Container,
 }
 
 impl Container {

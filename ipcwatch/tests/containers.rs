@@ -2,7 +2,8 @@
 //! `FROM scratch` from the workload binary and its libraries): a race
 //! between two containers sharing an IPC namespace names both containers,
 //! and a unix socket between two containers is one channel with both on
-//! it. Needs root, podman and runc (`cargo xtask setup` installs them); a
+//! it, and podman's API service names both (name and image). Needs
+//! root, podman and runc (`cargo xtask setup` installs them); a
 //! podman that cannot start a container fails the test with its error.
 
 mod common;
@@ -97,6 +98,67 @@ impl Drop for Names {
     }
 }
 
+/// podman's API service on root's default socket, where ipcwatch asks
+/// containers' names and images; stopped at the end of the test (unless
+/// it was running before).
+struct PodmanService(Option<std::process::Child>);
+
+const PODMAN_SOCKET: &str = "/run/podman/podman.sock";
+
+impl PodmanService {
+    fn start() -> Self {
+        if ping() {
+            return PodmanService(None);
+        }
+        // (systemd's podman.socket makes the directory elsewhere.)
+        std::fs::create_dir_all("/run/podman").unwrap();
+        // A socket left by a service that ended answers nobody.
+        let _ = std::fs::remove_file(PODMAN_SOCKET);
+        let child = Command::new("podman")
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{PODMAN_SOCKET}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start podman system service: {e}"));
+        let service = PodmanService(Some(child));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !ping() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "podman system service did not answer on {PODMAN_SOCKET} within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        service
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Does podman's API answer `GET /_ping` with OK?
+fn ping() -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(PODMAN_SOCKET) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let mut out = String::new();
+    s.write_all(b"GET /_ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .and_then(|()| s.read_to_string(&mut out))
+        .is_ok()
+        && out.starts_with("HTTP/1.")
+        && out.ends_with("OK")
+}
+
 /// `podman run -d` with the options every container here takes.
 fn podman_run(name: &str, extra: &str, args: &str) -> String {
     format!(
@@ -162,6 +224,7 @@ fn a_race_between_two_containers_names_both() {
     require_root();
     let names = Names::new("race");
     let (a, b) = (&names.0[0], &names.0[1]);
+    let _service = PodmanService::start();
     let key = 0x1c000 + (std::process::id() & 0xfff) as i32;
     let work = |cpu| format!("sysv-counter --key {key} --secs 6 --cpu {cpu}");
     let script = format!(
@@ -185,18 +248,34 @@ fn a_race_between_two_containers_names_both() {
     let named: BTreeSet<&str> = acc.iter().filter_map(container_id).collect();
     let want: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     assert_eq!(named, want, "{race}");
+    // podman's API named both containers (asked when they started): a
+    // `container` line each, and the finding's accesses carry the names.
+    let name_of = |id: &str| if id == ids[0] { a } else { b };
+    for id in &ids {
+        let line = t
+            .of_type("container")
+            .find(|c| c["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no container line for {id}; stderr: {}", t.stderr()));
+        assert_eq!(line["runtime"], "podman", "{line}");
+        assert_eq!(line["name"], name_of(id).as_str(), "{line}");
+        assert_eq!(line["image"], IMAGE, "{line}");
+    }
     for x in acc {
         assert_eq!(x["container"]["runtime"], "podman", "{x}");
         assert_eq!(x["nspid"], 1, "{x}");
+        let id = container_id(x).unwrap();
+        assert_eq!(x["container"]["name"], name_of(id).as_str(), "{x}");
+        assert_eq!(x["container"]["image"], IMAGE, "{x}");
     }
-    // analyze's text names both containers too (short ids).
+    // analyze's text names both containers too (by name).
     let dir = temp_dir();
     let p = dir.path().join("t.ndjson");
     let text: String = t.lines.iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(&p, text).unwrap();
     let out = run(Command::new(ipcwatch()).arg("analyze").arg(&p));
     for id in &ids {
-        assert!(out.contains(&id[..12]), "{id} not in:\n{out}");
+        let name = name_of(id);
+        assert!(out.contains(&format!("@{name}")), "{name} not in:\n{out}");
     }
 }
 

@@ -31,12 +31,18 @@ fn the_schema_accepts_every_record_type() {
                 runtime: "podman".into(),
                 name: Some("web".into()),
                 image: Some("localhost/web:latest".into()),
+                pod: Some("web-5d8".into()),
+                namespace: Some("prod".into()),
             }),
             unit: None,
             nspid: Some(1),
         },
     };
     let lines = vec![
+        line(&Record::Container(ContainerLine {
+            ts_ns: 2,
+            container: access.origin.container.clone().unwrap(),
+        })),
         line(&Record::Process(ProcessLine {
             ts_ns: 1,
             event: ProcessEvent::Exec,

@@ -974,7 +974,7 @@ fn exec_in(ts: u64, pid: u32, comm: &str, id: &str, name: Option<&str>) -> Recor
                 id: id.into(),
                 runtime: "podman".into(),
                 name: name.map(str::to_owned),
-                image: None,
+                ..Container::default()
             }),
             unit: None,
             nspid: Some(1),

@@ -18,9 +18,10 @@ use std::io;
 use ipcwatch_common::EventHeader;
 
 use crate::decode::{EVENT_KINDS, RawEvent, comm};
+use crate::host::monotonic_ns;
 use crate::model::Model;
 use crate::race::Analyses;
-use crate::record::{Origin, ProcessEvent, ProcessLine, Record};
+use crate::record::{ContainerLine, Origin, ProcessEvent, ProcessLine, Record};
 use crate::scan::cgroup::{Cgroups, nspid_of};
 use crate::sink::Sink;
 use lines::lossy;
@@ -119,12 +120,24 @@ impl Collector {
     /// Apply a record that did not come from the kernel (header, /proc
     /// scan, warnings) and pass it on.
     pub fn push(&mut self, mut record: Record, sink: &mut dyn Sink) -> io::Result<()> {
-        if let Record::Race(race) = &mut record {
-            self.model.attribute(race);
+        match &mut record {
+            Record::Race(race) => self.model.attribute(race),
+            // Processes found at start: their containers are named too.
+            Record::Process(p) => self.cgroups.name(&mut p.origin),
+            _ => {}
         }
         self.model.apply(&record);
         sink.record(&record)?;
         self.deep(&record, sink)
+    }
+
+    /// A `container` line for each container whose runtime answered since
+    /// the last call (at `ts_ns`).
+    pub fn containers_named(&mut self, ts_ns: u64, sink: &mut dyn Sink) -> io::Result<()> {
+        for container in self.cgroups.names.answered() {
+            self.push(Record::Container(ContainerLine { ts_ns, container }), sink)?;
+        }
+        Ok(())
     }
 
     /// Run the race analyses on a record.
@@ -200,6 +213,7 @@ impl Collector {
 
     /// Write what is still held back (at the end of a recording).
     pub fn finish(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        self.containers_named(monotonic_ns(), sink)?;
         let mut out = Vec::new();
         self.sockets.flush(&mut out);
         for r in out {

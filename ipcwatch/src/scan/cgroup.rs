@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use foldhash::HashMap;
 
 use crate::record::{Container, Origin, Text};
+use crate::scan::runtime::Names;
 use crate::text::{clean, clean_path};
 
 /// Cache entries kept before the cache starts over (cgroups come and go
@@ -74,8 +75,7 @@ fn container_of(part: &str, parent: Option<&str>) -> Option<Container> {
             return Some(Container {
                 id: Text::from(id),
                 runtime: Text::from(runtime),
-                name: None,
-                image: None,
+                ..Container::default()
             });
         }
     }
@@ -90,8 +90,7 @@ fn container_of(part: &str, parent: Option<&str>) -> Option<Container> {
         return Some(Container {
             id: Text::from(part),
             runtime: Text::from(runtime),
-            name: None,
-            image: None,
+            ..Container::default()
         });
     }
     None
@@ -369,6 +368,8 @@ pub struct Cgroups {
     mount: Option<(PathBuf, OwnedFd)>,
     opened: bool,
     cache: HashMap<u64, Origin>,
+    /// Containers' names and images, from their runtimes.
+    pub names: Names,
 }
 
 impl Cgroups {
@@ -383,7 +384,9 @@ impl Cgroups {
             return Origin::default();
         }
         if let Some(o) = self.cache.get(&id) {
-            return o.clone();
+            let mut o = o.clone();
+            self.name(&mut o);
+            return o;
         }
         let origin = match self.path_of(id) {
             Some(path) => {
@@ -397,7 +400,20 @@ impl Cgroups {
             self.cache.clear();
         }
         self.cache.insert(id, origin.clone());
+        let mut origin = origin;
+        self.name(&mut origin);
         origin
+    }
+
+    /// Name `o`'s container if its runtime answered already, and ask it
+    /// otherwise (in the background).
+    pub fn name(&mut self, o: &mut Origin) {
+        if let Some(c) = &mut o.container {
+            self.names.fill(c);
+            if c.name.is_none() {
+                self.names.request(c);
+            }
+        }
     }
 
     fn mount(&mut self) -> Option<&(PathBuf, OwnedFd)> {

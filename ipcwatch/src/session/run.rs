@@ -209,6 +209,7 @@ impl Loop<'_> {
             unsafe { libc::malloc_trim(0) };
         }
         self.report_lost(self.probes.dropped())?;
+        self.collector.containers_named(monotonic_ns(), self.sink)?;
         if self.ticks.is_multiple_of(HEAT_TICKS) {
             self.report_heat()?;
         }
