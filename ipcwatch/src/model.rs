@@ -369,7 +369,7 @@ impl Model {
             Record::Sync(s) => self.apply_sync(s),
             Record::Fault(f) => self.apply_fault(f),
             Record::Race(r) => self.apply_race(r),
-            Record::WriteSample(_) | Record::Heat(_) => {}
+            Record::WriteSample(_) | Record::Heat(_) | Record::Aggregate(_) => {}
             Record::Header(_) | Record::Summary(_) | Record::Unknown => {}
         }
     }
