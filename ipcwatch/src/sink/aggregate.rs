@@ -239,7 +239,7 @@ impl<S: Sink> Sink for Aggregating<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{ChannelKind, FaultLine, Io, IoExt, Summary, SyncLine};
+    use crate::record::{ChannelKind, FaultLine, Io, IoExt, Summary, SyncLine, Warning};
 
     fn io(pid: u32, op: Op, bytes: u64) -> Record {
         Record::Io(Io {
@@ -372,7 +372,7 @@ mod tests {
                 _ => unreachable!(),
             }
         });
-        let warning = Record::Warning(crate::record::Warning {
+        let warning = Record::Warning(Warning {
             ts_ns: 1,
             message: "region shrank".into(),
             probe: None,
