@@ -16,6 +16,7 @@ use ipcwatch::session;
 use ipcwatch::sink::aggregate::{AggregateOptions, Aggregating};
 use ipcwatch::sink::ndjson::Rotate;
 use ipcwatch::text::Clean;
+use toml::de::Error as TomlError;
 
 use super::args::parse_secs;
 use super::record::{OutputCli, TraceCli, report, session_args};
@@ -99,12 +100,12 @@ fn with_config(path: &Path, matches: &ArgMatches, root: clap::Command) -> Result
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the config file {shown}: {e}"))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+    let table: toml::Table = text.parse().map_err(|e: TomlError| {
         // "TOML parse error at line L, column C", a picture, the reason.
         let msg = e.to_string();
         let mut lines = msg.lines().filter(|l| !l.trim().is_empty());
         let at = lines.next().unwrap_or_default().to_string();
-        let why = lines.last().unwrap_or_default();
+        let why = lines.next_back().unwrap_or_default();
         format!("config file {shown} is not valid TOML: {at}: {why}")
     })?;
     let Some(cmd) = root.find_subcommand("agent").cloned() else {
