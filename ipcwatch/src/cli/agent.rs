@@ -163,11 +163,9 @@ fn with_config(path: &Path, matches: &ArgMatches, root: clap::Command) -> Result
             e.kind(),
             ErrorKind::MissingRequiredArgument | ErrorKind::DisplayHelp
         ) {
-            let first = e.to_string();
-            let first = first.lines().next().unwrap_or_default();
             return Err(format!(
                 "config file {shown}: {}",
-                first.trim_start_matches("error: ")
+                clap_message(&e.to_string())
             ));
         }
     }
@@ -179,9 +177,27 @@ fn with_config(path: &Path, matches: &ArgMatches, root: clap::Command) -> Result
         .position(|a| a == "agent")
         .map_or(argv.len(), |i| i + 2);
     argv.splice(at..at, tokens);
-    let all = root.try_get_matches_from(argv).map_err(|e| e.to_string())?;
+    let all = root.try_get_matches_from(argv).map_err(|e| {
+        format!(
+            "with the config file {shown}: {}",
+            clap_message(&e.to_string())
+        )
+    })?;
     let sub = all
         .subcommand_matches("agent")
         .ok_or_else(|| "no agent subcommand".to_string())?;
     AgentCli::from_arg_matches(sub).map_err(|e| e.to_string())
+}
+
+/// clap's error on one line: what it says before the usage, without
+/// "error: ".
+fn clap_message(text: &str) -> String {
+    text.lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
 }
