@@ -7,10 +7,11 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use clap_complete::CompleteEnv;
 use ipcwatch::kernel::doctor;
 
+use cli::agent::{AgentCli, agent};
 use cli::analyze::analyze;
 use cli::args::Format;
 use cli::complete::{self, CompletionsCli, completions};
@@ -96,6 +97,15 @@ enum Command {
     /// it starts CMD, traces only CMD and its descendants, and stops when
     /// CMD exits. The trace always ends with a "summary" line.
     Record(RecordCli),
+    /// Run as a node daemon: whole-system tracing with race detection until
+    /// SIGTERM or SIGINT, with output sized for weeks (docs/deploy.md).
+    ///
+    /// Writes findings, and process, channel, region, mapping and lock
+    /// lifecycle lines as they come, and each channel's, region's and
+    /// lock's totals every --interval ("aggregate" lines) instead of a line
+    /// per read or write (--events adds those). -o FILE rotates at 100M by
+    /// default. Options can come from a TOML file (--config); flags win.
+    Agent(AgentCli),
     /// Live terminal UI: channels, shared regions, races and processes.
     ///
     /// Without `-- CMD` it watches the whole system (or what --pid/--comm
@@ -158,10 +168,12 @@ fn main() -> ExitCode {
     CompleteEnv::with_factory(Cli::command)
         .var(complete::VAR)
         .complete();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(&cli);
     match cli.command {
         Some(Command::Record(r)) => record(r),
+        Some(Command::Agent(a)) => agent(a, matches.subcommand_matches("agent"), Cli::command()),
         Some(Command::Graph(g)) => graph(g),
         Some(Command::Doctor { format }) => {
             let report = doctor::run();

@@ -372,7 +372,7 @@ impl Model {
             Record::Fault(f) => self.apply_fault(f),
             Record::Race(r) => self.apply_race(r),
             Record::Container(c) => self.apply_container(&c.container),
-            Record::WriteSample(_) | Record::Heat(_) => {}
+            Record::WriteSample(_) | Record::Heat(_) | Record::Aggregate(_) => {}
             Record::Header(_) | Record::Summary(_) | Record::Unknown => {}
         }
     }

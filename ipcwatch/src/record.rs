@@ -35,6 +35,9 @@ pub enum Record {
     WriteSample(WriteSampleLine),
     Heat(HeatLine),
     Container(ContainerLine),
+    /// `ipcwatch agent`: one channel's, region's or lock's totals over an
+    /// interval, in place of its per-event lines.
+    Aggregate(AggregateLine),
     /// A line type this version does not know (from a newer ipcwatch):
     /// skipped when reading.
     #[serde(other)]
@@ -59,6 +62,7 @@ impl Record {
             Record::WriteSample(r) => r.ts_ns,
             Record::Heat(r) => r.ts_ns,
             Record::Container(r) => r.ts_ns,
+            Record::Aggregate(r) => r.ts_ns,
             Record::Unknown => return None,
         })
     }
@@ -865,4 +869,88 @@ pub(crate) fn test_header(version: u32) -> String {
         comms: vec![],
     }))
     .unwrap()
+}
+
+/// `ipcwatch agent`: what one channel, region or lock did over an
+/// interval (`start_ns` to `ts_ns`), written at its end when it did
+/// anything. These replace the `io`, `fault`, `write_sample` and `sync`
+/// lines of the interval (unless `--events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateLine {
+    /// The end of the interval.
+    pub ts_ns: u64,
+    /// The start of the interval.
+    pub start_ns: u64,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// The pids an aggregate names, at most this many (lowest first).
+pub const AGGREGATE_PIDS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Totals {
+    Channel(ChannelTotals),
+    Region(RegionTotals),
+    Lock(LockTotals),
+    Unwritten(Unwritten),
+}
+
+/// Lines the agent did not write in an interval besides those the other
+/// aggregates count (written only when some were left out).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Unwritten {
+    /// `sync` `init` lines of locks outside shared memory and not
+    /// process-shared (every thread library makes them).
+    pub private_lock_inits: u64,
+    /// `warning` lines whose message was already written.
+    pub repeated_warnings: u64,
+}
+
+/// A channel's `io` over an interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelTotals {
+    pub channel: Text,
+    pub kind: ChannelKind,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub writes: u64,
+    pub reads: u64,
+    /// Processes that wrote in the interval.
+    pub writers: Vec<u32>,
+    /// Processes that read in the interval.
+    pub readers: Vec<u32>,
+}
+
+/// A shared region's `fault` and `write_sample` lines over an interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegionTotals {
+    pub region: Text,
+    /// Write page faults.
+    pub faults: u64,
+    /// Writes trapped by deep mode's watchpoints (`write_sample` lines).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub samples: u64,
+    /// Processes that faulted or were trapped writing.
+    pub writers: Vec<u32>,
+}
+
+/// A lock's `sync` lines (other than `init`) over an interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockTotals {
+    pub lock: Text,
+    pub primitive: Text,
+    pub acquires: u64,
+    pub releases: u64,
+    pub waits: u64,
+    pub wakes: u64,
+    /// Operations that did not succeed (`ok` false).
+    pub failed: u64,
+    /// Processes that used it in the interval.
+    pub pids: Vec<u32>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -190,10 +190,11 @@ fn the_stripped_binary_still_names_the_demo_race() {
 }
 
 /// Every file the package installs.
-const INSTALLED: [&str; 16] = [
+const INSTALLED: [&str; 17] = [
     "/usr/sbin/ipcwatch",
     "/usr/share/man/man8/ipcwatch.8.gz",
     "/usr/share/man/man8/ipcwatch-record.8.gz",
+    "/usr/share/man/man8/ipcwatch-agent.8.gz",
     "/usr/share/man/man8/ipcwatch-tui.8.gz",
     "/usr/share/man/man8/ipcwatch-demo.8.gz",
     "/usr/share/man/man8/ipcwatch-graph.8.gz",

@@ -64,9 +64,10 @@ fn the_trace_header_names_the_commit() {
     assert_schema(&t.lines);
 }
 
-const PAGES: [&str; 9] = [
+const PAGES: [&str; 10] = [
     "ipcwatch.8",
     "ipcwatch-record.8",
+    "ipcwatch-agent.8",
     "ipcwatch-tui.8",
     "ipcwatch-demo.8",
     "ipcwatch-graph.8",

@@ -160,6 +160,49 @@ fn the_schema_accepts_every_record_type() {
             probe: Some("p".into()),
         })),
     ];
+    let aggregate = |totals| {
+        line(&Record::Aggregate(AggregateLine {
+            ts_ns: 2,
+            start_ns: 1,
+            totals,
+        }))
+    };
+    let lines = [
+        lines,
+        vec![
+            aggregate(Totals::Channel(ChannelTotals {
+                channel: "pipe:[7]".into(),
+                kind: ChannelKind::Pipe,
+                bytes_written: 3000,
+                bytes_read: 3000,
+                writes: 3,
+                reads: 1,
+                writers: vec![4],
+                readers: vec![5],
+            })),
+            aggregate(Totals::Region(RegionTotals {
+                region: "sysv:1".into(),
+                faults: 2,
+                samples: 1,
+                writers: vec![4, 5],
+            })),
+            aggregate(Totals::Lock(LockTotals {
+                lock: "sysv:1+0".into(),
+                primitive: "futex".into(),
+                acquires: 0,
+                releases: 0,
+                waits: 2,
+                wakes: 1,
+                failed: 1,
+                pids: vec![4],
+            })),
+            aggregate(Totals::Unwritten(Unwritten {
+                private_lock_inits: 3,
+                repeated_warnings: 0,
+            })),
+        ],
+    ]
+    .concat();
     common::assert_schema(&lines);
 }
 
@@ -172,6 +215,7 @@ fn the_schema_rejects_malformed_lines() {
         r#"{"type":"io","ts_ns":1,"kind":"pipe","op":"peek","channel":"pipe:[1]","pid":1,"tid":1,"comm":"a","bytes":1,"fd":0,"syscall":"read"}"#,
         r#"{"type":"header","ts_ns":1,"format":"other","version":1,"tool_version":"0","kernel":"6","hostname":"h","start_time":"x","start_unix_ns":0}"#,
         r#"{"type":"nonsense","ts_ns":1}"#,
+        r#"{"type":"aggregate","ts_ns":2,"start_ns":1,"channel":"pipe:[1]","kind":"pipe","bytes_written":1}"#,
     ] {
         let value: serde_json::Value = serde_json::from_str(bad).unwrap();
         assert!(!v.is_valid(&value), "accepted {bad}");

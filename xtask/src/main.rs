@@ -224,6 +224,9 @@ fn test() -> Result<()> {
             "ipcwatch",
             "--test",
             "dist",
+            // The container image of deploy/Containerfile, from target/dist.
+            "--test",
+            "deploy",
             "--",
             "--ignored",
             "--test-threads=1",

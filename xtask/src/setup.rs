@@ -2,7 +2,8 @@
 //! against the nightly toolchain's own LLVM; and the tools the checks use
 //! (tmux, stress-ng, sqlite3, graphviz, strace, prometheus, podman and runc with podman's
 //! `default_ulimits = []`, the musl target and lintian, cargo-modules,
-//! Perfetto's Python package in a venv), and
+//! Perfetto's Python package and kubernetes-validate in a venv, setpriv and
+//! systemd-analyze), and
 //! PostgreSQL for `cargo xtask postgres`. Idempotent: when all are present this runs a few
 //! quick commands and nothing else.
 
@@ -169,7 +170,7 @@ struct Tool {
     recommends: bool,
 }
 
-const TOOLS: [Tool; 8] = [
+const TOOLS: [Tool; 10] = [
     Tool {
         command: "tmux",
         arg: "-V",
@@ -228,6 +229,20 @@ const TOOLS: [Tool; 8] = [
         package: "runc",
         why: "the container tests run podman with --runtime runc (crun refuses a hybrid cgroup layout)",
         recommends: true,
+    },
+    Tool {
+        command: "setpriv",
+        arg: "--version",
+        package: "util-linux",
+        why: "the deploy test runs the agent as another user with the systemd unit's capabilities",
+        recommends: false,
+    },
+    Tool {
+        command: "systemd-analyze",
+        arg: "--version",
+        package: "systemd",
+        why: "the deploy test checks deploy/ipcwatch-agent.service with systemd-analyze verify",
+        recommends: false,
     },
 ];
 
@@ -312,6 +327,50 @@ const PERFETTO_PY: &str = "perfetto==0.59.1";
 fn perfetto_venv() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
     Ok(PathBuf::from(home).join(".cache/ipcwatch/perfetto-venv"))
+}
+
+/// The Kubernetes schema validator the deploy test checks
+/// deploy/daemonset.yaml with (its schemas are in the package: no network
+/// when it runs).
+const KUBERNETES_VALIDATE_PY: &str = "kubernetes-validate==1.37.0";
+
+/// kubernetes-validate, in the same venv as Perfetto's package (made by
+/// [`ensure_perfetto_python`], which runs first).
+fn ensure_kubernetes_validate() -> Result<()> {
+    let venv = perfetto_venv()?;
+    let bin = venv.join("bin/kubernetes-validate");
+    let works = || {
+        Command::new(&bin)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if works() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing {KUBERNETES_VALIDATE_PY} in {} (for the deploy test)",
+        venv.display()
+    );
+    run(Command::new(venv.join("bin/python3")).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        KUBERNETES_VALIDATE_PY,
+    ]))
+    .with_context(|| {
+        format!(
+            "pip install {KUBERNETES_VALIDATE_PY} into {}",
+            venv.display()
+        )
+    })?;
+    if !works() {
+        bail!("{} does not run after installing it", bin.display());
+    }
+    Ok(())
 }
 
 /// Perfetto's trace proto in Python, for the export test; never its trace
@@ -504,6 +563,7 @@ pub fn ensure() -> Result<()> {
     ensure_tools()?;
     ensure_podman_conf()?;
     ensure_perfetto_python()?;
+    ensure_kubernetes_validate()?;
     ensure_dist()?;
     ensure_cargo_modules()?;
     Ok(())

@@ -121,6 +121,19 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "agent",
+        &[
+            (
+                "ipcwatch agent -o /var/log/ipcwatch/trace.ndjson --metrics 127.0.0.1:9464",
+                "Run as a node daemon until SIGTERM: findings, lifecycle lines and each channel's totals once a minute, in files rotated at 100 MiB.",
+            ),
+            (
+                "ipcwatch agent --config /etc/ipcwatch/agent.toml --interval 10s",
+                "Options from a TOML file; the command line's win.",
+            ),
+        ],
+    ),
+    (
         "analyze",
         &[
             (

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each with its clap
 //! arguments and the function that runs it.
 
+pub mod agent;
 pub mod analyze;
 pub mod args;
 pub mod complete;

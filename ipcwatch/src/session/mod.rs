@@ -20,23 +20,23 @@ use crate::text::Clean;
 
 /// Everything before the event loop; then the loop; then the summary.
 pub fn run(args: RecordArgs) -> anyhow::Result<Outcome> {
-    run_with(
-        args,
-        |args| {
-            match &args.rotate {
-                Some(rule) => NdjsonWriter::create_rotating(&args.output, rule.clone()),
-                None => NdjsonWriter::create(&args.output),
-            }
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot write the trace to {}: {}",
-                    Clean(&args.output),
-                    output_error(&e)
-                )
-            })
-        },
-        None,
-    )
+    run_with(args, ndjson_sink, None)
+}
+
+/// The NDJSON writer `args` ask for: standard output, a file, or a file
+/// that rotates.
+pub fn ndjson_sink(args: &RecordArgs) -> anyhow::Result<NdjsonWriter> {
+    match &args.rotate {
+        Some(rule) => NdjsonWriter::create_rotating(&args.output, rule.clone()),
+        None => NdjsonWriter::create(&args.output),
+    }
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write the trace to {}: {}",
+            Clean(&args.output),
+            output_error(&e)
+        )
+    })
 }
 
 /// [`run`] with another sink (the TUI's) and a way to ask it to stop.

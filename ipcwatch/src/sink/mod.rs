@@ -6,6 +6,7 @@ use std::io;
 use crate::model::Model;
 use crate::record::Record;
 
+pub mod aggregate;
 pub mod ndjson;
 
 /// Where records go (NDJSON file, TUI channel, a test's Vec...).

@@ -269,6 +269,9 @@ mod fast {
 
 impl Sink for NdjsonWriter {
     fn record(&mut self, record: &Record) -> io::Result<()> {
+        // A full file rotates when the next line comes, so that the last
+        // line (the summary) is never followed by a file of a header only.
+        self.maybe_rotate()?;
         let start = self.buf.len();
         if let Err(e) = encode(&mut self.buf, record) {
             self.buf.truncate(start);
@@ -280,7 +283,6 @@ impl Sink for NdjsonWriter {
         {
             r.header = Some(self.buf[start..].to_vec());
         }
-        self.maybe_rotate()?;
         if self.buf.len() >= BUFFER {
             self.write_out()?;
         }
