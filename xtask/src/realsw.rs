@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use crate::bench::median;
 use crate::cmd::show;
+use crate::setup::ensure_postgres;
 
 /// Peak RSS the issue allows ipcwatch (MiB).
 const MAX_RSS_MIB: f64 = 64.0;
@@ -744,7 +745,7 @@ pub fn own_cpu(
     rounds: usize,
     secs: u64,
 ) -> Result<String> {
-    let pg_bin = crate::setup::ensure_postgres()?;
+    let pg_bin = ensure_postgres()?;
     let args = PostgresArgs {
         secs,
         clients: 8,
