@@ -12,7 +12,7 @@ use serde::ser::SerializeMap;
 
 use crate::build::Bins;
 use crate::cmd::{have, root};
-use crate::{bench_collector, bench_load, realsw};
+use crate::{bench_collector, bench_load, nginx, realsw};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -39,6 +39,12 @@ pub struct BenchArgs {
     /// Seconds of each pgbench run in that row.
     #[arg(long, default_value_t = 15)]
     pgbench_secs: u64,
+    /// Rounds of the real-server row (nginx under ab).
+    #[arg(long, default_value_t = 3)]
+    nginx_rounds: usize,
+    /// Requests per ab run in that row.
+    #[arg(long, default_value_t = 30_000)]
+    nginx_requests: u64,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -258,6 +264,7 @@ pub fn run(bins: &Bins, args: &BenchArgs) -> Result<()> {
     println!("\n{table}");
     let tui = tui_load(bins, args, pin)?;
     println!("\n{tui}");
+    let own_cpu_load = load_average();
     let own_cpu = realsw::own_cpu(
         &bins.ipcwatch,
         args.baseline
@@ -267,6 +274,16 @@ pub fn run(bins: &Bins, args: &BenchArgs) -> Result<()> {
         args.pgbench_secs,
     )?;
     println!("\n{own_cpu}");
+    let nginx_load = load_average();
+    let nginx = nginx::row(
+        &bins.ipcwatch,
+        args.baseline
+            .as_deref()
+            .map(|b| (b, args.baseline_name.as_str())),
+        args.nginx_rounds,
+        args.nginx_requests,
+    )?;
+    println!("\n{nginx}");
     let collector = bench_collector::run(&bins.workload, COLLECTOR_EVENTS)?;
     println!("\n{collector}");
     let loss = bench_load::loss_sweep(bins)?;
@@ -285,9 +302,19 @@ pub fn run(bins: &Bins, args: &BenchArgs) -> Result<()> {
             &format!(
                 "Measured by `cargo xtask bench` on {} (load average {} at the start): {} alternating rounds of {} s, medians (peak RSS: the highest).\n\n{own_cpu}",
                 machine(),
-                load_average(),
+                own_cpu_load,
                 args.pgbench_rounds,
                 args.pgbench_secs
+            ),
+        )?;
+        write_section(
+            "<!-- bench-nginx:begin -->",
+            "<!-- bench-nginx:end -->",
+            &format!(
+                "Measured by `cargo xtask bench` on {} (load average {} at the start): {} alternating rounds, medians.\n\n{nginx}",
+                machine(),
+                nginx_load,
+                args.nginx_rounds,
             ),
         )?;
     }

@@ -256,7 +256,7 @@ fn quiet(cmd: &mut Command) -> Result<String> {
 }
 
 /// What the kernel reports for a reaped child.
-struct Exit {
+pub(crate) struct Exit {
     status: i32,
     /// Peak RSS, KiB.
     maxrss_kib: u64,
@@ -327,14 +327,19 @@ impl RssParts {
 
 /// A running `ipcwatch record`; interrupted and reaped when dropped if
 /// [`Recorder::stop`] was not reached.
-struct Recorder {
+pub(crate) struct Recorder {
     pid: i32,
     log: PathBuf,
     reaped: bool,
 }
 
 impl Recorder {
-    fn start(ipcwatch: &Path, trace: &Path, log: &Path, args: &PostgresArgs) -> Result<Self> {
+    pub(crate) fn start(
+        ipcwatch: &Path,
+        trace: &Path,
+        log: &Path,
+        args: &PostgresArgs,
+    ) -> Result<Self> {
         let mut cmd = Command::new(ipcwatch);
         cmd.arg("record").arg("-o").arg(trace);
         if !args.system {
@@ -361,7 +366,7 @@ impl Recorder {
 
     /// Wait until the trace holds the postmaster's existing mappings: the
     /// probes are attached and what existed before is scanned.
-    fn wait_ready(&mut self, trace: &Path, postmaster: u32) -> Result<()> {
+    pub(crate) fn wait_ready(&mut self, trace: &Path, postmaster: u32) -> Result<()> {
         let needle = format!("\"pid\":{postmaster},");
         let t0 = Instant::now();
         loop {
@@ -391,7 +396,7 @@ impl Recorder {
     }
 
     /// SIGINT, as Ctrl-C: ipcwatch ends the trace with its summary.
-    fn stop(mut self) -> Result<Exit> {
+    pub(crate) fn stop(mut self) -> Result<Exit> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.pid, libc::SIGINT) };
         let e = wait4(self.pid, 0)?.context("wait4 returned no child")?;
@@ -700,6 +705,23 @@ fn report(args: &PostgresArgs, untraced: &[f64], traced: &[Traced]) -> (String, 
     (s, failures)
 }
 
+/// Arguments for a whole-system `ipcwatch record` by [`Recorder`] (the
+/// pgbench fields are the bench's: -c 8 -j 2, scale 5, 256 MB).
+pub(crate) fn system_args() -> PostgresArgs {
+    PostgresArgs {
+        secs: 15,
+        clients: 8,
+        jobs: 2,
+        scale: 5,
+        shared_buffers: "256MB".into(),
+        rounds: 1,
+        system: true,
+        record_arg: Vec::new(),
+        bin: None,
+        keep: false,
+    }
+}
+
 /// utime + stime of a running process (from /proc/PID/stat), or `None`.
 fn cpu_of(pid: i32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -748,15 +770,8 @@ pub fn own_cpu(
     let pg_bin = ensure_postgres()?;
     let args = PostgresArgs {
         secs,
-        clients: 8,
-        jobs: 2,
-        scale: 5,
-        shared_buffers: "256MB".into(),
         rounds: rounds as u32,
-        system: true,
-        record_arg: Vec::new(),
-        bin: None,
-        keep: false,
+        ..system_args()
     };
     let mut cluster = Cluster::new(pg_bin, false)?;
     cluster.init_and_start(&args.shared_buffers)?;
