@@ -7,13 +7,17 @@ use ipcwatch_common::{FileId, file_kind};
 
 use crate::{
     block::{Block, kread, min},
-    maps::conf,
+    maps::{KERNEL_FS, conf},
 };
 
 pub(crate) const S_IFMT: u32 = 0o170000;
 pub(crate) const S_IFIFO: u32 = 0o010000;
 const S_IFSOCK: u32 = 0o140000;
 const PIPEFS_MAGIC: u64 = 0x5049_5045;
+const SOCKFS_MAGIC: u64 = 0x534F_434B;
+/// [`KERNEL_FS`] slots.
+const SOCKFS: u32 = 0;
+const PIPEFS: u32 = 2;
 const FMODE_READ: u32 = 0x1;
 pub(crate) const FMODE_WRITE: u32 = 0x2;
 
@@ -131,13 +135,25 @@ pub(crate) fn classify_file(file: u64) -> FileId {
         };
         let ino = b.u64(ino_off).unwrap_or(0);
         let sb = b.u64(sb_off).unwrap_or(0);
-        let dev = kread::<u32>(sb, conf!(off.sb_dev)).unwrap_or(0);
-        let kind = if !is_fifo {
-            file_kind::SOCKET
-        } else if kread::<u64>(sb, conf!(off.sb_magic)).unwrap_or(0) == PIPEFS_MAGIC {
-            file_kind::PIPE
+        // Sockets and pipes, nearly every event: their filesystem's
+        // device without reading the superblock.
+        let (slot, magic) = if is_fifo {
+            (PIPEFS, PIPEFS_MAGIC)
         } else {
-            file_kind::FIFO
+            (SOCKFS, SOCKFS_MAGIC)
+        };
+        let (dev, kind) = match kernel_fs_dev(sb, slot, magic) {
+            Some(dev) if is_fifo => (dev, file_kind::PIPE),
+            Some(dev) => (dev, file_kind::SOCKET),
+            None => {
+                let dev = kread::<u32>(sb, conf!(off.sb_dev)).unwrap_or(0);
+                let kind = if is_fifo {
+                    file_kind::FIFO
+                } else {
+                    file_kind::SOCKET
+                };
+                (dev, kind)
+            }
         };
         (ino, dev, kind, fmode)
     };
@@ -147,6 +163,47 @@ pub(crate) fn classify_file(file: u64) -> FileId {
         kind,
         access: (fmode & (FMODE_READ | FMODE_WRITE)) as u16,
     }
+}
+
+/// The device of superblock `sb` when it is the kernel's own sockfs or
+/// pipefs ([`KERNEL_FS`] slot `slot`, superblock magic `magic`), or None
+/// for any other filesystem (a FIFO on disk; a socket inode reached
+/// through an O_PATH descriptor on disk). Learned the first time: the
+/// magic is read and checked, then the address and the device are kept.
+/// A hit costs no helper call (the JIT inlines array lookups) where the
+/// superblock's device and magic were two reads each time.
+///
+/// Both filesystems live as long as the kernel, so a kept address never
+/// names another superblock. The device is stored before the address and
+/// is never 0 (anonymous devices start at minor 1): a reader that sees
+/// the address but not yet the device (another CPU, storing now) reads
+/// the superblock itself.
+#[inline(always)]
+fn kernel_fs_dev(sb: u64, slot: u32, magic: u64) -> Option<u32> {
+    if sb == 0 {
+        return None;
+    }
+    if let (Some(&kept), Some(&dev)) = (KERNEL_FS.get(slot), KERNEL_FS.get(slot + 1))
+        && kept == sb
+        && dev != 0
+    {
+        return Some(dev as u32);
+    }
+    if kread::<u64>(sb, conf!(off.sb_magic)).unwrap_or(0) != magic {
+        return None;
+    }
+    let dev = kread::<u32>(sb, conf!(off.sb_dev)).unwrap_or(0);
+    if dev != 0
+        && let (Some(d), Some(s)) = (KERNEL_FS.get_ptr_mut(slot + 1), KERNEL_FS.get_ptr_mut(slot))
+    {
+        // SAFETY: pointers into the array map's values, valid for the
+        // program's run; every writer stores the same two values.
+        unsafe {
+            core::ptr::write_volatile(d, dev as u64);
+            core::ptr::write_volatile(s, sb);
+        }
+    }
+    Some(dev)
 }
 
 /// [`classify_file`] of descriptor `fd`.

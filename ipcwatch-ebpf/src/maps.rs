@@ -98,6 +98,13 @@ pub(crate) static EXIT_TAILS: ProgramArray = ProgramArray::with_max_entries(exit
 pub(crate) static EXIT_TAILS_BTF: ProgramArray =
     ProgramArray::with_max_entries(exit_tail::COUNT, 0);
 
+/// The superblocks of sockfs and pipefs and their devices, learned on
+/// first sight (`file::kernel_fs_dev`): [sockfs, its dev, pipefs, its
+/// dev]. Both filesystems are mounted by the kernel at boot and never
+/// unmounted, so a superblock address seen once stays theirs.
+#[map]
+pub(crate) static KERNEL_FS: Array<u64> = Array::with_max_entries(4, 0);
+
 /// Architecture syscall number -> `sc::*` code (0: not followed).
 #[map]
 pub(crate) static SYSCALLS: Array<u32> = Array::with_max_entries(MAX_SYSCALL_NR, 0);

@@ -27,6 +27,10 @@ pub enum Action {
     /// memfd region; the parent truncates it to 0 bytes (both keep it
     /// mapped and stop touching it).
     Truncate,
+    /// memfd region; the parent truncates it to half its size (both keep
+    /// the whole of it mapped, past the file's new end, and stop touching
+    /// it).
+    Shrink,
     /// Shared anonymous region; both unmap it.
     Unmap,
     /// Shared anonymous region of 64 KiB, counter at 32 KiB + 128; both
@@ -164,7 +168,7 @@ pub fn hostile(action: Action, after_ms: u64, secs: f64) -> Result<()> {
     let mut shmid = -1;
     let mut spare = -1;
     let region = match action {
-        Action::Truncate => {
+        Action::Truncate | Action::Shrink => {
             fd = memfd("ipcwatch-hostile", len)?;
             map(len, 0, fd, ptr::null_mut())?
         }
@@ -218,6 +222,9 @@ pub fn hostile(action: Action, after_ms: u64, secs: f64) -> Result<()> {
         unsafe {
             match action {
                 Action::Truncate if parent && libc::ftruncate(fd, 0) != 0 => {
+                    bail!(os_err("ftruncate"));
+                }
+                Action::Shrink if parent && libc::ftruncate(fd, (len / 2) as i64) != 0 => {
                     bail!(os_err("ftruncate"));
                 }
                 Action::Unmap if libc::munmap(region as *mut libc::c_void, len) != 0 => {

@@ -137,6 +137,24 @@ fn a_memfd_truncated_while_sampled() {
     assert_armed(&t, "memfd");
 }
 
+/// Shrunk to half, still mapped whole: the detector says so once and
+/// samples what is left; it does not widen the region back to its
+/// mappings and say it again on every pass.
+#[test]
+fn a_memfd_shrunk_while_sampled() {
+    let t = hostile("shrink");
+    assert_warned_about(&t, "memfd");
+    assert_armed(&t, "memfd");
+    let shrank = detector_warnings(&t)
+        .into_iter()
+        .filter(|w| {
+            let m = w["message"].as_str().unwrap_or("");
+            m.contains("memfd:") && m.contains("shrank while sampled")
+        })
+        .count();
+    assert_eq!(shrank, 1, "{:?}", t.of_type("warning").collect::<Vec<_>>());
+}
+
 #[test]
 fn a_region_unmapped_while_sampled() {
     let t = hostile("unmap");

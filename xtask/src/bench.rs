@@ -12,7 +12,7 @@ use serde::ser::SerializeMap;
 
 use crate::build::Bins;
 use crate::cmd::{have, root};
-use crate::{bench_collector, bench_load};
+use crate::{bench_collector, bench_load, nginx, realsw};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -33,6 +33,18 @@ pub struct BenchArgs {
     /// What to call the baseline column.
     #[arg(long, default_value = "before")]
     baseline_name: String,
+    /// Rounds of the pgbench row (ipcwatch's own CPU on real load).
+    #[arg(long, default_value_t = 3)]
+    pgbench_rounds: usize,
+    /// Seconds of each pgbench run in that row.
+    #[arg(long, default_value_t = 15)]
+    pgbench_secs: u64,
+    /// Rounds of the real-server row (nginx under ab).
+    #[arg(long, default_value_t = 3)]
+    nginx_rounds: usize,
+    /// Requests per ab run in that row.
+    #[arg(long, default_value_t = 30_000)]
+    nginx_requests: u64,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -222,17 +234,56 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
 struct Row {
     workload: String,
     medians: Vec<(Way, f64)>,
+    /// Traced events per round trip (a ping-pong: two writes and two
+    /// reads); `None` where it is not fixed (the counters).
+    events_per_op: Option<f64>,
+}
+
+impl Row {
+    /// The median of one way.
+    fn of(&self, way: Way) -> Option<f64> {
+        self.medians.iter().find(|(w, _)| *w == way).map(|m| m.1)
+    }
+
+    /// What `way` adds per traced event above the empty hooks, in ns:
+    /// (1/traced rate - 1/empty-hooks rate) / events per round trip.
+    fn ns_above_hooks(&self, way: Way) -> Option<f64> {
+        let per_op = self.events_per_op?;
+        let (hooks, traced) = (self.of(Way::Hooks)?, self.of(way)?);
+        Some((1.0 / traced - 1.0 / hooks) * 1e9 / per_op)
+    }
 }
 
 pub fn run(bins: &Bins, args: &BenchArgs) -> Result<()> {
     let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     let _ = BASELINE_NAME.set(args.baseline_name.clone());
     let ways = ways(args)?;
+    let load = load_average();
     let rows = measure(bins, args, &ways, workloads(args), pin)?;
     let table = table(&rows, &ways);
     println!("\n{table}");
     let tui = tui_load(bins, args, pin)?;
     println!("\n{tui}");
+    let own_cpu_load = load_average();
+    let own_cpu = realsw::own_cpu(
+        &bins.ipcwatch,
+        args.baseline
+            .as_deref()
+            .map(|b| (b, args.baseline_name.as_str())),
+        args.pgbench_rounds,
+        args.pgbench_secs,
+    )?;
+    println!("\n{own_cpu}");
+    let nginx_load = load_average();
+    let nginx = nginx::row(
+        &bins.ipcwatch,
+        args.baseline
+            .as_deref()
+            .map(|b| (b, args.baseline_name.as_str())),
+        args.nginx_rounds,
+        args.nginx_requests,
+    )?;
+    println!("\n{nginx}");
     let collector = bench_collector::run(&bins.workload, COLLECTOR_EVENTS)?;
     println!("\n{collector}");
     let loss = bench_load::loss_sweep(bins)?;
@@ -243,8 +294,29 @@ pub fn run(bins: &Bins, args: &BenchArgs) -> Result<()> {
     std::fs::write(&out, json(&rows)?)?;
     eprintln!("bench: wrote {}", out.display());
     if !args.no_docs {
-        write_docs(&table, args, pin)?;
+        write_docs(&table, args, pin, &load)?;
         write_part_docs(args, &tui, &collector, &loss, &memory)?;
+        write_section(
+            "<!-- bench-own-cpu:begin -->",
+            "<!-- bench-own-cpu:end -->",
+            &format!(
+                "Measured by `cargo xtask bench` on {} (load average {} at the start): {} alternating rounds of {} s, medians (peak RSS: the highest).\n\n{own_cpu}",
+                machine(),
+                own_cpu_load,
+                args.pgbench_rounds,
+                args.pgbench_secs
+            ),
+        )?;
+        write_section(
+            "<!-- bench-nginx:begin -->",
+            "<!-- bench-nginx:end -->",
+            &format!(
+                "Measured by `cargo xtask bench` on {} (load average {} at the start): {} alternating rounds, medians.\n\n{nginx}",
+                machine(),
+                nginx_load,
+                args.nginx_rounds,
+            ),
+        )?;
     }
     Ok(())
 }
@@ -272,10 +344,10 @@ fn ways(args: &BenchArgs) -> Result<Vec<Way>> {
 }
 
 /// The rows: a name and the workload's arguments.
-fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
+fn workloads(args: &BenchArgs) -> Vec<Workload> {
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
     let iters = args.iters.to_string();
-    let mut workloads: Vec<(&'static str, Vec<String>)> = Vec::new();
+    let mut workloads: Vec<Workload> = Vec::new();
     for (name, workload, size) in [
         ("pipe ping-pong 1 B", "pingpong", "1"),
         ("pipe ping-pong 4 KiB", "pingpong", "4096"),
@@ -284,9 +356,11 @@ fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
         ("POSIX queue ping-pong 1 B", "mq-pingpong", "1"),
         ("POSIX queue ping-pong 4 KiB", "mq-pingpong", "4096"),
     ] {
+        // Each round trip: a write and a read on each side.
         workloads.push((
             name,
             strings(&[workload, "--size", size, "--iters", &iters]),
+            Some(4.0),
         ));
     }
     // Two processes bump a counter in a SysV segment under a
@@ -305,6 +379,7 @@ fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
             "--settle",
             "0.5",
         ]),
+        None,
     ));
     // The same two processes with no lock at all: the race detector's
     // racy counter.
@@ -321,6 +396,7 @@ fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
             "--settle",
             "0.5",
         ]),
+        None,
     ));
     // The same loop on a private mutex in private memory: a process that
     // shares nothing, which --lock-probes leaves alone.
@@ -339,20 +415,25 @@ fn workloads(args: &BenchArgs) -> Vec<(&'static str, Vec<String>)> {
             "--settle",
             "0.5",
         ]),
+        None,
     ));
     workloads
 }
+
+/// A row's name, the workload's arguments, and its traced events per
+/// round trip when fixed.
+type Workload = (&'static str, Vec<String>, Option<f64>);
 
 /// Every workload `args.rounds` times each way, alternating; the medians.
 fn measure(
     bins: &Bins,
     args: &BenchArgs,
     ways: &[Way],
-    workloads: Vec<(&'static str, Vec<String>)>,
+    workloads: Vec<Workload>,
     pin: bool,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for (name, wl) in workloads {
+    for (name, wl, events_per_op) in workloads {
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
         for round in 0..args.rounds {
             // Alternate the order each round so drift hits every way alike.
@@ -373,6 +454,7 @@ fn measure(
         let row = Row {
             workload: name.into(),
             medians,
+            events_per_op,
         };
         eprintln!("{}", line(&row));
         rows.push(row);
@@ -531,16 +613,37 @@ fn line(row: &Row) -> String {
     for (w, v) in &row.medians {
         let _ = write!(s, " {} {:.0}/s ({:.2}x)", w.name(), v, v / base);
     }
+    for w in [Way::Ipcwatch, Way::Baseline] {
+        if let Some(ns) = row.ns_above_hooks(w) {
+            let _ = write!(s, " {}: {ns:.0} ns/event above empty hooks", w.name());
+        }
+    }
     s
 }
 
+/// The ways whose cost per event above the empty hooks gets a column:
+/// ipcwatch's default mode, and the `--baseline` build's.
+fn per_event_ways(ways: &[Way]) -> Vec<Way> {
+    if !ways.contains(&Way::Hooks) {
+        return Vec::new();
+    }
+    ways.iter()
+        .copied()
+        .filter(|w| matches!(w, Way::Ipcwatch | Way::Baseline))
+        .collect()
+}
+
 fn table(rows: &[Row], ways: &[Way]) -> String {
+    let extra = per_event_ways(ways);
     let mut s = String::from("| workload |");
     for w in ways {
         let _ = write!(s, " {} |", w.name());
     }
+    for w in &extra {
+        let _ = write!(s, " {}: ns per event above empty hooks |", w.name());
+    }
     s.push_str("\n|---|");
-    for _ in ways {
+    for _ in ways.iter().chain(&extra) {
         s.push_str("---|");
     }
     s.push('\n');
@@ -554,6 +657,14 @@ fn table(rows: &[Row], ways: &[Way]) -> String {
                 let _ = write!(s, " {:.2}x ({v:.0}/s) |", v / base);
             }
         }
+        for w in &extra {
+            match r.ns_above_hooks(*w) {
+                Some(ns) => {
+                    let _ = write!(s, " {ns:.0} |");
+                }
+                None => s.push_str(" |"),
+            }
+        }
         s.push('\n');
     }
     s
@@ -564,12 +675,18 @@ fn table(rows: &[Row], ways: &[Way]) -> String {
 impl Serialize for Row {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let base = self.medians[0].1;
-        let mut map = serializer.serialize_map(Some(1 + 2 * self.medians.len()))?;
+        let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("workload", &self.workload)?;
         for (w, v) in &self.medians {
             let key = w.name().replace(' ', "").replace('-', "_");
             map.serialize_entry(&format!("{key}_per_s"), &round_to(*v, 1))?;
             map.serialize_entry(&format!("{key}_ratio"), &round_to(v / base, 4))?;
+        }
+        for w in [Way::Ipcwatch, Way::Baseline] {
+            if let Some(ns) = self.ns_above_hooks(w) {
+                let key = w.name().replace(' ', "").replace('-', "_");
+                map.serialize_entry(&format!("{key}_ns_per_event_above_hooks"), &round_to(ns, 1))?;
+            }
         }
         map.end()
     }
@@ -587,6 +704,15 @@ fn json(rows: &[Row]) -> Result<String> {
     Ok(s)
 }
 
+/// The 1-minute load average now (the machine is shared: a figure says
+/// how busy it was).
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -601,13 +727,13 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
 
-fn write_docs(table: &str, args: &BenchArgs, pin: bool) -> Result<()> {
+fn write_docs(table: &str, args: &BenchArgs, pin: bool, load: &str) -> Result<()> {
     let path = root().join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let begin = "<!-- bench:begin -->";
     let end = "<!-- bench:end -->";
     let body = format!(
-        "{begin}\nMeasured by `cargo xtask bench` on {} (a virtual machine), {} alternating rounds (ping-pong: {} round trips; counters: 1 s), medians{}. Rates: round trips/s for the ping-pongs, increments/s for the counters.\n\n{table}{end}",
+        "{begin}\nMeasured by `cargo xtask bench` on {} (a virtual machine, load average {load} at the start), {} alternating rounds (ping-pong: {} round trips; counters: 1 s), medians{}. Rates: round trips/s for the ping-pongs, increments/s for the counters.\n\n{table}{end}",
         machine(),
         args.rounds,
         args.iters,
@@ -639,6 +765,7 @@ mod tests {
                 (Way::LockProbes, 150_000.06),
                 (Way::Strace, f64::NAN),
             ],
+            events_per_op: None,
         }];
         let text = json(&rows).unwrap();
         let keys: Vec<&str> = text
@@ -665,5 +792,43 @@ mod tests {
         assert_eq!(v[0]["ipcwatch__lock_probes_ratio"], 0.75);
         assert!(v[0]["strace_f_per_s"].is_null());
         assert!(text.ends_with("}\n]\n"), "{text}");
+    }
+
+    #[test]
+    fn cost_per_event_above_the_empty_hooks() {
+        let row = Row {
+            workload: "pipe ping-pong 1 B".into(),
+            // 10 µs a round trip with the hooks, 12 µs traced: 2 µs for
+            // four events.
+            medians: vec![
+                (Way::Untraced, 200_000.0),
+                (Way::Hooks, 100_000.0),
+                (Way::Ipcwatch, 1e6 / 12.0),
+            ],
+            events_per_op: Some(4.0),
+        };
+        let ns = row.ns_above_hooks(Way::Ipcwatch).unwrap();
+        assert!((ns - 500.0).abs() < 1e-6, "{ns}");
+        assert_eq!(row.ns_above_hooks(Way::Baseline), None);
+        let t = table(&[row], &[Way::Untraced, Way::Hooks, Way::Ipcwatch]);
+        assert!(
+            t.contains("| ipcwatch: ns per event above empty hooks |"),
+            "{t}"
+        );
+        assert!(t.lines().nth(2).unwrap().ends_with("| 500 |"), "{t}");
+        let v: serde_json::Value = serde_json::from_str(
+            &json(&[Row {
+                workload: "x".into(),
+                medians: vec![
+                    (Way::Untraced, 1.0),
+                    (Way::Hooks, 1.0),
+                    (Way::Ipcwatch, 0.5),
+                ],
+                events_per_op: Some(4.0),
+            }])
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v[0]["ipcwatch_ns_per_event_above_hooks"], 250_000_000.0);
     }
 }

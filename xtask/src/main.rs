@@ -20,6 +20,7 @@ mod cycles;
 mod dist;
 mod fuzz;
 mod kernels;
+mod nginx;
 mod realsw;
 mod setup;
 mod soak;
@@ -80,6 +81,40 @@ enum Cmd {
         /// left it (`ipcwatch workload collector-throughput`).
         #[arg(long, value_name = "BIN")]
         baseline: Option<PathBuf>,
+    },
+    /// ipcwatch's own CPU on real load, the row `cargo xtask bench`
+    /// measures: whole-system `record` next to pgbench (Debian's
+    /// PostgreSQL), untraced and traced alternating.
+    BenchOwnCpu {
+        /// Another ipcwatch (an earlier build), alternating with this one.
+        #[arg(long, value_name = "BIN")]
+        baseline: Option<PathBuf>,
+        /// Alternating rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds of each pgbench run.
+        #[arg(long, default_value_t = 15)]
+        secs: u64,
+        /// Use this ipcwatch instead of a release build of this tree.
+        #[arg(long, value_name = "BIN")]
+        bin: Option<PathBuf>,
+    },
+    /// The real-server row `cargo xtask bench` measures: nginx (4
+    /// workers) under `ab -k -c 16`, untraced and under a whole-system
+    /// `record`, alternating.
+    BenchNginx {
+        /// Another ipcwatch (an earlier build), alternating with this one.
+        #[arg(long, value_name = "BIN")]
+        baseline: Option<PathBuf>,
+        /// Alternating rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Requests per ab run.
+        #[arg(long, default_value_t = 30_000)]
+        requests: u64,
+        /// Use this ipcwatch instead of a release build of this tree.
+        #[arg(long, value_name = "BIN")]
+        bin: Option<PathBuf>,
     },
     /// Precision and recall of the race detector over its acceptance
     /// workloads (docs/races.md).
@@ -301,6 +336,36 @@ fn main() -> Result<()> {
                 None => bench_collector::run(&workload, events)?,
             };
             print!("{text}");
+            Ok(())
+        }
+        Cmd::BenchOwnCpu {
+            baseline,
+            rounds,
+            secs,
+            bin,
+        } => {
+            setup::ensure()?;
+            let bin = match bin {
+                Some(b) => b,
+                None => build_release()?,
+            };
+            let base = baseline.as_deref().map(|b| (b, "before"));
+            print!("{}", realsw::own_cpu(&bin, base, rounds, secs)?);
+            Ok(())
+        }
+        Cmd::BenchNginx {
+            baseline,
+            rounds,
+            requests,
+            bin,
+        } => {
+            setup::ensure()?;
+            let bin = match bin {
+                Some(b) => b,
+                None => build_release()?,
+            };
+            let base = baseline.as_deref().map(|b| (b, "before"));
+            print!("{}", nginx::row(&bin, base, rounds, requests)?);
             Ok(())
         }
         Cmd::BenchLoss { bin } => {

@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use crate::bench::median;
 use crate::cmd::show;
+use crate::setup::ensure_postgres;
 
 /// Peak RSS the issue allows ipcwatch (MiB).
 const MAX_RSS_MIB: f64 = 64.0;
@@ -255,7 +256,7 @@ fn quiet(cmd: &mut Command) -> Result<String> {
 }
 
 /// What the kernel reports for a reaped child.
-struct Exit {
+pub(crate) struct Exit {
     status: i32,
     /// Peak RSS, KiB.
     maxrss_kib: u64,
@@ -326,14 +327,19 @@ impl RssParts {
 
 /// A running `ipcwatch record`; interrupted and reaped when dropped if
 /// [`Recorder::stop`] was not reached.
-struct Recorder {
+pub(crate) struct Recorder {
     pid: i32,
     log: PathBuf,
     reaped: bool,
 }
 
 impl Recorder {
-    fn start(ipcwatch: &Path, trace: &Path, log: &Path, args: &PostgresArgs) -> Result<Self> {
+    pub(crate) fn start(
+        ipcwatch: &Path,
+        trace: &Path,
+        log: &Path,
+        args: &PostgresArgs,
+    ) -> Result<Self> {
         let mut cmd = Command::new(ipcwatch);
         cmd.arg("record").arg("-o").arg(trace);
         if !args.system {
@@ -360,7 +366,7 @@ impl Recorder {
 
     /// Wait until the trace holds the postmaster's existing mappings: the
     /// probes are attached and what existed before is scanned.
-    fn wait_ready(&mut self, trace: &Path, postmaster: u32) -> Result<()> {
+    pub(crate) fn wait_ready(&mut self, trace: &Path, postmaster: u32) -> Result<()> {
         let needle = format!("\"pid\":{postmaster},");
         let t0 = Instant::now();
         loop {
@@ -390,7 +396,7 @@ impl Recorder {
     }
 
     /// SIGINT, as Ctrl-C: ipcwatch ends the trace with its summary.
-    fn stop(mut self) -> Result<Exit> {
+    pub(crate) fn stop(mut self) -> Result<Exit> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.pid, libc::SIGINT) };
         let e = wait4(self.pid, 0)?.context("wait4 returned no child")?;
@@ -697,4 +703,167 @@ fn report(args: &PostgresArgs, untraced: &[f64], traced: &[Traced]) -> (String, 
         }
     }
     (s, failures)
+}
+
+/// Arguments for a whole-system `ipcwatch record` by [`Recorder`] (the
+/// pgbench fields are the bench's: -c 8 -j 2, scale 5, 256 MB).
+pub(crate) fn system_args() -> PostgresArgs {
+    PostgresArgs {
+        secs: 15,
+        clients: 8,
+        jobs: 2,
+        scale: 5,
+        shared_buffers: "256MB".into(),
+        rounds: 1,
+        system: true,
+        record_arg: Vec::new(),
+        bin: None,
+        keep: false,
+    }
+}
+
+/// utime + stime of a running process (from /proc/PID/stat), or `None`.
+fn cpu_of(pid: i32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the comm's closing parenthesis: state is field 3, utime 14,
+    // stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}
+
+/// One whole-system recording next to pgbench, for `cargo xtask bench`.
+struct OwnCpu {
+    tps: f64,
+    /// Kernel events received (the summary's `events`).
+    events: u64,
+    dropped: u64,
+    /// Seconds from the end of start-up to the stop.
+    secs: f64,
+    /// ipcwatch's CPU over those seconds (start-up left out).
+    cpu: Duration,
+    maxrss_kib: u64,
+}
+
+impl OwnCpu {
+    fn per_event_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.events.max(1) as f64
+    }
+}
+
+/// `cargo xtask bench`'s row for ipcwatch's own CPU on real load: a
+/// PostgreSQL cluster (Debian's packages), pgbench -c 8 -j 2 for `secs`
+/// seconds each run, untraced and under a whole-system `ipcwatch record
+/// -o FILE` (the race detector on), by this build and by `baseline`,
+/// alternating for `rounds` rounds. For each traced run: the events, the
+/// CPU ipcwatch spent after its start-up (its probes attached and /proc
+/// scanned), per event, and its peak RSS. Returns the markdown table.
+pub fn own_cpu(
+    ipcwatch: &Path,
+    baseline: Option<(&Path, &str)>,
+    rounds: usize,
+    secs: u64,
+) -> Result<String> {
+    let pg_bin = ensure_postgres()?;
+    let args = PostgresArgs {
+        secs,
+        rounds: rounds as u32,
+        ..system_args()
+    };
+    let mut cluster = Cluster::new(pg_bin, false)?;
+    cluster.init_and_start(&args.shared_buffers)?;
+    quiet(
+        cluster
+            .tool("pgbench")
+            .args(["-i", "-q", "-s", &args.scale.to_string()]),
+    )?;
+    cluster.pgbench(&args, 3)?;
+    let postmaster = cluster.postmaster()?;
+    let mut builds: Vec<(&Path, String)> = vec![(ipcwatch, "ipcwatch".to_string())];
+    if let Some((b, name)) = baseline {
+        builds.push((b, format!("ipcwatch ({name})")));
+    }
+    let mut untraced = Vec::new();
+    let mut traced: Vec<Vec<OwnCpu>> = builds.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        // None: untraced; Some(i): traced by builds[i]. Reversed every
+        // other round.
+        let mut order: Vec<Option<usize>> = std::iter::once(None)
+            .chain((0..builds.len()).map(Some))
+            .collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for way in order {
+            let Some(i) = way else {
+                untraced.push(cluster.pgbench(&args, secs)?);
+                continue;
+            };
+            let trace = cluster.dir.join(format!("own-cpu-{round}-{i}.ndjson"));
+            let log = cluster.dir.join(format!("own-cpu-{round}-{i}.log"));
+            let mut rec = Recorder::start(builds[i].0, &trace, &log, &args)?;
+            rec.wait_ready(&trace, postmaster)?;
+            let cpu0 = cpu_of(rec.pid).unwrap_or_default();
+            let t0 = Instant::now();
+            let tps = cluster.pgbench(&args, secs)?;
+            let exit = rec.stop()?;
+            let run_secs = t0.elapsed().as_secs_f64();
+            let summary = last_line(&trace)?;
+            std::fs::remove_file(&trace).ok();
+            let num = |k: &str| summary[k].as_u64().unwrap_or(0);
+            let r = OwnCpu {
+                tps,
+                events: num("events"),
+                dropped: num("dropped"),
+                secs: run_secs,
+                cpu: exit.cpu.saturating_sub(cpu0),
+                maxrss_kib: exit.maxrss_kib,
+            };
+            eprintln!(
+                "bench: {} next to pgbench: {tps:.0} tps, {} events in {run_secs:.1} s, {:.2} s CPU, {:.2} µs/event, peak RSS {:.1} MiB",
+                builds[i].1,
+                r.events,
+                r.cpu.as_secs_f64(),
+                r.per_event_us(),
+                mib(r.maxrss_kib)
+            );
+            traced[i].push(r);
+        }
+    }
+    drop(cluster);
+    let mut s = String::from(
+        "| pgbench -c 8 -j 2, whole system | tps | events/s | dropped | ipcwatch CPU, % of one core | µs of ipcwatch CPU per event | peak RSS (MiB) |\n|---|---|---|---|---|---|---|\n",
+    );
+    let _ = writeln!(s, "| untraced | {:.0} | | | | | |", median(&mut untraced));
+    for ((_, name), runs) in builds.iter().zip(&traced) {
+        let med = |f: &dyn Fn(&OwnCpu) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        let _ = writeln!(
+            s,
+            "| `record -o FILE`, {name} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} | {:.1} |",
+            med(&|r| r.tps),
+            med(&|r| r.events as f64 / r.secs),
+            med(&|r| r.dropped as f64),
+            med(&|r| 100.0 * r.cpu.as_secs_f64() / r.secs),
+            med(&|r| r.per_event_us()),
+            runs.iter().map(|r| mib(r.maxrss_kib)).fold(0.0, f64::max),
+        );
+    }
+    Ok(s)
+}
+
+/// The last line of a trace (its summary), parsed.
+fn last_line(path: &Path) -> Result<Value> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut last = String::new();
+    for line in BufReader::new(file).lines() {
+        last = line?;
+    }
+    let v: Value = serde_json::from_str(&last).context("the trace's last line")?;
+    if v["type"] != "summary" {
+        bail!("{} does not end with its summary", path.display());
+    }
+    Ok(v)
 }

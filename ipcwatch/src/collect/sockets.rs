@@ -21,6 +21,7 @@ use ipcwatch_common::{SockEvent, file_kind, op, sock_op};
 
 use super::lines::{channel_line, io_line, op_of, syscall_name};
 use crate::decode::{c_str, comm};
+use crate::ids::unix_id;
 use crate::record::{
     ChannelEvent, ChannelExt, ChannelKind, ChannelLine, Credentials, End, Io, IoExt, Record, Text,
 };
@@ -324,17 +325,17 @@ impl SocketTracker {
                     }
                     _ => own,
                 };
-                Some(format_compact!("unix:[{target}]"))
+                Some(unix_id(target, None))
             }
             _ => {
                 let peer = self.unix_peer(e);
                 if peer != 0 {
                     let (a, b) = (own.min(peer), own.max(peer));
-                    Some(format_compact!("unix:[{a}-{b}]"))
+                    Some(unix_id(a, Some(b)))
                 } else if e.peer_sk != 0 {
                     None
                 } else {
-                    Some(format_compact!("unix:[{own}]"))
+                    Some(unix_id(own, None))
                 }
             }
         }
@@ -371,9 +372,9 @@ impl SocketTracker {
                     q.push(*e);
                     return;
                 }
-                format_compact!("unix:[{}]", e.file.ino)
+                unix_id(e.file.ino, None)
             }
-            None => format_compact!("unix:[{}]", e.file.ino),
+            None => unix_id(e.file.ino, None),
         };
         if io {
             self.sock_io(e, id, out);
@@ -597,12 +598,12 @@ impl SocketTracker {
                         ext.peer_inode = Some(u.peer);
                         ext.remote = snap.unix.get(&u.peer).and_then(|p| p.name.clone());
                         let (a, b) = (ino.min(u.peer), ino.max(u.peer));
-                        format_compact!("unix:[{a}-{b}]")
+                        unix_id(a, Some(b))
                     } else {
                         if u.peer != 0 {
                             ext.peer_inode = Some(u.peer);
                         }
-                        format_compact!("unix:[{ino}]")
+                        unix_id(ino, None)
                     };
                     (ChannelKind::Unix, id)
                 } else if let Some(s) = snap.inet.get(&ino) {

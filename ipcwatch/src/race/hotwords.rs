@@ -471,11 +471,22 @@ impl HotWords {
             if let Some(s) = self.sampled.get_mut(id) {
                 // New mappings can widen the part sampled.
                 if (first, end) != (s.base, s.base + s.len) && first >= s.base {
-                    let len = end - s.base;
-                    if let Source::Mapped { len: mapped, .. } = s.source
-                        && len > mapped as u64
-                    {
-                        continue;
+                    let mut len = end - s.base;
+                    match &s.source {
+                        Source::Mapped { len: mapped, .. } if len > *mapped as u64 => continue,
+                        Source::Mapped { .. } => {}
+                        // A mapping may reach past the end of its file (a
+                        // POSIX segment that shrank): widen only up to the
+                        // file's end, or every pass would read past it
+                        // and say again that the region shrank.
+                        Source::File(f) => {
+                            if let Ok(m) = f.metadata() {
+                                len = len.min(m.len().saturating_sub(s.base) / PAGE * PAGE);
+                            }
+                            if len == s.len {
+                                continue;
+                            }
+                        }
                     }
                     s.len = len;
                     s.hashes.resize(s.pages(), UNSEEN);
