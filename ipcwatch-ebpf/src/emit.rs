@@ -66,7 +66,18 @@ fn header_no_comm(kind: u32, pid_tgid: u64) -> EventHeader {
         // SeqCst, not Relaxed: LLVM 22 compiles a relaxed add whose result
         // is used into BPF's plain locked add, which returns nothing (every
         // sequence number was 1); SeqCst gets atomic_fetch_add (ISA v3).
-        Some(p) => unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) },
+        Some(p) if crate::ATOMIC_FETCH => unsafe {
+            atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1)
+        },
+        // The compat object (`compat.rs`): the kernels it is for run these
+        // programs with preemption disabled, so nothing else on this CPU
+        // takes a number between the load and the store.
+        // SAFETY: a valid, aligned per-CPU slot.
+        Some(p) => unsafe {
+            let seq = p.read_volatile();
+            p.write_volatile(seq.wrapping_add(1));
+            seq
+        },
         None => 0,
     };
     EventHeader {

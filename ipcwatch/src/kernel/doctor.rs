@@ -18,12 +18,12 @@ use rustix::thread::CapabilitySet;
 use serde::Serialize;
 
 use crate::host::release;
-use crate::kernel::loader::{EBPF_OBJECT, Options, load_object, load_syscall_programs};
+use crate::kernel::loader::{Options, load_object, load_syscall_programs};
 use crate::kernel::privileges::{KEPT, Kept, LOCK_PROBES, kept_set};
 use crate::kernel::shm::system_libc;
 use crate::kernel::{
     attach::{load_btf_or_raw, load_error, program},
-    btf, preflight,
+    btf, object, preflight,
 };
 use crate::text::Clean;
 
@@ -154,10 +154,20 @@ pub fn run() -> Report {
     let mut checks = Checks::default();
     preconditions(&mut checks);
     preflight::raise_memlock();
+    let choice = object::chosen();
+    checks.add(
+        "atomics",
+        match &choice.fetch_add {
+            Ok(()) => Ok(choice.describe()),
+            Err(_) => Err(choice.describe()),
+        },
+        "nothing: the compat object, which needs no atomic fetch-and-add, is loaded instead",
+        false,
+    );
     let loaded = EbpfLoader::new()
         .override_global("CONFIG", &Config::zeroed(), true)
         .map_max_entries("EVENTS", 1 << 16)
-        .load(EBPF_OBJECT);
+        .load(choice.object());
     let ring = "everything: events reach userspace through it";
     let mut ebpf = match loaded {
         Ok(e) => {
