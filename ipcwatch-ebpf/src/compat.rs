@@ -4,7 +4,17 @@
 //! it verifies it, dead code included, and refuses the whole program for
 //! one such instruction ("BPF_STX uses reserved fields"): a branch taken
 //! at run time cannot avoid it, so the instruction must not be in the
-//! object at all. Here `ATOMIC_FETCH` is false and LLVM leaves it out.
+//! object at all. Here `COMPAT` is true and LLVM leaves it out.
+//!
+//! The same constant leaves out the helpers 5.10 lacks (unknown helpers
+//! are refused by its verifier, and the callbacks of `bpf_loop` and
+//! `bpf_find_vma` by its check of the BTF func_info first):
+//! `bpf_get_current_task_btf` (tp_btf programs read the task through
+//! `bpf_get_current_task` and `bpf_probe_read_kernel` instead, as the
+//! raw-tracepoint forms do, and the name with `bpf_get_current_comm`);
+//! `bpf_loop` (the path of a mapped file is walked by a bounded loop of
+//! calls); `bpf_find_vma` (a shared anonymous mapping's shmem file is not
+//! found: its events carry no inode, and userspace says so).
 //!
 //! Without it, the per-CPU sequence number is a plain load and store
 //! (`emit.rs`). That is exact on these kernels: up to 5.10 at least,
@@ -18,6 +28,6 @@
 
 /// See `main.rs`.
 #[cfg(target_arch = "bpf")]
-const ATOMIC_FETCH: bool = false;
+const COMPAT: bool = true;
 
 include!("root.rs");

@@ -29,7 +29,7 @@
 //! one (`ipcwatch`), and `ipcwatch-compat` (`compat.rs`) for kernels
 //! without BPF's atomic fetch-and-add (before 5.12), which refuse any
 //! object holding one, even in code never reached. They differ only in
-//! `ATOMIC_FETCH`; userspace picks one by probing the kernel
+//! `COMPAT`; userspace picks one by probing the kernel
 //! (`ipcwatch/src/kernel/object.rs`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
@@ -38,10 +38,12 @@
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
-/// Whether this object may use BPF's atomic fetch-and-add (Linux 5.12+)
-/// for the per-CPU sequence numbers (`emit.rs`). The compat object
-/// (`compat.rs`) is the same code without it, for older kernels.
+/// Whether this is the compat object (`compat.rs`), for kernels without
+/// atomic fetch-and-add (before 5.12): it leaves out what Linux 5.10
+/// lacks, the atomic (`emit.rs`) and the helpers that came later
+/// (`bpf_get_current_task_btf` 5.11, `bpf_loop` and `bpf_find_vma`
+/// 5.17). This object uses them all.
 #[cfg(target_arch = "bpf")]
-const ATOMIC_FETCH: bool = true;
+const COMPAT: bool = false;
 
 include!("root.rs");
