@@ -1,9 +1,11 @@
-//! Builds the eBPF object (crate `ipcwatch-ebpf`, for bpfel-unknown-none,
-//! with BTF) into OUT_DIR, where `src/kernel/loader.rs` embeds it; and names
-//! the build for `ipcwatch --version` and the trace header:
-//! `IPCWATCH_COMMIT` (the git commit, or the variable of that name when
-//! building outside a git checkout) and `IPCWATCH_EBPF_HASH` (xxh3 of the
-//! embedded object).
+//! Builds the eBPF objects (crate `ipcwatch-ebpf`, for bpfel-unknown-none,
+//! with BTF; one cargo invocation builds both of its bins: `ipcwatch` and
+//! `ipcwatch-compat`, for kernels without atomic fetch-and-add) into
+//! OUT_DIR, where `src/kernel/object.rs` embeds them; and names the build
+//! for `ipcwatch --version` and the trace header: `IPCWATCH_COMMIT` (the
+//! git commit, or the variable of that name when building outside a git
+//! checkout) and `IPCWATCH_EBPF_HASH` (xxh3 of both embedded objects, the
+//! normal one then the compat one).
 //!
 //! This needs the nightly toolchain with rust-src and bpf-linker:
 //! `cargo xtask setup` installs both.
@@ -28,10 +30,11 @@ fn main() -> anyhow::Result<()> {
         aya_build::Toolchain::default(),
     )?;
     let out = std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR");
-    let object = std::fs::read(Path::new(&out).join("ipcwatch"))?;
+    let mut objects = std::fs::read(Path::new(&out).join("ipcwatch"))?;
+    objects.extend(std::fs::read(Path::new(&out).join("ipcwatch-compat"))?);
     println!(
         "cargo:rustc-env=IPCWATCH_EBPF_HASH={:016x}",
-        xxhash_rust::xxh3::xxh3_64(&object)
+        xxhash_rust::xxh3::xxh3_64(&objects)
     );
     println!("cargo:rustc-env=IPCWATCH_COMMIT={}", commit(root));
     Ok(())

@@ -7,8 +7,8 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_comm, bpf_ktime_get_ns,
-        generated::{bpf_get_current_task_btf, bpf_get_smp_processor_id},
+        bpf_ktime_get_ns,
+        generated::{bpf_get_current_comm, bpf_get_current_task_btf, bpf_get_smp_processor_id},
     },
 };
 use ipcwatch_common::{COMM_LEN, DataEvent, EventHeader, MAX_CAPTURE, SpanEvent, kind, stat};
@@ -55,7 +55,11 @@ fn header_btf(kind: u32, pid_tgid: u64) -> EventHeader {
 /// The header of an event of `kind` from the current task.
 pub(crate) fn header(kind: u32, pid_tgid: u64) -> EventHeader {
     let mut hdr = header_no_comm(kind, pid_tgid);
-    hdr.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    // Written in place (the helper zeroes it on failure): a copy of its
+    // own took 32 more bytes of the caller's frame, which Linux 5.10's
+    // and 6.1's rule (512 bytes for a chain of calls) could not spare.
+    // SAFETY: the helper writes at most COMM_LEN bytes into `hdr.comm`.
+    unsafe { bpf_get_current_comm((&raw mut hdr.comm).cast(), COMM_LEN as u32) };
     hdr
 }
 
@@ -66,7 +70,18 @@ fn header_no_comm(kind: u32, pid_tgid: u64) -> EventHeader {
         // SeqCst, not Relaxed: LLVM 22 compiles a relaxed add whose result
         // is used into BPF's plain locked add, which returns nothing (every
         // sequence number was 1); SeqCst gets atomic_fetch_add (ISA v3).
-        Some(p) => unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) },
+        Some(p) if !crate::COMPAT => unsafe {
+            atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1)
+        },
+        // The compat object (`compat.rs`): the kernels it is for run these
+        // programs with preemption disabled, so nothing else on this CPU
+        // takes a number between the load and the store.
+        // SAFETY: a valid, aligned per-CPU slot.
+        Some(p) => unsafe {
+            let seq = p.read_volatile();
+            p.write_volatile(seq.wrapping_add(1));
+            seq
+        },
         None => 0,
     };
     EventHeader {
@@ -121,10 +136,11 @@ pub(crate) fn emit<T: 'static>(event: T) {
     }
 }
 
-/// [`header`], or [`header_btf`] in a tp_btf program.
+/// [`header`], or [`header_btf`] in a tp_btf program (not in the compat
+/// object: 5.10 has no `bpf_get_current_task_btf`).
 #[inline(always)]
 pub(crate) fn header_any<const BTF: bool>(kind: u32, pid_tgid: u64) -> EventHeader {
-    if BTF {
+    if BTF && !crate::COMPAT {
         header_btf(kind, pid_tgid)
     } else {
         header(kind, pid_tgid)

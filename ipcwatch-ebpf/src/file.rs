@@ -61,14 +61,26 @@ fn file_of_fd_btf(fd: i64) -> u64 {
     kread::<u64>(array + (fd as u64) * 8, 0).unwrap_or(0)
 }
 
-/// [`file_of_fd`], or [`file_of_fd_btf`] in a tp_btf program.
+/// [`file_of_fd`], or [`file_of_fd_btf`] in a tp_btf program (not in the
+/// compat object: 5.10 has no `bpf_get_current_task_btf`).
 #[inline(always)]
 pub(crate) fn file_of_fd_any<const BTF: bool>(fd: i64) -> u64 {
-    if BTF {
+    if BTF && !crate::COMPAT {
         file_of_fd_btf(fd)
+    } else if BTF {
+        file_of_fd_frame(fd)
     } else {
         file_of_fd(fd)
     }
+}
+
+/// [`file_of_fd`] in a frame of its own: the compat object's tp_btf
+/// forms, whose callers' frames were sized for [`file_of_fd_btf`] (on
+/// Linux 5.10 the read/write family's chain of calls came to 576 bytes
+/// with it inlined, over the 512 allowed).
+#[inline(never)]
+fn file_of_fd_frame(fd: i64) -> u64 {
+    file_of_fd(fd)
 }
 
 /// `struct file *` of `fd` in the current task, or 0.

@@ -24,6 +24,13 @@
 //! the helpers `block`, `user`, `file`, `emit`, `filter`, `shared`,
 //! `socket`, `io`, `log`; the programs in `probes/`, one file per hook
 //! family; `dispatch`, which routes each followed syscall to its family.
+//!
+//! Two objects are built from this code, one per bin of the crate: this
+//! one (`ipcwatch`), and `ipcwatch-compat` (`compat.rs`) for kernels
+//! without BPF's atomic fetch-and-add (before 5.12), which refuse any
+//! object holding one, even in code never reached. They differ only in
+//! `COMPAT`; userspace picks one by probing the kernel
+//! (`ipcwatch/src/kernel/object.rs`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // Atomic fetch-add for per-CPU counters: the bpf target has no atomic
@@ -31,44 +38,12 @@
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
+/// Whether this is the compat object (`compat.rs`), for kernels without
+/// atomic fetch-and-add (before 5.12): it leaves out what Linux 5.10
+/// lacks, the atomic (`emit.rs`) and the helpers that came later
+/// (`bpf_get_current_task_btf` 5.11, `bpf_loop` and `bpf_find_vma`
+/// 5.17). This object uses them all.
 #[cfg(target_arch = "bpf")]
-mod block;
-#[cfg(target_arch = "bpf")]
-mod dispatch;
-#[cfg(target_arch = "bpf")]
-mod emit;
-#[cfg(target_arch = "bpf")]
-mod file;
-#[cfg(target_arch = "bpf")]
-mod filter;
-#[cfg(target_arch = "bpf")]
-mod io;
-#[cfg(target_arch = "bpf")]
-mod log;
-#[cfg(target_arch = "bpf")]
-mod maps;
-#[cfg(target_arch = "bpf")]
-mod probes;
-#[cfg(target_arch = "bpf")]
-mod shared;
-#[cfg(target_arch = "bpf")]
-mod socket;
-#[cfg(target_arch = "bpf")]
-mod user;
+const COMPAT: bool = false;
 
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // SAFETY: the verifier rejects any program that could reach a panic.
-    unsafe { core::hint::unreachable_unchecked() }
-}
-
-#[cfg(not(target_arch = "bpf"))]
-fn main() {
-    eprintln!("ipcwatch-ebpf only builds for the bpf target; run `cargo xtask build`.");
-}
-
-#[cfg(target_arch = "bpf")]
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
+include!("root.rs");

@@ -22,8 +22,8 @@ use cli::man::{ManCli, man};
 use cli::record::{RecordCli, record};
 use cli::tui::{TuiCli, tui};
 
-/// `ipcwatch --version`: the version, the git commit and the embedded eBPF
-/// object's hash (ipcwatch/build.rs).
+/// `ipcwatch --version`: the version, the git commit and the hash of the
+/// embedded eBPF objects, normal and compat (ipcwatch/build.rs).
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",

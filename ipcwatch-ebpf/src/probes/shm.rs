@@ -283,17 +283,21 @@ fn mmap(regs: u64, ret: i64, ev: &mut MemEvent, pid_tgid: u64, tgid: u32) {
     if flags & MAP_ANONYMOUS != 0 {
         // The kernel backs shared anonymous memory with a shmem
         // file: find it through the new vma.
+        // Not in the compat object (no bpf_find_vma before 5.17): no
+        // inode for it then.
         let mut found = VmaFile { file: 0 };
-        // SAFETY: helper call; the callback only reads kernel
-        // memory through bpf_probe_read_kernel and writes `found`.
-        unsafe {
-            bpf_find_vma(
-                bpf_get_current_task_btf(),
-                ret as u64,
-                vma_file_cb as *mut core::ffi::c_void,
-                (&raw mut found).cast(),
-                0,
-            );
+        if !crate::COMPAT {
+            // SAFETY: helper call; the callback only reads kernel
+            // memory through bpf_probe_read_kernel and writes `found`.
+            unsafe {
+                bpf_find_vma(
+                    bpf_get_current_task_btf(),
+                    ret as u64,
+                    vma_file_cb as *mut core::ffi::c_void,
+                    (&raw mut found).cast(),
+                    0,
+                );
+            }
         }
         let (ino, dev, magic) = file_ident(found.file);
         ev.id = -1;
@@ -342,6 +346,16 @@ fn path_parts(file: u64, e: *mut MemEvent, name_off: u32) -> u32 {
         n: 0,
         name_off,
     };
+    if crate::COMPAT {
+        // No bpf_loop before 5.17: the same steps, called in a bounded
+        // loop.
+        for i in 0..PATH_STEPS {
+            if path_step(u64::from(i), &mut walk) != 0 {
+                break;
+            }
+        }
+        return walk.n;
+    }
     // SAFETY: helper call; the callback reads kernel memory with
     // bpf_probe_read_kernel and writes only `walk` and the entry `e`.
     unsafe {

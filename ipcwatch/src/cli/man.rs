@@ -42,6 +42,11 @@ const ENVIRONMENT: &[(&str, &str)] = &[
          (tp_btf) load; the trace is the same, a warning says so.",
     ),
     (
+        "IPCWATCH_EBPF_OBJECT",
+        "compat or normal: load that eBPF object instead of the one chosen by probing the \
+         kernel for atomic fetch-and-add (kernels before 5.12 get the compat object; for tests).",
+    ),
+    (
         "IPCWATCH_VERIFIER_LOG",
         "A file: when the kernel refuses to load a program, its whole verifier log is appended \
          there (the warning or error line shows only its last lines).",

@@ -19,11 +19,12 @@ use crate::kernel::attach::{
     Loaded, Skipped, attach_btf_or_raw, attach_loaded, attach_raw, attach_tp, load_btf_or_raw,
     load_error, program,
 };
-use crate::kernel::{btf, shm, syscalls};
+use crate::kernel::{btf, object, shm, syscalls};
 use crate::scan::cgroup::{Selected, cgroup_of};
 
-/// The eBPF object built by build.rs (crate ipcwatch-ebpf, with BTF).
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipcwatch"));
+/// The normal eBPF object built by build.rs (crate ipcwatch-ebpf, with
+/// BTF); `record` and doctor load the one [`object::chosen`] picks.
+pub use crate::kernel::object::NORMAL as EBPF_OBJECT;
 
 /// The ring buffer the events come through, as the event loop reads it.
 pub type EventRing = RingBuf<MapData>;
@@ -389,6 +390,8 @@ pub(crate) fn load_object(opts: &Options) -> Result<Ebpf, Error> {
         off: btf::sock_offsets_from(vmlinux)?,
     };
     let shm_config = shm::config(vmlinux)?;
+    let choice = object::chosen();
+    tracing::info!("eBPF object: {}", choice.describe());
     EbpfLoader::new()
         .override_global("CONFIG", &config, true)
         .override_global("SOCK_CONFIG", &sock_config, true)
@@ -396,7 +399,7 @@ pub(crate) fn load_object(opts: &Options) -> Result<Ebpf, Error> {
         .override_global(aya_log::LEVEL, &kernel_log_level(), false)
         .map_max_entries("EVENTS", opts.ring_bytes)
         .map_max_entries("AYA_LOGS", KERNEL_LOG_BYTES)
-        .load(EBPF_OBJECT)
+        .load(choice.object())
         .map_err(|e| load_err("loading the eBPF object", e))
 }
 
