@@ -11,8 +11,8 @@ use ipcwatch::session::{self, RecordArgs};
 use ipcwatch::sink::ndjson::Rotate;
 
 use super::args::{
-    filter_with_command, kinds_mask, parse_ring, parse_secs, parse_size, select_cgroups,
-    start_metrics,
+    filter_with_command, kinds_mask, parse_otlp, parse_ring, parse_secs, parse_size,
+    select_cgroups, start_metrics, start_otlp,
 };
 use super::complete;
 use ipcwatch::text::Clean;
@@ -120,6 +120,18 @@ pub struct RecordCli {
     /// second of counts may never be scraped.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "metrics")]
     metrics_linger: Option<Duration>,
+    /// Send every finding as an OpenTelemetry log record, and the counters
+    /// as OpenTelemetry metrics, to this OTLP/HTTP endpoint (protobuf):
+    /// http://HOST[:PORT][/PATH], usually a Collector on the host
+    /// (http://127.0.0.1:4318). Batched, with a bounded queue: a slow or
+    /// dead endpoint never slows tracing; lost findings are counted
+    /// (docs/otlp.md).
+    #[arg(long, value_name = "URL", value_parser = parse_otlp)]
+    otlp: Option<ipcwatch::otlp::Endpoint>,
+    /// With --otlp: how long the exit may wait for the last findings and
+    /// metrics to be sent (seconds or a duration).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "5", requires = "otlp")]
+    otlp_flush: Duration,
     /// The command to start and trace, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -143,6 +155,9 @@ pub fn record(cli: RecordCli) -> ExitCode {
         return ExitCode::from(2);
     }
     let Some(metrics) = start_metrics(cli.metrics) else {
+        return ExitCode::FAILURE;
+    };
+    let Some((metrics, otlp)) = start_otlp(cli.otlp, metrics) else {
         return ExitCode::FAILURE;
     };
     let args = RecordArgs {
@@ -177,8 +192,13 @@ pub fn record(cli: RecordCli) -> ExitCode {
             ..Default::default()
         },
         command_stdout_to_stderr: false,
+        // Only --metrics' own holder waits for a scrape (--otlp's is
+        // never scraped).
         metrics: metrics.clone(),
+        otlp,
+        otlp_flush: cli.otlp_flush,
     };
+    let metrics = metrics.filter(|_| cli.metrics.is_some());
     let fail_on_race = cli.fail_on_race;
     let result = session::run(args);
     if let (Some(m), Some(wait), Ok(_)) = (&metrics, cli.metrics_linger, &result)
@@ -200,8 +220,12 @@ pub fn record(cli: RecordCli) -> ExitCode {
                 .command_status
                 .map(|s| format!("; command exited with {s}"))
                 .unwrap_or_default();
+            let otlp = o
+                .otlp
+                .map(|c| format!(", otlp: {} sent, {} lost", c.sent, c.lost()))
+                .unwrap_or_default();
             eprintln!(
-                "ipcwatch: {} events{lost}, {} channels, {} races, stopped: {}{status}",
+                "ipcwatch: {} events{lost}, {} channels, {} races{otlp}, stopped: {}{status}",
                 o.events,
                 o.channels,
                 o.races,

@@ -22,6 +22,7 @@ use crate::decode::{RawEvent, decode};
 use crate::host::monotonic_ns;
 use crate::kernel::loader::{EventRing, Probes};
 use crate::metrics::Metrics;
+use crate::otlp::Otlp;
 use crate::race::detector::{Detector, DetectorOptions};
 use crate::record::{DetectorSummary, HeatLine, Lost, Record};
 use crate::sink::Sink;
@@ -82,6 +83,8 @@ struct Loop<'a> {
     last_heat: Option<HeatLine>,
     /// Where `--metrics` scrapes read the counters.
     metrics: Option<Arc<Metrics>>,
+    /// `--otlp`, for its counts.
+    otlp: Option<Arc<Otlp>>,
     /// The longest wait of an event in the ring buffer since the last
     /// publication, ns.
     lag_ns: u64,
@@ -245,6 +248,7 @@ impl Loop<'_> {
             undecodable: self.decode_errors,
             detector: self.detector.stats(),
             lag_ns: self.lag_ns,
+            otlp: self.otlp.as_ref().map(|o| o.counts()),
         }
     }
 
@@ -335,6 +339,7 @@ pub async fn event_loop(
     detector_opts: DetectorOptions,
     stop_on: StopOn,
     metrics: Option<Arc<Metrics>>,
+    otlp: Option<Arc<Otlp>>,
 ) -> anyhow::Result<LoopEnd> {
     let ring = probes.take_ring()?;
     // SAFETY: the RingBuf owns its map descriptor, which stays open for as
@@ -380,6 +385,7 @@ pub async fn event_loop(
         decode_errors: 0,
         last_heat: None,
         metrics,
+        otlp,
         lag_ns: 0,
     };
     // Series exist from the first scrape on.
