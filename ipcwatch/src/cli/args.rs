@@ -49,11 +49,14 @@ pub fn start_otlp(
     let Some(endpoint) = endpoint else {
         return Some((metrics, None));
     };
-    let metrics = metrics.unwrap_or_else(Metrics::new);
+    let metrics = metrics.unwrap_or_default();
     match ipcwatch::otlp::Otlp::start(endpoint, std::sync::Arc::clone(&metrics)) {
         Ok(o) => Some((Some(metrics), Some(o))),
         Err(e) => {
-            eprintln!("{}", ipcwatch::text::Clean(&format!("ipcwatch: error: {e}")));
+            eprintln!(
+                "{}",
+                ipcwatch::text::Clean(&format!("ipcwatch: error: {e}"))
+            );
             None
         }
     }

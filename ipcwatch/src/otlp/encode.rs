@@ -112,10 +112,7 @@ pub fn log_record(race: &RaceLine, unix_offset_ns: i128, observed_ns: u64) -> Lo
     if let Some(c) = &race.channel {
         attributes.push(kv("ipcwatch.channel", c.as_str()));
     }
-    attributes.push(kv_int(
-        "ipcwatch.access.count",
-        race.accesses.len() as i64,
-    ));
+    attributes.push(kv_int("ipcwatch.access.count", race.accesses.len() as i64));
     for (i, a) in race.accesses.iter().enumerate() {
         let key = |name: &str| format!("ipcwatch.access.{i}.{name}");
         attributes.push(kv_int(&key("process.pid"), i64::from(a.pid)));
@@ -393,7 +390,12 @@ mod tests {
             Some(V::KvlistValue(l)) => Value::Object(
                 l.values
                     .iter()
-                    .map(|kv| (kv.key.clone(), kv.value.as_ref().map(json).unwrap_or_default()))
+                    .map(|kv| {
+                        (
+                            kv.key.clone(),
+                            kv.value.as_ref().map(json).unwrap_or_default(),
+                        )
+                    })
                     .collect(),
             ),
             Some(other) => panic!("{other:?}"),
@@ -428,7 +430,10 @@ mod tests {
             attr("ipcwatch.access.0.process.executable.name"),
             Some(Value::from("w"))
         );
-        assert_eq!(attr("ipcwatch.finding.kind"), Some(Value::from("shm-write-write")));
+        assert_eq!(
+            attr("ipcwatch.finding.kind"),
+            Some(Value::from("shm-write-write"))
+        );
         // It encodes (and decodes back the same).
         let req = logs_request(&resource("h"), vec![rec]);
         let bytes = req.encode_to_vec();
@@ -448,7 +453,10 @@ mod tests {
         let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
         assert!(names.contains(&"ipcwatch.events"), "{names:?}");
         assert!(!names.contains(&"ipcwatch.channels"), "{names:?}");
-        let events = metrics.iter().find(|m| m.name == "ipcwatch.events").unwrap();
+        let events = metrics
+            .iter()
+            .find(|m| m.name == "ipcwatch.events")
+            .unwrap();
         let Some(metric::Data::Sum(sum)) = &events.data else {
             panic!("{events:?}")
         };

@@ -7,7 +7,10 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use super::OtlpError;
+/// A URL `--otlp` cannot send to.
+#[derive(Debug, thiserror::Error)]
+#[error("--otlp {0}")]
+pub struct UrlError(String);
 
 /// The longest answer read (a collector answers with a few bytes).
 const MAX_ANSWER: u64 = 64 * 1024;
@@ -28,8 +31,8 @@ impl Endpoint {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`); with one, they go under it
     /// (`http://gw/otlp` sends to `/otlp/v1/logs`). The port defaults to
     /// 4318. No TLS: send to a Collector on the host or the node.
-    pub fn parse(url: &str) -> Result<Endpoint, OtlpError> {
-        let bad = |why: &str| OtlpError::Url(format!("`{url}`: {why}"));
+    pub fn parse(url: &str) -> Result<Endpoint, UrlError> {
+        let bad = |why: &str| UrlError(format!("`{url}`: {why}"));
         let rest = if let Some(rest) = url.strip_prefix("http://") {
             rest
         } else if url.starts_with("https://") {

@@ -20,10 +20,11 @@
 
 mod encode;
 pub mod http;
+mod state;
 mod worker;
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,59 +35,20 @@ use crate::metrics::{ExportCounts, Metrics};
 use crate::record::{RaceLine, Record};
 use crate::sink::Sink;
 
-pub use http::Endpoint;
-
-/// Findings waiting for the exporter, at most (beyond them: drops).
-pub const QUEUE: usize = 4096;
-/// Log records per request, at most.
-pub const BATCH: usize = 512;
-/// How long a finding may wait for more to join its batch.
-pub const BATCH_DELAY: Duration = Duration::from_secs(1);
-/// The first retry's wait after a failed request; it doubles up to
-/// [`MAX_BACKOFF`].
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(4);
-/// How long one request may take (connect, send, answer).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time between two metric exports.
-pub const METRICS_EVERY: Duration = Duration::from_secs(10);
-/// How long the exit's flush may take by default.
-pub const DEFAULT_FLUSH: Duration = Duration::from_secs(5);
+pub use http::{Endpoint, UrlError};
+pub use state::{
+    BATCH, BATCH_DELAY, DEFAULT_FLUSH, FIRST_BACKOFF, MAX_BACKOFF, METRICS_EVERY, QUEUE,
+    REQUEST_TIMEOUT,
+};
+use state::{Counters, Shared};
+use worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {
-    #[error("--otlp {0}")]
-    Url(String),
+    #[error(transparent)]
+    Url(#[from] UrlError),
     #[error("cannot start the OTLP exporter's thread: {0}")]
     Thread(io::Error),
-}
-
-/// What the exporter counted (see [`ExportCounts`]).
-#[derive(Debug, Default)]
-struct Counters {
-    offered: AtomicU64,
-    sent: AtomicU64,
-    dropped_queue_full: AtomicU64,
-    rejected: AtomicU64,
-    undelivered: AtomicU64,
-    failed_requests: AtomicU64,
-    metric_exports: AtomicU64,
-}
-
-/// What the worker thread shares with the handle.
-#[derive(Debug)]
-struct Shared {
-    counters: Counters,
-    /// Set by [`Otlp::flush`]: send what is left, until then.
-    closing: Mutex<Option<Instant>>,
-    /// The last failure, for the warning line.
-    last_failure: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn closing(&self) -> Option<Instant> {
-        *self.closing.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// A running exporter.
@@ -112,7 +74,7 @@ impl Otlp {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
-        let w = worker::Worker {
+        let w = Worker {
             rx,
             shared: Arc::clone(&shared),
             endpoint: endpoint.clone(),
@@ -121,7 +83,8 @@ impl Otlp {
             unix_offset_ns: unix_now - i128::from(monotonic_ns()),
             start_unix_ns: u64::try_from(unix_now).unwrap_or(0),
         };
-        let thread = spawn_unprivileged("ipcwatch-otlp", move || w.run()).map_err(OtlpError::Thread)?;
+        let thread =
+            spawn_unprivileged("ipcwatch-otlp", move || w.run()).map_err(OtlpError::Thread)?;
         Ok(Arc::new(Otlp {
             tx,
             shared,
@@ -210,5 +173,54 @@ impl<S: Sink> Sink for Tee<S> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn race() -> RaceLine {
+        RaceLine {
+            ts_ns: 1,
+            kind: "pipe-interleave".into(),
+            region: None,
+            channel: Some("pipe:[1]".into()),
+            offset: None,
+            len: 4096,
+            accesses: vec![],
+            evidence: "collision".into(),
+            confidence: 1.0,
+            explanation: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_dead_endpoint_costs_a_bounded_queue_then_counted_drops() {
+        // A port nothing listens on: every request is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let endpoint = Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let otlp = Otlp::start(endpoint, Metrics::new()).unwrap();
+        let offered = (QUEUE + BATCH + 100) as u64;
+        let r = race();
+        for _ in 0..offered {
+            otlp.offer(&r);
+        }
+        let c = otlp.counts();
+        // The queue and one batch, at most, are held.
+        assert!(c.dropped_queue_full >= 100, "{c:?}");
+        let c = otlp.flush(Duration::from_millis(300));
+        assert_eq!(c.sent, 0);
+        assert_eq!(c.queued, 0, "{c:?}");
+        assert!(c.failed_requests >= 1, "{c:?}");
+        assert_eq!(c.lost(), offered, "{c:?}");
+        let last = otlp.last_failure().unwrap();
+        assert!(last.contains("cannot connect"), "{last}");
+        // After the flush, a finding is counted, not held.
+        otlp.offer(&r);
+        assert_eq!(otlp.counts().lost(), offered + 1);
     }
 }

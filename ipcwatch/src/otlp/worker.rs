@@ -1,8 +1,7 @@
 //! The exporter's thread: batches, posts, retries, and the exit's flush.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -11,10 +10,10 @@ use prost::Message;
 
 use super::encode::{log_record, logs_request, metrics_request};
 use super::http::{Endpoint, Failure, post};
-use super::{
-    BATCH, BATCH_DELAY, FIRST_BACKOFF, MAX_BACKOFF, METRICS_EVERY, REQUEST_TIMEOUT, Shared,
+use super::state::{
+    BATCH, BATCH_DELAY, FIRST_BACKOFF, MAX_BACKOFF, METRICS_EVERY, REQUEST_TIMEOUT, Shared, add,
 };
-use crate::metrics::{ExportCounts, Metrics};
+use crate::metrics::Metrics;
 use crate::record::RaceLine;
 
 /// The longest sleep between two looks at the queue and the flush flag.
@@ -37,41 +36,6 @@ fn unix_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-fn add(a: &AtomicU64, n: usize) {
-    a.fetch_add(n as u64, Ordering::Relaxed);
-}
-
-impl Shared {
-    pub(super) fn counts(&self) -> ExportCounts {
-        let c = &self.counters;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let sent = load(&c.sent);
-        let dropped_queue_full = load(&c.dropped_queue_full);
-        let rejected = load(&c.rejected);
-        let undelivered = load(&c.undelivered);
-        let done = sent + dropped_queue_full + rejected + undelivered;
-        ExportCounts {
-            sent,
-            queued: load(&c.offered).saturating_sub(done),
-            dropped_queue_full,
-            rejected,
-            undelivered,
-            failed_requests: load(&c.failed_requests),
-            metric_exports: load(&c.metric_exports),
-        }
-    }
-
-    fn failed(&self, what: &str, f: &Failure) {
-        add(&self.counters.failed_requests, 1);
-        let msg = format!("{what}: {f}");
-        tracing::debug!("otlp: {msg}");
-        *self
-            .last_failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(msg);
-    }
 }
 
 impl Worker {
@@ -141,7 +105,8 @@ impl Worker {
                 && (batch.len() >= BATCH
                     || closing.is_some()
                     || batch_since.is_some_and(|t| now.duration_since(t) >= BATCH_DELAY));
-            if due && !waiting {
+            let expired = closing.is_some_and(|d| now >= d);
+            if due && !waiting && !expired {
                 let req = logs_request(&self.resource, batch.clone());
                 match self.post(&self.endpoint.logs_path, &req.encode_to_vec(), closing) {
                     Ok(()) => {
@@ -183,10 +148,10 @@ impl Worker {
                     // Everything offered has been taken (the session offers
                     // nothing after the flush began) and sent: the final
                     // metrics, retried until the deadline.
-                    while !self.export_metrics(Some(deadline)) && Instant::now() < deadline {
-                        std::thread::sleep(FIRST_BACKOFF.min(
-                            deadline.saturating_duration_since(Instant::now()),
-                        ));
+                    while Instant::now() < deadline && !self.export_metrics(Some(deadline)) {
+                        std::thread::sleep(
+                            FIRST_BACKOFF.min(deadline.saturating_duration_since(Instant::now())),
+                        );
                     }
                     break;
                 }

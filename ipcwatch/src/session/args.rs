@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::kernel::loader::Options;
 use crate::metrics::{ExportCounts, Metrics};
-use crate::otlp::Otlp;
+use crate::otlp::{DEFAULT_FLUSH, Otlp};
 use crate::race::detector::DetectorOptions;
 use crate::sink::ndjson::Rotate;
 
@@ -48,7 +48,7 @@ impl Default for RecordArgs {
             command_stdout_to_stderr: false,
             metrics: None,
             otlp: None,
-            otlp_flush: crate::otlp::DEFAULT_FLUSH,
+            otlp_flush: DEFAULT_FLUSH,
         }
     }
 }

@@ -84,10 +84,8 @@ pub fn run_with<S: Sink>(
         &mut s.collector,
         &mut sink,
         child,
-        args.detector.clone(),
+        &args,
         stop_on,
-        args.metrics.clone(),
-        args.otlp.clone(),
     ))?;
     finish::finish(s, &mut sink, end, &args)
 }

@@ -13,7 +13,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Sleep;
 
-use super::args::StopReason;
+use super::args::{RecordArgs, StopReason};
 use super::metrics::{LoopCounters, snapshot};
 use super::notes::{is_broken_pipe, warn};
 use super::spawn;
@@ -23,7 +23,7 @@ use crate::host::monotonic_ns;
 use crate::kernel::loader::{EventRing, Probes};
 use crate::metrics::Metrics;
 use crate::otlp::Otlp;
-use crate::race::detector::{Detector, DetectorOptions};
+use crate::race::detector::Detector;
 use crate::record::{DetectorSummary, HeatLine, Lost, Record};
 use crate::sink::Sink;
 
@@ -336,10 +336,8 @@ pub async fn event_loop(
     collector: &mut Collector,
     sink: &mut dyn Sink,
     child: Option<(u32, OwnedFd)>,
-    detector_opts: DetectorOptions,
+    args: &RecordArgs,
     stop_on: StopOn,
-    metrics: Option<Arc<Metrics>>,
-    otlp: Option<Arc<Otlp>>,
 ) -> anyhow::Result<LoopEnd> {
     let ring = probes.take_ring()?;
     // SAFETY: the RingBuf owns its map descriptor, which stays open for as
@@ -377,15 +375,15 @@ pub async fn event_loop(
         probes,
         collector,
         sink,
-        detector: Detector::new(detector_opts),
+        detector: Detector::new(args.detector.clone()),
         child_pid,
         wind_down: WindDown::Running,
         lost_reported: 0,
         ticks: 0,
         decode_errors: 0,
         last_heat: None,
-        metrics,
-        otlp,
+        metrics: args.metrics.clone(),
+        otlp: args.otlp.clone(),
         lag_ns: 0,
     };
     // Series exist from the first scrape on.
