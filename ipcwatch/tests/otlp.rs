@@ -274,3 +274,35 @@ fn findings_queued_while_the_receiver_is_down_arrive_when_it_is_up() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn a_url_it_cannot_send_to_is_a_usage_error() {
+    for (args, says) in [
+        (
+            &["record", "--otlp", "https://collector:4318"][..],
+            "https is not supported",
+        ),
+        (
+            &["record", "--otlp", "collector:4318"][..],
+            "not an http:// URL",
+        ),
+        (
+            &["tui", "--otlp", "http://h:99999"][..],
+            "the port is not a number",
+        ),
+        (&["record", "--otlp-flush", "3"][..], "--otlp"),
+        (
+            &["tui", "--replay", "t.ndjson", "--otlp", "http://h"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let o = Command::new(ipcwatch())
+            .args(args)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

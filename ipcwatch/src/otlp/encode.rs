@@ -138,7 +138,7 @@ pub fn log_record(race: &RaceLine, unix_offset_ns: i128, observed_ns: u64) -> Lo
             }
         }
         if let Some(u) = &a.origin.unit {
-            attributes.push(kv(&key("ipcwatch.systemd.unit"), u.as_str()));
+            attributes.push(kv(&key("systemd.unit"), u.as_str()));
         }
     }
     let time = i128::from(race.ts_ns) + unix_offset_ns;
