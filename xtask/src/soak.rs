@@ -90,7 +90,8 @@ pub fn run(bins: &Bins, args: &SoakArgs) -> Result<()> {
     if args.otlp {
         let w = bins.workload.display();
         let script = format!(
-            "{w} pingpong --size 64 --iters 1000000000000 & while :; do {w} pipe-writers --writers 3 --size 65536 --records 32 >/dev/null; sleep 1; done"
+            // A background job of a script ignores SIGINT: the trap ends it.
+            "{w} pingpong --size 64 --iters 1000000000000 & p=$!; trap 'kill $p; exit 130' INT TERM; while :; do {w} pipe-writers --writers 3 --size 65536 --records 32 >/dev/null; sleep 1; done"
         );
         cmd.args(["--otlp", &format!("http://127.0.0.1:{port}")])
             .args(["--", "sh", "-c", &script]);
