@@ -7,6 +7,7 @@ mod floor;
 mod hostile;
 mod load;
 mod names;
+mod otlp_receiver;
 mod pipes;
 mod precision;
 mod race;
@@ -271,6 +272,18 @@ enum Workload {
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
     },
+    /// An OTLP/HTTP receiver (tests/otlp.rs, cargo xtask soak): decodes
+    /// each POST to /v1/logs and /v1/metrics with the official protobuf
+    /// definitions (opentelemetry-proto) and appends one JSON line per log
+    /// record and per metric data point to OUT. Answers 200 (or 400 to
+    /// what does not decode). Runs until killed.
+    OtlpReceiver {
+        /// IP:PORT to listen on.
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        out: String,
+    },
     /// Two processes of COUNT threads each; one thread of each races.
     Threads {
         #[arg(long, default_value_t = 1000)]
@@ -447,6 +460,7 @@ fn run(w: Workload) -> Result<ExitCode> {
         } => hostile::hostile(action, after_ms, secs),
         Workload::Threads { count, secs } => hostile::threads(count, secs),
         Workload::HostileNames { dir, secs } => names::hostile_names(&dir, secs),
+        Workload::OtlpReceiver { listen, out } => otlp_receiver::run(&listen, &out),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -744,6 +744,7 @@ pub fn run(trace: &Trace, out: Box<dyn Write + Send>) -> io::Result<Measured> {
         command_status: None,
         channels: collector.model.channel_summaries(),
         detector: None,
+        otlp: None,
     });
     collector.push(summary, &mut sink)?;
     Sink::flush(&mut sink)?;

@@ -17,6 +17,8 @@
 //! - [`report`]: `analyze` and `graph`, from a replayed model;
 //! - [`session`]: a live recording, from start to summary;
 //! - [`metrics`]: the recording's counters for Prometheus (`--metrics`);
+//! - [`otlp`]: findings and counters sent to an OpenTelemetry endpoint
+//!   (`--otlp`);
 //! - [`tui`]: the terminal UI, on a session or a replay.
 //!
 //! [`record`], [`ids`], [`host`], [`error`] and [`text`] (untrusted text
@@ -35,6 +37,7 @@ pub mod ids;
 pub mod kernel;
 pub mod metrics;
 pub mod model;
+pub mod otlp;
 pub mod race;
 pub mod record;
 pub mod report;

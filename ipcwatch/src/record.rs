@@ -559,6 +559,41 @@ pub struct Summary {
     /// The race detector's default mode, when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detector: Option<DetectorSummary>,
+    /// `--otlp`: what the exporter sent and lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<ExportCounts>,
+}
+
+/// What the OTLP exporter (`--otlp`) did with the findings and metrics it
+/// was given (docs/otlp.md). Every finding offered ends in exactly one of
+/// `sent`, `queued` (not yet sent), `dropped_queue_full`, `rejected` or
+/// `undelivered`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportCounts {
+    /// Findings (log records) the endpoint accepted.
+    pub sent: u64,
+    /// Findings waiting in the exporter's queue or batch now.
+    pub queued: u64,
+    /// Findings not queued because the queue was full (a slow or dead
+    /// endpoint).
+    pub dropped_queue_full: u64,
+    /// Findings the endpoint refused for good (a 4xx answer other than
+    /// 408 and 429).
+    pub rejected: u64,
+    /// Findings still unsent when the exit's flush ran out of time.
+    pub undelivered: u64,
+    /// Export requests (logs or metrics) that failed: no connection, a
+    /// timeout, an error status. Each retry that fails counts.
+    pub failed_requests: u64,
+    /// Metric exports the endpoint accepted.
+    pub metric_exports: u64,
+}
+
+impl ExportCounts {
+    /// Findings lost: dropped, rejected or undelivered.
+    pub fn lost(&self) -> u64 {
+        self.dropped_queue_full + self.rejected + self.undelivered
+    }
 }
 
 /// What the race detector sampled and watched, in the summary: a detector

@@ -796,6 +796,7 @@ fn regions_fixture() -> Vec<Record> {
         reason: "end-of-input".into(),
         command_status: None,
         channels: vec![],
+        otlp: None,
         detector: Some(DetectorSummary {
             regions: 1,
             bytes_sampled: 1 << 20,

@@ -36,6 +36,40 @@ pub fn start_metrics(
     }
 }
 
+/// `--otlp URL`: the exporter started, with a snapshot holder of its own
+/// when `--metrics` made none. `None` after saying why it cannot start.
+#[allow(clippy::type_complexity)]
+pub fn start_otlp(
+    endpoint: Option<ipcwatch::otlp::Endpoint>,
+    metrics: Option<std::sync::Arc<Metrics>>,
+) -> Option<(
+    Option<std::sync::Arc<Metrics>>,
+    Option<std::sync::Arc<ipcwatch::otlp::Otlp>>,
+)> {
+    let Some(endpoint) = endpoint else {
+        return Some((metrics, None));
+    };
+    let metrics = metrics.unwrap_or_default();
+    match ipcwatch::otlp::Otlp::start(endpoint, std::sync::Arc::clone(&metrics)) {
+        Ok(o) => Some((Some(metrics), Some(o))),
+        Err(e) => {
+            eprintln!(
+                "{}",
+                ipcwatch::text::Clean(&format!("ipcwatch: error: {e}"))
+            );
+            None
+        }
+    }
+}
+
+/// `--otlp URL`.
+pub fn parse_otlp(s: &str) -> Result<ipcwatch::otlp::Endpoint, String> {
+    ipcwatch::otlp::Endpoint::parse(s).map_err(|e| {
+        let e = e.to_string();
+        e.strip_prefix("--otlp ").unwrap_or(&e).to_string()
+    })
+}
+
 /// `--rotate-size`: bytes, or with a binary suffix: K/KiB, M/MiB, G/GiB
 /// (1024-based), at least 4 KiB.
 pub fn parse_size(s: &str) -> Result<u64, String> {

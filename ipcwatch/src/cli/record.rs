@@ -15,8 +15,8 @@ use ipcwatch::session::{self, Outcome, RecordArgs};
 use ipcwatch::sink::ndjson::Rotate;
 
 use super::args::{
-    filter_with_command, kinds_mask, parse_ring, parse_secs, parse_size, select_cgroups,
-    start_metrics,
+    filter_with_command, kinds_mask, parse_otlp, parse_ring, parse_secs, parse_size,
+    select_cgroups, start_metrics, start_otlp,
 };
 use super::complete;
 use ipcwatch::text::Clean;
@@ -51,6 +51,18 @@ pub struct OutputCli {
     /// second of counts may never be scraped.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "metrics")]
     pub metrics_linger: Option<Duration>,
+    /// Send every finding as an OpenTelemetry log record, and the counters
+    /// as OpenTelemetry metrics, to this OTLP/HTTP endpoint (protobuf):
+    /// http://HOST[:PORT][/PATH], usually a Collector on the host
+    /// (http://127.0.0.1:4318). Batched, with a bounded queue: a slow or
+    /// dead endpoint never slows tracing; lost findings are counted
+    /// (docs/otlp.md).
+    #[arg(long, value_name = "URL", value_parser = parse_otlp)]
+    pub otlp: Option<ipcwatch::otlp::Endpoint>,
+    /// With --otlp: how long the exit may wait for the last findings and
+    /// metrics to be sent (seconds or a duration).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "5", requires = "otlp")]
+    pub otlp_flush: Duration,
 }
 
 /// Who and what is traced, and how the race detector works: the same for
@@ -194,6 +206,9 @@ pub fn session_args(
     let Some(metrics) = start_metrics(out.metrics) else {
         return Err(ExitCode::FAILURE);
     };
+    let Some((metrics, otlp)) = start_otlp(out.otlp.clone(), metrics) else {
+        return Err(ExitCode::FAILURE);
+    };
     Ok(RecordArgs {
         output: out.output.clone(),
         rotate: out.rotate(default_rotate),
@@ -223,7 +238,11 @@ pub fn session_args(
             ..Default::default()
         },
         command_stdout_to_stderr: false,
+        // Only --metrics' server waits for a scrape (--otlp's holder is
+        // never scraped).
         metrics,
+        otlp,
+        otlp_flush: out.otlp_flush,
     })
 }
 
@@ -254,8 +273,12 @@ pub fn report(
                 .command_status
                 .map(|s| format!("; command exited with {s}"))
                 .unwrap_or_default();
+            let otlp = o
+                .otlp
+                .map(|c| format!(", otlp: {} sent, {} lost", c.sent, c.lost()))
+                .unwrap_or_default();
             eprintln!(
-                "ipcwatch: {} events{lost}, {} channels, {} races, stopped: {}{status}",
+                "ipcwatch: {} events{lost}, {} channels, {} races{otlp}, stopped: {}{status}",
                 o.events,
                 o.channels,
                 o.races,

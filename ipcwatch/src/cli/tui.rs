@@ -8,7 +8,10 @@ use ipcwatch::kernel::loader::{DEFAULT_RING_BYTES, Filter, Options};
 use ipcwatch::metrics::serve::parse_addr;
 use ipcwatch::session::RecordArgs;
 
-use super::args::{filter_with_command, parse_ring, select_cgroups, start_metrics};
+use super::args::{
+    filter_with_command, parse_otlp, parse_ring, parse_secs, select_cgroups, start_metrics,
+    start_otlp,
+};
 use super::complete;
 use ipcwatch::text::Clean;
 
@@ -48,6 +51,14 @@ pub struct TuiCli {
     /// (ADDR is IP:PORT, for example 127.0.0.1:9464; docs/metrics.md).
     #[arg(long, value_name = "ADDR", value_parser = parse_addr, conflicts_with = "replay")]
     metrics: Option<SocketAddr>,
+    /// Send every finding, and the counters, to this OTLP/HTTP endpoint
+    /// while watching live (http://HOST[:PORT][/PATH]; docs/otlp.md).
+    #[arg(long, value_name = "URL", value_parser = parse_otlp, conflicts_with = "replay")]
+    otlp: Option<ipcwatch::otlp::Endpoint>,
+    /// With --otlp: how long the exit may wait for the last findings and
+    /// metrics to be sent (seconds or a duration).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "5", requires = "otlp")]
+    otlp_flush: std::time::Duration,
     /// The command to start and watch, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -94,6 +105,9 @@ pub fn tui(cli: TuiCli) -> ExitCode {
     let Some(metrics) = start_metrics(cli.metrics) else {
         return ExitCode::FAILURE;
     };
+    let Some((metrics, otlp)) = start_otlp(cli.otlp, metrics) else {
+        return ExitCode::FAILURE;
+    };
     let args = RecordArgs {
         // "-": a traced command's standard output goes to standard error,
         // which the TUI captures while it runs.
@@ -109,6 +123,8 @@ pub fn tui(cli: TuiCli) -> ExitCode {
             ..Options::default()
         },
         metrics,
+        otlp,
+        otlp_flush: cli.otlp_flush,
         ..RecordArgs::default()
     };
     let r = match (&cli.replay, cli.headless) {

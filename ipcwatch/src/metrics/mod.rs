@@ -26,6 +26,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
+pub use crate::record::ExportCounts;
+
 /// What the recording counted, at one moment. Counters only grow between
 /// two snapshots of one recording.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,6 +57,8 @@ pub struct Snapshot {
     pub collector_lag_seconds: f64,
     /// The summary line is written: the values are final.
     pub finished: bool,
+    /// `--otlp`: what the exporter sent and lost so far.
+    pub otlp: Option<ExportCounts>,
 }
 
 /// The latest [`Snapshot`], shared by the event loop and the server.
@@ -266,6 +270,34 @@ impl Collector for SnapshotCollector {
             Some(Unit::Seconds),
             &[(&[][..], ConstGauge::new(s.collector_lag_seconds))],
         )?;
+        if let Some(o) = &s.otlp {
+            family(
+                &mut e,
+                "otlp_findings",
+                "--otlp: findings by outcome: sent (accepted by the endpoint), dropped (queue full), rejected (refused by the endpoint), undelivered (unsent when the exit's flush timed out)",
+                None,
+                &[
+                    (&[("outcome", "sent")][..], counter(o.sent)),
+                    (&[("outcome", "dropped")][..], counter(o.dropped_queue_full)),
+                    (&[("outcome", "rejected")][..], counter(o.rejected)),
+                    (&[("outcome", "undelivered")][..], counter(o.undelivered)),
+                ],
+            )?;
+            family(
+                &mut e,
+                "otlp_queued_findings",
+                "--otlp: findings waiting in the exporter's bounded queue",
+                None,
+                &[(&[][..], ConstGauge::new(gauge(o.queued)))],
+            )?;
+            family(
+                &mut e,
+                "otlp_failed_requests",
+                "--otlp: export requests that failed (each failed retry counts)",
+                None,
+                &[(&[][..], counter(o.failed_requests))],
+            )?;
+        }
         family(
             &mut e,
             "recording_finished",
@@ -299,6 +331,12 @@ mod tests {
             watch_traps: 40,
             collector_lag_seconds: 0.25,
             finished: true,
+            otlp: Some(ExportCounts {
+                sent: 5,
+                dropped_queue_full: 2,
+                failed_requests: 3,
+                ..ExportCounts::default()
+            }),
         }
     }
 
@@ -324,6 +362,11 @@ mod tests {
             "ipcwatch_watch_traps_total 40",
             "# UNIT ipcwatch_collector_lag_seconds seconds",
             "ipcwatch_collector_lag_seconds 0.25",
+            "ipcwatch_otlp_findings_total{outcome=\"sent\"} 5",
+            "ipcwatch_otlp_findings_total{outcome=\"dropped\"} 2",
+            "ipcwatch_otlp_findings_total{outcome=\"rejected\"} 0",
+            "ipcwatch_otlp_queued_findings 0",
+            "ipcwatch_otlp_failed_requests_total 3",
             "ipcwatch_recording_finished 1",
             "# EOF",
         ] {

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::kernel::loader::Options;
-use crate::metrics::Metrics;
+use crate::metrics::{ExportCounts, Metrics};
+use crate::otlp::{DEFAULT_FLUSH, Otlp};
 use crate::race::detector::DetectorOptions;
 use crate::sink::ndjson::Rotate;
 
@@ -28,6 +29,11 @@ pub struct RecordArgs {
     /// Where `--metrics` scrapes read the counters (the server is started
     /// by the caller).
     pub metrics: Option<Arc<Metrics>>,
+    /// `--otlp`: where findings and counters are exported (started by the
+    /// caller, with `metrics` as its snapshot), and how long the exit's
+    /// flush may take.
+    pub otlp: Option<Arc<Otlp>>,
+    pub otlp_flush: Duration,
 }
 
 impl Default for RecordArgs {
@@ -41,6 +47,8 @@ impl Default for RecordArgs {
             detector: DetectorOptions::default(),
             command_stdout_to_stderr: false,
             metrics: None,
+            otlp: None,
+            otlp_flush: DEFAULT_FLUSH,
         }
     }
 }
@@ -77,6 +85,8 @@ pub struct Outcome {
     pub channels: usize,
     pub races: usize,
     pub command_status: Option<i32>,
+    /// `--otlp`: what was exported and lost.
+    pub otlp: Option<ExportCounts>,
 }
 
 /// Seconds (`2.5`) or a duration with units (`10s`, `1m30s`, `500ms`).

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::collect::Collector;
 use crate::decode::EVENT_KINDS;
-use crate::metrics::Snapshot;
+use crate::metrics::{ExportCounts, Snapshot};
 use crate::race::detector::DetectorStats;
 use crate::record::ChannelKind;
 
@@ -26,6 +26,8 @@ pub struct LoopCounters {
     /// The longest wait of an event in the ring buffer over the last
     /// interval, ns.
     pub lag_ns: u64,
+    /// `--otlp`'s counts.
+    pub otlp: Option<ExportCounts>,
 }
 
 /// The recording's counters now. Walks the model's channels, processes
@@ -66,5 +68,6 @@ pub fn snapshot(collector: &Collector, counters: &LoopCounters, finished: bool) 
         watch_traps: counters.detector.traps,
         collector_lag_seconds: counters.lag_ns as f64 / 1e9,
         finished,
+        otlp: counters.otlp,
     }
 }

@@ -14,6 +14,7 @@ mod start;
 pub use args::{Outcome, RecordArgs, StopReason, parse_duration};
 
 use crate::kernel::privileges::{drop_privileges, status_hex};
+use crate::otlp::Tee;
 use crate::sink::Sink;
 use crate::sink::ndjson::{NdjsonWriter, output_error};
 use crate::text::Clean;
@@ -49,7 +50,8 @@ pub fn run_with<S: Sink>(
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<Outcome> {
     start::preflight()?;
-    let mut sink = make_sink(&args)?;
+    // --otlp: every finding is handed to the exporter on its way.
+    let mut sink = Tee::new(make_sink(&args)?, args.otlp.clone());
     let mut s = start::start(&args, &mut sink)?;
     // From here on SIGINT/SIGTERM must end in a summary (and must not kill
     // ipcwatch while its command waits for it), so take them over now.
@@ -82,9 +84,8 @@ pub fn run_with<S: Sink>(
         &mut s.collector,
         &mut sink,
         child,
-        args.detector.clone(),
+        &args,
         stop_on,
-        args.metrics.clone(),
     ))?;
-    finish::finish(s, &mut sink, end, args.metrics.as_deref())
+    finish::finish(s, &mut sink, end, &args)
 }

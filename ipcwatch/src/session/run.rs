@@ -13,7 +13,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Sleep;
 
-use super::args::StopReason;
+use super::args::{RecordArgs, StopReason};
 use super::metrics::{LoopCounters, snapshot};
 use super::notes::{is_broken_pipe, warn};
 use super::spawn;
@@ -22,7 +22,8 @@ use crate::decode::{RawEvent, decode};
 use crate::host::monotonic_ns;
 use crate::kernel::loader::{EventRing, Probes};
 use crate::metrics::Metrics;
-use crate::race::detector::{Detector, DetectorOptions};
+use crate::otlp::Otlp;
+use crate::race::detector::Detector;
 use crate::record::{DetectorSummary, HeatLine, Lost, Record};
 use crate::sink::Sink;
 
@@ -82,6 +83,8 @@ struct Loop<'a> {
     last_heat: Option<HeatLine>,
     /// Where `--metrics` scrapes read the counters.
     metrics: Option<Arc<Metrics>>,
+    /// `--otlp`, for its counts.
+    otlp: Option<Arc<Otlp>>,
     /// The longest wait of an event in the ring buffer since the last
     /// publication, ns.
     lag_ns: u64,
@@ -246,6 +249,7 @@ impl Loop<'_> {
             undecodable: self.decode_errors,
             detector: self.detector.stats(),
             lag_ns: self.lag_ns,
+            otlp: self.otlp.as_ref().map(|o| o.counts()),
         }
     }
 
@@ -333,9 +337,8 @@ pub async fn event_loop(
     collector: &mut Collector,
     sink: &mut dyn Sink,
     child: Option<(u32, OwnedFd)>,
-    detector_opts: DetectorOptions,
+    args: &RecordArgs,
     stop_on: StopOn,
-    metrics: Option<Arc<Metrics>>,
 ) -> anyhow::Result<LoopEnd> {
     let ring = probes.take_ring()?;
     // SAFETY: the RingBuf owns its map descriptor, which stays open for as
@@ -373,14 +376,15 @@ pub async fn event_loop(
         probes,
         collector,
         sink,
-        detector: Detector::new(detector_opts),
+        detector: Detector::new(args.detector.clone()),
         child_pid,
         wind_down: WindDown::Running,
         lost_reported: 0,
         ticks: 0,
         decode_errors: 0,
         last_heat: None,
-        metrics,
+        metrics: args.metrics.clone(),
+        otlp: args.otlp.clone(),
         lag_ns: 0,
     };
     // Series exist from the first scrape on.
