@@ -136,6 +136,12 @@ pub fn log_record(race: &RaceLine, unix_offset_ns: i128, observed_ns: u64) -> Lo
             if let Some(n) = &c.image {
                 attributes.push(kv(&key("container.image.name"), n.as_str()));
             }
+            if let Some(n) = &c.pod {
+                attributes.push(kv(&key("k8s.pod.name"), n.as_str()));
+            }
+            if let Some(n) = &c.namespace {
+                attributes.push(kv(&key("k8s.namespace.name"), n.as_str()));
+            }
         }
         if let Some(u) = &a.origin.unit {
             attributes.push(kv(&key("systemd.unit"), u.as_str()));
@@ -364,8 +370,10 @@ mod tests {
                         container: Some(Container {
                             id: "ab".repeat(32).as_str().into(),
                             runtime: "podman".into(),
-                            name: None,
-                            image: None,
+                            name: Some("web".into()),
+                            pod: Some("web-5d8".into()),
+                            namespace: Some("prod".into()),
+                            ..Container::default()
                         }),
                         ..Origin::default()
                     },
@@ -425,6 +433,18 @@ mod tests {
         assert_eq!(
             attr("ipcwatch.access.0.container.id"),
             Some(Value::from("ab".repeat(32)))
+        );
+        assert_eq!(
+            attr("ipcwatch.access.0.container.name"),
+            Some(Value::from("web"))
+        );
+        assert_eq!(
+            attr("ipcwatch.access.0.k8s.pod.name"),
+            Some(Value::from("web-5d8"))
+        );
+        assert_eq!(
+            attr("ipcwatch.access.0.k8s.namespace.name"),
+            Some(Value::from("prod"))
         );
         assert_eq!(
             attr("ipcwatch.access.0.process.executable.name"),

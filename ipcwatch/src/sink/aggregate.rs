@@ -286,6 +286,7 @@ mod tests {
             command_status: None,
             channels: Vec::new(),
             detector: None,
+            otlp: None,
         })
     }
 
