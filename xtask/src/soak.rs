@@ -32,9 +32,238 @@ pub struct SoakArgs {
     /// writers started every second beside the ping-pong.
     #[arg(long)]
     otlp: bool,
-    /// With --otlp: seconds the receiver stays down.
-    #[arg(long, default_value_t = 20, requires = "otlp")]
+    /// With --otlp or --agent: seconds the receiver stays down.
+    #[arg(long, default_value_t = 20)]
     otlp_outage: u64,
+    /// Soak `ipcwatch agent` instead of `record` (implies --otlp): the
+    /// same workload beside it, its trace rotated in target/soak-agent,
+    /// its counters scraped from --metrics; the table becomes the "Agent"
+    /// section of docs/soak.md.
+    #[arg(long)]
+    agent: bool,
+}
+
+/// The workload of `--otlp` and `--agent`: the ping-pong flat out, and
+/// three pipe writers whose 64 KiB records interleave, every second (race
+/// findings).
+fn racy_script(workload: &Path) -> String {
+    let w = workload.display();
+    // A background job of a script ignores SIGINT: the trap ends it.
+    format!(
+        "{w} pingpong --size 64 --iters 1000000000000 & p=$!; trap 'kill $p; exit 130' INT TERM; while :; do {w} pipe-writers --writers 3 --size 65536 --records 32 >/dev/null; sleep 1; done"
+    )
+}
+
+/// GET /metrics of the server at `addr`: each sample's value by its name
+/// with labels (`ipcwatch_events_lost_total{reason="ring_full"}`).
+fn scrape(addr: &str) -> std::collections::BTreeMap<String, f64> {
+    use std::io::{Read as _, Write as _};
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return out;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut text = String::new();
+    if s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .and_then(|()| s.read_to_string(&mut text))
+        .is_err()
+    {
+        return out;
+    }
+    for l in text.lines().filter(|l| l.starts_with("ipcwatch_")) {
+        if let Some((name, v)) = l.rsplit_once(' ')
+            && let Ok(v) = v.parse()
+        {
+            out.insert(name.to_owned(), v);
+        }
+    }
+    out
+}
+
+/// The sum of the samples of metric `name` (over its labels).
+fn total(m: &std::collections::BTreeMap<String, f64>, name: &str) -> u64 {
+    m.iter()
+        .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
+        .map(|(_, v)| *v)
+        .sum::<f64>() as u64
+}
+
+/// The trace files of the agent's rotation, and their bytes.
+fn trace_files(dir: &Path) -> (usize, u64) {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("agent.ndjson"))
+        .fold((0, 0), |(n, b), e| {
+            (n + 1, b + e.metadata().map_or(0, |m| m.len()))
+        })
+}
+
+/// `--agent`: `ipcwatch agent` with rotation, metrics and OTLP export
+/// beside the racy workload; the receiver killed halfway and restarted.
+fn run_agent(bins: &Bins, args: &SoakArgs) -> Result<()> {
+    const ROTATE_KEEP: usize = 3;
+    let dir = root().join("target/soak-agent");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let otlp_out = dir.join("received.ndjson");
+    let free_port = || -> Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
+    let (otlp_port, metrics_port) = (free_port()?, free_port()?);
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let mut receiver = Some(start_receiver(&bins.workload, otlp_port, &otlp_out)?);
+    let trace = dir.join("agent.ndjson");
+    let mut agent = Command::new(&bins.ipcwatch)
+        .arg("agent")
+        .arg("-o")
+        .arg(&trace)
+        .args([
+            "--rotate-size",
+            "4M",
+            "--rotate-keep",
+            &ROTATE_KEEP.to_string(),
+        ])
+        .args(["--interval", "10", "--metrics", &metrics])
+        .args(["--otlp", &format!("http://127.0.0.1:{otlp_port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting ipcwatch agent")?;
+    let pid = agent.id();
+    // The agent traces the whole system: the workload starts once it is
+    // recording (its metrics answer).
+    let up = Instant::now();
+    while scrape(&metrics).is_empty() {
+        anyhow::ensure!(
+            up.elapsed() < Duration::from_secs(60),
+            "ipcwatch agent served no metrics within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut work = Command::new("sh")
+        .arg("-c")
+        .arg(racy_script(&bins.workload))
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("starting the workload")?;
+    let start = Instant::now();
+    let total_time = Duration::from_secs(args.minutes * 60);
+    let kill_at = total_time / 2;
+    let back_at = kill_at + Duration::from_secs(args.otlp_outage);
+    let mut table = String::from(
+        "| time (s) | agent RSS (MiB) | events | events lost | findings | OTLP sent | OTLP dropped | OTLP queued | log records received | receiver | trace files (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut rss_samples = Vec::new();
+    let mut killed = false;
+    while start.elapsed() < total_time {
+        let now = start.elapsed();
+        if !killed && now >= kill_at {
+            if let Some(mut r) = receiver.take() {
+                r.kill().ok();
+                r.wait().ok();
+                eprintln!("soak: the OTLP receiver is killed at {} s", now.as_secs());
+            }
+            killed = true;
+        } else if killed && receiver.is_none() && now >= back_at {
+            receiver = Some(start_receiver(&bins.workload, otlp_port, &otlp_out)?);
+            eprintln!("soak: the OTLP receiver is back at {} s", now.as_secs());
+        }
+        let next_sample = Duration::from_secs(args.every * (rss_samples.len() as u64 + 1));
+        let mut wake = next_sample.min(total_time);
+        for t in [kill_at, back_at] {
+            if t > now {
+                wake = wake.min(t);
+            }
+        }
+        std::thread::sleep(wake.saturating_sub(start.elapsed()));
+        if start.elapsed() < next_sample.min(total_time) {
+            continue;
+        }
+        let rss = rss_kib(pid);
+        rss_samples.push(rss);
+        let m = scrape(&metrics);
+        let (files, bytes) = trace_files(&dir);
+        let row = format!(
+            "| {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {files} ({:.1}) |\n",
+            start.elapsed().as_secs_f64(),
+            rss as f64 / 1024.0,
+            total(&m, "ipcwatch_events_total"),
+            total(&m, "ipcwatch_events_lost_total"),
+            total(&m, "ipcwatch_findings_total"),
+            total(&m, "ipcwatch_otlp_findings_total{outcome=\"sent\"}"),
+            total(&m, "ipcwatch_otlp_findings_total{outcome=\"dropped\"}"),
+            total(&m, "ipcwatch_otlp_queued_findings"),
+            received(&otlp_out).0,
+            if receiver.is_some() { "up" } else { "down" },
+            bytes as f64 / (1 << 20) as f64,
+        );
+        eprint!("soak: {row}");
+        table.push_str(&row);
+    }
+    // SAFETY: signalling our own children (the workload's process group,
+    // then the agent).
+    unsafe {
+        libc::kill(-(work.id() as i32), libc::SIGINT);
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    work.wait().ok();
+    let status = agent.wait()?;
+    let mut err = String::new();
+    if let Some(mut e) = agent.stderr.take() {
+        use std::io::Read;
+        e.read_to_string(&mut err).ok();
+    }
+    if let Some(mut r) = receiver.take() {
+        r.kill().ok();
+        r.wait().ok();
+    }
+    // The summary is the last line of the newest file.
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let summary: serde_json::Value = text
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let (logs, points) = received(&otlp_out);
+    let (files, _) = trace_files(&dir);
+    let first = rss_samples
+        .get(1)
+        .or(rss_samples.first())
+        .copied()
+        .unwrap_or(0);
+    let last = rss_samples.last().copied().unwrap_or(0);
+    let max = rss_samples.iter().copied().max().unwrap_or(0);
+    let section = format!(
+        "## Agent\n\n`cargo xtask soak --agent --minutes {} --every {} --otlp-outage {}`: `ipcwatch agent -o target/soak-agent/agent.ndjson --rotate-size 1M --rotate-keep {ROTATE_KEEP} --interval 10 --metrics ADDR --otlp URL`, whole-system, beside the same workload as `--otlp` (the 64-byte pipe ping-pong flat out, and three pipe writers whose records interleave, every second); the OTLP receiver (`ipcwatch-workload otlp-receiver`) killed at {} s and restarted {} s later. Each row: the agent's RSS, and its counters as its `--metrics` served them.\n\n{table}\nRSS from the second sample to the last: {:.1} → {:.1} MiB (peak {:.1}). The agent exited with {status}; its last lines on stderr (last first): `{}`.\n\nIts summary: `events` {}, `dropped` {}, `seq_gaps` {}, `otlp` `{}`. The receiver decoded {logs} log records and {points} metric points; trace files at the end: {files} (the rotation keeps {ROTATE_KEEP} besides the current one).\n",
+        args.minutes,
+        args.every,
+        args.otlp_outage,
+        kill_at.as_secs(),
+        args.otlp_outage,
+        first as f64 / 1024.0,
+        last as f64 / 1024.0,
+        max as f64 / 1024.0,
+        err.trim()
+            .lines()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" / "),
+        summary["events"],
+        summary["dropped"],
+        summary["seq_gaps"],
+        summary["otlp"],
+    );
+    let path = root().join("docs/soak.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let kept = doc.split("\n## Agent\n").next().unwrap_or("").trim_end();
+    std::fs::write(&path, format!("{kept}\n\n{section}"))?;
+    eprintln!("soak: wrote {}", path.display());
+    Ok(())
 }
 
 /// The OTLP receiver on `port`, appending to `out`, once it listens.
@@ -72,6 +301,9 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 pub fn run(bins: &Bins, args: &SoakArgs) -> Result<()> {
+    if args.agent {
+        return run_agent(bins, args);
+    }
     let otlp_dir = root().join("target/soak-otlp");
     std::fs::create_dir_all(&otlp_dir)?;
     let otlp_out = otlp_dir.join("received.ndjson");
@@ -88,11 +320,7 @@ pub fn run(bins: &Bins, args: &SoakArgs) -> Result<()> {
     let mut cmd = Command::new(&bins.ipcwatch);
     cmd.args(["record", "-o", "-"]);
     if args.otlp {
-        let w = bins.workload.display();
-        let script = format!(
-            // A background job of a script ignores SIGINT: the trap ends it.
-            "{w} pingpong --size 64 --iters 1000000000000 & p=$!; trap 'kill $p; exit 130' INT TERM; while :; do {w} pipe-writers --writers 3 --size 65536 --records 32 >/dev/null; sleep 1; done"
-        );
+        let script = racy_script(&bins.workload);
         cmd.args(["--otlp", &format!("http://127.0.0.1:{port}")])
             .args(["--", "sh", "-c", &script]);
     } else {
