@@ -752,6 +752,18 @@ fn write_docs(table: &str, args: &BenchArgs, pin: bool, load: &str) -> Result<()
     Ok(())
 }
 
+/// The order of one round of an alternating comparison: `None` untraced,
+/// `Some(i)` traced by build `i`; reversed every other round, so that no
+/// build always runs right after the same one.
+pub fn alternation(round: usize, builds: usize) -> Vec<Option<usize>> {
+    let mut order: Vec<Option<usize>> =
+        std::iter::once(None).chain((0..builds).map(Some)).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -344,11 +344,7 @@ fn main() -> Result<()> {
             secs,
             bin,
         } => {
-            setup::ensure()?;
-            let bin = match bin {
-                Some(b) => b,
-                None => build_release()?,
-            };
+            let bin = ipcwatch_bin(bin)?;
             let base = baseline.as_deref().map(|b| (b, "before"));
             print!("{}", realsw::own_cpu(&bin, base, rounds, secs)?);
             Ok(())
@@ -359,11 +355,7 @@ fn main() -> Result<()> {
             requests,
             bin,
         } => {
-            setup::ensure()?;
-            let bin = match bin {
-                Some(b) => b,
-                None => build_release()?,
-            };
+            let bin = ipcwatch_bin(bin)?;
             let base = baseline.as_deref().map(|b| (b, "before"));
             print!("{}", nginx::row(&bin, base, rounds, requests)?);
             Ok(())
@@ -387,5 +379,14 @@ fn main() -> Result<()> {
             let bins = build_release_with_workload()?;
             bench::run(&bins, &args)
         }
+    }
+}
+
+/// The ipcwatch binary given, or a release build of it (after setup).
+fn ipcwatch_bin(bin: Option<std::path::PathBuf>) -> Result<std::path::PathBuf> {
+    setup::ensure()?;
+    match bin {
+        Some(b) => Ok(b),
+        None => build_release(),
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::median;
+use crate::bench::{alternation, median};
 use crate::cmd::have;
 use crate::realsw::{Recorder, system_args};
 
@@ -154,13 +154,7 @@ pub fn row(
     let mut untraced = Vec::new();
     let mut traced: Vec<Vec<f64>> = builds.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        let mut order: Vec<Option<usize>> = std::iter::once(None)
-            .chain((0..builds.len()).map(Some))
-            .collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for way in order {
+        for way in alternation(round, builds.len()) {
             let Some(i) = way else {
                 let r = ab(requests)?;
                 eprintln!("bench: nginx untraced: {r:.0} req/s");

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::bench::median;
+use crate::bench::{alternation, median};
 use crate::cmd::show;
 use crate::setup::ensure_postgres;
 
@@ -789,15 +789,7 @@ pub fn own_cpu(
     let mut untraced = Vec::new();
     let mut traced: Vec<Vec<OwnCpu>> = builds.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        // None: untraced; Some(i): traced by builds[i]. Reversed every
-        // other round.
-        let mut order: Vec<Option<usize>> = std::iter::once(None)
-            .chain((0..builds.len()).map(Some))
-            .collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for way in order {
+        for way in alternation(round, builds.len()) {
             let Some(i) = way else {
                 untraced.push(cluster.pgbench(&args, secs)?);
                 continue;
