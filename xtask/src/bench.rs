@@ -12,6 +12,7 @@ use serde::ser::SerializeMap;
 
 use crate::build::Bins;
 use crate::cmd::{have, root};
+use crate::compare::median;
 use crate::{bench_collector, bench_load, nginx, realsw};
 
 #[derive(clap::Args)]
@@ -219,16 +220,6 @@ fn once(
         })
         .and_then(|v| v.trim().parse().ok())
         .with_context(|| format!("no rate in the workload's output: {text}"))
-}
-
-pub(crate) fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 struct Row {
@@ -750,18 +741,6 @@ fn write_docs(table: &str, args: &BenchArgs, pin: bool, load: &str) -> Result<()
     std::fs::write(&path, new)?;
     eprintln!("bench: updated {}", path.display());
     Ok(())
-}
-
-/// The order of one round of an alternating comparison: `None` untraced,
-/// `Some(i)` traced by build `i`; reversed every other round, so that no
-/// build always runs right after the same one.
-pub fn alternation(round: usize, builds: usize) -> Vec<Option<usize>> {
-    let mut order: Vec<Option<usize>> =
-        std::iter::once(None).chain((0..builds).map(Some)).collect();
-    if round % 2 == 1 {
-        order.reverse();
-    }
-    order
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod bench_collector;
 mod bench_load;
 mod build;
 mod cmd;
+mod compare;
 mod cycles;
 mod dist;
 mod fuzz;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{alternation, median};
 use crate::cmd::have;
+use crate::compare::{alternation, median};
 use crate::realsw::{Recorder, system_args};
 
 /// The port nginx listens on (loopback only).

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::bench::{alternation, median};
 use crate::cmd::show;
+use crate::compare::{alternation, median};
 use crate::setup::ensure_postgres;
 
 /// Peak RSS the issue allows ipcwatch (MiB).
