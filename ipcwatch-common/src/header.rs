@@ -62,7 +62,19 @@ pub mod stat {
     pub const WATCH_TRAPS: u32 = 2;
     /// Collisions seen (two writes to a watched word in flight at once).
     pub const COLLISIONS: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// First of the ring-buffer drops by event kind: the slot of kind `k`
+    /// is [`dropped_kind`]`(k)` (their sum is [`DROPPED`]).
+    pub const DROPPED_KINDS: u32 = 8;
+    /// Event kinds have values below this (see [`super::kind`],
+    /// `shm::kind`, `race::KIND_*`).
+    pub const KIND_SLOTS: u32 = 128;
+    pub const COUNT: u32 = DROPPED_KINDS + KIND_SLOTS;
+
+    /// The slot counting ring-buffer drops of events of `kind`.
+    #[inline(always)]
+    pub const fn dropped_kind(kind: u32) -> u32 {
+        DROPPED_KINDS + (kind & (KIND_SLOTS - 1))
+    }
 }
 
 /// Common first part of every event.

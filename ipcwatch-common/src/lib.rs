@@ -38,6 +38,10 @@ pub use header::{COMM_LEN, EventHeader, PATH_LEN, kind, stat};
 pub use mq::{MQ_NAME_LEN, MqEvent, MsgEvent};
 pub use process::{ExecEvent, ExitEvent, ForkEvent, WaitEvent};
 pub use sc::MAX_SYSCALL_NR;
+
+// Every event kind has its own slot of drops (`stat::dropped_kind`).
+const _: () =
+    assert!(race::KIND_COLLISION < stat::KIND_SLOTS && race::KIND_WRITE_SAMPLE < stat::KIND_SLOTS);
 pub use sock::{ADDR_LEN, CTL_LEN, SockConfig, SockEvent, SockOffsets, sock_op};
 
 #[cfg(test)]

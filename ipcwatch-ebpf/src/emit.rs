@@ -26,6 +26,44 @@ pub(crate) fn bump(index: u32) {
     }
 }
 
+/// Count one event of `kind` lost because the ring buffer was full: in
+/// all, and by kind. Only on the loss path: nothing per event.
+#[inline(always)]
+pub(crate) fn dropped(kind: u32) {
+    bump(stat::DROPPED);
+    bump(stat::dropped_kind(kind));
+}
+
+/// An event struct: its [`EventHeader`] comes first, and says its kind.
+pub(crate) trait Event {
+    fn kind(&self) -> u32;
+}
+
+macro_rules! events {
+    ($($t:ty),* $(,)?) => {
+        $(impl Event for $t {
+            #[inline(always)]
+            fn kind(&self) -> u32 {
+                self.hdr.kind
+            }
+        })*
+    };
+}
+
+events!(
+    SpanEvent,
+    ipcwatch_common::FdEvent,
+    ipcwatch_common::ForkEvent,
+    ipcwatch_common::ExitEvent,
+    ipcwatch_common::WaitEvent,
+    ipcwatch_common::MsgEvent,
+    ipcwatch_common::IoEvent,
+    ipcwatch_common::shm::LockEvent,
+    ipcwatch_common::shm::UprobeEvent,
+    ipcwatch_common::shm::FaultEvent,
+    ipcwatch_common::race::CollisionEvent,
+);
+
 /// [`header`] in a tp_btf program: the name is loaded from the task
 /// directly instead of through bpf_get_current_comm.
 #[inline(always)]
@@ -126,13 +164,13 @@ pub(crate) fn wake_flags() -> u64 {
 }
 
 /// Write `event` to the ring buffer, counting a drop when it is full.
-pub(crate) fn emit<T: 'static>(event: T) {
+pub(crate) fn emit<T: Event + 'static>(event: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(event);
             entry.submit(wake_flags());
         }
-        None => bump(stat::DROPPED),
+        None => dropped(event.kind()),
     }
 }
 
@@ -203,7 +241,7 @@ pub(crate) fn capture_user(pid_tgid: u64, buf: u64, len: i64) {
     let n = if len < cap { len } else { cap } as u32;
     let hdr = header(kind::DATA, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<DataEvent>(0) else {
-        bump(stat::DROPPED);
+        dropped(kind::DATA);
         return;
     };
     let e = entry.as_mut_ptr();

@@ -5,11 +5,11 @@
 //! (`CONFIG.kinds`) stops after four kernel reads.
 
 use aya_ebpf::{helpers::generated, maps::ring_buf::RingBufEntry};
-use ipcwatch_common::{FileId, SockEvent, file_kind, stat};
+use ipcwatch_common::{FileId, SockEvent, file_kind};
 
 use crate::{
     block::kread,
-    emit::{bump, header_any},
+    emit::{dropped, header_any},
     file::{ino_of_file, inode_ino_off, kinds},
     maps::{EVENTS, sconf},
 };
@@ -91,7 +91,7 @@ pub(crate) fn sock_event_ino<const BTF: bool>(
 ) -> Option<RingBufEntry<SockEvent>> {
     let hdr = header_any::<BTF>(ev_kind, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
-        bump(stat::DROPPED);
+        dropped(ev_kind);
         return None;
     };
     let sk = s.sk;

@@ -739,6 +739,7 @@ pub fn run(trace: &Trace, out: Box<dyn Write + Send>) -> io::Result<Measured> {
         duration_ns: last_ts.saturating_sub(1_000_000_000),
         events: collector.events,
         dropped: 0,
+        dropped_by_kind: Default::default(),
         seq_gaps: collector.seq_gaps,
         reason: Text::const_new("end-of-input"),
         command_status: None,

@@ -73,6 +73,56 @@ pub const EVENT_KINDS: [&str; 24] = [
     "uprobe",
 ];
 
+/// The header's `kind` of each of [`EVENT_KINDS`] (same index): the
+/// kernel's drop counter of each kind sits at `stat::dropped_kind` of it.
+pub const RAW_KINDS: [u32; EVENT_KINDS.len()] = [
+    kind::IO,
+    kind::PIPE,
+    kind::OPEN,
+    kind::DUP,
+    kind::CLOSE,
+    kind::FD_FLAGS,
+    kind::CLOSE_RANGE,
+    kind::MKFIFO,
+    kind::FORK,
+    kind::EXEC,
+    kind::EXIT,
+    kind::WAIT,
+    KIND_COLLISION,
+    KIND_WRITE_SAMPLE,
+    kind::SPAN,
+    kind::DATA,
+    kind::SOCK_IO,
+    kind::SOCK_LIFE,
+    kind::MQ,
+    kind::MSGQ,
+    shm::kind::MEM,
+    shm::kind::LOCK,
+    shm::kind::FAULT,
+    shm::kind::UPROBE,
+];
+
+/// The kernel's counts of events lost because the ring buffer was full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    pub total: u64,
+    /// By kind, indexed like [`EVENT_KINDS`]. Read one counter after the
+    /// other: while traced processes go on losing events, their sum can
+    /// differ from `total` by the losses in between.
+    pub by_kind: [u64; EVENT_KINDS.len()],
+}
+
+impl Dropped {
+    /// The kinds that lost events, by name.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        EVENT_KINDS
+            .iter()
+            .zip(self.by_kind)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (*k, n))
+    }
+}
+
 impl RawEvent {
     /// This event's kind, as an index into [`EVENT_KINDS`].
     pub fn kind_index(&self) -> usize {
@@ -234,6 +284,19 @@ mod tests {
             pid: 100,
             tid: 101,
             comm,
+        }
+    }
+
+    /// Each raw kind decodes to the event kind of the same index, so the
+    /// drops counted per raw kind carry the right name.
+    #[test]
+    fn raw_kinds_line_up_with_the_kind_names() {
+        let mut bytes = vec![0u8; 4096];
+        for (i, raw) in RAW_KINDS.iter().enumerate() {
+            bytes[..size_of::<EventHeader>()].copy_from_slice(as_bytes(&hdr(*raw)));
+            let ev = decode(&bytes).unwrap();
+            assert_eq!(ev.kind_index(), i, "{}", EVENT_KINDS[i]);
+            assert!(*raw < ipcwatch_common::stat::KIND_SLOTS);
         }
     }
 

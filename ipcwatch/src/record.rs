@@ -5,6 +5,8 @@
 //! records (see [`crate::collect`]), and replay reads them back from a file; the
 //! model and every sink only ever see records.
 
+use std::collections::BTreeMap;
+
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
@@ -546,6 +548,10 @@ pub struct Summary {
     pub events: u64,
     /// Kernel events lost (ring buffer full), as counted in the kernel.
     pub dropped: u64,
+    /// `dropped` by kernel event kind ("io", "sock_io", "mem"...), the
+    /// kinds that lost any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dropped_by_kind: BTreeMap<String, u64>,
     /// Losses seen as gaps in the per-CPU sequence numbers; equal to
     /// `dropped` unless the counters themselves were lost.
     pub seq_gaps: u64,

@@ -111,6 +111,13 @@ fn a_tiny_ring_buffer_loses_events_and_counts_every_one() {
     assert_eq!(lost_sum, dropped);
     assert_eq!(lost.last().unwrap()["total"], dropped);
     assert_eq!(s["seq_gaps"], dropped);
+    // Set-up and exits happen on a drained ring (below): every loss is an
+    // io event, and counted as one.
+    assert_eq!(
+        s["dropped_by_kind"],
+        serde_json::json!({ "io": dropped }),
+        "{s}"
+    );
     // Set-up and exits happen on a drained ring, so every loss is one of
     // the generator's io events: what it made is what was recorded plus
     // what was dropped.

@@ -211,6 +211,20 @@ fn prometheus_scrapes_the_values_of_the_summary() {
     let lost = prom.last_by("ipcwatch_events_lost_total", "reason");
     assert_eq!(lost["ring_full"], s["dropped"].as_u64().unwrap());
     assert_eq!(lost["undecodable"], 0);
+    // Drops by kind: a series for every kind the events have, each the
+    // summary's count of that kind (absent there when 0).
+    let dropped = prom.last_by("ipcwatch_events_dropped_total", "kind");
+    assert_eq!(
+        dropped.keys().collect::<Vec<_>>(),
+        events.keys().collect::<Vec<_>>()
+    );
+    for (kind, n) in &dropped {
+        assert_eq!(
+            *n,
+            s["dropped_by_kind"][kind.as_str()].as_u64().unwrap_or(0),
+            "{kind}: {dropped:?} {s}"
+        );
+    }
 
     let mut channels: BTreeMap<String, u64> = ["pipe", "fifo", "unix", "tcp", "udp", "mq", "msgq"]
         .iter()

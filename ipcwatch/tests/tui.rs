@@ -792,6 +792,7 @@ fn regions_fixture() -> Vec<Record> {
         duration_ns: 4 * S,
         events: 500,
         dropped: 7,
+        dropped_by_kind: Default::default(),
         seq_gaps: 7,
         reason: "end-of-input".into(),
         command_status: None,

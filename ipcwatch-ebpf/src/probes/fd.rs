@@ -6,12 +6,12 @@
 
 use aya_ebpf::helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes};
 use ipcwatch_common::{
-    FdEvent, FileId, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, file_kind, kind, op, sc, stat,
+    FdEvent, FileId, OpenEvent, PIPE_BUF, PathEvent, PipeEvent, file_kind, kind, op, sc,
 };
 
 use crate::{
     block::{Regs, regs_arg, syscall_arg},
-    emit::{bump, call_starts, capture_user, capturing, emit, header, span, timing, wake_flags},
+    emit::{dropped, call_starts, capture_user, capturing, emit, header, span, timing, wake_flags},
     file::{FMODE_WRITE, S_IFIFO, S_IFMT, classify_fd, classify_file, file_of_fd_any, wanted},
     io::{io, io_event, pack},
     maps::{EVENTS, conf},
@@ -140,7 +140,7 @@ pub(crate) fn dup_call<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32, ret
     // through this frame to classify_file (512 allowed).
     let hdr = header(ev, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<FdEvent>(0) else {
-        bump(stat::DROPPED);
+        dropped(ev);
         return;
     };
     let e = entry.as_mut_ptr();
@@ -179,7 +179,7 @@ pub(crate) fn pipe<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32) {
     // In place, as in dup_call.
     let hdr = header(kind::PIPE, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<PipeEvent>(0) else {
-        bump(stat::DROPPED);
+        dropped(kind::PIPE);
         return;
     };
     let e = entry.as_mut_ptr();
@@ -208,7 +208,7 @@ pub(crate) fn mknod<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32) {
     }
     let hdr = header(kind::MKFIFO, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<PathEvent>(0) else {
-        bump(stat::DROPPED);
+        dropped(kind::MKFIFO);
         return;
     };
     let e = entry.as_mut_ptr();
@@ -246,7 +246,7 @@ pub(crate) fn open<const BTF: bool>(regs: u64, pid_tgid: u64, code: u32, ret: i6
     };
     let hdr = header(kind::OPEN, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<OpenEvent>(0) else {
-        bump(stat::DROPPED);
+        dropped(kind::OPEN);
         return;
     };
     let e = entry.as_mut_ptr();

@@ -4,11 +4,11 @@
 //! the syscall codes 45..54, and at close's entry.
 
 use aya_ebpf::helpers::bpf_probe_read_user_str_bytes;
-use ipcwatch_common::{MqEvent, MsgEvent, file_kind, kind, sc, stat};
+use ipcwatch_common::{MqEvent, MsgEvent, file_kind, kind, sc};
 
 use crate::{
     block::Regs,
-    emit::{bump, capture_user, capturing, emit, header, header_any, timed_span, wake_flags},
+    emit::{dropped, capture_user, capturing, emit, header, header_any, timed_span, wake_flags},
     file::{file_of_fd_any, ino_of_file, kinds, mqueue_ino},
     maps::EVENTS,
     user::user,
@@ -44,7 +44,7 @@ pub(crate) fn posix<const BTF: bool>(regs: &Regs, pid_tgid: u64, code: u32, ret:
     }
     let hdr = header_any::<BTF>(kind::MQ, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<MqEvent>(0) else {
-        bump(stat::DROPPED);
+        dropped(kind::MQ);
         return;
     };
     let e = entry.as_mut_ptr();
@@ -116,7 +116,7 @@ pub(crate) fn close(pid_tgid: u64, file: u64, fd: i32) {
     }
     let hdr = header(kind::MQ, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<MqEvent>(0) else {
-        bump(stat::DROPPED);
+        dropped(kind::MQ);
         return;
     };
     let e = entry.as_mut_ptr();

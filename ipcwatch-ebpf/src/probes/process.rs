@@ -13,11 +13,11 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use ipcwatch_common::{ExecEvent, ExitEvent, ForkEvent, WaitEvent, kind, sc, stat, traced};
+use ipcwatch_common::{ExecEvent, ExitEvent, ForkEvent, WaitEvent, kind, sc, traced};
 
 use crate::{
     block::{Regs, kread},
-    emit::{bump, emit, header},
+    emit::{dropped, emit, header},
     filter::allowed,
     log,
     maps::{EVENTS, TRACED, conf},
@@ -83,7 +83,7 @@ fn exec(ctx: &TracePointContext) {
     };
     let hdr = header(kind::EXEC, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
-        bump(stat::DROPPED);
+        dropped(kind::EXEC);
         return;
     };
     let e = entry.as_mut_ptr();

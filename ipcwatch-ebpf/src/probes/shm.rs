@@ -14,12 +14,11 @@ use aya_ebpf::helpers::{
 use ipcwatch_common::{
     sc as base_sc,
     shm::{MemEvent, PATH_PARTS, kind, sc},
-    stat,
 };
 
 use crate::{
     block::{kread, syscall_arg as arg},
-    emit::{bump, header, wake_flags},
+    emit::{dropped, header, wake_flags},
     file::{file_ident, file_of_fd},
     maps::{EVENTS, MEM_SCRATCH, shm_conf},
     shared::{maps_shared, mark_shared},
@@ -59,7 +58,7 @@ enum Name {
 fn emit_mem(pid_tgid: u64, ev: &MemEvent, name: Name) {
     let hdr = header(kind::MEM, pid_tgid);
     let Some(mut entry) = EVENTS.reserve::<MemEvent>(0) else {
-        bump(stat::DROPPED);
+        dropped(kind::MEM);
         return;
     };
     let (dentry_off, name_off) = (shm_conf!(file_dentry), shm_conf!(dentry_name));

@@ -264,8 +264,14 @@ pub fn report(
     }
     match result {
         Ok(o) => {
-            let lost = if o.dropped > 0 {
-                format!(", {} LOST (ring buffer full; try --ring-size)", o.dropped)
+            let lost = if o.dropped.total > 0 {
+                let kinds: Vec<String> =
+                    o.dropped.named().map(|(k, n)| format!("{k} {n}")).collect();
+                format!(
+                    ", {} LOST ({}; ring buffer full; try --ring-size)",
+                    o.dropped.total,
+                    kinds.join(", ")
+                )
             } else {
                 ", 0 lost".into()
             };

@@ -17,7 +17,7 @@ use std::io;
 
 use ipcwatch_common::EventHeader;
 
-use crate::decode::{EVENT_KINDS, RawEvent, comm};
+use crate::decode::{Dropped, EVENT_KINDS, RawEvent, comm};
 use crate::host::monotonic_ns;
 use crate::model::Model;
 use crate::race::Analyses;
@@ -61,8 +61,8 @@ pub struct Collector {
     /// Each CPU's next sequence number when recording stopped: events
     /// numbered later (traced processes go on running) are not counted.
     cutoff: Option<Vec<u64>>,
-    /// The kernel's drop counter when recording stopped.
-    pub dropped_at_stop: Option<u64>,
+    /// The kernel's drop counters when recording stopped.
+    pub dropped_at_stop: Option<Dropped>,
     /// Kernel events ingested.
     pub events: u64,
     /// Kernel events ingested, by kind (indexed like [`EVENT_KINDS`]).
@@ -110,9 +110,9 @@ impl Collector {
     }
 
     /// Recording stops: `produced` is each CPU's next sequence number now,
-    /// `dropped` the drop counter. Events numbered from then on are not
+    /// `dropped` the drop counters. Events numbered from then on are not
     /// counted as received nor as lost.
-    pub fn stop_at(&mut self, produced: Vec<u64>, dropped: u64) {
+    pub fn stop_at(&mut self, produced: Vec<u64>, dropped: Dropped) {
         self.cutoff = Some(produced);
         self.dropped_at_stop = Some(dropped);
     }

@@ -14,6 +14,7 @@ use ipcwatch_common::{
     stat, traced,
 };
 
+use crate::decode::{Dropped, RAW_KINDS};
 use crate::error::Error;
 use crate::kernel::attach::{
     Loaded, Skipped, attach_btf_or_raw, attach_loaded, attach_raw, attach_tp, load_btf_or_raw,
@@ -341,6 +342,15 @@ impl Probes {
     /// Events the kernel could not write because the ring buffer was full.
     pub fn dropped(&self) -> u64 {
         self.stat(stat::DROPPED)
+    }
+
+    /// [`Self::dropped`], and by event kind: one map lookup per kind, so
+    /// read once a second and at the stop, not per tick.
+    pub fn dropped_by_kind(&self) -> Dropped {
+        Dropped {
+            total: self.dropped(),
+            by_kind: RAW_KINDS.map(|k| self.stat(stat::dropped_kind(k))),
+        }
     }
 
     /// Pass what the eBPF programs logged to the `log` crate (debug level,

@@ -38,6 +38,9 @@ pub struct Snapshot {
     /// Kernel events lost because the ring buffer was full (the summary's
     /// `dropped`).
     pub lost_ring_full: u64,
+    /// `lost_ring_full` by kernel event kind (the summary's
+    /// `dropped_by_kind`, with every kind).
+    pub dropped_by_kind: Vec<(&'static str, u64)>,
     /// Kernel events received that could not be decoded.
     pub lost_undecodable: u64,
     /// Channels in the model (every channel seen), by kind.
@@ -198,6 +201,18 @@ impl Collector for SnapshotCollector {
                 ),
             ],
         )?;
+        let dropped = by("kind", &s.dropped_by_kind);
+        let rows: Vec<(&[(&str, &str)], ConstCounter)> = dropped
+            .iter()
+            .map(|(l, n)| (l.as_slice(), counter(*n)))
+            .collect();
+        family(
+            &mut e,
+            "events_dropped",
+            "Kernel events lost because the ring buffer was full, by kernel event kind (their sum is events_lost{reason=\"ring_full\"})",
+            None,
+            &rows,
+        )?;
         let channels = by("kind", &s.channels);
         let rows: Vec<(&[(&str, &str)], ConstGauge)> = channels
             .iter()
@@ -322,6 +337,7 @@ mod tests {
         Snapshot {
             events: vec![("io", 7), ("fork", 2)],
             lost_ring_full: 3,
+            dropped_by_kind: vec![("io", 2), ("fork", 1)],
             lost_undecodable: 0,
             channels: vec![("pipe", 2), ("unix", 1)],
             regions: 1,
@@ -352,6 +368,8 @@ mod tests {
             "ipcwatch_events_total{kind=\"fork\"} 2",
             "ipcwatch_events_lost_total{reason=\"ring_full\"} 3",
             "ipcwatch_events_lost_total{reason=\"undecodable\"} 0",
+            "ipcwatch_events_dropped_total{kind=\"io\"} 2",
+            "ipcwatch_events_dropped_total{kind=\"fork\"} 1",
             "# TYPE ipcwatch_channels gauge",
             "ipcwatch_channels{kind=\"pipe\"} 2",
             "ipcwatch_regions 1",

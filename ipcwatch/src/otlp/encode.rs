@@ -247,6 +247,12 @@ pub fn metrics_request(
                 ],
             ),
         ),
+        sum(
+            "ipcwatch.events.dropped",
+            "Kernel events lost because the ring buffer was full, by kernel event kind",
+            "{event}",
+            by("kind", &s.dropped_by_kind),
+        ),
         gauge(
             "ipcwatch.channels",
             "Channels seen since the start, by kind",

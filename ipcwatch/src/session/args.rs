@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::decode::Dropped;
 use crate::kernel::loader::Options;
 use crate::metrics::{ExportCounts, Metrics};
 use crate::otlp::{DEFAULT_FLUSH, Otlp};
@@ -81,7 +82,7 @@ impl StopReason {
 pub struct Outcome {
     pub reason: StopReason,
     pub events: u64,
-    pub dropped: u64,
+    pub dropped: Dropped,
     pub channels: usize,
     pub races: usize,
     pub command_status: Option<i32>,

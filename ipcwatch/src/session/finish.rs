@@ -41,7 +41,7 @@ pub fn finish(
     // Events lost after the last one each CPU delivered leave no gap.
     let dropped = collector
         .dropped_at_stop
-        .unwrap_or_else(|| probes.dropped());
+        .unwrap_or_else(|| probes.dropped_by_kind());
     collector.close_sequences(&probes.kernel_seqs());
     let mut counters = LoopCounters {
         ring_full: dropped,
@@ -64,7 +64,8 @@ pub fn finish(
         ts_ns: monotonic_ns(),
         duration_ns: monotonic_ns().saturating_sub(start_ns),
         events: collector.events,
-        dropped,
+        dropped: dropped.total,
+        dropped_by_kind: dropped.named().map(|(k, n)| (k.to_string(), n)).collect(),
         seq_gaps: collector.seq_gaps,
         reason: Text::const_new(reason.as_str()),
         command_status,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::collect::Collector;
-use crate::decode::EVENT_KINDS;
+use crate::decode::{Dropped, EVENT_KINDS};
 use crate::metrics::{ExportCounts, Snapshot};
 use crate::race::detector::DetectorStats;
 use crate::record::ChannelKind;
@@ -20,7 +20,7 @@ const FINDING_KINDS: [&str; 2] = ["shm-write-write", "pipe-interleave"];
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoopCounters {
     /// Kernel events lost because the ring buffer was full.
-    pub ring_full: u64,
+    pub ring_full: Dropped,
     pub undecodable: u64,
     pub detector: DetectorStats,
     /// The longest wait of an event in the ring buffer over the last
@@ -54,7 +54,12 @@ pub fn snapshot(collector: &Collector, counters: &LoopCounters, finished: bool) 
     }
     Snapshot {
         events,
-        lost_ring_full: counters.ring_full,
+        lost_ring_full: counters.ring_full.total,
+        dropped_by_kind: EVENT_KINDS
+            .iter()
+            .zip(counters.ring_full.by_kind)
+            .map(|(k, n)| (*k, n))
+            .collect(),
         lost_undecodable: counters.undecodable,
         channels: CHANNEL_KINDS
             .iter()

@@ -245,7 +245,7 @@ impl Loop<'_> {
             ring_full: self
                 .collector
                 .dropped_at_stop
-                .unwrap_or_else(|| self.probes.dropped()),
+                .unwrap_or_else(|| self.probes.dropped_by_kind()),
             undecodable: self.decode_errors,
             detector: self.detector.stats(),
             lag_ns: self.lag_ns,
@@ -295,13 +295,13 @@ impl Loop<'_> {
     fn last_drain(&mut self, ring: &mut EventRing) -> io::Result<()> {
         self.detector.stop(&self.collector.model, self.probes);
         let seqs = self.probes.kernel_seqs();
-        self.collector.stop_at(seqs, self.probes.dropped());
+        self.collector.stop_at(seqs, self.probes.dropped_by_kind());
         while !self.drain(ring, DRAIN_BUDGET)? {}
         self.report_detector()?;
         let dropped = self
             .collector
             .dropped_at_stop
-            .unwrap_or_else(|| self.probes.dropped());
+            .map_or_else(|| self.probes.dropped(), |d| d.total);
         self.report_lost(dropped)
     }
 }

@@ -281,6 +281,7 @@ mod tests {
             duration_ns: 1,
             events: 0,
             dropped: 0,
+            dropped_by_kind: Default::default(),
             seq_gaps: 0,
             reason: "signal".into(),
             command_status: None,

@@ -101,7 +101,7 @@ impl Live {
                         }
                         let _ = tx.send(Input::Source(SourceStatus::Stats {
                             events: o.events,
-                            dropped: o.dropped,
+                            dropped: o.dropped.total,
                         }));
                         SourceStatus::Ended(why)
                     }
