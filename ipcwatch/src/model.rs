@@ -277,11 +277,83 @@ pub struct Model {
     pub warnings: Vec<String>,
     /// Containers their runtime named (`container` lines), by id.
     pub containers: HashMap<Text, Container>,
+    /// What [`Model::forget`] dropped, so that counts since the start
+    /// stay whole.
+    pub forgotten: Forgotten,
 }
+
+/// Counts of what [`Model::forget`] dropped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Exited processes.
+    pub processes: u64,
+    /// Channels closed everywhere, by kind.
+    pub channels: BTreeMap<&'static str, u64>,
+    /// Findings, by kind: the sum of their counts.
+    pub findings: BTreeMap<String, u64>,
+    /// Distinct findings.
+    pub distinct_findings: u64,
+}
+
+/// Distinct findings a long-running model keeps ([`Model::forget`]); past
+/// it, the least recently seen go, down to three quarters.
+pub const MAX_FINDINGS: usize = 1024;
 
 impl Model {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// For long runs (`agent`): drop what can no longer change, so that
+    /// memory follows what is alive rather than everything ever seen.
+    /// Processes that exited and channels that no descriptor holds are
+    /// dropped once their last event is `keep_ns` older than `now_ns`;
+    /// findings beyond [`MAX_FINDINGS`], least recently seen first.
+    /// Returns the channels dropped (for the trackers that key by them).
+    /// A channel used again later starts over, like a new one.
+    pub fn forget(&mut self, now_ns: u64, keep_ns: u64) -> Vec<Text> {
+        let old = |ts: u64| ts.saturating_add(keep_ns) < now_ns;
+        let before = self.processes.len();
+        self.processes.retain(|_, p| p.alive || !old(p.last_ts));
+        self.forgotten.processes += (before - self.processes.len()) as u64;
+        let mut gone = Vec::new();
+        let forgotten = &mut self.forgotten;
+        self.channels.retain(|id, c| {
+            let keep = !c.holders.is_empty() || !old(c.last_ts);
+            if !keep {
+                *forgotten.channels.entry(c.kind.as_str()).or_default() += 1;
+                gone.push(id.clone());
+            }
+            keep
+        });
+        if self.findings.len() > MAX_FINDINGS {
+            let mut by_age: Vec<u64> = self.findings.iter().map(|f| f.last_ts).collect();
+            by_age.sort_unstable();
+            // Keep the newest three quarters of the bound (ties at the
+            // cut go too): `cut` is the newest of those that go.
+            let cut = by_age[self.findings.len() - MAX_FINDINGS * 3 / 4 - 1];
+            let forgotten = &mut self.forgotten;
+            self.findings.retain(|f| {
+                let keep = f.last_ts > cut;
+                if !keep {
+                    *forgotten
+                        .findings
+                        .entry(f.race.kind.to_string())
+                        .or_default() += f.count;
+                    forgotten.distinct_findings += 1;
+                }
+                keep
+            });
+            self.finding_index = self
+                .findings
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (finding_key(&f.race), i))
+                .collect();
+        }
+        self.processes.shrink_to(self.processes.len() * 2);
+        self.channels.shrink_to(self.channels.len() * 2);
+        gone
     }
 
     fn process(&mut self, pid: u32, comm: &Text, ts: u64) -> &mut Process {
@@ -873,6 +945,87 @@ mod tests {
         assert_eq!(m.findings.len(), 2);
         assert_eq!((m.findings[0].count, m.findings[0].last_ts), (2, 2));
         assert_eq!(m.findings[1].count, 2);
+    }
+
+    /// The agent's forgetting: exited processes and channels nobody holds
+    /// go once old enough, the living stay, and the counts since the
+    /// start do not change.
+    #[test]
+    fn forget_drops_exited_processes_and_unheld_channels_once_old() {
+        let mut m = Model::new();
+        m.apply(&chan(ChannelEvent::Create, 10, 3, Some(End::Read)));
+        m.apply(&chan(ChannelEvent::Create, 10, 4, Some(End::Write)));
+        m.apply(&proc_line(ProcessEvent::Fork, 11, Some(10)));
+        m.apply(&proc_line(ProcessEvent::Exit, 11, None));
+        // Not old yet (last events at 1 and 2, kept 10): nothing goes.
+        assert!(m.forget(12, 10).is_empty());
+        assert_eq!((m.processes.len(), m.channels.len()), (2, 1));
+        assert_eq!(m.forgotten, Forgotten::default());
+        // Old: the exited child goes; the pipe is still held by 10.
+        assert!(m.forget(13, 10).is_empty());
+        assert_eq!(m.processes.keys().collect::<Vec<_>>(), vec![&10]);
+        assert_eq!(m.forgotten.processes, 1);
+        // 10 closes both ends: nobody holds the pipe, and it goes.
+        m.apply(&chan(ChannelEvent::Close, 10, 3, None));
+        m.apply(&chan(ChannelEvent::Close, 10, 4, None));
+        assert_eq!(m.forget(13, 10), vec![Text::from("pipe:[7]")]);
+        assert!(m.channels.is_empty());
+        assert_eq!(m.forgotten.channels, BTreeMap::from([("pipe", 1)]));
+        // 10 is alive: it stays however old its last event.
+        assert!(m.forget(1_000, 10).is_empty());
+        assert_eq!(m.processes.len(), 1);
+    }
+
+    #[test]
+    fn forget_keeps_the_most_recent_findings_and_counts_the_rest() {
+        use crate::record::Access;
+        let access = |pid, f: String| Access {
+            pid,
+            tid: pid,
+            comm: "w".into(),
+            ip: 0x1000,
+            function: Some(f),
+            file: None,
+            line: None,
+            stack: vec![],
+            locks: vec![],
+            ts_ns: 1,
+            origin: Default::default(),
+        };
+        let race = |ts: u64, site: usize| {
+            Record::Race(RaceLine {
+                ts_ns: ts,
+                kind: "shm-write-write".into(),
+                region: Some("sysv:5".into()),
+                channel: None,
+                offset: Some(64),
+                len: 8,
+                accesses: vec![access(1, format!("f{site}")), access(2, "g".into())],
+                evidence: "collision".into(),
+                confidence: 0.9,
+                explanation: "x".into(),
+            })
+        };
+        let mut m = Model::new();
+        let n = MAX_FINDINGS + 100;
+        for i in 0..n {
+            m.apply(&race(i as u64 + 1, i));
+        }
+        // The oldest seen twice: its count goes with it.
+        m.apply(&race(1, 0));
+        m.forget(0, 0);
+        let kept = MAX_FINDINGS * 3 / 4;
+        assert_eq!(m.findings.len(), kept);
+        assert_eq!(m.forgotten.distinct_findings as usize, n - kept);
+        assert_eq!(
+            m.forgotten.findings["shm-write-write"] as usize,
+            n - kept + 1
+        );
+        // The newest are kept, and still deduplicated.
+        assert_eq!(m.findings[0].race.ts_ns as usize, n - kept + 1);
+        m.apply(&race(n as u64 + 5, n - 1));
+        assert_eq!(m.findings.len(), kept);
+        assert_eq!(m.findings.last().unwrap().count, 2);
     }
 
     #[test]

@@ -208,6 +208,126 @@ fn rotation_keeps_n_files_and_flags_win_over_the_config_file() {
     assert_eq!(parse(&trace).last().unwrap()["type"], "summary");
 }
 
+/// GET /metrics at `addr`: each sample's value by its name and labels.
+fn scrape(addr: &str) -> std::collections::BTreeMap<String, f64> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to --metrics");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("ipcwatch_"))
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+/// A long-running agent forgets processes that exited and channels
+/// nobody holds (`--forget-after`), keeps what is alive, and its counts
+/// since the start stay whole.
+#[test]
+fn the_agent_forgets_what_is_gone_and_keeps_what_is_alive() {
+    require_root();
+    let dir = temp_dir();
+    let trace = dir.path().join("agent.ndjson");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let agent = start_agent(
+        &trace,
+        &["--forget-after", "1", "--interval", "1", "--metrics", &addr],
+    );
+    // Its event loop runs from about now: the first pass at 10 s, the
+    // second at 20 s.
+    let t0 = Instant::now();
+    // Gone: a pipe between two processes that exit.
+    let (_, out) = workload_out(&["pipe-parent-child", "--count", "3", "--size", "1000"]);
+    let (gone, gone_parent, gone_child) = pipe_line(&out);
+    // Alive: a pipe held by two processes that wait (no event on it)
+    // until after the agent's first pass, 10 s after its start.
+    let mut held = Command::new(workload())
+        .args(["pipe-delayed", "--bytes", "5000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the workload");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(held.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let (alive, _, _) = pipe_line(&first);
+    // The first pass (10 s into the loop) forgets the gone pair.
+    let m = loop {
+        let m = scrape(&addr);
+        if m["ipcwatch_forgotten_total{what=\"processes\"}"] >= 2.0 {
+            break m;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no pass forgot anything: {m:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let first_pass = t0.elapsed();
+    // Written and read after the pass: the channel and both ends are
+    // still known.
+    std::io::Write::write_all(held.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    assert!(held.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, stderr) = stop(agent);
+    assert!(status.success(), "the agent exited with {status}: {stderr}");
+    // The next pass, 10 s after the first, would forget the alive pipe
+    // too (its processes have exited): the stop came before it.
+    assert!(
+        t0.elapsed() < first_pass + Duration::from_secs(8),
+        "too slow: a second pass may have run ({:?} after the first)",
+        t0.elapsed() - first_pass
+    );
+    let lines = parse(&trace);
+    assert_schema(&lines);
+    let summary = lines.last().unwrap();
+    let in_summary = |ino: u64| {
+        summary["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["channel"] == format!("pipe:[{ino}]").as_str())
+            .cloned()
+    };
+    assert!(in_summary(gone).is_none(), "pipe:[{gone}] not forgotten");
+    let kept = in_summary(alive).unwrap_or_else(|| panic!("pipe:[{alive}] forgotten"));
+    assert_eq!(
+        (&kept["bytes_written"], &kept["bytes_read"]),
+        (&5000.into(), &5000.into())
+    );
+    // What was forgotten still counts: the gone pipe's aggregates were
+    // written, and the metrics count its processes and channel.
+    assert_eq!(
+        total(&lines, &format!("pipe:[{gone}]"), "bytes_written"),
+        3000
+    );
+    assert_eq!(
+        pids(&lines, &format!("pipe:[{gone}]"), "writers"),
+        [u64::from(gone_parent)]
+    );
+    assert_eq!(
+        pids(&lines, &format!("pipe:[{gone}]"), "readers"),
+        [u64::from(gone_child)]
+    );
+    assert!(m["ipcwatch_processes{state=\"exited\"}"] >= 2.0, "{m:?}");
+    assert!(
+        m["ipcwatch_forgotten_total{what=\"channels\"}"] >= 1.0,
+        "{m:?}"
+    );
+    assert!(m["ipcwatch_channels{kind=\"pipe\"}"] >= 2.0, "{m:?}");
+}
+
 /// `ipcwatch agent --config FILE` that must fail before tracing: exit 2
 /// and the message.
 fn bad_config(text: &str) -> String {

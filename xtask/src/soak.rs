@@ -45,12 +45,20 @@ pub struct SoakArgs {
 
 /// The workload of `--otlp` and `--agent`: the ping-pong flat out, and
 /// three pipe writers whose 64 KiB records interleave, every second (race
-/// findings).
-fn racy_script(workload: &Path) -> String {
+/// findings). With `churn` (the agent's), every second also a socketpair,
+/// an abstract unix socket, a TCP connection and a POSIX queue, each
+/// between two new processes (`channels-demo`): a host's turnover of
+/// processes and connections, which a daemon must not accumulate.
+fn racy_script(workload: &Path, churn: bool) -> String {
     let w = workload.display();
+    let churn = if churn {
+        format!("{w} channels-demo >/dev/null; ")
+    } else {
+        String::new()
+    };
     // A background job of a script ignores SIGINT: the trap ends it.
     format!(
-        "{w} pingpong --size 64 --iters 1000000000000 & p=$!; trap 'kill $p; exit 130' INT TERM; while :; do {w} pipe-writers --writers 3 --size 65536 --records 32 >/dev/null; sleep 1; done"
+        "{w} pingpong --size 64 --iters 1000000000000 & p=$!; trap 'kill $p; exit 130' INT TERM; while :; do {w} pipe-writers --writers 3 --size 65536 --records 32 >/dev/null; {churn}sleep 1; done"
     )
 }
 
@@ -145,7 +153,7 @@ fn run_agent(bins: &Bins, args: &SoakArgs) -> Result<()> {
     }
     let mut work = Command::new("sh")
         .arg("-c")
-        .arg(racy_script(&bins.workload))
+        .arg(racy_script(&bins.workload, true))
         .stdout(Stdio::null())
         .process_group(0)
         .spawn()
@@ -155,7 +163,7 @@ fn run_agent(bins: &Bins, args: &SoakArgs) -> Result<()> {
     let kill_at = total_time / 2;
     let back_at = kill_at + Duration::from_secs(args.otlp_outage);
     let mut table = String::from(
-        "| time (s) | agent RSS (MiB) | events | events lost | findings | OTLP sent | OTLP dropped | OTLP queued | log records received | receiver | trace files (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| time (s) | agent RSS (MiB) | events | events lost | processes exited | channels | findings | OTLP sent | OTLP dropped | OTLP queued | log records received | receiver | trace files (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut rss_samples = Vec::new();
     let mut killed = false;
@@ -188,11 +196,13 @@ fn run_agent(bins: &Bins, args: &SoakArgs) -> Result<()> {
         let m = scrape(&metrics);
         let (files, bytes) = trace_files(&dir);
         let row = format!(
-            "| {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {files} ({:.1}) |\n",
+            "| {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {files} ({:.1}) |\n",
             start.elapsed().as_secs_f64(),
             rss as f64 / 1024.0,
             total(&m, "ipcwatch_events_total"),
             total(&m, "ipcwatch_events_lost_total"),
+            total(&m, "ipcwatch_processes{state=\"exited\"}"),
+            total(&m, "ipcwatch_channels"),
             total(&m, "ipcwatch_findings_total"),
             total(&m, "ipcwatch_otlp_findings_total{outcome=\"sent\"}"),
             total(&m, "ipcwatch_otlp_findings_total{outcome=\"dropped\"}"),
@@ -238,7 +248,7 @@ fn run_agent(bins: &Bins, args: &SoakArgs) -> Result<()> {
     let last = rss_samples.last().copied().unwrap_or(0);
     let max = rss_samples.iter().copied().max().unwrap_or(0);
     let section = format!(
-        "## Agent\n\n`cargo xtask soak --agent --minutes {} --every {} --otlp-outage {}`: `ipcwatch agent -o target/soak-agent/agent.ndjson --rotate-size 1M --rotate-keep {ROTATE_KEEP} --interval 10 --metrics ADDR --otlp URL`, whole-system, beside the same workload as `--otlp` (the 64-byte pipe ping-pong flat out, and three pipe writers whose records interleave, every second); the OTLP receiver (`ipcwatch-workload otlp-receiver`) killed at {} s and restarted {} s later. Each row: the agent's RSS, and its counters as its `--metrics` served them.\n\n{table}\nRSS from the second sample to the last: {:.1} → {:.1} MiB (peak {:.1}). The agent exited with {status}; its last lines on stderr (last first): `{}`.\n\nIts summary: `events` {}, `dropped` {}, `seq_gaps` {}, `otlp` `{}`. The receiver decoded {logs} log records and {points} metric points; trace files at the end: {files} (the rotation keeps {ROTATE_KEEP} besides the current one).\n",
+        "## Agent\n\n`cargo xtask soak --agent --minutes {} --every {} --otlp-outage {}`: `ipcwatch agent -o target/soak-agent/agent.ndjson --rotate-size 1M --rotate-keep {ROTATE_KEEP} --interval 10 --metrics ADDR --otlp URL`, whole-system, beside the same workload as `--otlp` (the 64-byte pipe ping-pong flat out, and three pipe writers whose records interleave, every second) and, every second, a socketpair, an abstract unix socket, a TCP connection and a POSIX queue between new processes (`ipcwatch-workload channels-demo`), a host's turnover that the agent forgets 60 s after it ends (`--forget-after`, default); the OTLP receiver (`ipcwatch-workload otlp-receiver`) killed at {} s and restarted {} s later. Each row: the agent's RSS, and its counters as its `--metrics` served them.\n\n{table}\nRSS from the second sample to the last: {:.1} → {:.1} MiB (peak {:.1}). The agent exited with {status}; its last lines on stderr (last first): `{}`.\n\nIts summary: `events` {}, `dropped` {}, `seq_gaps` {}, `otlp` `{}`. The receiver decoded {logs} log records and {points} metric points; trace files at the end: {files} (the rotation keeps {ROTATE_KEEP} besides the current one).\n",
         args.minutes,
         args.every,
         args.otlp_outage,
@@ -320,7 +330,7 @@ pub fn run(bins: &Bins, args: &SoakArgs) -> Result<()> {
     let mut cmd = Command::new(&bins.ipcwatch);
     cmd.args(["record", "-o", "-"]);
     if args.otlp {
-        let script = racy_script(&bins.workload);
+        let script = racy_script(&bins.workload, false);
         cmd.args(["--otlp", &format!("http://127.0.0.1:{port}")])
             .args(["--", "sh", "-c", &script]);
     } else {

@@ -42,6 +42,13 @@ pub struct AgentCli {
     /// `record` does (hundreds of MB an hour on a busy host).
     #[arg(long)]
     pub events: bool,
+    /// Forget processes that exited, channels that no descriptor holds
+    /// and sockets whose holder is gone once their last event is this old,
+    /// so that memory follows what is alive on the host, not everything
+    /// it ever ran (counts since the start stay whole). A channel used
+    /// again later starts its totals over.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub forget_after: Duration,
     /// Stop after this long (for trials: the agent otherwise runs until
     /// SIGTERM or SIGINT).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
@@ -75,7 +82,10 @@ pub fn agent(cli: AgentCli, matches: Option<&ArgMatches>, root: clap::Command) -
         Vec::new(),
         Some(default_rotate),
     ) {
-        Ok(args) => args,
+        Ok(args) => session::RecordArgs {
+            forget_after: Some(cli.forget_after),
+            ..args
+        },
         Err(code) => return code,
     };
     let metrics = args.metrics.clone();

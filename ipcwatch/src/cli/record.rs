@@ -243,6 +243,7 @@ pub fn session_args(
         metrics,
         otlp,
         otlp_flush: out.otlp_flush,
+        forget_after: None,
     })
 }
 

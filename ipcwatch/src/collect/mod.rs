@@ -211,6 +211,21 @@ impl Collector {
         result
     }
 
+    /// For long runs (`agent --forget-after`): what the model, the pipe
+    /// interleaving analysis and the socket tracker know of processes
+    /// that exited, channels closed everywhere and sockets gone, once
+    /// their last event is `keep_ns` old ([`Model::forget`]).
+    pub fn forget(&mut self, now_ns: u64, keep_ns: u64) {
+        let gone = self.model.forget(now_ns, keep_ns);
+        self.analyses.pipes.forget(&gone);
+        let processes = &self.model.processes;
+        self.sockets.forget(
+            |pid| processes.get(&pid).is_some_and(|p| p.alive),
+            now_ns,
+            keep_ns,
+        );
+    }
+
     /// Write what is still held back (at the end of a recording).
     pub fn finish(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
         self.containers_named(monotonic_ns(), sink)?;

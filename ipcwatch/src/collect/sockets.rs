@@ -43,6 +43,8 @@ const PENDING_MAX: usize = 4096;
 struct SockInfo {
     holder: Option<Holder>,
     local: Option<String>,
+    /// The sweep of [`SocketTracker::forget`] it was last seen in.
+    seen: u32,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +68,8 @@ pub struct SocketTracker {
     holders: Option<std::collections::HashMap<u64, Holder>>,
     /// When /proc was last scanned for holders (scans are rate-limited).
     holders_at: Option<std::time::Instant>,
+    /// Sweeps of [`SocketTracker::forget`] so far.
+    sweep: u32,
 }
 
 /// At most one /proc scan for socket holders per this interval.
@@ -200,7 +204,36 @@ impl SocketTracker {
         if ino == 0 {
             return;
         }
-        self.socks.entry(ino).or_default().holder = Some(Holder { pid, fd, comm });
+        let s = self.socks.entry(ino).or_default();
+        s.holder = Some(Holder { pid, fd, comm });
+        s.seen = self.sweep;
+    }
+
+    /// For long runs (`agent`), every few tens of seconds: drop what is
+    /// known of sockets not seen since the sweep before this one whose
+    /// holder is gone (`alive` says no), with the names, ports, struct-sock
+    /// and endpoint maps that lead to them; events held back for a peer
+    /// more than `keep_ns` ago; and the sock_diag and /proc snapshots
+    /// (taken again when an unknown socket or name shows up).
+    pub fn forget(&mut self, alive: impl Fn(u32) -> bool, now_ns: u64, keep_ns: u64) {
+        let recent = self.sweep.saturating_sub(1);
+        self.socks
+            .retain(|_, s| s.seen >= recent || s.holder.as_ref().is_some_and(|h| alive(h.pid)));
+        let socks = &self.socks;
+        self.sk_ino.retain(|_, ino| socks.contains_key(ino));
+        self.inet_local.retain(|_, ino| socks.contains_key(ino));
+        self.bound.retain(|_, ino| socks.contains_key(ino));
+        self.listeners.retain(|_, ino| socks.contains_key(ino));
+        let fresh = |e: &SockEvent| e.hdr.ts_ns.saturating_add(keep_ns) >= now_ns;
+        self.pending
+            .retain(|_, held| held.last().is_some_and(fresh));
+        self.pair_half.retain(|_, e| fresh(e));
+        self.holders = None;
+        self.diag = None;
+        self.socks.shrink_to(self.socks.len() * 2);
+        self.sk_ino.shrink_to(self.sk_ino.len() * 2);
+        self.inet_local.shrink_to(self.inet_local.len() * 2);
+        self.sweep += 1;
     }
 
     /// Who holds socket `ino`: seen in events, else (once per miss) from
@@ -426,7 +459,9 @@ impl SocketTracker {
                     && !inet
                 {
                     self.bound.insert(name.clone(), e.file.ino);
-                    self.socks.entry(e.file.ino).or_default().local = Some(name);
+                    let s = self.socks.entry(e.file.ino).or_default();
+                    s.local = Some(name);
+                    s.seen = self.sweep;
                 }
                 ChannelEvent::Bind
             }
@@ -592,7 +627,9 @@ impl SocketTracker {
                     ext.local.clone_from(&u.name);
                     if let Some(n) = &u.name {
                         self.bound.insert(n.clone(), ino);
-                        self.socks.entry(ino).or_default().local = Some(n.clone());
+                        let s = self.socks.entry(ino).or_default();
+                        s.local = Some(n.clone());
+                        s.seen = self.sweep;
                     }
                     let id = if u.peer != 0 && u.sotype as u16 != SOCK_DGRAM {
                         ext.peer_inode = Some(u.peer);

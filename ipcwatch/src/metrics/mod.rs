@@ -51,6 +51,9 @@ pub struct Snapshot {
     pub processes: (u64, u64),
     /// Race lines written, by kind ("shm-write-write", "pipe-interleave").
     pub findings: Vec<(String, u64)>,
+    /// `agent --forget-after`: processes, channels and distinct findings
+    /// dropped from memory (still counted above).
+    pub forgotten: [u64; 3],
     /// Watchpoint windows the race detector opened.
     pub watch_windows: u64,
     /// Writes trapped by the watchpoints.
@@ -266,6 +269,17 @@ impl Collector for SnapshotCollector {
         )?;
         family(
             &mut e,
+            "forgotten",
+            "agent --forget-after: what was dropped from memory once gone (still counted in processes, channels and findings)",
+            None,
+            &[
+                (&[("what", "processes")][..], counter(s.forgotten[0])),
+                (&[("what", "channels")][..], counter(s.forgotten[1])),
+                (&[("what", "findings")][..], counter(s.forgotten[2])),
+            ],
+        )?;
+        family(
+            &mut e,
             "watch_windows",
             "Watchpoint windows the race detector opened",
             None,
@@ -343,6 +357,7 @@ mod tests {
             regions: 1,
             processes: (2, 1),
             findings: vec![("shm-write-write".into(), 4)],
+            forgotten: [1, 2, 3],
             watch_windows: 10,
             watch_traps: 40,
             collector_lag_seconds: 0.25,
@@ -377,6 +392,7 @@ mod tests {
             "ipcwatch_processes{state=\"exited\"} 1",
             "ipcwatch_findings_total{kind=\"shm-write-write\"} 4",
             "ipcwatch_watch_windows_total 10",
+            "ipcwatch_forgotten_total{what=\"channels\"} 2",
             "ipcwatch_watch_traps_total 40",
             "# UNIT ipcwatch_collector_lag_seconds seconds",
             "ipcwatch_collector_lag_seconds 0.25",

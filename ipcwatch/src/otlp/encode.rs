@@ -281,6 +281,19 @@ pub fn metrics_request(
             by("kind", &findings),
         ),
         sum(
+            "ipcwatch.forgotten",
+            "agent --forget-after: processes, channels and findings dropped from memory once gone",
+            "{item}",
+            by(
+                "what",
+                &[
+                    ("processes", s.forgotten[0]),
+                    ("channels", s.forgotten[1]),
+                    ("findings", s.forgotten[2]),
+                ],
+            ),
+        ),
+        sum(
             "ipcwatch.watch.windows",
             "Watchpoint windows the race detector opened",
             "{window}",

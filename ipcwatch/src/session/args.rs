@@ -35,6 +35,10 @@ pub struct RecordArgs {
     /// flush may take.
     pub otlp: Option<Arc<Otlp>>,
     pub otlp_flush: Duration,
+    /// `agent --forget-after`: drop what is known of processes, channels
+    /// and sockets gone this long (`Collector::forget`); `None` keeps
+    /// everything until the summary (`record`, `tui`).
+    pub forget_after: Option<Duration>,
 }
 
 impl Default for RecordArgs {
@@ -50,6 +54,7 @@ impl Default for RecordArgs {
             metrics: None,
             otlp: None,
             otlp_flush: DEFAULT_FLUSH,
+            forget_after: None,
         }
     }
 }

@@ -82,8 +82,10 @@ pub fn finish(
         reason,
         events: collector.events,
         dropped,
-        channels: collector.model.channels.len(),
-        races: collector.model.findings.len(),
+        channels: collector.model.channels.len()
+            + collector.model.forgotten.channels.values().sum::<u64>() as usize,
+        races: collector.model.findings.len()
+            + collector.model.forgotten.distinct_findings as usize,
         command_status,
         otlp,
     })

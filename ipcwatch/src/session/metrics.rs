@@ -39,16 +39,27 @@ pub fn snapshot(collector: &Collector, counters: &LoopCounters, finished: bool) 
         .zip(collector.events_by_kind)
         .map(|(k, n)| (*k, n))
         .collect();
-    let mut channels = [0u64; CHANNEL_KINDS.len()];
+    // With the agent's forgetting, what was dropped counts too.
+    let forgotten = &model.forgotten;
+    let mut channels = CHANNEL_KINDS.map(|k| {
+        forgotten
+            .channels
+            .get(k.as_str())
+            .copied()
+            .unwrap_or_default()
+    });
     for c in model.channels.values() {
         if let Some(i) = CHANNEL_KINDS.iter().position(|k| *k == c.kind) {
             channels[i] += 1;
         }
     }
     let alive = model.processes.values().filter(|p| p.alive).count() as u64;
-    let exited = model.processes.len() as u64 - alive;
+    let exited = model.processes.len() as u64 - alive + forgotten.processes;
     let mut findings: BTreeMap<String, u64> =
         FINDING_KINDS.iter().map(|k| (k.to_string(), 0)).collect();
+    for (k, n) in &forgotten.findings {
+        *findings.entry(k.clone()).or_default() += n;
+    }
     for f in &model.findings {
         *findings.entry(f.race.kind.to_string()).or_default() += f.count;
     }
@@ -69,10 +80,51 @@ pub fn snapshot(collector: &Collector, counters: &LoopCounters, finished: bool) 
         regions: model.regions.len() as u64,
         processes: (alive, exited),
         findings: findings.into_iter().collect(),
+        forgotten: [
+            forgotten.processes,
+            forgotten.channels.values().sum(),
+            forgotten.distinct_findings,
+        ],
         watch_windows: counters.detector.windows,
         watch_traps: counters.detector.traps,
         collector_lag_seconds: counters.lag_ns as f64 / 1e9,
         finished,
         otlp: counters.otlp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Process;
+
+    /// What the agent's forgetting dropped is still counted: processes as
+    /// exited, channels and findings by kind.
+    #[test]
+    fn forgotten_processes_channels_and_findings_still_count() {
+        let mut c = Collector::new();
+        c.model.processes.insert(
+            7,
+            Process {
+                pid: 7,
+                alive: true,
+                ..Process::default()
+            },
+        );
+        let f = &mut c.model.forgotten;
+        f.processes = 5;
+        f.channels.insert("pipe", 3);
+        f.channels.insert("unix", 1);
+        f.findings.insert("pipe-interleave".into(), 4);
+        let s = snapshot(&c, &LoopCounters::default(), false);
+        assert_eq!(s.processes, (1, 5));
+        let by = |v: &[(&'static str, u64)], k: &str| v.iter().find(|(n, _)| *n == k).unwrap().1;
+        assert_eq!(by(&s.channels, "pipe"), 3);
+        assert_eq!(by(&s.channels, "unix"), 1);
+        assert_eq!(by(&s.channels, "tcp"), 0);
+        let findings: BTreeMap<String, u64> = s.findings.into_iter().collect();
+        assert_eq!(findings["pipe-interleave"], 4);
+        assert_eq!(findings["shm-write-write"], 0);
+        assert_eq!(s.forgotten, [5, 4, 0]);
     }
 }

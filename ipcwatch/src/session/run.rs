@@ -68,6 +68,8 @@ const DRAIN_BUDGET: usize = 2048;
 /// The loop's state between wake-ups.
 /// Ticks (5 a second) between two `heat` lines.
 const HEAT_TICKS: u64 = 10;
+/// Ticks between two passes of `--forget-after` (10 s).
+const FORGET_TICKS: u64 = 50;
 
 struct Loop<'a> {
     probes: &'a mut Probes,
@@ -88,6 +90,8 @@ struct Loop<'a> {
     /// The longest wait of an event in the ring buffer since the last
     /// publication, ns.
     lag_ns: u64,
+    /// `--forget-after`, ns.
+    forget_ns: Option<u64>,
 }
 
 /// How the event loop ended.
@@ -218,6 +222,11 @@ impl Loop<'_> {
         }
         if self.ticks.is_multiple_of(5) {
             self.publish();
+        }
+        if let Some(keep) = self.forget_ns
+            && self.ticks.is_multiple_of(FORGET_TICKS)
+        {
+            self.collector.forget(monotonic_ns(), keep);
         }
         self.sink.flush()
     }
@@ -386,6 +395,7 @@ pub async fn event_loop(
         metrics: args.metrics.clone(),
         otlp: args.otlp.clone(),
         lag_ns: 0,
+        forget_ns: args.forget_after.map(|d| d.as_nanos() as u64),
     };
     // Series exist from the first scrape on.
     lp.publish();
