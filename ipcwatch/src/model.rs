@@ -907,8 +907,8 @@ mod tests {
         assert_eq!(holders(&m), vec![(5, 3, End::Write), (5, 4, End::Write)]);
     }
 
-    #[test]
-    fn races_are_deduplicated_by_place_and_code() {
+    /// A write-write race on sysv:5+64 between `a` (pid 1) and `b` (pid 2).
+    fn shm_race(ts: u64, a: &str, b: &str) -> Record {
         use crate::record::Access;
         let access = |pid, f: &str| Access {
             pid,
@@ -923,20 +923,23 @@ mod tests {
             ts_ns: 1,
             origin: Default::default(),
         };
-        let race = |ts, a: &str, b: &str| {
-            Record::Race(RaceLine {
-                ts_ns: ts,
-                kind: "shm-write-write".into(),
-                region: Some("sysv:5".into()),
-                channel: None,
-                offset: Some(64),
-                len: 8,
-                accesses: vec![access(1, a), access(2, b)],
-                evidence: "collision".into(),
-                confidence: 0.9,
-                explanation: "x".into(),
-            })
-        };
+        Record::Race(RaceLine {
+            ts_ns: ts,
+            kind: "shm-write-write".into(),
+            region: Some("sysv:5".into()),
+            channel: None,
+            offset: Some(64),
+            len: 8,
+            accesses: vec![access(1, a), access(2, b)],
+            evidence: "collision".into(),
+            confidence: 0.9,
+            explanation: "x".into(),
+        })
+    }
+
+    #[test]
+    fn races_are_deduplicated_by_place_and_code() {
+        let race = shm_race;
         let mut m = Model::new();
         m.apply(&race(1, "bump", "bump"));
         m.apply(&race(2, "bump", "bump"));
@@ -978,34 +981,7 @@ mod tests {
 
     #[test]
     fn forget_keeps_the_most_recent_findings_and_counts_the_rest() {
-        use crate::record::Access;
-        let access = |pid, f: String| Access {
-            pid,
-            tid: pid,
-            comm: "w".into(),
-            ip: 0x1000,
-            function: Some(f),
-            file: None,
-            line: None,
-            stack: vec![],
-            locks: vec![],
-            ts_ns: 1,
-            origin: Default::default(),
-        };
-        let race = |ts: u64, site: usize| {
-            Record::Race(RaceLine {
-                ts_ns: ts,
-                kind: "shm-write-write".into(),
-                region: Some("sysv:5".into()),
-                channel: None,
-                offset: Some(64),
-                len: 8,
-                accesses: vec![access(1, format!("f{site}")), access(2, "g".into())],
-                evidence: "collision".into(),
-                confidence: 0.9,
-                explanation: "x".into(),
-            })
-        };
+        let race = |ts: u64, site: usize| shm_race(ts, &format!("f{site}"), "g");
         let mut m = Model::new();
         let n = MAX_FINDINGS + 100;
         for i in 0..n {

@@ -133,6 +133,22 @@ impl Metrics {
     }
 }
 
+/// A counter family with a sample per `kind`.
+fn kind_counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(&'static str, u64)],
+) -> Result<(), std::fmt::Error> {
+    let labels: Vec<[(&str, &str); 1]> = values.iter().map(|(k, _)| [("kind", *k)]).collect();
+    let rows: Vec<(&[(&str, &str)], ConstCounter)> = labels
+        .iter()
+        .zip(values)
+        .map(|(l, (_, n))| (&l[..], ConstCounter::new(*n)))
+        .collect();
+    family(encoder, name, help, None, &rows)
+}
+
 /// One snapshot, encoded as prometheus-client's metric families.
 #[derive(Debug)]
 struct SnapshotCollector(Snapshot);
@@ -179,17 +195,11 @@ impl Collector for SnapshotCollector {
             |label: &'static str, v: &[(&'static str, u64)]| -> Vec<(Vec<(&str, &str)>, u64)> {
                 v.iter().map(|(k, n)| (vec![(label, *k)], *n)).collect()
             };
-        let events = by("kind", &s.events);
-        let rows: Vec<(&[(&str, &str)], ConstCounter)> = events
-            .iter()
-            .map(|(l, n)| (l.as_slice(), counter(*n)))
-            .collect();
-        family(
+        kind_counters(
             &mut e,
             "events",
             "Kernel events received and decoded, by kernel event kind",
-            None,
-            &rows,
+            &s.events,
         )?;
         family(
             &mut e,
@@ -204,17 +214,11 @@ impl Collector for SnapshotCollector {
                 ),
             ],
         )?;
-        let dropped = by("kind", &s.dropped_by_kind);
-        let rows: Vec<(&[(&str, &str)], ConstCounter)> = dropped
-            .iter()
-            .map(|(l, n)| (l.as_slice(), counter(*n)))
-            .collect();
-        family(
+        kind_counters(
             &mut e,
             "events_dropped",
             "Kernel events lost because the ring buffer was full, by kernel event kind (their sum is events_lost{reason=\"ring_full\"})",
-            None,
-            &rows,
+            &s.dropped_by_kind,
         )?;
         let channels = by("kind", &s.channels);
         let rows: Vec<(&[(&str, &str)], ConstGauge)> = channels
