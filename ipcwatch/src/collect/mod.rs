@@ -218,6 +218,8 @@ impl Collector {
     pub fn forget(&mut self, now_ns: u64, keep_ns: u64) {
         let gone = self.model.forget(now_ns, keep_ns);
         self.analyses.pipes.forget(&gone);
+        let channels = &self.model.channels;
+        self.queues.forget(|id| channels.contains_key(id));
         let processes = &self.model.processes;
         self.sockets.forget(
             |pid| processes.get(&pid).is_some_and(|p| p.alive),

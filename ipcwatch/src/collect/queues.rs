@@ -22,6 +22,16 @@ pub struct QueueTracker {
 }
 
 impl QueueTracker {
+    /// For long runs (`agent`): the names of POSIX queues whose channel
+    /// the model forgot (`known` says no), and the keys of SysV queues
+    /// likewise.
+    pub fn forget(&mut self, known: impl Fn(&str) -> bool) {
+        self.mq_names.retain(|_, n| known(&format!("mq:{n}")));
+        self.msg_keys.retain(|id, _| known(&format!("msgq:{id}")));
+        self.mq_names.shrink_to(self.mq_names.len() * 2);
+        self.msg_keys.shrink_to(self.msg_keys.len() * 2);
+    }
+
     /// Name of the queue behind an mqueue inode.
     fn mq_name(&mut self, ino: u64, pid: u32, fd: i32) -> Option<String> {
         if let Some(n) = self.mq_names.get(&ino) {
