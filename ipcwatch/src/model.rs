@@ -295,6 +295,13 @@ pub struct Forgotten {
     pub distinct_findings: u64,
 }
 
+impl Forgotten {
+    /// Channels forgotten, of every kind.
+    pub fn channels_total(&self) -> u64 {
+        self.channels.values().sum()
+    }
+}
+
 /// Distinct findings a long-running model keeps ([`Model::forget`]); past
 /// it, the least recently seen go, down to three quarters.
 pub const MAX_FINDINGS: usize = 1024;

@@ -34,10 +34,8 @@ impl PipeInterleave {
     /// Channels the model forgot (closed everywhere, idle): their writes
     /// and reported pairs go (used again, they start over).
     pub fn forget(&mut self, channels: &[Text]) {
-        for c in channels {
-            self.recent.remove(c);
-        }
         let gone: std::collections::HashSet<&Text> = channels.iter().collect();
+        self.recent.retain(|c, _| !gone.contains(c));
         self.reported.retain(|(c, _, _)| !gone.contains(c));
         self.recent.shrink_to(self.recent.len() * 2);
         self.reported.shrink_to(self.reported.len() * 2);

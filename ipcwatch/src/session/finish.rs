@@ -83,7 +83,7 @@ pub fn finish(
         events: collector.events,
         dropped,
         channels: collector.model.channels.len()
-            + collector.model.forgotten.channels.values().sum::<u64>() as usize,
+            + collector.model.forgotten.channels_total() as usize,
         races: collector.model.findings.len()
             + collector.model.forgotten.distinct_findings as usize,
         command_status,

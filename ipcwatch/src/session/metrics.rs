@@ -82,7 +82,7 @@ pub fn snapshot(collector: &Collector, counters: &LoopCounters, finished: bool) 
         findings: findings.into_iter().collect(),
         forgotten: [
             forgotten.processes,
-            forgotten.channels.values().sum(),
+            forgotten.channels_total(),
             forgotten.distinct_findings,
         ],
         watch_windows: counters.detector.windows,
