@@ -51,7 +51,16 @@ enum Workload {
     },
     /// Run CMD with empty programs on the raw sys_enter and sys_exit
     /// tracepoints: the cost of ipcwatch's hooks alone (benchmarks).
+    /// `--hook` puts them elsewhere, to weigh the other kinds of hook.
     EmptyHooks {
+        /// Where the empty programs go: raw-tp and tp-btf on sys_enter and
+        /// sys_exit; fentry, fexit, kprobe and kretprobe on each of
+        /// `--functions`.
+        #[arg(long, value_enum, default_value_t = floor::Hook::RawTp)]
+        hook: floor::Hook,
+        /// Kernel functions for the per-function hooks.
+        #[arg(long, value_delimiter = ',', default_value = "pipe_read,pipe_write")]
+        functions: Vec<String>,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
     },
@@ -398,7 +407,11 @@ fn run(w: Workload) -> Result<ExitCode> {
         Workload::PipeParentChild { count, size } => pipes::pipe_parent_child(count, size),
         Workload::Pingpong { size, iters } => pipes::pingpong(size, iters),
         // The command's own exit status becomes ours.
-        Workload::EmptyHooks { cmd } => return floor::run(&cmd).map(exit_code),
+        Workload::EmptyHooks {
+            hook,
+            functions,
+            cmd,
+        } => return floor::run(hook, &functions, &cmd).map(exit_code),
         Workload::PipeDelayed { delay, bytes } => pipes::pipe_delayed(delay, bytes),
         Workload::FifoWrite { path, bytes } => pipes::fifo_write(&path, bytes),
         Workload::FifoRead { path } => pipes::fifo_read(&path),

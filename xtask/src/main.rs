@@ -248,6 +248,7 @@ fn test() -> Result<()> {
             only: Some("12-cloud".into()),
             fast: true,
             doctor_only: false,
+            hook_cost: false,
             no_docs: true,
         })
     })?;

@@ -3,10 +3,13 @@
 //! nothing when they run.
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe, perf_event, raw_tracepoint, tracepoint, uprobe},
+    macros::{
+        btf_tracepoint, fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint, tracepoint,
+        uprobe,
+    },
     programs::{
-        BtfTracePointContext, FEntryContext, PerfEventContext, ProbeContext, RawTracePointContext,
-        TracePointContext,
+        BtfTracePointContext, FEntryContext, FExitContext, PerfEventContext, ProbeContext,
+        RawTracePointContext, RetProbeContext, TracePointContext,
     },
 };
 
@@ -37,6 +40,20 @@ pub fn doctor_kprobe(_ctx: ProbeContext) -> u32 {
 
 #[fentry(function = "do_sys_openat2")]
 pub fn doctor_fentry(_ctx: FEntryContext) -> u32 {
+    0
+}
+
+// The two below are loaded only by `ipcwatch-workload empty-hooks`, to
+// weigh a per-function hook against the syscall tracepoints
+// (`cargo xtask kernels --hook-cost`).
+
+#[fexit(function = "do_sys_openat2")]
+pub fn doctor_fexit(_ctx: FExitContext) -> u32 {
+    0
+}
+
+#[kretprobe]
+pub fn doctor_kretprobe(_ctx: RetProbeContext) -> u32 {
     0
 }
 

@@ -1,15 +1,13 @@
 //! `ipcwatch doctor`: what this kernel supports, found by really loading
 //! and attaching a program of each kind.
 
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
     programs::{
         BtfTracePoint, FEntry, KProbe, PerfEvent, RawTracePoint, TracePoint, UProbe,
-        perf_event::{
-            BreakpointConfig, PerfBreakpointLength, PerfEventConfig, PerfEventScope, SamplePolicy,
-        },
         uprobe::UProbeScope,
     },
 };
@@ -18,7 +16,7 @@ use rustix::thread::CapabilitySet;
 use serde::Serialize;
 
 use crate::host::release;
-use crate::kernel::loader::{Options, load_object, load_syscall_programs};
+use crate::kernel::loader::{Options, hits, load_object, load_syscall_programs, watchpoint};
 use crate::kernel::privileges::{KEPT, Kept, LOCK_PROBES, kept_set};
 use crate::kernel::shm::system_libc;
 use crate::kernel::{
@@ -373,23 +371,52 @@ fn uprobe_and_watchpoint(checks: &mut Checks, ebpf: &mut Ebpf) {
         (|| {
             let p: &mut PerfEvent = program(ebpf, "doctor_perf_event")?;
             p.load().map_err(|e| load_error("doctor_perf_event", &e))?;
-            let addr = WATCHED.as_ptr() as u64;
-            p.attach(
-                PerfEventConfig::Breakpoint(BreakpointConfig::Data {
-                    r#type: aya::programs::perf_event::PerfBreakpointType::Write,
-                    address: addr,
-                    length: PerfBreakpointLength::Len8,
-                }),
-                PerfEventScope::CallingProcess { cpu: None },
-                SamplePolicy::Period(1),
-                false,
-            )
-            .map_err(err)?;
-            Ok("PERF_TYPE_BREAKPOINT write watchpoint attached".into())
+            let prog = p.fd().map_err(err)?.as_fd().as_raw_fd();
+            watchpoint_traps(prog)
         })(),
         "race collision sampling (the race detector)",
         false,
     );
+}
+
+/// Writes the doctor makes to its watched word.
+const WATCHED_WRITES: u64 = 3;
+
+/// Attach a write watchpoint to a word as the race detector does, on
+/// another thread than the one attaching it, have that thread write the
+/// word and count the traps. Attaching is not enough: a perf event may
+/// attach and never fire (an emulated CPU), and the detector would then
+/// sample in vain.
+fn watchpoint_traps(prog: RawFd) -> Result<String, String> {
+    use std::sync::{atomic::Ordering, mpsc};
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        let _ = tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32);
+        // Attached or not (a closed channel), write and finish.
+        let _ = go_rx.recv();
+        for i in 1..=WATCHED_WRITES {
+            WATCHED.store(i, Ordering::SeqCst);
+        }
+    });
+    let attached = tid_rx
+        .recv()
+        .map_err(err)
+        .and_then(|tid| watchpoint(tid, WATCHED.as_ptr() as u64, prog).map_err(err));
+    drop(go_tx);
+    let _ = writer.join();
+    let fd = attached?;
+    let hits = hits(&fd);
+    if hits >= WATCHED_WRITES {
+        Ok(format!(
+            "a PERF_TYPE_BREAKPOINT write watchpoint on another thread trapped {hits} of its {WATCHED_WRITES} writes"
+        ))
+    } else {
+        Err(format!(
+            "a PERF_TYPE_BREAKPOINT write watchpoint on another thread attached but trapped {hits} \
+             of its {WATCHED_WRITES} writes"
+        ))
+    }
 }
 
 /// kprobes and fentry: ipcwatch does not use them (docs/kernels.md says

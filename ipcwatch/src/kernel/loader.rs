@@ -598,7 +598,7 @@ pub fn hits(fd: &OwnedFd) -> u64 {
 /// thread `tid`, running program `prog` on every hit. Opened here rather
 /// than through aya, which asks for precise_ip without a callchain: the
 /// kernel then refuses programs that read the user stack (EPROTO).
-fn watchpoint(tid: u32, addr: u64, prog: RawFd) -> std::io::Result<OwnedFd> {
+pub(crate) fn watchpoint(tid: u32, addr: u64, prog: RawFd) -> std::io::Result<OwnedFd> {
     use aya_obj::generated::{
         HW_BREAKPOINT_LEN_8, HW_BREAKPOINT_W, PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_SET_BPF,
         PERF_FLAG_FD_CLOEXEC, perf_event_attr, perf_type_id,

@@ -10,6 +10,13 @@
 //! included), so the choice is made before loading anything: by loading
 //! a six-instruction program that uses fetch-and-add, never from the
 //! kernel's version string (distributions backport).
+//!
+//! A kernel that takes fetch-and-add (5.12+) may still not know the two
+//! helpers the normal object's shared-memory family calls, `bpf_loop`
+//! and `bpf_find_vma` (5.17): that family would then be refused and its
+//! events lost. The compat object does without them, so a kernel whose
+//! BTF does not name them in `enum bpf_func_id` gets it too (5.12 to
+//! 5.16).
 
 use std::io;
 use std::sync::OnceLock;
@@ -32,6 +39,9 @@ pub struct Choice {
     /// Whether the kernel took the fetch-and-add probe: `Err` holds why
     /// not (the kernel's error and verifier line).
     pub fetch_add: Result<(), String>,
+    /// The normal object's later helpers ([`LATER_HELPERS`]) that this
+    /// kernel's BTF does not name.
+    pub unknown_helpers: Vec<&'static str>,
     /// Set when [`ENV`] made the choice.
     pub forced: bool,
 }
@@ -48,10 +58,16 @@ impl Choice {
 
     /// One line for doctor and `-v`: the probe's result and the object.
     pub fn describe(&self) -> String {
-        let probe = match &self.fetch_add {
+        let mut probe = match &self.fetch_add {
             Ok(()) => "atomic fetch-and-add loads".to_string(),
             Err(e) => format!("atomic fetch-and-add refused ({e})"),
         };
+        if !self.unknown_helpers.is_empty() {
+            probe += &format!(
+                "; the kernel does not know {} (5.17+)",
+                self.unknown_helpers.join(", ")
+            );
+        }
         let why = if self.forced {
             format!(" ({ENV} is set)")
         } else if self.compat {
@@ -68,6 +84,11 @@ pub fn chosen() -> &'static Choice {
     static CHOICE: OnceLock<Choice> = OnceLock::new();
     CHOICE.get_or_init(|| {
         let fetch_add = probe_fetch_add();
+        let unknown_helpers = match btf_rs::Btf::from_file(super::btf::VMLINUX_BTF) {
+            Ok(btf) => unknown_helpers(&btf),
+            // Without BTF nothing loads anyway; that is said elsewhere.
+            Err(_) => Vec::new(),
+        };
         let forced = std::env::var(ENV).ok();
         let compat = match forced.as_deref() {
             Some("compat") => true,
@@ -75,17 +96,52 @@ pub fn chosen() -> &'static Choice {
             // EINVAL: the kernel does not know the instruction. Any other
             // error (EPERM without privileges) says nothing about it: the
             // normal object, whose load then fails with the real reason.
-            _ => fetch_add
-                .as_ref()
-                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL)),
+            _ => {
+                fetch_add
+                    .as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+                    || !unknown_helpers.is_empty()
+            }
         };
         let forced = matches!(forced.as_deref(), Some("compat" | "normal"));
         Choice {
             compat,
             fetch_add: fetch_add.map_err(|e| e.to_string()),
+            unknown_helpers,
             forced,
         }
     })
+}
+
+/// The helpers of the normal object newer than its fetch-and-add (5.12),
+/// by their name in the kernel's `enum bpf_func_id`: the shared-memory
+/// family walks a mapping's file with `bpf_loop` and finds a shared
+/// anonymous mapping's shmem file with `bpf_find_vma` (both 5.17).
+pub const LATER_HELPERS: [&str; 2] = ["BPF_FUNC_loop", "BPF_FUNC_find_vma"];
+
+/// Which of [`LATER_HELPERS`] `btf`'s `enum bpf_func_id` lacks. The
+/// enum comes from the kernel's own uapi header, so it lists exactly the
+/// helpers that kernel was built with, backports included. A BTF without
+/// the enum says nothing: none are reported missing.
+fn unknown_helpers(btf: &btf_rs::Btf) -> Vec<&'static str> {
+    let Ok(types) = btf.resolve_types_by_name("bpf_func_id") else {
+        return Vec::new();
+    };
+    let Some(known) = types.iter().find_map(|t| match t {
+        btf_rs::Type::Enum(e) => Some(
+            e.members
+                .iter()
+                .filter_map(|m| btf.resolve_name(m).ok())
+                .collect::<Vec<String>>(),
+        ),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    LATER_HELPERS
+        .into_iter()
+        .filter(|h| !known.iter().any(|k| k == h))
+        .collect()
 }
 
 /// A refused probe: the kernel's error with the verifier's line.
@@ -195,6 +251,7 @@ fn probe_fetch_add() -> Result<(), Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::btf::VMLINUX_BTF;
     use object::{Object, ObjectSection, SectionFlags, elf::SHF_EXECINSTR};
 
     /// (instructions, fetching atomics) in the object's code sections.
@@ -231,6 +288,15 @@ mod tests {
         let (insns, fetch) = atomics(NORMAL);
         assert!(insns > 1000, "{insns} instructions in the normal object");
         assert!(fetch > 0, "the normal object lost its fetch-and-add");
+    }
+
+    /// This kernel (6.18) knows both later helpers; a BTF that lacks the
+    /// enum names none missing.
+    #[test]
+    fn this_kernel_knows_the_later_helpers() {
+        let btf = btf_rs::Btf::from_file(VMLINUX_BTF).expect("vmlinux BTF");
+        assert!(unknown_helpers(&btf).is_empty());
+        assert!(chosen().unknown_helpers.is_empty());
     }
 
     #[test]
