@@ -136,10 +136,7 @@ fn start_recording(out: &std::path::Path) -> std::process::Child {
         .unwrap();
     let t0 = Instant::now();
     while std::fs::read_to_string(out).map_or(true, |s| s.lines().count() < 2) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "ipcwatch did not start"
-        );
+        assert!(t0.elapsed() < patience(20), "ipcwatch did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     rec
@@ -189,11 +186,7 @@ fn record_in_own_group(out: &std::path::Path, script: &str) -> (std::process::Ch
 fn wait_for(file: &std::path::Path) {
     let t0 = Instant::now();
     while !file.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no {}",
-            file.display()
-        );
+        assert!(t0.elapsed() < patience(20), "no {}", file.display());
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -334,10 +327,7 @@ fn sigkill_leaves_nothing_attached_or_pinned() {
         if left.is_empty() {
             break;
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "still loaded: {left:?}"
-        );
+        assert!(t0.elapsed() < patience(10), "still loaded: {left:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
     // Nothing is pinned in bpffs.

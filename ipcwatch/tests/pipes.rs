@@ -243,10 +243,7 @@ fn a_pipe_made_before_ipcwatch_started_is_found_and_traced() {
     // Wait for the probes: the header is written once they are attached.
     let t0 = Instant::now();
     while std::fs::read_to_string(&out).map_or(true, |s| !s.contains("\"existing\"")) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "ipcwatch did not start"
-        );
+        assert!(t0.elapsed() < patience(20), "ipcwatch did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     wl.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
@@ -365,10 +362,7 @@ fn sigint_stops_a_system_wide_recording_with_a_summary() {
         .unwrap();
     let t0 = Instant::now();
     while std::fs::read_to_string(&out).map_or(true, |s| s.lines().count() < 2) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "ipcwatch did not start"
-        );
+        assert!(t0.elapsed() < patience(20), "ipcwatch did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     // Some pipe traffic from an unrelated process while it runs.

@@ -491,7 +491,7 @@ fn regions_that_existed_before_the_start_are_found() {
     // Once the scan is written, let the holders write and remove.
     let start = Instant::now();
     while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("\"type\":\"mapping\"")) {
-        assert!(start.elapsed() < Duration::from_secs(20), "no scan");
+        assert!(start.elapsed() < patience(20), "no scan");
         std::thread::sleep(Duration::from_millis(50));
     }
     for h in [&mut sysv, &mut posix] {

@@ -510,10 +510,7 @@ fn a_connection_made_before_ipcwatch_started_is_resolved_by_sock_diag() {
         .unwrap();
     let t0 = Instant::now();
     while std::fs::read_to_string(&out).map_or(true, |s| !s.contains(&id)) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "ipcwatch did not start"
-        );
+        assert!(t0.elapsed() < patience(20), "ipcwatch did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     wl.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
@@ -575,10 +572,7 @@ fn a_tcp_connection_made_before_ipcwatch_started_names_both_processes() {
         .unwrap();
     let t0 = Instant::now();
     while std::fs::read_to_string(&out).map_or(true, |s| !s.contains(&id)) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "ipcwatch did not start"
-        );
+        assert!(t0.elapsed() < patience(20), "ipcwatch did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     wl.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();

@@ -124,6 +124,21 @@ pub struct KernelsArgs {
     /// each kernel; the table goes to docs/kernels.md.
     #[arg(long, conflicts_with_all = ["fast", "doctor_only"])]
     pub hook_cost: bool,
+    /// Only these groups of the full matrix (e.g. `--group pipes`).
+    #[arg(long, conflicts_with_all = ["fast", "doctor_only", "hook_cost"])]
+    pub group: Vec<String>,
+    /// Only the tests whose name contains this, in each group run.
+    #[arg(long, conflicts_with_all = ["fast", "doctor_only", "hook_cost"])]
+    pub test: Option<String>,
+    /// Run this shell command in each guest after doctor (the binaries
+    /// are at their paths on this machine; `$IPCWATCH` and `$WORKLOAD`
+    /// name them) and print the guest's console, instead of the groups.
+    #[arg(long, conflicts_with_all = ["fast", "doctor_only", "hook_cost", "group", "test"])]
+    pub run: Option<String>,
+    /// The guest kernel's console log level (4 by default: warnings;
+    /// 7 shows the stacks of a soft lockup).
+    #[arg(long, default_value_t = 4)]
+    pub loglevel: u8,
     /// Do not rewrite the table in docs/kernels.md.
     #[arg(long)]
     pub no_docs: bool,
@@ -467,8 +482,37 @@ fn pad(w: &mut impl Write, len: u64) -> Result<()> {
     Ok(())
 }
 
-/// What the guest runs: (group, test binary, test-name filter).
-type Plan = Vec<(String, PathBuf, Option<String>)>;
+/// Which tests of a group the guest runs.
+#[derive(Clone)]
+enum Filter {
+    All,
+    /// The test of this exact name.
+    Exact(String),
+    /// The tests whose name contains this.
+    Containing(String),
+}
+
+impl Filter {
+    fn keeps(&self, test: &str) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Exact(f) => f == test,
+            Filter::Containing(f) => test.contains(f.as_str()),
+        }
+    }
+
+    /// The test binary's arguments.
+    fn args(&self) -> String {
+        match self {
+            Filter::All => String::new(),
+            Filter::Exact(f) => format!(" --exact {f}"),
+            Filter::Containing(f) => format!(" {f}"),
+        }
+    }
+}
+
+/// What the guest runs: (group, test binary, which of its tests).
+type Plan = Vec<(String, PathBuf, Filter)>;
 
 /// The start of every guest's /init: mount what ipcwatch needs, bring
 /// `lo` up; `up` prints the uptime. Nothing is mounted on /tmp or /run:
@@ -480,6 +524,7 @@ fn preamble() -> String {
         "#!/bin/busybox sh\n\
          /bin/busybox --install -s /bin\n\
          export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TMPDIR=/tmp\n\
+         export IPCWATCH_TEST_PATIENCE=10\n\
          mount -t proc proc /proc\n\
          mount -t sysfs sysfs /sys\n\
          mount -t devtmpfs devtmpfs /dev\n\
@@ -509,13 +554,10 @@ fn init_script(ipcwatch: &Path, plan: &Plan) -> String {
     for (group, bin, filter) in plan {
         let untrapped: Vec<&str> = NEEDS_TRAPS
             .iter()
-            .filter(|(g, t)| g == group && filter.as_ref().is_none_or(|f| f == t))
+            .filter(|(g, t)| g == group && filter.keeps(t))
             .map(|(_, t)| *t)
             .collect();
-        let filter = filter
-            .as_ref()
-            .map(|f| format!(" --exact {f}"))
-            .unwrap_or_default();
+        let filter = filter.args();
         let skips = if untrapped.is_empty() {
             String::new()
         } else {
@@ -627,7 +669,13 @@ struct Row {
 }
 
 /// Boot `kernel` with `initrd`; the guest's console, or why it failed.
-fn boot(kernel: &Fetched, initrd: &Path, mode: &str, timeout: Duration) -> Result<(String, f64)> {
+fn boot(
+    kernel: &Fetched,
+    initrd: &Path,
+    mode: &str,
+    timeout: Duration,
+    loglevel: u8,
+) -> Result<(String, f64)> {
     let log = kernels_dir()
         .join("logs")
         .join(format!("{}-{mode}.log", kernel.name));
@@ -656,10 +704,10 @@ fn boot(kernel: &Fetched, initrd: &Path, mode: &str, timeout: Duration) -> Resul
     .arg(&kernel.vmlinuz)
     .arg("-initrd")
     .arg(initrd)
-    .args([
-        "-append",
-        "console=ttyS0 panic=-1 rdinit=/init quiet loglevel=4",
-    ])
+    .arg("-append")
+    .arg(format!(
+        "console=ttyS0 panic=-1 rdinit=/init quiet loglevel={loglevel}"
+    ))
     .stdin(Stdio::null());
     eprintln!("+ {}", show(&c));
     let start = Instant::now();
@@ -938,13 +986,55 @@ fn write_section(begin: &str, end: &str, table: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--run CMD`: boot each kernel, run `cmd` after doctor, print the
+/// console.
+fn run_command(kernels: &[Kernel], cmd: &str, loglevel: u8) -> Result<()> {
+    let bins = build(&[])?;
+    let mut init = preamble();
+    let _ = writeln!(
+        init,
+        "export IPCWATCH={} WORKLOAD={}
+         echo \"@@IPCW start doctor $(up)\"\n$IPCWATCH doctor\necho \"@@IPCW end doctor $? $(up)\"\n         echo \"@@IPCW start run $(up)\"\n         sh -c '{}' 2>&1\n         echo \"@@IPCW end run $? $(up)\"\n         echo \"@@IPCW done $(up)\"\nsync\npoweroff -f",
+        bins.ipcwatch.display(),
+        bins.ipcwatch.with_file_name("ipcwatch-workload").display(),
+        cmd.replace('\'', "'\\''")
+    );
+    let initrd = initramfs(&bins, init, "run")?;
+    for k in kernels {
+        let fetched = k.fetch()?;
+        let (console, wall) = boot(
+            &fetched,
+            &initrd,
+            "run",
+            Duration::from_secs(3600),
+            loglevel,
+        )?;
+        println!(
+            "==== {} ({}), {wall:.0} s\n{console}",
+            fetched.name, fetched.release
+        );
+    }
+    Ok(())
+}
+
 /// Run `kernels` (the whole plan or the fast subset) and return the
 /// table; fail when a kernel cannot be fetched or booted or a group fails.
-fn run_matrix(kernels: &[Kernel], fast: bool, doctor_only: bool) -> Result<(String, bool)> {
+fn run_matrix(kernels: &[Kernel], args: &KernelsArgs) -> Result<(String, bool)> {
+    let (fast, doctor_only) = (args.fast, args.doctor_only);
+    for g in &args.group {
+        if !GROUPS.contains(&g.as_str()) {
+            bail!("no group {g}: the groups are {}", GROUPS.join(", "));
+        }
+    }
     let groups: Vec<&str> = if doctor_only {
         Vec::new()
     } else if fast {
         FAST.iter().map(|(g, _)| *g).collect()
+    } else if !args.group.is_empty() {
+        GROUPS
+            .into_iter()
+            .filter(|g| args.group.iter().any(|a| a == g))
+            .collect()
     } else {
         GROUPS.to_vec()
     };
@@ -959,13 +1049,17 @@ fn run_matrix(kernels: &[Kernel], fast: bool, doctor_only: bool) -> Result<(Stri
                     .iter()
                     .find(|(n, _)| n == g)
                     .map(|(_, b)| b.clone());
-                (g.to_string(), bin.unwrap_or_default(), f.map(String::from))
+                let filter = f.map_or(Filter::All, |f| Filter::Exact(f.to_string()));
+                (g.to_string(), bin.unwrap_or_default(), filter)
             })
             .collect()
     } else {
         bins.tests
             .iter()
-            .map(|(g, b)| (g.clone(), b.clone(), None))
+            .map(|(g, b)| {
+                let filter = args.test.clone().map_or(Filter::All, Filter::Containing);
+                (g.clone(), b.clone(), filter)
+            })
             .collect()
     };
     let columns: Vec<String> = plan.iter().map(|(g, _, _)| g.clone()).collect();
@@ -993,7 +1087,7 @@ fn run_matrix(kernels: &[Kernel], fast: bool, doctor_only: bool) -> Result<(Stri
     let mut ok = true;
     for k in kernels {
         let fetched = k.fetch()?;
-        let row = match boot(&fetched, &initrd, mode, timeout) {
+        let row = match boot(&fetched, &initrd, mode, timeout, args.loglevel) {
             Ok((console, wall)) => parse(&fetched, &console, wall, &columns),
             Err(e) => {
                 let mut cells = BTreeMap::new();
@@ -1038,17 +1132,21 @@ pub fn run_kernels(args: &KernelsArgs) -> Result<()> {
                 .join(", ")
         );
     }
+    if let Some(cmd) = &args.run {
+        return run_command(&kernels, cmd, args.loglevel);
+    }
     if args.hook_cost {
-        let table = cost::run(&kernels)?;
+        let table = cost::run(&kernels, args.loglevel)?;
         println!("{table}");
         if !args.no_docs {
             write_section(cost::BEGIN, cost::END, &table)?;
         }
         return Ok(());
     }
-    let (table, ok) = run_matrix(&kernels, args.fast, args.doctor_only)?;
+    let (table, ok) = run_matrix(&kernels, args)?;
     println!("{table}");
-    if !args.no_docs && !args.doctor_only && args.only.is_none() {
+    let partial = args.only.is_some() || !args.group.is_empty() || args.test.is_some();
+    if !args.no_docs && !args.doctor_only && !partial {
         let mode = if args.fast { " --fast" } else { "" };
         write_docs(&format!("(`cargo xtask kernels{mode}`)\n\n{table}"))?;
     }

@@ -249,6 +249,10 @@ fn test() -> Result<()> {
             fast: true,
             doctor_only: false,
             hook_cost: false,
+            group: Vec::new(),
+            test: None,
+            run: None,
+            loglevel: 4,
             no_docs: true,
         })
     })?;

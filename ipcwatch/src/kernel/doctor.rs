@@ -419,13 +419,14 @@ fn watchpoint_traps(prog: RawFd) -> Result<String, String> {
     }
 }
 
-/// kprobes and fentry: ipcwatch does not use them (docs/kernels.md says
-/// why, and that their cost against the tracepoints is not measured), but
-/// they say what kind of kernel this is.
 /// Why an available kprobe or fentry hook is not used.
 const NOT_USED: &str = "available, not used: the two syscall tracepoints see every followed \
-syscall, where kprobes or fentry need a hook per kernel function, and are not measured cheaper";
+syscall, where kprobes or fentry need a hook per kernel function, and cost no less per call \
+(docs/kernels.md, `cargo xtask kernels --hook-cost`)";
 
+/// kprobes and fentry: ipcwatch does not use them (docs/kernels.md says
+/// why, with their cost against the tracepoints measured in Debian's
+/// kernels), but they say what kind of kernel this is.
 fn unused_by_ipcwatch(checks: &mut Checks, ebpf: &mut Ebpf, btf: &Result<Btf, String>) {
     checks.add(
         "kprobe",

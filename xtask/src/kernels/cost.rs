@@ -191,7 +191,7 @@ fn table(all: &[Measured]) -> String {
 }
 
 /// Boot each kernel with the cost script; the table.
-pub fn run(kernels: &[Kernel]) -> Result<String> {
+pub fn run(kernels: &[Kernel], loglevel: u8) -> Result<String> {
     let bins = build(&[])?;
     let workload = bins.ipcwatch.with_file_name("ipcwatch-workload");
     let init = script(
@@ -202,7 +202,13 @@ pub fn run(kernels: &[Kernel]) -> Result<String> {
     let mut all = Vec::new();
     for k in kernels {
         let fetched = k.fetch()?;
-        match super::boot(&fetched, &initrd, "cost", Duration::from_secs(3600)) {
+        match super::boot(
+            &fetched,
+            &initrd,
+            "cost",
+            Duration::from_secs(3600),
+            loglevel,
+        ) {
             Ok((console, _)) => all.push(parse(&fetched.name, &fetched.release, &console)),
             Err(e) => bail!("{}: {e:#}", fetched.name),
         }
