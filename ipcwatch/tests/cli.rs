@@ -175,6 +175,22 @@ fn doctor_tells_the_truth_about_this_kernel() {
     // Facts the kernel shows independently of ipcwatch's own attempts.
     let kprobe_pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
     assert_eq!(check("kprobe"), kprobe_pmu);
+    // This machine's watchpoints trap (the race tests find their races
+    // with them): the check saw each of its writes, not only an attach.
+    assert!(check("hw watchpoint"));
+    let watchpoint = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["feature"] == "hw watchpoint")
+        .unwrap();
+    assert!(
+        watchpoint["detail"]
+            .as_str()
+            .unwrap()
+            .contains("trapped 3 of its 3 writes"),
+        "{watchpoint}"
+    );
     assert_eq!(
         report["kernel"].as_str().unwrap(),
         std::fs::read_to_string("/proc/sys/kernel/osrelease")

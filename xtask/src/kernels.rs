@@ -482,6 +482,22 @@ fn pad(w: &mut impl Write, len: u64) -> Result<()> {
     Ok(())
 }
 
+/// Commands the root tests run, put in the guest's /bin from this
+/// machine: (name, path here).
+const HOST_TOOLS: [(&str, &str); 11] = [
+    ("sh", "/usr/bin/dash"),
+    ("cat", "/usr/bin/cat"),
+    ("head", "/usr/bin/head"),
+    ("wc", "/usr/bin/wc"),
+    ("yes", "/usr/bin/yes"),
+    ("sleep", "/usr/bin/sleep"),
+    ("printf", "/usr/bin/printf"),
+    ("true", "/usr/bin/true"),
+    ("mkfifo", "/usr/bin/mkfifo"),
+    ("flock", "/usr/bin/flock"),
+    ("timeout", "/usr/bin/timeout"),
+];
+
 /// Which tests of a group the guest runs.
 #[derive(Clone)]
 enum Filter {
@@ -606,6 +622,14 @@ fn initramfs(bins: &Binaries, init: String, mode: &str) -> Result<PathBuf> {
     img.file(Path::new("/bin/busybox"), Path::new("/bin/busybox"))
         .context("busybox-static is missing: run cargo xtask setup")?;
     img.executable(Path::new("/bin/bash"), None)?;
+    // The tests' commands are this machine's, as on the host: busybox's
+    // sh runs its applets without exec (a test counts cat's execs) and has
+    // no flock. In /bin, where `busybox --install` then leaves them be.
+    for (tool, from) in HOST_TOOLS {
+        img.file(&Path::new("/bin").join(tool), Path::new(from))
+            .with_context(|| format!("{from} is missing on this machine"))?;
+        img.executable(Path::new(from), None)?;
+    }
     img.executable(&bins.ipcwatch, Some(&stage))?;
     img.executable(
         &bins.ipcwatch.with_file_name("ipcwatch-workload"),

@@ -432,10 +432,13 @@ pub async fn event_loop(
                 lp.wind_down_step(wind_down_timer.as_mut())
             }
             _ = &mut deadline => Ok(Some(StopReason::Duration)),
-            _ = &mut child_exit => Ok(Some(match lp.wind_down {
-                WindDown::Running => StopReason::CommandExited,
-                _ => StopReason::Signal,
-            })),
+            _ = &mut child_exit => Ok(Some(
+                if lp.wind_down == WindDown::Running && !signalled(&mut sigint, &mut sigterm) {
+                    StopReason::CommandExited
+                } else {
+                    StopReason::Signal
+                },
+            )),
             _ = &mut stop_requested => Ok(Some(StopReason::Requested)),
         };
         match step {
@@ -461,4 +464,15 @@ pub async fn event_loop(
         detector: lp.detector.summary(),
         ..lp.end(reason, status)
     })
+}
+
+/// Whether SIGINT or SIGTERM has come and not been taken yet. Ctrl-C
+/// reaches the whole job: a command that ends of it can be seen exiting
+/// in the same turn as the signal, and `select!` takes ready branches in
+/// random order. The user asked to stop: that is the reason, whichever
+/// came first to this loop (a slow machine, or a busy loop, makes both
+/// ready at once).
+fn signalled(sigint: &mut Signal, sigterm: &mut Signal) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    sigint.poll_recv(&mut cx).is_ready() || sigterm.poll_recv(&mut cx).is_ready()
 }
