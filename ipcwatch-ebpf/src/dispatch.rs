@@ -287,8 +287,26 @@ pub fn ipcwatch_exit_read_write_btf(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn exit_read_write<const BTF: bool>(regs: u64, ret: i64) {
-    let (r, code) = decode::<BTF>(regs);
-    fd::read_write::<BTF>(&r, bpf_get_current_pid_tgid(), code, ret);
+    // The two arguments used, not the block of nine registers: in the
+    // raw form that block's 72 bytes put the chain through classify_file
+    // over Linux 6.1's 512 bytes (544, found by the matrix's pipes group).
+    let code = code_of::<BTF>(regs);
+    let fd = arg_of::<BTF>(regs, conf!(off.regs_arg0));
+    let buf = arg_of::<BTF>(regs, conf!(off.regs_arg1));
+    fd::read_write::<BTF>(fd as i32, buf, bpf_get_current_pid_tgid(), code, ret);
+}
+
+/// The saved register at `at` in `regs`: a direct load in the tp_btf
+/// form, a probe read in the raw one (0 when it fails).
+#[inline(always)]
+fn arg_of<const BTF: bool>(regs: u64, at: u32) -> u64 {
+    if BTF {
+        // SAFETY: `regs` is the kernel's `struct pt_regs *` of a tp_btf
+        // program; the verifier checks the load against BTF.
+        unsafe { core::ptr::read_volatile((regs + at as u64) as *const u64) }
+    } else {
+        kread::<u64>(regs, at).unwrap_or(0)
+    }
 }
 
 /// Sockets and message queues, reached by tail call from the dispatcher

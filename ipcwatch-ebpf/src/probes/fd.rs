@@ -26,8 +26,7 @@ const F_DUPFD_CLOEXEC: u64 = 1030;
 /// read, readv, write, writev: the span of a large pipe write, the
 /// payload with `--capture-bytes`, then the IO event.
 #[inline(always)]
-pub(crate) fn read_write<const BTF: bool>(r: &Regs, pid_tgid: u64, code: u32, ret: i64) {
-    let fd = r.arg(0) as i32;
+pub(crate) fn read_write<const BTF: bool>(fd: i32, buf: u64, pid_tgid: u64, code: u32, ret: i64) {
     let fptr = file_of_fd_any::<BTF>(fd as i64);
     let file = classify_file(fptr);
     let dir = if code == sc::READ || code == sc::READV {
@@ -47,7 +46,7 @@ pub(crate) fn read_write<const BTF: bool>(r: &Regs, pid_tgid: u64, code: u32, re
         span(pid_tgid);
     }
     if capturing() {
-        capture(pid_tgid, &file, user_buf(code, r.arg(1), ret));
+        capture(pid_tgid, &file, user_buf(code, buf, ret));
     }
     io_event::<BTF>(pid_tgid, &file, fptr, pack(fd, dir, code), ret)
 }
