@@ -176,6 +176,9 @@ impl Collector {
             _ => {}
         }
         let mut out = std::mem::take(&mut self.out);
+        // Lines held back whose time is past come first (they are older).
+        self.sync.release(hdr.ts_ns, &mut out);
+        let released = out.len();
         self.convert(raw, &mut out);
         if let Some(p) = self
             .prefixes
@@ -184,7 +187,7 @@ impl Collector {
             && p.seq + 1 == hdr.seq
             && p.tid == hdr.tid
         {
-            for r in out.iter_mut() {
+            for r in out.iter_mut().skip(released) {
                 match r {
                     Record::Io(io) => {
                         io.start_ns = p.span.or(io.start_ns);
@@ -233,6 +236,7 @@ impl Collector {
         self.containers_named(monotonic_ns(), sink)?;
         let mut out = Vec::new();
         self.sockets.flush(&mut out);
+        self.sync.release(u64::MAX, &mut out);
         for r in out {
             self.push(r, sink)?;
         }

@@ -106,13 +106,22 @@ pub struct SyncTracker {
     attrs: HashMap<(u32, u64), bool>,
     /// tid -> (address, time) of its last pthread_spin_unlock.
     spin_unlock: HashMap<u32, (u64, u64)>,
+    /// pthread_spin_init lines held back for [`SPIN_ALIAS_NS`]: (tid,
+    /// address, time, line). The unlock probe of the same call may come
+    /// after one (see [`SPIN_ALIAS_NS`]). Empty but for those moments.
+    held_inits: Vec<(u32, u64, u64, Record)>,
 }
 
 /// glibc makes pthread_spin_init an alias of pthread_spin_unlock (same
-/// code), so with `--lock-probes` one unlock hits both probes; the
-/// inventory's "init" that follows the unlock within this many
-/// nanoseconds, on the same thread and address, is that same call.
-const SPIN_ALIAS_NS: u64 = 100_000;
+/// code), so with `--lock-probes` one unlock hits both probes; an "init"
+/// and an unlock within this many nanoseconds of each other, on the same
+/// thread and address, are that same call, an unlock. Which probe reports
+/// first is the kernel's choice: Linux 6.18 runs the unlock's first,
+/// Debian 12's 6.1 the init's (found by `cargo xtask kernels`, where every
+/// unlock also came out as an init), so an init waits that long for its
+/// unlock before it is written. Generous: under QEMU's TCG the two
+/// programs run tens of microseconds apart.
+const SPIN_ALIAS_NS: u64 = 1_000_000;
 
 impl SyncTracker {
     pub fn new() -> Self {
@@ -178,6 +187,10 @@ impl SyncTracker {
         };
         if e.func == func::SPIN_UNLOCK {
             self.spin_unlock.insert(e.hdr.tid, (e.addr, e.hdr.ts_ns));
+            // An init held back was this unlock, reported first.
+            self.held_inits.retain(|&(tid, addr, ts, _)| {
+                !(tid == e.hdr.tid && addr == e.addr && e.hdr.ts_ns.abs_diff(ts) < SPIN_ALIAS_NS)
+            });
         }
         if e.func == func::SPIN_INIT
             && let Some((addr, ts)) = self.spin_unlock.remove(&e.hdr.tid)
@@ -213,7 +226,7 @@ impl SyncTracker {
         } else {
             true
         };
-        out.push(Record::Sync(SyncLine {
+        let line = Record::Sync(SyncLine {
             ts_ns: e.hdr.ts_ns,
             event,
             lock,
@@ -226,7 +239,29 @@ impl SyncTracker {
             offset,
             detail: Some(d),
             start_ns: None,
-        }));
+        });
+        if e.func == func::SPIN_INIT {
+            self.held_inits.push((e.hdr.tid, e.addr, e.hdr.ts_ns, line));
+        } else {
+            out.push(line);
+        }
+    }
+
+    /// Write the pthread_spin_init lines held back that no unlock can pair
+    /// with any more: `now_ns` (the time of the event being read) is
+    /// [`SPIN_ALIAS_NS`] past them, or `now_ns` is `u64::MAX` (the end).
+    pub fn release(&mut self, now_ns: u64, out: &mut Vec<Record>) {
+        if self.held_inits.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.held_inits.len() {
+            if now_ns.saturating_sub(self.held_inits[i].2) >= SPIN_ALIAS_NS {
+                out.push(self.held_inits.remove(i).3);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// A write fault: kept when it lands in a shared region.
@@ -341,4 +376,88 @@ fn fcntl_line(e: &LockEvent, line: &mut SyncLine) {
 
 fn at_return(f: u32) -> bool {
     func::at_return(f) && f != func::SEM_OPEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipcwatch_common::{header::EventHeader, shm::kind};
+
+    fn spin(f: u32, tid: u32, ts_ns: u64) -> UprobeEvent {
+        UprobeEvent {
+            hdr: EventHeader {
+                kind: kind::UPROBE,
+                cpu: 0,
+                seq: ts_ns,
+                ts_ns,
+                pid: 7,
+                tid,
+                comm: [0; 16],
+            },
+            addr: 0x1000,
+            arg: 1,
+            pshared: 1,
+            func: f,
+        }
+    }
+
+    /// (event, detail) of the sync lines `events` give, read in order,
+    /// each event's time its `now`, then the end.
+    fn lines(events: &[UprobeEvent]) -> Vec<(SyncEvent, String)> {
+        let model = Model::new();
+        let mut t = SyncTracker::new();
+        let mut out = Vec::new();
+        for e in events {
+            t.release(e.hdr.ts_ns, &mut out);
+            t.uprobe(&model, e, &mut out);
+        }
+        t.release(u64::MAX, &mut out);
+        out.iter()
+            .map(|r| match r {
+                Record::Sync(s) => (s.event, s.detail.as_deref().unwrap_or("").to_string()),
+                _ => panic!("not a sync line"),
+            })
+            .collect()
+    }
+
+    /// One pthread_spin_unlock hits the unlock probe and the init probe
+    /// (glibc's aliases): an unlock, whichever the kernel ran first.
+    #[test]
+    fn an_unlock_seen_as_init_too_is_one_unlock_in_either_order() {
+        let unlock = (SyncEvent::Release, "unlock".to_string());
+        let unlock_first = lines(&[
+            spin(func::SPIN_UNLOCK, 9, 1_000),
+            spin(func::SPIN_INIT, 9, 1_040),
+        ]);
+        assert_eq!(unlock_first, [unlock.clone()]);
+        let init_first = lines(&[
+            spin(func::SPIN_INIT, 9, 1_000),
+            spin(func::SPIN_UNLOCK, 9, 1_040),
+        ]);
+        assert_eq!(init_first, [unlock]);
+    }
+
+    /// A real init stays an init: alone, or when the unlock that follows
+    /// is another thread's or comes later than the alias window.
+    #[test]
+    fn a_real_init_is_written_once_its_window_has_passed() {
+        let init = (SyncEvent::Init, "init pshared".to_string());
+        let unlock = (SyncEvent::Release, "unlock".to_string());
+        assert_eq!(lines(&[spin(func::SPIN_INIT, 9, 1_000)]), [init.clone()]);
+        assert_eq!(
+            lines(&[
+                spin(func::SPIN_INIT, 9, 1_000),
+                spin(func::SPIN_UNLOCK, 8, 1_040)
+            ]),
+            [unlock.clone(), init.clone()]
+        );
+        let later = 1_000 + SPIN_ALIAS_NS + 1;
+        assert_eq!(
+            lines(&[
+                spin(func::SPIN_INIT, 9, 1_000),
+                spin(func::SPIN_UNLOCK, 9, later)
+            ]),
+            [init, unlock]
+        );
+    }
 }
