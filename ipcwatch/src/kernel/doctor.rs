@@ -379,42 +379,58 @@ fn uprobe_and_watchpoint(checks: &mut Checks, ebpf: &mut Ebpf) {
     );
 }
 
-/// Writes the doctor makes to its watched word.
-const WATCHED_WRITES: u64 = 3;
+/// How long the doctor's watched thread writes once the watchpoint is on.
+const WATCHED_FOR: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Attach a write watchpoint to a word as the race detector does, on
-/// another thread than the one attaching it, have that thread write the
-/// word and count the traps. Attaching is not enough: a perf event may
-/// attach and never fire (an emulated CPU), and the detector would then
-/// sample in vain.
+/// Attach a write watchpoint as the race detector does: to another thread,
+/// one that is running and writing the watched word, so that the kernel
+/// arms it on that thread's CPU while it runs. Then count the traps.
+/// Attaching is not enough: a perf event may attach and never fire (in
+/// the QEMU TCG guests of `cargo xtask kernels`, a watchpoint armed on a
+/// blocked thread traps and one armed on a running thread does not), and
+/// the detector would then sample in vain.
 fn watchpoint_traps(prog: RawFd) -> Result<String, String> {
-    use std::sync::{atomic::Ordering, mpsc};
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    };
     let (tid_tx, tid_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let writer = std::thread::spawn(move || {
-        let _ = tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32);
-        // Attached or not (a closed channel), write and finish.
-        let _ = go_rx.recv();
-        for i in 1..=WATCHED_WRITES {
-            WATCHED.store(i, Ordering::SeqCst);
-        }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let _ = tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32);
+            let mut writes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                writes += 1;
+                WATCHED.store(writes, Ordering::Relaxed);
+            }
+            writes
+        })
+    };
+    let attached = tid_rx.recv().map_err(err).and_then(|tid| {
+        // The writer is running by now; arm the watchpoint under it.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        watchpoint(tid, WATCHED.as_ptr() as u64, prog).map_err(err)
     });
-    let attached = tid_rx
-        .recv()
-        .map_err(err)
-        .and_then(|tid| watchpoint(tid, WATCHED.as_ptr() as u64, prog).map_err(err));
-    drop(go_tx);
-    let _ = writer.join();
-    let fd = attached?;
-    let hits = hits(&fd);
-    if hits >= WATCHED_WRITES {
+    if attached.is_ok() {
+        std::thread::sleep(WATCHED_FOR);
+    }
+    // Read before the writer stops: its last writes may still trap.
+    let hits = attached.as_ref().map(hits).unwrap_or(0);
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().unwrap_or(0);
+    attached?;
+    let ms = WATCHED_FOR.as_millis();
+    if hits > 0 {
         Ok(format!(
-            "a PERF_TYPE_BREAKPOINT write watchpoint on another thread trapped {hits} of its {WATCHED_WRITES} writes"
+            "a PERF_TYPE_BREAKPOINT write watchpoint armed on a running thread trapped {hits} writes in {ms} ms"
         ))
     } else {
         Err(format!(
-            "a PERF_TYPE_BREAKPOINT write watchpoint on another thread attached but trapped {hits} \
-             of its {WATCHED_WRITES} writes"
+            "a PERF_TYPE_BREAKPOINT write watchpoint armed on a running thread attached but trapped none of \
+             its {writes} writes in {ms} ms"
         ))
     }
 }
