@@ -172,8 +172,25 @@ fn load_err(what: &str, e: impl std::fmt::Display) -> Error {
 impl Probes {
     /// Load the eBPF object for `opts`, fill its maps, attach every probe
     /// (those that cannot be attached are in `skipped`), take the maps
-    /// userspace reads.
+    /// userspace reads. When the programs with the kernel's io totals
+    /// ([`Options::aggregate`]) do not load, they are loaded without
+    /// (one event per read and write), with a warning.
     pub fn load(opts: &Options) -> Result<Probes, Error> {
+        match Self::load_as(opts) {
+            Err(e) if aggregating(opts) => {
+                tracing::warn!(
+                    "the kernel's io totals did not load ({e}): one event per read and write instead"
+                );
+                Self::load_as(&Options {
+                    aggregate: false,
+                    ..opts.clone()
+                })
+            }
+            r => r,
+        }
+    }
+
+    fn load_as(opts: &Options) -> Result<Probes, Error> {
         let mut ebpf = load_object(opts)?;
         fill_maps(&mut ebpf, opts)?;
         let skipped = attach_all(&mut ebpf, opts.lock_probes)?;

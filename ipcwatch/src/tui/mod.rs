@@ -193,7 +193,9 @@ pub struct HeadlessReport {
     pub input_latency_max_ms: f64,
     pub input_latency_mean_ms: f64,
     pub stopped: String,
-    /// Whether the kernel summed pipe and FIFO io (`--per-event` off).
+    /// Whether the kernel was asked to sum pipe and FIFO io (`--per-event`
+    /// off; the programs fall back to one event per call if that does not
+    /// load, with a warning).
     pub aggregate: bool,
     /// Every channel the model knows, with its counts as the views show
     /// them.
