@@ -250,5 +250,15 @@ mod tests {
         let c = &model.channels["pipe:[77]"];
         assert_eq!((c.bytes_written, c.writes), (3000, 3));
         assert_eq!(c.endpoints[&10].writes, 3);
+        // Read after the close: counted, and the descriptor stays closed
+        // (a line of one call would make an unknown descriptor known).
+        let mut close = open_line(10, 4);
+        if let Record::Channel(c) = &mut close {
+            c.event = ChannelEvent::Close;
+        }
+        model.apply(&close);
+        model.apply(&line);
+        assert_eq!(model.channels["pipe:[77]"].writes, 6);
+        assert!(!model.processes[&10].fds.contains_key(&4));
     }
 }
