@@ -70,7 +70,7 @@ pub(crate) static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// With `CONFIG.aggregate` (the live TUI): bytes and calls through each
 /// pipe or FIFO descriptor of each process, per direction, in place of
-/// one IO event each. Per CPU, so the update needs no lock. Sized by
+/// one IO event each. Per CPU: no other CPU touches a value. Sized by
 /// userspace at load: 1 entry when aggregation is off. A full map sends
 /// the event to the ring buffer as before, so nothing is lost.
 #[map]
