@@ -82,6 +82,12 @@ pub struct Config {
     /// receive, queue send and receive, lock and futex waits) started, and
     /// report it just before its event.
     pub durations: u32,
+    /// The live TUI without a per-event consumer: bytes through pipes and
+    /// FIFOs are summed in the `IO_TOTALS` map ([`crate::fd::IoKey`])
+    /// instead of one [`crate::IoEvent`] each, except pipe writes larger
+    /// than PIPE_BUF (the interleaving check needs them). 0 in every other
+    /// mode, where the verifier drops the branch.
+    pub aggregate: u32,
     pub off: KernelOffsets,
 }
 
@@ -96,6 +102,7 @@ impl Config {
             deep: 0,
             capture_bytes: 0,
             durations: 0,
+            aggregate: 0,
             off: KernelOffsets {
                 task_files: 0,
                 task_tgid: 0,

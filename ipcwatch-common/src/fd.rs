@@ -88,6 +88,43 @@ pub struct DataEvent {
     pub data: [u8; MAX_CAPTURE],
 }
 
+/// Key of the `IO_TOTALS` map (`Config::aggregate`): one descriptor of one
+/// process, in one direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IoKey {
+    pub ino: u64,
+    pub dev: u32,
+    /// One of [`file_kind`].
+    pub kind: u16,
+    /// One of [`op`].
+    pub op: u16,
+    /// tgid.
+    pub pid: u32,
+    pub fd: i32,
+}
+
+/// Value of the `IO_TOTALS` map, per CPU: what the reads or writes of an
+/// [`IoKey`] moved since the entry was made.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoTotals {
+    pub bytes: u64,
+    /// Calls (each one that moved at least one byte).
+    pub ops: u64,
+    /// `bpf_ktime_get_ns` of the last of them.
+    pub last_ns: u64,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: repr(C), Copy, integers only, no padding (see the layout
+    // tests in lib.rs).
+    unsafe impl aya::Pod for super::IoKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::IoTotals {}
+}
+
 /// Writes larger than this to a pipe may interleave with other writers.
 pub const PIPE_BUF: u64 = 4096;
 

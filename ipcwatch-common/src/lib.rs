@@ -31,8 +31,8 @@ pub mod sock;
 
 pub use config::{Config, KernelOffsets, filter, traced};
 pub use fd::{
-    DataEvent, FdEvent, FileId, IoEvent, MAX_CAPTURE, OpenEvent, PIPE_BUF, PathEvent, PipeEvent,
-    SpanEvent, file_kind, op,
+    DataEvent, FdEvent, FileId, IoEvent, IoKey, IoTotals, MAX_CAPTURE, OpenEvent, PIPE_BUF,
+    PathEvent, PipeEvent, SpanEvent, file_kind, op,
 };
 pub use header::{COMM_LEN, EventHeader, PATH_LEN, kind, stat};
 pub use mq::{MQ_NAME_LEN, MqEvent, MsgEvent};
@@ -63,7 +63,9 @@ mod tests {
         assert_eq!(size_of::<ExecEvent>(), 48 + 16 + PATH_LEN);
         assert_eq!(size_of::<ExitEvent>(), 48 + 8);
         assert_eq!(size_of::<KernelOffsets>(), 22 * 4);
-        assert_eq!(size_of::<Config>(), 32 + 22 * 4);
+        assert_eq!(size_of::<Config>(), 36 + 22 * 4);
+        assert_eq!(size_of::<IoKey>(), 24);
+        assert_eq!(size_of::<IoTotals>(), 24);
         assert_eq!(size_of::<DataEvent>(), 48 + 8 + MAX_CAPTURE);
         assert_eq!(size_of::<race::Slot>(), 48);
         assert_eq!(size_of::<race::CollisionEvent>(), 48 + 32 + 48);
@@ -90,7 +92,7 @@ mod tests {
         assert_eq!(offset_of!(EventHeader, pid), 24);
         assert_eq!(offset_of!(EventHeader, tid), 28);
         assert_eq!(offset_of!(EventHeader, comm), 32);
-        assert_eq!(offset_of!(Config, off), 32);
+        assert_eq!(offset_of!(Config, off), 36);
         assert_eq!(offset_of!(SockEvent, ctl), 48 + 16 + 32 + 16 + 8 + 32 + 8);
         assert_eq!(offset_of!(race::CollisionEvent, other), 48 + 32);
     }

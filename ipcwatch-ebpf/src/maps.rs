@@ -4,10 +4,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf, StackTrace},
+    maps::{
+        Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf, StackTrace,
+    },
 };
 use ipcwatch_common::{
-    COMM_LEN, Config, MAX_SYSCALL_NR, SockConfig,
+    COMM_LEN, Config, IoKey, IoTotals, MAX_SYSCALL_NR, SockConfig,
     race::{MAX_SLOTS, Seen, Slot, WatchKey},
     sc::exit_tail,
     shm::{MemEvent, ShmConfig},
@@ -65,6 +67,15 @@ pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::
 /// Per-CPU next sequence number of [`EVENTS`].
 #[map]
 pub(crate) static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// With `CONFIG.aggregate` (the live TUI): bytes and calls through each
+/// pipe or FIFO descriptor of each process, per direction, in place of
+/// one IO event each. Per CPU: no other CPU touches a value. Sized by
+/// userspace at load: 1 entry when aggregation is off. A full map sends
+/// the event to the ring buffer as before, so nothing is lost.
+#[map]
+pub(crate) static IO_TOTALS: PerCpuHashMap<IoKey, IoTotals> =
+    PerCpuHashMap::with_max_entries(1, 0);
 
 /// tgid -> `traced::*` flags. Used when `CONFIG.filter` has `LISTED`.
 #[map]

@@ -569,7 +569,10 @@ impl Model {
             Op::Write => p.bytes_written = p.bytes_written.saturating_add(io.bytes),
             Op::Read => p.bytes_read = p.bytes_read.saturating_add(io.bytes),
         }
-        let known = p.fds.contains_key(&io.fd);
+        // A summed line (the live TUI's totals) may come after the close
+        // of its descriptor: it does not make the descriptor known.
+        let known = p.fds.contains_key(&io.fd) || io.ext.calls.is_some();
+        let calls = io.calls();
         let c = self.channel(&io.channel, io.kind, io.ts_ns);
         let flow = c.endpoints.entry(io.pid).or_default();
         flow.comm.clone_from(&io.comm);
@@ -577,16 +580,16 @@ impl Model {
         match io.op {
             Op::Write => {
                 flow.bytes_written = flow.bytes_written.saturating_add(io.bytes);
-                flow.writes = flow.writes.saturating_add(1);
+                flow.writes = flow.writes.saturating_add(calls);
                 c.bytes_written = c.bytes_written.saturating_add(io.bytes);
-                c.writes = c.writes.saturating_add(1);
+                c.writes = c.writes.saturating_add(calls);
                 c.wrote.insert(io.pid);
             }
             Op::Read => {
                 flow.bytes_read = flow.bytes_read.saturating_add(io.bytes);
-                flow.reads = flow.reads.saturating_add(1);
+                flow.reads = flow.reads.saturating_add(calls);
                 c.bytes_read = c.bytes_read.saturating_add(io.bytes);
-                c.reads = c.reads.saturating_add(1);
+                c.reads = c.reads.saturating_add(calls);
                 c.read.insert(io.pid);
             }
         }

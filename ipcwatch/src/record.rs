@@ -219,6 +219,20 @@ pub struct IoExt {
     /// present otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// The live TUI's in-kernel totals (docs/tui.md): this line sums this
+    /// many calls of one process on one descriptor, since the last line
+    /// for it (`ts_ns` is the last call's, `tid` the pid and `syscall`
+    /// empty). Absent: one call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+}
+
+impl Io {
+    /// The calls this line stands for (one, unless it sums
+    /// [`IoExt::calls`]).
+    pub fn calls(&self) -> u64 {
+        self.ext.calls.unwrap_or(1)
+    }
 }
 
 /// Which way a descriptor faces.

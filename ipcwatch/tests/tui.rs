@@ -1,6 +1,9 @@
 //! The TUI without a terminal: snapshots of each view drawn from fixed
 //! model states on ratatui's TestBackend, and the app fed a recorded trace
-//! and key presses. No root needed.
+//! and key presses. No root needed, but for the last tests: the live
+//! headless TUI on real pipes (its in-kernel io totals).
+
+mod common;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use ipcwatch::tui::source::{ReplayControl, replay};
 use ipcwatch::tui::theme::Theme;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use serde_json::Value;
 
 const S: u64 = 1_000_000_000;
 const T0: u64 = 1000 * S;
@@ -1009,4 +1013,82 @@ fn containers_show_in_processes_and_on_channels_between_them() {
     let s = screen(&draw(&mut app, 140, 24));
     assert!(s.contains(&format!("producer@{}", &a[..8])), "{s}");
     assert!(s.contains("consumer@web"), "{s}");
+}
+
+/// `ipcwatch tui --headless [extra] -- ipcwatch-workload pipe-parent-child
+/// --count COUNT --size SIZE`: the report, and the workload's pipe.
+fn headless_pipe(extra: &[&str], count: &str, size: &str) -> (Value, Value) {
+    common::require_root();
+    let out = Command::new(bin())
+        .args(["tui", "--headless"])
+        .args(extra)
+        .args(["--", common::workload(), "pipe-parent-child"])
+        .args(["--count", count, "--size", size])
+        .env_remove("IPCWATCH_PER_EVENT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The command's standard output goes to standard error under the TUI.
+    let (ino, _, _) = common::pipe_line(&stderr);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pipe = format!("pipe:[{ino}]");
+    let channel = report["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == pipe.as_str())
+        .unwrap_or_else(|| panic!("{pipe} is not in {report}"))
+        .clone();
+    assert_eq!(
+        report["stopped"], "command-exited, command exited with 0",
+        "{report}"
+    );
+    (report, channel)
+}
+
+fn counts(c: &Value) -> [u64; 5] {
+    let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("no {k} in {c}"));
+    [
+        n("bytes_written"),
+        n("bytes_read"),
+        n("writes"),
+        n("reads"),
+        n("io_records"),
+    ]
+}
+
+#[test]
+fn live_tui_sums_pipe_io_in_the_kernel_with_exact_counts_and_no_records() {
+    let (report, channel) = headless_pipe(&[], "3", "1000");
+    assert_eq!(report["aggregate"], true, "{report}");
+    let [written, read, writes, reads, records] = counts(&channel);
+    assert_eq!((written, read, writes), (3000, 3000, 3), "{channel}");
+    // The child reads until the end: one to three reads, as the writes
+    // and its reads happened to interleave.
+    assert!((1..=3).contains(&reads), "{channel}");
+    assert_eq!(
+        records, 0,
+        "an io record crossed the ring buffer: {channel}"
+    );
+}
+
+#[test]
+fn live_tui_per_event_sends_every_read_and_write() {
+    let (report, channel) = headless_pipe(&["--per-event"], "3", "1000");
+    assert_eq!(report["aggregate"], false, "{report}");
+    let [written, read, writes, reads, records] = counts(&channel);
+    assert_eq!((written, read, writes), (3000, 3000, 3), "{channel}");
+    assert!((1..=3).contains(&reads), "{channel}");
+    assert_eq!(records, writes + reads, "{channel}");
+}
+
+#[test]
+fn live_tui_keeps_pipe_writes_over_pipe_buf_as_records() {
+    // The interleaving check needs each of them (with its start).
+    let (report, channel) = headless_pipe(&[], "2", "10000");
+    assert_eq!(report["aggregate"], true, "{report}");
+    let [written, read, writes, _, records] = counts(&channel);
+    assert_eq!((written, read, writes), (20000, 20000, 2), "{channel}");
+    assert_eq!(records, 2, "the two writes, and no read: {channel}");
 }

@@ -253,7 +253,7 @@ pub fn run(bins: &Bins, args: &BenchArgs) -> Result<()> {
     let rows = measure(bins, args, &ways, workloads(args), pin)?;
     let table = table(&rows, &ways);
     println!("\n{table}");
-    let tui = tui_load(bins, args, pin)?;
+    let tui = tui_load(bins, args.iters * TUI_ITERS_FACTOR, TUI_ROUNDS, pin)?;
     println!("\n{tui}");
     let own_cpu_load = load_average();
     let own_cpu = realsw::own_cpu(
@@ -465,8 +465,9 @@ fn write_part_docs(
         "<!-- bench-tui:begin -->",
         "<!-- bench-tui:end -->",
         &format!(
-            "Measured by `cargo xtask bench` on {}: pipe ping-pong of 1 byte, {} round trips (4 traced events each).\n\n{tui}",
+            "Measured by `cargo xtask bench` on {} (load average {} at the end): pipe ping-pong of 1 byte, {} round trips (4 traced events each), {TUI_ROUNDS} rounds in turn.\n\n{tui}",
             machine(),
+            load_average(),
             args.iters * TUI_ITERS_FACTOR
         ),
     )?;
@@ -495,7 +496,10 @@ fn write_part_docs(
 const COLLECTOR_EVENTS: u64 = 3_000_000;
 
 /// The TUI load test runs this many times `--iters` round trips.
-const TUI_ITERS_FACTOR: u64 = 4;
+pub const TUI_ITERS_FACTOR: u64 = 4;
+
+/// Rounds of the TUI load test (untraced, `--per-event`, kernel totals).
+pub const TUI_ROUNDS: usize = 3;
 
 fn rate_of(stderr: &str) -> Option<f64> {
     stderr
@@ -504,26 +508,19 @@ fn rate_of(stderr: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// The TUI under load: the ping-pong traced by `ipcwatch tui --headless`
-/// (the collector thread feeding the UI thread, which applies every record
-/// and draws a 100x30 off-screen frame every 100 ms, cycling through the
-/// five views) next to `record -o /dev/null`. Reports kernel drops, draw
-/// times, and how long a key press waits behind the records.
-fn tui_load(bins: &Bins, args: &BenchArgs, pin: bool) -> Result<String> {
-    let iters = (args.iters * TUI_ITERS_FACTOR).to_string();
-    let mut workload: Vec<String> = Vec::new();
-    if pin {
-        workload.extend(["taskset".into(), "-c".into(), "1".into()]);
-    }
-    workload.push(bins.workload.display().to_string());
-    workload.extend(
-        ["pingpong", "--size", "1", "--iters", &iters]
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    let out = Command::new(&bins.ipcwatch)
-        .args(["tui", "--headless", "--"])
-        .args(&workload)
+/// One `tui --headless` run of the ping-pong: its round trips per second
+/// and the report.
+fn tui_run(
+    ipcwatch: &Path,
+    extra: &[&str],
+    workload: &[String],
+) -> Result<(f64, serde_json::Value)> {
+    let out = Command::new(ipcwatch)
+        .args(["tui", "--headless"])
+        .args(extra)
+        .arg("--")
+        .args(workload)
+        .env_remove("IPCWATCH_PER_EVENT")
         .output()
         .context("running ipcwatch tui --headless")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -536,10 +533,71 @@ fn tui_load(bins: &Bins, args: &BenchArgs, pin: bool) -> Result<String> {
         .rev()
         .find(|l| l.starts_with('{'))
         .with_context(|| format!("no report from tui --headless: {stdout}"))?;
-    let report_json: serde_json::Value =
-        serde_json::from_str(report).unwrap_or(serde_json::Value::Null);
-    let num = |k: &str| report_json[k].as_f64().unwrap_or(f64::NAN);
-    let tui_rate = rate_of(&stderr).unwrap_or(f64::NAN) * 4.0;
+    eprintln!("bench: tui --headless {} {report}", extra.join(" "));
+    let report: serde_json::Value = serde_json::from_str(report).unwrap_or(serde_json::Value::Null);
+    Ok((rate_of(&stderr).unwrap_or(f64::NAN), report))
+}
+
+/// The ping-pong untraced: round trips per second.
+fn untraced_run(workload: &[String]) -> Result<f64> {
+    let out = Command::new(&workload[0])
+        .args(&workload[1..])
+        .output()
+        .context("running the workload")?;
+    if !out.status.success() {
+        bail!(
+            "untraced run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    rate_of(&String::from_utf8_lossy(&out.stdout)).context("no rate from the untraced run")
+}
+
+/// The TUI under load: the ping-pong traced by `ipcwatch tui --headless`
+/// (the collector thread feeding the UI thread, which applies the records
+/// and draws a 100x30 off-screen frame every 100 ms, cycling through the
+/// five views), with the kernel's io totals (the default) and with
+/// `--per-event`, next to the ping-pong untraced, `rounds` rounds in
+/// turn (the order rotating), and `record -o /dev/null` once. Reports the
+/// median ratio of each to the untraced run of its round, kernel drops,
+/// draw times, and how long a key press waits behind the records.
+pub fn tui_load(bins: &Bins, iters: u64, rounds: usize, pin: bool) -> Result<String> {
+    let iters = iters.to_string();
+    let mut workload: Vec<String> = Vec::new();
+    if pin {
+        workload.extend(["taskset".into(), "-c".into(), "1".into()]);
+    }
+    workload.push(bins.workload.display().to_string());
+    workload.extend(
+        ["pingpong", "--size", "1", "--iters", &iters]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    // Per way: rates, ratios to the round's untraced run, the last report.
+    let ways: [&[&str]; 2] = [&["--per-event"], &[]];
+    let mut untraced = Vec::new();
+    let mut rates = vec![Vec::new(); ways.len()];
+    let mut ratios = vec![Vec::new(); ways.len()];
+    let mut reports = vec![serde_json::Value::Null; ways.len()];
+    for round in 0..rounds.max(1) {
+        let mut got = vec![f64::NAN; ways.len()];
+        let mut base = f64::NAN;
+        for step in 0..=ways.len() {
+            let i = (step + round) % (ways.len() + 1);
+            if i == ways.len() {
+                base = untraced_run(&workload)?;
+            } else {
+                let (rate, report) = tui_run(&bins.ipcwatch, ways[i], &workload)?;
+                got[i] = rate;
+                reports[i] = report;
+            }
+        }
+        untraced.push(base);
+        for (i, r) in got.into_iter().enumerate() {
+            rates[i].push(r);
+            ratios[i].push(r / base);
+        }
+    }
 
     let rec = Command::new(&bins.ipcwatch)
         .args(["record", "-o", "/dev/null", "--"])
@@ -563,26 +621,44 @@ fn tui_load(bins: &Bins, args: &BenchArgs, pin: bool) -> Result<String> {
             lost.split(' ').next()?.parse().ok()
         })
         .unwrap_or(f64::NAN);
-    eprintln!("bench: tui --headless {report}");
     let mut s = String::from(
-        "| pipeline | traced events/s | events | dropped | frames | draw mean / max | key to screen mean / max |\n|---|---|---|---|---|---|---|\n",
+        "| pipeline | traced events/s (median) | ratio to untraced: median (min-max) | ns per event above untraced | ring-buffer events | io records | dropped | frames | draw mean / max | key to screen mean / max |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
+    let base = median(&mut untraced);
+    let _ = writeln!(s, "| untraced | {:.0} | 1 | | | | | | | |", base * 4.0);
     let _ = writeln!(
         s,
-        "| `record -o /dev/null` | {rec_rate:.0} | | {rec_lost} | | | |"
+        "| `record -o /dev/null` (one run) | {rec_rate:.0} | | | | | {rec_lost} | | | |"
     );
-    let _ = writeln!(
-        s,
-        "| `tui` (headless 100x30) | {tui_rate:.0} | {} | {} | {} in {:.1} s | {:.2} ms / {:.2} ms | {:.1} ms / {:.1} ms |",
-        num("events"),
-        num("dropped"),
-        num("frames"),
-        num("seconds"),
-        num("draw_mean_us") / 1e3,
-        num("draw_max_us") / 1e3,
-        num("input_latency_mean_ms"),
-        num("input_latency_max_ms"),
-    );
+    let names = ["`tui --per-event`", "`tui` (kernel totals)"];
+    for i in 0..ways.len() {
+        let r = &reports[i];
+        let num = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        // `median` sorts: first and last are the extremes.
+        let rate = median(&mut rates[i]);
+        let io_records: u64 = r["channels"]
+            .as_array()
+            .map(|cs| cs.iter().filter_map(|c| c["io_records"].as_u64()).sum())
+            .unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.3} ({:.3}-{:.3}) | {:.0} | {} | {io_records} | {} | {} in {:.1} s | {:.2} ms / {:.2} ms | {:.1} ms / {:.1} ms |",
+            names[i],
+            rate * 4.0,
+            median(&mut ratios[i]),
+            ratios[i].first().copied().unwrap_or(f64::NAN),
+            ratios[i].last().copied().unwrap_or(f64::NAN),
+            (1.0 / rate - 1.0 / base) * 1e9 / 4.0,
+            num("events"),
+            num("dropped"),
+            num("frames"),
+            num("seconds"),
+            num("draw_mean_us") / 1e3,
+            num("draw_max_us") / 1e3,
+            num("input_latency_mean_ms"),
+            num("input_latency_max_ms"),
+        );
+    }
     Ok(s)
 }
 

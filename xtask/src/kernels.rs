@@ -807,17 +807,21 @@ fn parse(kernel: &Fetched, console: &str, wall: f64, groups: &[String]) -> Row {
                             row.doctor = lines.iter().map(|l| l.to_string()).collect();
                             // A family of the syscall programs that does
                             // not load is only a warning for a user, but
-                            // events lost on this kernel: a failure here.
-                            let refused = lines
-                                .iter()
-                                .any(|l| l.starts_with("syscall families") && l.contains(" NO "));
+                            // events lost on this kernel: a failure here;
+                            // so are the programs with the live TUI's io
+                            // totals (the TUI falls back to one event per
+                            // call).
+                            let refused = lines.iter().any(|l| {
+                                (l.starts_with("syscall families") || l.starts_with("io totals"))
+                                    && l.contains(" NO ")
+                            });
                             row.cells.insert(
                                 name,
                                 if *rc != "0" {
                                     Outcome::Fail(format!("exit {rc}"))
                                 } else if refused {
                                     Outcome::Fail(
-                                        "a family of the syscall programs was refused".into(),
+                                        "a family of the syscall programs (or their io totals variant) was refused".into(),
                                     )
                                 } else {
                                     Outcome::Pass(format!("{secs:.0} s"))

@@ -71,6 +71,17 @@ enum Cmd {
     Cycles,
     /// Benchmarks: traced vs untraced, side by side in one run.
     Bench(bench::BenchArgs),
+    /// The TUI section of `bench` alone: the pipe ping-pong untraced,
+    /// under `tui --headless --per-event` and under `tui --headless`
+    /// (kernel totals), rounds in turn; prints the table.
+    BenchTui {
+        /// Rounds (each runs all three; medians are reported).
+        #[arg(long, default_value_t = bench::TUI_ROUNDS)]
+        rounds: usize,
+        /// Round trips per run.
+        #[arg(long, default_value_t = 200_000)]
+        iters: u64,
+    },
     /// The collector's throughput on one core: synthetic events through
     /// the decoder, the model and the NDJSON writer (no kernel, no root).
     BenchCollector {
@@ -333,6 +344,18 @@ fn main() -> Result<()> {
             setup::ensure()?;
             let bins = build_release_with_workload()?;
             soak::run(&bins, &args)
+        }
+        Cmd::BenchTui { rounds, iters } => {
+            let bins = build_release_with_workload()?;
+            let pin = cmd::have("taskset")
+                && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+            let load = bench::load_average();
+            let table = bench::tui_load(&bins, iters, rounds, pin)?;
+            println!(
+                "load average {load} at the start, {} at the end\n\n{table}",
+                bench::load_average()
+            );
+            Ok(())
         }
         Cmd::BenchCollector { events, baseline } => {
             setup::ensure()?;

@@ -47,6 +47,12 @@ pub struct TuiCli {
     /// what was measured as JSON (for `cargo xtask bench`).
     #[arg(long, hide = true)]
     headless: bool,
+    /// One event per read and write through the ring buffer, as `record`
+    /// gets them, instead of per-descriptor totals summed in the kernel
+    /// and read every 100 ms (the default of the live TUI without
+    /// --metrics or --otlp; docs/tui.md). Also IPCWATCH_PER_EVENT=1.
+    #[arg(long, conflicts_with = "replay")]
+    per_event: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics while watching live
     /// (ADDR is IP:PORT, for example 127.0.0.1:9464; docs/metrics.md).
     #[arg(long, value_name = "ADDR", value_parser = parse_addr, conflicts_with = "replay")]
@@ -108,6 +114,12 @@ pub fn tui(cli: TuiCli) -> ExitCode {
     let Some((metrics, otlp)) = start_otlp(cli.otlp, metrics) else {
         return ExitCode::FAILURE;
     };
+    // Per-descriptor totals from the kernel, unless something downstream
+    // counts events one by one (the metrics' and OTLP's event counters).
+    let per_event = cli.per_event
+        || std::env::var_os("IPCWATCH_PER_EVENT").is_some_and(|v| v == "1")
+        || metrics.is_some()
+        || otlp.is_some();
     let args = RecordArgs {
         // "-": a traced command's standard output goes to standard error,
         // which the TUI captures while it runs.
@@ -120,6 +132,7 @@ pub fn tui(cli: TuiCli) -> ExitCode {
                 cgroups,
             },
             ring_bytes: cli.ring_size,
+            aggregate: !per_event,
             ..Options::default()
         },
         metrics,

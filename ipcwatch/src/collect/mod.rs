@@ -11,6 +11,7 @@ pub mod queues;
 pub mod regions;
 pub mod sockets;
 pub mod sync;
+pub mod totals;
 
 use foldhash::HashMap;
 use std::io;

@@ -250,6 +250,26 @@ fn syscall_programs(checks: &mut Checks) {
         "everything: no syscall is traced",
         true,
     );
+    // The live TUI's variant: reads and writes summed in the kernel
+    // (`IO_TOTALS`), a branch the programs above do not hold.
+    let totals = Options {
+        aggregate: true,
+        ..opts
+    };
+    checks.add(
+        "io totals",
+        (|| {
+            let mut ebpf = load_object(&totals).map_err(err)?;
+            let mut skipped = Vec::new();
+            load_syscall_programs(&mut ebpf, &mut skipped)?;
+            match skipped.iter().find(|s| !s.probe.starts_with("tp_btf:")) {
+                Some(s) => Err(s.to_string()),
+                None => Ok("the syscall programs load with the live TUI's in-kernel totals".into()),
+            }
+        })(),
+        "speed only: the live TUI gets one event per read and write, as with --per-event",
+        false,
+    );
     if !families.is_empty() {
         checks.add(
             "syscall families",

@@ -2,13 +2,15 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf, StackTraceMap},
+    maps::{
+        Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf, StackTraceMap,
+    },
     programs::{BtfTracePoint, PerfEvent, ProgramFd, RawTracePoint},
 };
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use ipcwatch_common::{
-    COMM_LEN, Config, SockConfig, file_kind, filter,
+    COMM_LEN, Config, IoKey, IoTotals, SockConfig, file_kind, filter,
     race::{Seen, WatchKey},
     sc::exit_tail,
     stat, traced,
@@ -106,7 +108,17 @@ pub struct Options {
     /// `--lock-probes`: uprobes on the hot lock calls of every process
     /// that maps shared memory.
     pub lock_probes: bool,
+    /// The live TUI with no per-event consumer: pipe and FIFO reads and
+    /// writes are summed in the kernel (`IO_TOTALS`, read with
+    /// [`Probes::io_totals`]) instead of one event each. Ignored with
+    /// `deep`, `capture_bytes` or `durations`, which need every event.
+    pub aggregate: bool,
 }
+
+/// Entries of `IO_TOTALS` when aggregating: descriptors (per process and
+/// direction) that moved bytes and are not yet closed. Past it, events go
+/// to the ring buffer as without aggregation.
+pub const IO_TOTALS_ENTRIES: u32 = 8192;
 
 impl Default for Options {
     fn default() -> Self {
@@ -120,6 +132,7 @@ impl Default for Options {
             capture_bytes: 0,
             durations: false,
             lock_probes: false,
+            aggregate: false,
         }
     }
 }
@@ -159,8 +172,25 @@ fn load_err(what: &str, e: impl std::fmt::Display) -> Error {
 impl Probes {
     /// Load the eBPF object for `opts`, fill its maps, attach every probe
     /// (those that cannot be attached are in `skipped`), take the maps
-    /// userspace reads.
+    /// userspace reads. When the programs with the kernel's io totals
+    /// ([`Options::aggregate`]) do not load, they are loaded without
+    /// (one event per read and write), with a warning.
     pub fn load(opts: &Options) -> Result<Probes, Error> {
+        match Self::load_as(opts) {
+            Err(e) if aggregating(opts) => {
+                tracing::warn!(
+                    "the kernel's io totals did not load ({e}): one event per read and write instead"
+                );
+                Self::load_as(&Options {
+                    aggregate: false,
+                    ..opts.clone()
+                })
+            }
+            r => r,
+        }
+    }
+
+    fn load_as(opts: &Options) -> Result<Probes, Error> {
         let mut ebpf = load_object(opts)?;
         fill_maps(&mut ebpf, opts)?;
         let skipped = attach_all(&mut ebpf, opts.lock_probes)?;
@@ -363,12 +393,56 @@ impl Probes {
         }
     }
 
+    /// With [`Options::aggregate`]: every entry of `IO_TOTALS`, summed
+    /// over CPUs (`last_ns`: the latest). Empty when aggregation is off.
+    pub fn io_totals(&self) -> Vec<(IoKey, IoTotals)> {
+        let Some(map) = self
+            .ebpf
+            .map("IO_TOTALS")
+            .and_then(|m| PerCpuHashMap::<_, IoKey, IoTotals>::try_from(m).ok())
+        else {
+            return Vec::new();
+        };
+        map.iter()
+            .filter_map(Result::ok)
+            .map(|(key, per_cpu)| (key, sum_per_cpu(per_cpu.iter())))
+            .collect()
+    }
+
+    /// Remove these entries of `IO_TOTALS` (their descriptors are closed).
+    pub fn forget_io_totals(&mut self, keys: &[IoKey]) {
+        if let Some(m) = self.ebpf.map_mut("IO_TOTALS")
+            && let Ok(mut map) = PerCpuHashMap::<_, IoKey, IoTotals>::try_from(m)
+        {
+            for key in keys {
+                let _ = map.remove(key);
+            }
+        }
+    }
+
     /// The ring buffer, for the reader (once).
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, Error> {
         self.ring
             .take()
             .ok_or_else(|| Error::Load("the ring buffer was already taken".into()))
     }
+}
+
+/// One `IO_TOTALS` entry's values on each CPU, as one: bytes and calls
+/// added up, the latest time.
+pub fn sum_per_cpu<'a>(per_cpu: impl Iterator<Item = &'a IoTotals>) -> IoTotals {
+    per_cpu.fold(IoTotals::default(), |a, v| IoTotals {
+        bytes: a.bytes.wrapping_add(v.bytes),
+        ops: a.ops.wrapping_add(v.ops),
+        last_ns: a.last_ns.max(v.last_ns),
+    })
+}
+
+/// Whether `opts` sum pipe and FIFO io in the kernel: asked for, and no
+/// option that needs every event (deep mode's happens-before edges, the
+/// payloads and spans paired with their event).
+pub fn aggregating(opts: &Options) -> bool {
+    opts.aggregate && !opts.deep && opts.capture_bytes == 0 && !opts.durations
 }
 
 /// The eBPF object with its read-only globals set from this kernel's BTF
@@ -394,6 +468,7 @@ pub(crate) fn load_object(opts: &Options) -> Result<Ebpf, Error> {
         deep: opts.deep as u32,
         capture_bytes: opts.capture_bytes.min(ipcwatch_common::MAX_CAPTURE as u32),
         durations: opts.durations as u32,
+        aggregate: aggregating(opts) as u32,
         off: btf::offsets_from(vmlinux)?,
     };
     let sock_config = SockConfig {
@@ -409,6 +484,14 @@ pub(crate) fn load_object(opts: &Options) -> Result<Ebpf, Error> {
         .override_global(aya_log::LEVEL, &kernel_log_level(), false)
         .map_max_entries("EVENTS", opts.ring_bytes)
         .map_max_entries("AYA_LOGS", KERNEL_LOG_BYTES)
+        .map_max_entries(
+            "IO_TOTALS",
+            if aggregating(opts) {
+                IO_TOTALS_ENTRIES
+            } else {
+                1
+            },
+        )
         .load(choice.object())
         .map_err(|e| load_err("loading the eBPF object", e))
 }
@@ -637,4 +720,46 @@ pub(crate) fn watchpoint(tid: u32, addr: u64, prog: RawFd) -> std::io::Result<Ow
         }
     }
     Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_totals_per_cpu_add_up_and_keep_the_latest_time() {
+        let t = |bytes, ops, last_ns| IoTotals {
+            bytes,
+            ops,
+            last_ns,
+        };
+        let per_cpu = [t(1000, 1, 50), t(2000, 2, 90), t(0, 0, 0)];
+        assert_eq!(sum_per_cpu(per_cpu.iter()), t(3000, 3, 90));
+    }
+
+    #[test]
+    fn aggregation_only_without_options_that_need_every_event() {
+        let on = Options {
+            aggregate: true,
+            ..Options::default()
+        };
+        assert!(aggregating(&on));
+        assert!(!aggregating(&Options::default()));
+        for off in [
+            Options {
+                deep: true,
+                ..on.clone()
+            },
+            Options {
+                capture_bytes: 16,
+                ..on.clone()
+            },
+            Options {
+                durations: true,
+                ..on.clone()
+            },
+        ] {
+            assert!(!aggregating(&off));
+        }
+    }
 }

@@ -18,9 +18,10 @@ use super::metrics::{LoopCounters, snapshot};
 use super::notes::{is_broken_pipe, warn};
 use super::spawn;
 use crate::collect::Collector;
+use crate::collect::totals::{self, IoTotalsReader};
 use crate::decode::{RawEvent, decode};
 use crate::host::monotonic_ns;
-use crate::kernel::loader::{EventRing, Probes};
+use crate::kernel::loader::{EventRing, Probes, aggregating};
 use crate::metrics::Metrics;
 use crate::otlp::Otlp;
 use crate::race::detector::Detector;
@@ -92,7 +93,14 @@ struct Loop<'a> {
     lag_ns: u64,
     /// `--forget-after`, ns.
     forget_ns: Option<u64>,
+    /// The live TUI's in-kernel io totals, when the kernel sums them.
+    totals: Option<IoTotalsReader>,
+    /// When they were last read.
+    totals_at: std::time::Instant,
 }
+
+/// How often the in-kernel io totals are read (the TUI draws every 100 ms).
+const TOTALS_EVERY: Duration = Duration::from_millis(100);
 
 /// How the event loop ended.
 pub struct LoopEnd {
@@ -156,6 +164,25 @@ impl Loop<'_> {
         };
         self.report_detector()?;
         Ok(emptied)
+    }
+
+    /// The in-kernel io totals (`Options::aggregate`): a summed `io` line
+    /// for each descriptor that moved bytes since the last read; entries
+    /// of closed descriptors removed from the map.
+    fn report_totals(&mut self) -> io::Result<()> {
+        let Some(reader) = &mut self.totals else {
+            return Ok(());
+        };
+        self.totals_at = std::time::Instant::now();
+        let deltas = reader.deltas(&self.probes.io_totals());
+        let gone = reader.closed(&self.collector.model, &deltas);
+        self.probes.forget_io_totals(&gone);
+        for d in &deltas {
+            if let Some(line) = totals::line(d, &self.collector.model) {
+                self.collector.push(line, self.sink)?;
+            }
+        }
+        Ok(())
     }
 
     /// The race detector's findings and warnings, into the trace.
@@ -306,6 +333,7 @@ impl Loop<'_> {
         let seqs = self.probes.kernel_seqs();
         self.collector.stop_at(seqs, self.probes.dropped_by_kind());
         while !self.drain(ring, DRAIN_BUDGET)? {}
+        self.report_totals()?;
         self.report_detector()?;
         let dropped = self
             .collector
@@ -396,6 +424,8 @@ pub async fn event_loop(
         otlp: args.otlp.clone(),
         lag_ns: 0,
         forget_ns: args.forget_after.map(|d| d.as_nanos() as u64),
+        totals: aggregating(&args.kernel).then(IoTotalsReader::new),
+        totals_at: std::time::Instant::now(),
     };
     // Series exist from the first scrape on.
     lp.publish();
@@ -423,6 +453,13 @@ pub async fn event_loop(
                 lp.report_detector()
                     .and_then(|()| lp.drain(ring.get_mut(), DRAIN_BUDGET))
                     .and_then(|_| lp.attach_new())
+                    .and_then(|()| {
+                        if lp.totals_at.elapsed() >= TOTALS_EVERY {
+                            lp.report_totals()
+                        } else {
+                            Ok(())
+                        }
+                    })
                     .map(|()| None)
             }
             _ = tick.tick() => lp.tick().map(|()| None),

@@ -214,7 +214,11 @@ mod fast {
     /// serde_json to write it.
     pub fn io_line(line: &mut Vec<u8>, io: &Io) -> bool {
         let ext = &io.ext;
-        if ext.addr.is_some() || ext.scm_rights.is_some() || ext.scm_credentials.is_some() {
+        if ext.addr.is_some()
+            || ext.scm_rights.is_some()
+            || ext.scm_credentials.is_some()
+            || ext.calls.is_some()
+        {
             return false;
         }
         line.extend_from_slice(b"{\"type\":\"io\",\"ts_ns\":");

@@ -35,6 +35,7 @@ use anyhow::{Context, bail};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
+use crate::kernel::loader::aggregating;
 use crate::kernel::preflight::check_privileges;
 use crate::kernel::privileges::{drop_all, spawn_unprivileged};
 use crate::record::Record;
@@ -192,6 +193,27 @@ pub struct HeadlessReport {
     pub input_latency_max_ms: f64,
     pub input_latency_mean_ms: f64,
     pub stopped: String,
+    /// Whether the kernel was asked to sum pipe and FIFO io (`--per-event`
+    /// off; the programs fall back to one event per call if that does not
+    /// load, with a warning).
+    pub aggregate: bool,
+    /// Every channel the model knows, with its counts as the views show
+    /// them.
+    pub channels: Vec<HeadlessChannel>,
+}
+
+/// One channel's counts at the end of a headless run.
+#[derive(Debug, serde::Serialize)]
+pub struct HeadlessChannel {
+    pub channel: String,
+    pub kind: String,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub writes: u64,
+    pub reads: u64,
+    /// `io` records of one call each that reached the UI: what crossed
+    /// the ring buffer one by one (0 when the kernel summed them all).
+    pub io_records: u64,
 }
 
 /// The live pipeline with a 100×30 `TestBackend` instead of a terminal,
@@ -199,6 +221,7 @@ pub struct HeadlessReport {
 /// measures how long input waits behind the records.
 pub fn run_headless(args: RecordArgs) -> anyhow::Result<HeadlessReport> {
     check_privileges()?;
+    let aggregate = aggregating(&args.kernel);
     let (tx, rx) = mpsc::channel();
     let mut live = Live::start(args, tx.clone()).context("starting the collector")?;
     let probe_tx = tx.clone();
@@ -234,5 +257,21 @@ pub fn run_headless(args: RecordArgs) -> anyhow::Result<HeadlessReport> {
             app::SourceState::Ended(w) => w.clone(),
             s => format!("{s:?}"),
         },
+        aggregate,
+        channels: app
+            .data
+            .model
+            .channels
+            .iter()
+            .map(|(id, c)| HeadlessChannel {
+                channel: id.to_string(),
+                kind: c.kind.as_str().to_string(),
+                bytes_written: c.bytes_written,
+                bytes_read: c.bytes_read,
+                writes: c.writes,
+                reads: c.reads,
+                io_records: app.data.io_records.get(id).copied().unwrap_or(0),
+            })
+            .collect(),
     })
 }

@@ -58,6 +58,10 @@ pub struct Data {
     /// Every process that mapped each region, exited ones included (the
     /// model keeps the mappings of the moment).
     pub mapped_by: HashMap<Text, std::collections::BTreeSet<u32>>,
+    /// `io` records of one call each, by channel (the summed lines of the
+    /// live TUI's in-kernel totals are not counted): how many crossed the
+    /// ring buffer one by one (`tui --headless` reports them).
+    pub io_records: HashMap<Text, u64>,
 }
 
 /// What the race detector saw of one word of a shared region: from the
@@ -119,7 +123,11 @@ impl Data {
         }
         self.now_ns = self.now_ns.max(ts);
         if let Some(k) = kind_of(r) {
-            self.kinds.entry(k).or_default().add(ts, 1);
+            let n = match r {
+                Record::Io(io) => io.calls(),
+                _ => 1,
+            };
+            self.kinds.entry(k).or_default().add(ts, n);
         }
         if let Some((pid, comm)) = pid_comm(r)
             && !comm.is_empty()
@@ -129,6 +137,9 @@ impl Data {
         }
         match r {
             Record::Io(io) => {
+                if io.ext.calls.is_none() {
+                    *self.io_records.entry(io.channel.clone()).or_default() += 1;
+                }
                 if io.op == Op::Write {
                     self.channel_flow
                         .entry(io.channel.clone())
