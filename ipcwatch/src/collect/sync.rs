@@ -429,7 +429,7 @@ mod tests {
             spin(func::SPIN_UNLOCK, 9, 1_000),
             spin(func::SPIN_INIT, 9, 1_040),
         ]);
-        assert_eq!(unlock_first, [unlock.clone()]);
+        assert_eq!(unlock_first, std::slice::from_ref(&unlock));
         let init_first = lines(&[
             spin(func::SPIN_INIT, 9, 1_000),
             spin(func::SPIN_UNLOCK, 9, 1_040),
@@ -443,7 +443,10 @@ mod tests {
     fn a_real_init_is_written_once_its_window_has_passed() {
         let init = (SyncEvent::Init, "init pshared".to_string());
         let unlock = (SyncEvent::Release, "unlock".to_string());
-        assert_eq!(lines(&[spin(func::SPIN_INIT, 9, 1_000)]), [init.clone()]);
+        assert_eq!(
+            lines(&[spin(func::SPIN_INIT, 9, 1_000)]),
+            std::slice::from_ref(&init)
+        );
         assert_eq!(
             lines(&[
                 spin(func::SPIN_INIT, 9, 1_000),

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::host::release;
 use crate::kernel::loader::{Options, hits, load_object, load_syscall_programs, watchpoint};
-use crate::kernel::privileges::{KEPT, Kept, LOCK_PROBES, kept_set};
+use crate::kernel::privileges::{KEPT, Kept, LOCK_PROBES, PARANOID, kept_set, paranoid};
 use crate::kernel::shm::system_libc;
 use crate::kernel::{
     attach::{load_btf_or_raw, load_error, program},
@@ -136,10 +136,14 @@ impl Checks {
                 .iter()
                 .filter(|k| kept.contains(k.set))
                 .copied()
-                .chain(kept.contains(CapabilitySet::SYS_ADMIN).then_some(Kept {
-                    name: "CAP_SYS_ADMIN",
-                    set: CapabilitySet::SYS_ADMIN,
-                    why: "opens /proc/PID/map_files/* (this kernel has no CAP_CHECKPOINT_RESTORE)",
+                .chain(kept.contains(CapabilitySet::SYS_ADMIN).then_some(if paranoid() {
+                    PARANOID
+                } else {
+                    Kept {
+                        name: "CAP_SYS_ADMIN",
+                        set: CapabilitySet::SYS_ADMIN,
+                        why: "opens /proc/PID/map_files/* (this kernel has no CAP_CHECKPOINT_RESTORE)",
+                    }
                 }))
                 .chain((!kept.contains(CapabilitySet::SYS_ADMIN)).then_some(LOCK_PROBES))
                 .collect(),

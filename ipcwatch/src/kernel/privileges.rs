@@ -76,6 +76,32 @@ pub const LOCK_PROBES: Kept = Kept {
     why: "only with --lock-probes: perf_event_open of the uprobes it attaches while recording",
 };
 
+/// Kept too where `kernel.perf_event_paranoid` is above 2: Debian's and
+/// Ubuntu's kernels then refuse `perf_event_open` to a process without
+/// CAP_SYS_ADMIN, CAP_PERFMON notwithstanding (their patch; found in
+/// Debian 12's 6.1 by `cargo xtask kernels`: every watchpoint of the race
+/// detector was refused with EACCES once the others were dropped).
+pub const PARANOID: Kept = Kept {
+    name: "CAP_SYS_ADMIN",
+    set: CapabilitySet::SYS_ADMIN,
+    why: "perf_event_paranoid is above 2 here (Debian's and Ubuntu's restriction): the race \
+          detector's watchpoints (perf_event_open) need it",
+};
+
+/// `kernel.perf_event_paranoid`, when it can be read.
+pub fn perf_event_paranoid() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether this kernel restricts perf_event_open to CAP_SYS_ADMIN.
+pub fn paranoid() -> bool {
+    perf_event_paranoid().is_some_and(|p| p > 2)
+}
+
 /// The highest capability this kernel knows (CAP_CHECKPOINT_RESTORE is 40,
 /// from Linux 5.9).
 fn last_cap() -> u32 {
@@ -88,7 +114,8 @@ fn last_cap() -> u32 {
 
 /// The capabilities ipcwatch keeps on this kernel (before 5.9 map_files
 /// needs CAP_SYS_ADMIN, which then stands in for CAP_CHECKPOINT_RESTORE),
-/// and CAP_SYS_ADMIN with `--lock-probes`.
+/// and CAP_SYS_ADMIN with `--lock-probes` or where perf_event_paranoid
+/// is above 2 ([`PARANOID`]).
 pub fn kept_set(lock_probes: bool) -> CapabilitySet {
     let mut set = KEPT
         .iter()
@@ -97,8 +124,8 @@ pub fn kept_set(lock_probes: bool) -> CapabilitySet {
         set.remove(CapabilitySet::CHECKPOINT_RESTORE);
         set.insert(CapabilitySet::SYS_ADMIN);
     }
-    if lock_probes {
-        set.insert(LOCK_PROBES.set);
+    if lock_probes || paranoid() {
+        set.insert(CapabilitySet::SYS_ADMIN);
     }
     set
 }
@@ -235,7 +262,7 @@ mod tests {
             ]
         );
         // Bits 39, 38, 19, 2, 40, 5 (this kernel knows CAP_CHECKPOINT_RESTORE).
-        if last_cap() >= 40 {
+        if last_cap() >= 40 && !paranoid() {
             assert_eq!(status_hex(kept_set(false)), "000001c000080024");
             assert_eq!(status_hex(kept_set(true)), "000001c000280024");
         }
