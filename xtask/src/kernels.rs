@@ -964,16 +964,25 @@ fn group_outcome(lines: &[&str], rc: &str, secs: f64) -> Outcome {
     }
 }
 
-fn table(rows: &[Row], groups: &[String]) -> String {
-    let mut s = String::from("| kernel | release | boot (s) | doctor |");
-    for g in groups {
-        let _ = write!(s, " {g} |");
+/// A markdown table's head: the `fixed` columns, then `more`.
+fn table_head<T: std::fmt::Display>(fixed: &[&str], more: &[T]) -> String {
+    let mut s = String::from("|");
+    for c in fixed {
+        let _ = write!(s, " {c} |");
     }
-    s.push_str("\n|---|---|---|---|");
-    for _ in groups {
+    for c in more {
+        let _ = write!(s, " {c} |");
+    }
+    s.push_str("\n|");
+    for _ in 0..fixed.len() + more.len() {
         s.push_str("---|");
     }
     s.push('\n');
+    s
+}
+
+fn table(rows: &[Row], groups: &[String]) -> String {
+    let mut s = table_head(&["kernel", "release", "boot (s)", "doctor"], groups);
     for r in rows {
         let _ = write!(
             s,
@@ -1210,7 +1219,7 @@ pub fn run_kernels(args: &KernelsArgs) -> Result<()> {
     if args.hook_cost {
         let table = cost::run(&kernels, args.loglevel)?;
         println!("{table}");
-        if !args.no_docs {
+        if !args.no_docs && args.only.is_none() {
             write_section(cost::BEGIN, cost::END, &table)?;
         }
         return Ok(());

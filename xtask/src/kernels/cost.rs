@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use super::{Kernel, build, features, initramfs, preamble};
+use super::{Kernel, build, features, initramfs, preamble, table_head};
 
 pub const BEGIN: &str = "<!-- hook cost: begin (cargo xtask kernels --hook-cost writes it) -->";
 pub const END: &str = "<!-- hook cost: end -->";
@@ -150,16 +150,9 @@ fn table(all: &[Measured]) -> String {
     let mut s = format!(
         "(`cargo xtask kernels --hook-cost`; {ROUNDS} rounds of {ITERS} round trips, medians; \
          round trips/s, then the ratio to untraced and the guest's µs per traced call \
-         above untraced; — where it failed, with the reason below the table)\n\n| kernel | workload |"
+         above untraced; — where it failed, with the reason below the table)\n\n"
     );
-    for w in WAYS {
-        let _ = write!(s, " {w} |");
-    }
-    s.push_str("\n|---|---|");
-    for _ in WAYS {
-        s.push_str("---|");
-    }
-    s.push('\n');
+    s.push_str(&table_head(&["kernel", "workload"], &WAYS));
     for m in all {
         for (row, sub, _) in WORKLOADS {
             let _ = write!(s, "| {} | {row} |", m.name);
