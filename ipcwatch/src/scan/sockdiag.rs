@@ -81,7 +81,10 @@ impl Snapshot {
                     }
                 }
             }
-            Err(e) => errors.push(format!("sock_diag unix dump: {e}")),
+            Err(e) => errors.push(format!(
+                "sock_diag unix dump: {e}{}",
+                missing_module(&e, "unix_diag")
+            )),
         }
         for family in [AF_INET, AF_INET6] {
             for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
@@ -115,7 +118,10 @@ impl Snapshot {
                             }
                         }
                     }
-                    Err(e) => errors.push(format!("sock_diag inet dump: {e}")),
+                    Err(e) => errors.push(format!(
+                        "sock_diag inet dump: {e}{}",
+                        missing_module(&e, "inet_diag tcp_diag udp_diag")
+                    )),
                 }
             }
         }
@@ -160,9 +166,7 @@ fn dump(req: SockDiagMessage) -> std::io::Result<Vec<SockDiagMessage>> {
             match msg.payload {
                 NetlinkPayload::InnerMessage(m) => out.push(m),
                 NetlinkPayload::Done(_) => return Ok(out),
-                NetlinkPayload::Error(e) => {
-                    return Err(std::io::Error::other(format!("netlink error {e:?}")));
-                }
+                NetlinkPayload::Error(e) => return Err(e.to_io()),
                 _ => {}
             }
             if len == 0 {
@@ -196,6 +200,20 @@ pub fn socket_holders() -> HashMap<u64, Holder> {
     map
 }
 
+/// What to add to a dump's error when the kernel has no handler for it
+/// (ENOENT): Debian's kernels build the sock_diag handlers as modules,
+/// which a system without module loading (or `cargo xtask kernels`'s
+/// guests, which carry none) does not have.
+fn missing_module(e: &std::io::Error, modules: &str) -> String {
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        format!(
+            " (this kernel has no handler for it: `modprobe {modules}`); sockets made before the start are not resolved"
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// (fd, socket inode) of every socket `pid` holds, sorted by fd.
 pub fn socket_fds(pid: u32) -> Vec<(i32, u64)> {
     let fds = i32::try_from(pid)
@@ -216,4 +234,17 @@ pub fn socket_fds(pid: u32) -> Vec<(i32, u64)> {
         .collect();
     v.sort_unstable();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_module;
+
+    #[test]
+    fn a_missing_handler_names_its_module() {
+        let enoent = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert!(missing_module(&enoent, "unix_diag").contains("`modprobe unix_diag`"));
+        let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(missing_module(&eperm, "unix_diag"), "");
+    }
 }
