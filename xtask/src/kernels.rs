@@ -1025,10 +1025,6 @@ fn table(rows: &[Row], groups: &[String]) -> String {
 const BEGIN: &str = "<!-- kernels table: begin (cargo xtask kernels writes it) -->";
 const END: &str = "<!-- kernels table: end -->";
 
-fn write_docs(table: &str) -> Result<()> {
-    write_section(BEGIN, END, table)
-}
-
 /// Replace what docs/kernels.md holds between the markers `begin` and `end`.
 fn write_section(begin: &str, end: &str, table: &str) -> Result<()> {
     let path = root().join("docs/kernels.md");
@@ -1229,7 +1225,11 @@ pub fn run_kernels(args: &KernelsArgs) -> Result<()> {
     let partial = args.only.is_some() || !args.group.is_empty() || args.test.is_some();
     if !args.no_docs && !args.doctor_only && !partial {
         let mode = if args.fast { " --fast" } else { "" };
-        write_docs(&format!("(`cargo xtask kernels{mode}`)\n\n{table}"))?;
+        write_section(
+            BEGIN,
+            END,
+            &format!("(`cargo xtask kernels{mode}`)\n\n{table}"),
+        )?;
     }
     if !ok {
         bail!("a kernel of the matrix failed: see the table and target/kernels/logs");
