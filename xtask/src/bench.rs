@@ -13,7 +13,7 @@ use serde::ser::SerializeMap;
 use crate::build::Bins;
 use crate::cmd::{have, root};
 use crate::compare::median;
-use crate::{bench_collector, bench_load, nginx, realsw};
+use crate::{bench_collector, bench_load, bench_stages, nginx, realsw};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -245,14 +245,22 @@ impl Row {
     }
 }
 
+/// Can the workload and the tracer get a CPU each (taskset, 2 CPUs)?
+pub fn pinned() -> bool {
+    have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+}
+
 pub fn run(bins: &Bins, args: &BenchArgs) -> Result<()> {
-    let pin = have("taskset") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let pin = pinned();
     let _ = BASELINE_NAME.set(args.baseline_name.clone());
     let ways = ways(args)?;
     let load = load_average();
     let rows = measure(bins, args, &ways, workloads(args), pin)?;
     let table = table(&rows, &ways);
     println!("\n{table}");
+    let stages_load = load_average();
+    let stages = bench_stages::run(bins, args.iters, args.rounds, pin)?;
+    println!("\n{stages}");
     let tui = tui_load(bins, args.iters * TUI_ITERS_FACTOR, TUI_ROUNDS, pin)?;
     println!("\n{tui}");
     let own_cpu_load = load_average();
@@ -287,6 +295,16 @@ pub fn run(bins: &Bins, args: &BenchArgs) -> Result<()> {
     if !args.no_docs {
         write_docs(&table, args, pin, &load)?;
         write_part_docs(args, &tui, &collector, &loss, &memory)?;
+        write_section(
+            "<!-- bench-stages:begin -->",
+            "<!-- bench-stages:end -->",
+            &format!(
+                "Measured by `cargo xtask bench` on {} (load average {stages_load} at the start): {} round trips per run, {} rounds, the order rotating, medians; each traced column gives its ratio to untraced and its ns per event above the empty hooks.\n\n{stages}",
+                machine(),
+                args.iters,
+                args.rounds,
+            ),
+        )?;
         write_section(
             "<!-- bench-own-cpu:begin -->",
             "<!-- bench-own-cpu:end -->",

@@ -14,6 +14,7 @@ mod accuracy;
 mod bench;
 mod bench_collector;
 mod bench_load;
+mod bench_stages;
 mod build;
 mod cmd;
 mod compare;
@@ -80,6 +81,18 @@ enum Cmd {
         rounds: usize,
         /// Round trips per run.
         #[arg(long, default_value_t = 200_000)]
+        iters: u64,
+    },
+    /// Where a traced event's cost goes in the kernel (a section of
+    /// `bench`): the 1-byte pipe and unix socket ping-pongs untraced,
+    /// under the empty hooks, and under ipcwatch turned away by its
+    /// filter, classifying without sending, and sending.
+    BenchStages {
+        /// Rounds (the order rotating; medians are reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Round trips per run.
+        #[arg(long, default_value_t = 50_000)]
         iters: u64,
     },
     /// The collector's throughput on one core: synthetic events through
@@ -347,10 +360,18 @@ fn main() -> Result<()> {
         }
         Cmd::BenchTui { rounds, iters } => {
             let bins = build_release_with_workload()?;
-            let pin = cmd::have("taskset")
-                && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
             let load = bench::load_average();
-            let table = bench::tui_load(&bins, iters, rounds, pin)?;
+            let table = bench::tui_load(&bins, iters, rounds, bench::pinned())?;
+            println!(
+                "load average {load} at the start, {} at the end\n\n{table}",
+                bench::load_average()
+            );
+            Ok(())
+        }
+        Cmd::BenchStages { rounds, iters } => {
+            let bins = build_release_with_workload()?;
+            let load = bench::load_average();
+            let table = bench_stages::run(&bins, iters, rounds, bench::pinned())?;
             println!(
                 "load average {load} at the start, {} at the end\n\n{table}",
                 bench::load_average()

@@ -40,7 +40,7 @@ const MIN_RATIO: f64 = 0.95;
 /// TCP listener, so it cannot collide with another cluster.
 const PORT: &str = "5432";
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct PostgresArgs {
     /// Seconds of each pgbench run.
     #[arg(long, default_value_t = 60)]
@@ -782,9 +782,28 @@ pub fn own_cpu(
     )?;
     cluster.pgbench(&args, 3)?;
     let postmaster = cluster.postmaster()?;
-    let mut builds: Vec<(&Path, String)> = vec![(ipcwatch, "ipcwatch".to_string())];
+    // Each traced way: the binary, its name, the record arguments. The
+    // detector off shows the per-event pipeline apart from the race
+    // detector, whose cost is per second (its sampler's CPU budget).
+    let with = |extra: &[&str]| PostgresArgs {
+        record_arg: args
+            .record_arg
+            .iter()
+            .cloned()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect(),
+        ..args.clone()
+    };
+    let mut builds: Vec<(&Path, String, PostgresArgs)> = vec![
+        (ipcwatch, "ipcwatch".to_string(), with(&[])),
+        (
+            ipcwatch,
+            "ipcwatch `--no-race`".to_string(),
+            with(&["--no-race"]),
+        ),
+    ];
     if let Some((b, name)) = baseline {
-        builds.push((b, format!("ipcwatch ({name})")));
+        builds.push((b, format!("ipcwatch ({name})"), with(&[])));
     }
     let mut untraced = Vec::new();
     let mut traced: Vec<Vec<OwnCpu>> = builds.iter().map(|_| Vec::new()).collect();
@@ -796,7 +815,7 @@ pub fn own_cpu(
             };
             let trace = cluster.dir.join(format!("own-cpu-{round}-{i}.ndjson"));
             let log = cluster.dir.join(format!("own-cpu-{round}-{i}.log"));
-            let mut rec = Recorder::start(builds[i].0, &trace, &log, &args)?;
+            let mut rec = Recorder::start(builds[i].0, &trace, &log, &builds[i].2)?;
             rec.wait_ready(&trace, postmaster)?;
             let cpu0 = cpu_of(rec.pid).unwrap_or_default();
             let t0 = Instant::now();
@@ -830,7 +849,7 @@ pub fn own_cpu(
         "| pgbench -c 8 -j 2, whole system | tps | events/s | dropped | ipcwatch CPU, % of one core | µs of ipcwatch CPU per event | peak RSS (MiB) |\n|---|---|---|---|---|---|---|\n",
     );
     let _ = writeln!(s, "| untraced | {:.0} | | | | | |", median(&mut untraced));
-    for ((_, name), runs) in builds.iter().zip(&traced) {
+    for ((_, name, _), runs) in builds.iter().zip(&traced) {
         let med = |f: &dyn Fn(&OwnCpu) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
         let _ = writeln!(
             s,
