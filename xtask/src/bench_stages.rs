@@ -15,6 +15,7 @@
 //! The ns per event above the empty hooks of each depth, side by side in
 //! one run, say what each step of the path costs.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -78,6 +79,22 @@ pub fn run(bins: &Bins, iters: u64, rounds: usize, pin: bool) -> Result<String> 
                 samples[i].push(rate);
             }
         }
+        // The programs' own run time per depth, in rounds of their own
+        // (bpf_stats slows every program down): medians.
+        let filters = [
+            &["--comm", NOBODY][..],
+            &["--comm", WORKLOAD_COMM, "--kind", "mq"],
+            &["--comm", WORKLOAD_COMM],
+        ];
+        let mut own = vec![Vec::new(); filters.len()];
+        for _ in 0..rounds.max(1) {
+            for (i, filter) in filters.iter().enumerate() {
+                let ns = run_time(bins, filter, pin, &workload)?;
+                eprintln!("bench stages: {name}: {filter:?}: {ns:.0} ns of eBPF per syscall");
+                own[i].push(ns);
+            }
+        }
+        let own: Vec<f64> = own.iter_mut().map(|v| median(v)).collect();
         let rates: Vec<f64> = samples.iter_mut().map(|v| median(v)).collect();
         let (base, hooks) = (rates[0], rates[1]);
         let _ = write!(s, "| {name} | {base:.0}/s |");
@@ -90,49 +107,136 @@ pub fn run(bins: &Bins, iters: u64, rounds: usize, pin: bool) -> Result<String> 
             }
         }
         s.push('\n');
+        let _ = writeln!(
+            s,
+            "| {name}: eBPF run time per traced syscall, `sys_enter` + `sys_exit` (bpf_stats) | | | {:.0} ns | {:.0} ns | {:.0} ns |",
+            own[0], own[1], own[2]
+        );
     }
     Ok(s)
 }
 
+/// The workload's name as the kernel keeps it (15 bytes).
+const WORKLOAD_COMM: &str = "ipcwatch-worklo";
+
+/// With kernel.bpf_stats_enabled on, a whole-system `record` with
+/// `filter` while the workload runs untraced: the mean run time per run
+/// of each of ipcwatch's programs that ran for every syscall (at least
+/// once per traced event: `sys_enter` and `sys_exit` with the families
+/// it tail-calls), summed: eBPF ns per traced syscall. From the fdinfo of
+/// its descriptors, before and after the run; other processes' syscalls
+/// (turned away) in that window are in the mean too, a small part.
+fn run_time(bins: &Bins, filter: &[&str], pin: bool, workload: &[String]) -> Result<f64> {
+    const KNOB: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let iters: u64 = workload
+        .iter()
+        .skip_while(|a| *a != "--iters")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .context("no --iters in the workload")?;
+    let was = std::fs::read_to_string(KNOB).context("reading kernel.bpf_stats_enabled")?;
+    std::fs::write(KNOB, "1").context("enabling kernel.bpf_stats_enabled")?;
+    let got = background(&bins.ipcwatch, pin, filter, |pid| {
+        // Past ipcwatch's start-up (its /proc scan is syscalls too).
+        std::thread::sleep(Duration::from_secs(1));
+        let before = programs(pid);
+        let out = pinned_workload(bins, pin, workload).output();
+        let after = programs(pid);
+        rate(&String::from_utf8_lossy(
+            &out.context("running the workload")?.stdout,
+        ))?;
+        let mut ns = 0.0;
+        for (id, (t1, c1)) in &after {
+            let (t0, c0) = before.get(id).copied().unwrap_or_default();
+            if c1 - c0 >= 4 * iters {
+                ns += (t1 - t0) as f64 / (c1 - c0) as f64;
+            }
+        }
+        Ok(ns)
+    });
+    let _ = std::fs::write(KNOB, was.trim());
+    got
+}
+
+/// prog_id -> (run_time_ns, run_cnt) of the BPF programs `pid` holds.
+fn programs(pid: u32) -> BTreeMap<u64, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return out;
+    };
+    for info in dir
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+    {
+        let field = |name: &str| -> Option<u64> {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        if let (Some(id), Some(t), Some(c)) =
+            (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
+        {
+            out.insert(id, (t, c));
+        }
+    }
+    out
+}
+
+/// The workload's command: `taskset -c 1` first when pinned.
+fn pinned_workload(bins: &Bins, pin: bool, workload: &[String]) -> Command {
+    let mut c = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(&bins.workload);
+        c
+    } else {
+        Command::new(&bins.workload)
+    };
+    c.args(workload);
+    c
+}
+
+/// `program` on CPU 0 when pinned (the tracer's CPU).
+fn on_cpu0(program: &Path, pin: bool) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
 /// One run of the ping-pong `workload` at `depth`: round trips/s.
 fn once(bins: &Bins, depth: Depth, workload: &[String], pin: bool) -> Result<f64> {
-    let mut argv: Vec<String> = Vec::new();
-    if pin {
-        // The workload's two processes share CPU 1; the tracer gets CPU 0.
-        argv.extend(["taskset".into(), "-c".into(), "1".into()]);
-    }
-    argv.push(bins.workload.display().to_string());
-    argv.extend(workload.iter().cloned());
-    let tracer = |args: &[&str]| {
-        let mut c = if pin {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0"]).arg(&bins.ipcwatch);
-            c
-        } else {
-            Command::new(&bins.ipcwatch)
-        };
-        c.args(args);
+    let traced = |tracer: &Path, args: &[&str]| {
+        let w = pinned_workload(bins, pin, workload);
+        let mut c = on_cpu0(tracer, pin);
+        c.args(args).arg(w.get_program()).args(w.get_args());
         c
     };
     let out = match depth {
-        Depth::Untraced => Command::new(&argv[0]).args(&argv[1..]).output(),
-        Depth::Hooks => {
-            let mut c = if pin {
-                let mut c = Command::new("taskset");
-                c.args(["-c", "0"]).arg(&bins.workload);
-                c
-            } else {
-                Command::new(&bins.workload)
-            };
-            c.args(["empty-hooks", "--"]).args(&argv).output()
+        Depth::Untraced => pinned_workload(bins, pin, workload).output(),
+        Depth::Hooks => traced(&bins.workload, &["empty-hooks", "--"]).output(),
+        Depth::TurnedAway => {
+            return background(&bins.ipcwatch, pin, &["--comm", NOBODY], |_| {
+                let out = pinned_workload(bins, pin, workload)
+                    .output()
+                    .context("running the workload")?;
+                if !out.status.success() {
+                    bail!(
+                        "the workload failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                rate(&String::from_utf8_lossy(&out.stdout))
+            });
         }
-        Depth::TurnedAway => return turned_away(&bins.ipcwatch, pin, &argv),
-        Depth::Classified => tracer(&["record", "--kind", "mq", "-o", "/dev/null", "--"])
-            .args(&argv)
-            .output(),
-        Depth::Sent => tracer(&["record", "-o", "/dev/null", "--"])
-            .args(&argv)
-            .output(),
+        Depth::Classified => traced(
+            &bins.ipcwatch,
+            &["record", "--kind", "mq", "-o", "/dev/null", "--"],
+        )
+        .output(),
+        Depth::Sent => traced(&bins.ipcwatch, &["record", "-o", "/dev/null", "--"]).output(),
     }
     .with_context(|| format!("running the workload ({})", depth.name()))?;
     if !out.status.success() {
@@ -145,62 +249,57 @@ fn once(bins: &Bins, depth: Depth, workload: &[String], pin: bool) -> Result<f64
     rate(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// The workload run untraced while a whole-system `record --comm
-/// NOBODY` runs: started first, ready once its trace holds the header
-/// (written after the probes are attached), stopped with SIGINT after.
-fn turned_away(ipcwatch: &Path, pin: bool, argv: &[String]) -> Result<f64> {
+/// `during(pid)` while a whole-system `ipcwatch record FILTER` runs:
+/// started first, ready once its trace holds the header (written after
+/// the probes are attached), stopped with SIGINT after; it must exit 0.
+fn background<T>(
+    ipcwatch: &Path,
+    pin: bool,
+    filter: &[&str],
+    during: impl FnOnce(u32) -> Result<T>,
+) -> Result<T> {
     let trace = std::env::temp_dir().join(format!("ipcwatch-stages-{}.ndjson", std::process::id()));
     let _ = std::fs::remove_file(&trace);
-    let mut cmd = if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"]).arg(ipcwatch);
-        c
-    } else {
-        Command::new(ipcwatch)
-    };
-    let mut rec = cmd
-        .args(["record", "--comm", NOBODY, "-o"])
+    let mut rec = on_cpu0(ipcwatch, pin)
+        .arg("record")
+        .args(filter)
+        .arg("-o")
         .arg(&trace)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("starting ipcwatch record --comm")?;
+        .context("starting ipcwatch record")?;
     let t0 = Instant::now();
     while std::fs::metadata(&trace).map_or(0, |m| m.len()) == 0 {
         if let Some(st) = rec.try_wait()? {
             let out = rec.wait_with_output()?;
             bail!(
-                "ipcwatch record --comm exited ({st}) before the run: {}",
+                "ipcwatch record {filter:?} exited ({st}) before the run: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
         if t0.elapsed() > Duration::from_secs(60) {
             let _ = rec.kill();
-            bail!("ipcwatch record --comm wrote no header in 60 s");
+            let _ = rec.wait();
+            bail!("ipcwatch record {filter:?} wrote no header in 60 s");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = Command::new(&argv[0]).args(&argv[1..]).output();
+    // taskset execs ipcwatch: the same pid.
+    let got = during(rec.id());
     // SAFETY: signalling our own child.
     unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
     let rec = rec.wait_with_output()?;
     let _ = std::fs::remove_file(&trace);
-    let out = out.context("running the workload")?;
     if !rec.status.success() {
         bail!(
-            "ipcwatch record --comm failed ({}): {}",
+            "ipcwatch record {filter:?} failed ({}): {}",
             rec.status,
             String::from_utf8_lossy(&rec.stderr)
         );
     }
-    if !out.status.success() {
-        bail!(
-            "the workload failed under record --comm: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    rate(&String::from_utf8_lossy(&out.stdout))
+    got
 }
 
 fn rate(stdout: &str) -> Result<f64> {
