@@ -26,6 +26,20 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Give the heap's free memory back to the system (glibc's
+/// `malloc_trim`): after a burst of allocations that were freed (loading
+/// the eBPF object and parsing the kernel's BTF at start-up, a /proc
+/// scan, thousands of new channels), glibc keeps the free memory in the
+/// middle of the heap otherwise. Nothing in the static build (musl's
+/// allocator has no such call and gives memory back by itself).
+pub fn give_back_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

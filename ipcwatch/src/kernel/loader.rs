@@ -195,6 +195,11 @@ impl Probes {
         fill_maps(&mut ebpf, opts)?;
         let skipped = attach_all(&mut ebpf, opts.lock_probes)?;
         let shm_procs = shm::shm_procs(&mut ebpf)?;
+        // Loading parsed the object and the kernel's BTF several times
+        // over (about 20 MiB, all freed): given back before the ring
+        // buffer's mapping adds its pages, they no longer add up to the
+        // process's peak.
+        crate::host::give_back_heap();
         let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
             .map_err(|e| load_err("map EVENTS", e))?;
         let stats = PerCpuArray::try_from(take_map(&mut ebpf, "STATS")?)

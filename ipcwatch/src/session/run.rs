@@ -236,11 +236,8 @@ impl Loop<'_> {
     /// keeps otherwise).
     fn tick(&mut self) -> io::Result<()> {
         self.ticks += 1;
-        // glibc only (musl's allocator, in the static build, has none).
-        #[cfg(target_env = "gnu")]
         if self.ticks.is_multiple_of(25) {
-            // SAFETY: malloc_trim only releases free memory.
-            unsafe { libc::malloc_trim(0) };
+            crate::host::give_back_heap();
         }
         self.report_lost(self.probes.dropped())?;
         self.collector.containers_named(monotonic_ns(), self.sink)?;
