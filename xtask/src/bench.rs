@@ -44,7 +44,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     nginx_rounds: usize,
     /// Requests per ab run in that row.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 200_000)]
     nginx_requests: u64,
 }
 

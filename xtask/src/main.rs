@@ -135,7 +135,7 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         /// Requests per ab run.
-        #[arg(long, default_value_t = 30_000)]
+        #[arg(long, default_value_t = 200_000)]
         requests: u64,
         /// Use this ipcwatch instead of a release build of this tree.
         #[arg(long, value_name = "BIN")]

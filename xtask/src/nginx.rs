@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::have;
 use crate::compare::{alternation, median};
-use crate::realsw::{Recorder, system_args};
+use crate::realsw::{PostgresArgs, Recorder, last_line, system_args};
 
 /// The port nginx listens on (loopback only).
 const PORT: u16 = 18_418;
@@ -146,13 +146,24 @@ pub fn row(
     let nginx = Nginx::start()?;
     // Warm-up, not counted.
     ab(requests.min(5_000))?;
-    let mut builds: Vec<(&Path, String)> = vec![(ipcwatch, "ipcwatch".to_string())];
-    if let Some((b, name)) = baseline {
-        builds.push((b, format!("ipcwatch ({name})")));
-    }
     let args = system_args();
+    // Each traced way: the binary, its name, the record arguments
+    // (`--no-race`: the tracing without the race detector).
+    let with = |extra: &[&str]| args.with_record_args(extra);
+    let mut builds: Vec<(&Path, String, PostgresArgs)> = vec![
+        (ipcwatch, "ipcwatch".to_string(), with(&[])),
+        (
+            ipcwatch,
+            "ipcwatch `--no-race`".to_string(),
+            with(&["--no-race"]),
+        ),
+    ];
+    if let Some((b, name)) = baseline {
+        builds.push((b, format!("ipcwatch ({name})"), with(&[])));
+    }
     let mut untraced = Vec::new();
-    let mut traced: Vec<Vec<f64>> = builds.iter().map(|_| Vec::new()).collect();
+    // Per way: (req/s, events/s, ipcwatch's CPU share, µs per event).
+    let mut traced: Vec<Vec<[f64; 4]>> = builds.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for way in alternation(round, builds.len()) {
             let Some(i) = way else {
@@ -163,27 +174,40 @@ pub fn row(
             };
             let trace = nginx.dir().join(format!("trace-{round}-{i}.ndjson"));
             let log = nginx.dir().join(format!("ipcwatch-{round}-{i}.log"));
-            let mut rec = Recorder::start(builds[i].0, &trace, &log, &args)?;
+            let mut rec = Recorder::start(builds[i].0, &trace, &log, &builds[i].2)?;
             rec.wait_ready(&trace, nginx.master())?;
+            // ipcwatch's CPU while ab runs (not its start-up or its end).
+            let cpu0 = rec.cpu_so_far();
+            let t0 = Instant::now();
             let r = ab(requests);
+            let secs = t0.elapsed().as_secs_f64();
+            let cpu = rec.cpu_so_far().saturating_sub(cpu0).as_secs_f64();
             rec.stop()?;
+            let events = last_line(&trace)?["events"].as_f64().unwrap_or(f64::NAN);
             std::fs::remove_file(&trace).ok();
             let r = r?;
-            eprintln!("bench: nginx under {}: {r:.0} req/s", builds[i].1);
-            traced[i].push(r);
+            eprintln!(
+                "bench: nginx under {}: {r:.0} req/s, {events} events in {secs:.1} s, {cpu:.2} s of ipcwatch CPU",
+                builds[i].1
+            );
+            traced[i].push([r, events / secs, 100.0 * cpu / secs, cpu * 1e6 / events]);
         }
     }
     drop(nginx);
     let base = median(&mut untraced);
     let mut s = format!(
-        "| nginx, 4 workers, `ab -k -c 16 -n {requests}` | req/s | ratio |\n|---|---|---|\n| untraced | {base:.0} | 1.00x |\n"
+        "| nginx, 4 workers, `ab -k -c 16 -n {requests}` | req/s | ratio | events/s | ipcwatch CPU, % of one core | µs of ipcwatch CPU per event |\n|---|---|---|---|---|---|\n| untraced | {base:.0} | 1.00x | | | |\n"
     );
-    for ((_, name), runs) in builds.iter().zip(&mut traced) {
-        let m = median(runs);
+    for ((_, name, _), runs) in builds.iter().zip(&traced) {
+        let med = |k: usize| median(&mut runs.iter().map(|r| r[k]).collect::<Vec<_>>());
+        let m = med(0);
         let _ = writeln!(
             s,
-            "| `record -o FILE` (whole system), {name} | {m:.0} | {:.2}x |",
-            m / base
+            "| `record -o FILE` (whole system), {name} | {m:.0} | {:.2}x | {:.0} | {:.1} | {:.2} |",
+            m / base,
+            med(1),
+            med(2),
+            med(3),
         );
     }
     Ok(s)

@@ -364,6 +364,11 @@ impl Recorder {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The CPU it used so far (0 when /proc cannot say).
+    pub(crate) fn cpu_so_far(&self) -> Duration {
+        cpu_of(self.pid).unwrap_or_default()
+    }
+
     /// Wait until the trace holds the postmaster's existing mappings: the
     /// probes are attached and what existed before is scanned.
     pub(crate) fn wait_ready(&mut self, trace: &Path, postmaster: u32) -> Result<()> {
@@ -722,6 +727,16 @@ pub(crate) fn system_args() -> PostgresArgs {
     }
 }
 
+impl PostgresArgs {
+    /// The same with `extra` appended to the traced runs' `record`
+    /// arguments.
+    pub(crate) fn with_record_args(&self, extra: &[&str]) -> Self {
+        let mut a = self.clone();
+        a.record_arg.extend(extra.iter().map(|x| x.to_string()));
+        a
+    }
+}
+
 /// utime + stime of a running process (from /proc/PID/stat), or `None`.
 fn cpu_of(pid: i32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -785,15 +800,7 @@ pub fn own_cpu(
     // Each traced way: the binary, its name, the record arguments. The
     // detector off shows the per-event pipeline apart from the race
     // detector, whose cost is per second (its sampler's CPU budget).
-    let with = |extra: &[&str]| PostgresArgs {
-        record_arg: args
-            .record_arg
-            .iter()
-            .cloned()
-            .chain(extra.iter().map(|a| a.to_string()))
-            .collect(),
-        ..args.clone()
-    };
+    let with = |extra: &[&str]| args.with_record_args(extra);
     let mut builds: Vec<(&Path, String, PostgresArgs)> = vec![
         (ipcwatch, "ipcwatch".to_string(), with(&[])),
         (
@@ -866,7 +873,7 @@ pub fn own_cpu(
 }
 
 /// The last line of a trace (its summary), parsed.
-fn last_line(path: &Path) -> Result<Value> {
+pub(crate) fn last_line(path: &Path) -> Result<Value> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut last = String::new();
     for line in BufReader::new(file).lines() {
