@@ -70,7 +70,20 @@ pub struct SocketTracker {
     holders_at: Option<std::time::Instant>,
     /// Sweeps of [`SocketTracker::forget`] so far.
     sweep: u32,
+    /// Channel ids of connected inet sockets by their ends as the kernel
+    /// gave them: the id is a function of those alone, so an entry can
+    /// never be stale, and a busy connection's every event is not
+    /// formatted anew (two endpoints and the pair: three allocations).
+    inet_ids: HashMap<InetEnds, Text>,
 }
+
+/// (kind, family, source address, source port, destination address,
+/// destination port) of a connected inet socket's event.
+type InetEnds = (u16, u16, [u8; 16], u16, [u8; 16], u16);
+
+/// At most this many ids in [`SocketTracker::inet_ids`]; when full it is
+/// emptied (a cache: what leaves is formatted again when next seen).
+const INET_IDS_MAX: usize = 4096;
 
 /// At most one /proc scan for socket holders per this interval.
 const RESCAN: std::time::Duration = std::time::Duration::from_millis(250);
@@ -329,20 +342,40 @@ impl SocketTracker {
     }
 
     /// The channel id of a socket event; `None` means "wait for the peer".
+    /// The channel id of an inet socket's event: `tcp:[A-B]` with both
+    /// ends, or `tcp:[A]` with only its own.
+    fn inet_id(e: &SockEvent) -> Text {
+        let prefix = if e.file.kind == file_kind::TCP {
+            "tcp"
+        } else {
+            "udp"
+        };
+        let (local, remote) = Self::inet_ends(e);
+        match remote {
+            Some(r) => pair_id(prefix, &local, &r),
+            None => format_compact!("{prefix}:[{local}]"),
+        }
+    }
+
     fn sock_id(&mut self, e: &SockEvent, dir: Option<u32>) -> Option<Text> {
         let own = e.file.ino;
         match e.file.kind {
             file_kind::TCP | file_kind::UDP => {
-                let prefix = if e.file.kind == file_kind::TCP {
-                    "tcp"
-                } else {
-                    "udp"
-                };
-                let (local, remote) = Self::inet_ends(e);
-                Some(match remote {
-                    Some(r) => pair_id(prefix, &local, &r),
-                    None => format_compact!("{prefix}:[{local}]"),
-                })
+                // Unconnected (no destination port): the id depends on
+                // the call's address too, so it is not kept.
+                let key = (e.dport != 0)
+                    .then(|| (e.file.kind, e.family, e.saddr, e.sport, e.daddr, e.dport));
+                if let Some(id) = key.as_ref().and_then(|k| self.inet_ids.get(k)) {
+                    return Some(id.clone());
+                }
+                let id = Self::inet_id(e);
+                if let Some(k) = key {
+                    if self.inet_ids.len() >= INET_IDS_MAX {
+                        self.inet_ids.clear();
+                    }
+                    self.inet_ids.insert(k, id.clone());
+                }
+                Some(id)
             }
             _ if e.sotype == SOCK_DGRAM => {
                 let target = match dir {
@@ -841,5 +874,50 @@ mod tests {
         assert_eq!(out.len(), 5);
         c.flush(&mut out);
         assert_eq!(out.len(), 6);
+    }
+
+    /// A TCP event from 127.0.0.1:`sport` to 127.0.0.1:`dport` (0: none).
+    fn tcp(sport: u16, dport: u16) -> SockEvent {
+        let mut e = ev(ipcwatch_common::kind::SOCK_IO, 700, 0x7, 0, 0, op::WRITE);
+        e.file.kind = file_kind::TCP;
+        e.family = AF_INET;
+        e.sotype = 1;
+        e.sport = sport;
+        e.dport = dport;
+        e.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        if dport != 0 {
+            e.daddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        }
+        e
+    }
+
+    #[test]
+    fn connected_inet_ids_are_kept_by_their_ends_and_stay_right() {
+        let mut c = SocketTracker::new();
+        let a = tcp(40000, 80);
+        let first = c.sock_id(&a, Some(op::WRITE)).unwrap();
+        assert_eq!(first, "tcp:[127.0.0.1:40000-127.0.0.1:80]");
+        assert_eq!(c.inet_ids.len(), 1);
+        assert_eq!(c.sock_id(&a, Some(op::WRITE)).unwrap(), first);
+        // Other ends, another id; the same ends from the other side, the
+        // same id (pairs sort).
+        assert_eq!(
+            c.sock_id(&tcp(40001, 80), None).unwrap(),
+            "tcp:[127.0.0.1:40001-127.0.0.1:80]"
+        );
+        assert_eq!(c.sock_id(&tcp(80, 40000), None).unwrap(), first);
+        assert_eq!(c.inet_ids.len(), 3);
+        // Unconnected: its id depends on the call's address, never kept.
+        assert_eq!(
+            c.sock_id(&tcp(5353, 0), None).unwrap(),
+            "tcp:[127.0.0.1:5353]"
+        );
+        assert_eq!(c.inet_ids.len(), 3);
+        // Full: emptied, then filled again.
+        for port in 0..INET_IDS_MAX as u16 {
+            c.sock_id(&tcp(10000 + port, 81), None);
+        }
+        assert!(c.inet_ids.len() <= INET_IDS_MAX);
+        assert_eq!(c.sock_id(&a, None).unwrap(), first);
     }
 }
