@@ -363,8 +363,14 @@ impl SocketTracker {
             file_kind::TCP | file_kind::UDP => {
                 // Unconnected (no destination port): the id depends on
                 // the call's address too, so it is not kept.
-                let key = (e.dport != 0)
-                    .then(|| (e.file.kind, e.family, e.saddr, e.sport, e.daddr, e.dport));
+                let key = (e.dport != 0).then_some((
+                    e.file.kind,
+                    e.family,
+                    e.saddr,
+                    e.sport,
+                    e.daddr,
+                    e.dport,
+                ));
                 if let Some(id) = key.as_ref().and_then(|k| self.inet_ids.get(k)) {
                     return Some(id.clone());
                 }

@@ -18,6 +18,7 @@ use ipcwatch_common::{
 
 use crate::decode::{Dropped, RAW_KINDS};
 use crate::error::Error;
+use crate::host::give_back_heap;
 use crate::kernel::attach::{
     Loaded, Skipped, attach_btf_or_raw, attach_loaded, attach_raw, attach_tp, load_btf_or_raw,
     load_error, program,
@@ -199,7 +200,7 @@ impl Probes {
         // over (about 20 MiB, all freed): given back before the ring
         // buffer's mapping adds its pages, they no longer add up to the
         // process's peak.
-        crate::host::give_back_heap();
+        give_back_heap();
         let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
             .map_err(|e| load_err("map EVENTS", e))?;
         let stats = PerCpuArray::try_from(take_map(&mut ebpf, "STATS")?)

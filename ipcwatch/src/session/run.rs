@@ -20,6 +20,7 @@ use super::spawn;
 use crate::collect::Collector;
 use crate::collect::totals::{self, IoTotalsReader};
 use crate::decode::{RawEvent, decode};
+use crate::host::give_back_heap;
 use crate::host::monotonic_ns;
 use crate::kernel::loader::{EventRing, Probes, aggregating};
 use crate::metrics::Metrics;
@@ -237,7 +238,7 @@ impl Loop<'_> {
     fn tick(&mut self) -> io::Result<()> {
         self.ticks += 1;
         if self.ticks.is_multiple_of(25) {
-            crate::host::give_back_heap();
+            give_back_heap();
         }
         self.report_lost(self.probes.dropped())?;
         self.collector.containers_named(monotonic_ns(), self.sink)?;
