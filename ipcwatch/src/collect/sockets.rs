@@ -341,7 +341,6 @@ impl SocketTracker {
         (local, remote)
     }
 
-    /// The channel id of a socket event; `None` means "wait for the peer".
     /// The channel id of an inet socket's event: `tcp:[A-B]` with both
     /// ends, or `tcp:[A]` with only its own.
     fn inet_id(e: &SockEvent) -> Text {
@@ -357,6 +356,7 @@ impl SocketTracker {
         }
     }
 
+    /// The channel id of a socket event; `None` means "wait for the peer".
     fn sock_id(&mut self, e: &SockEvent, dir: Option<u32>) -> Option<Text> {
         let own = e.file.ino;
         match e.file.kind {

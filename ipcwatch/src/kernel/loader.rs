@@ -197,7 +197,7 @@ impl Probes {
         let skipped = attach_all(&mut ebpf, opts.lock_probes)?;
         let shm_procs = shm::shm_procs(&mut ebpf)?;
         // Loading parsed the object and the kernel's BTF several times
-        // over (about 20 MiB, all freed): given back before the ring
+        // over (about 40 MiB, all freed): given back before the ring
         // buffer's mapping adds its pages, they no longer add up to the
         // process's peak.
         give_back_heap();
