@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::have;
 use crate::compare::{alternation, median};
-use crate::realsw::{PostgresArgs, Recorder, last_line, system_args};
+use crate::realsw::{Recorder, last_line, system_args, traced_ways};
 
 /// The port nginx listens on (loopback only).
 const PORT: u16 = 18_418;
@@ -147,20 +147,7 @@ pub fn row(
     // Warm-up, not counted.
     ab(requests.min(5_000))?;
     let args = system_args();
-    // Each traced way: the binary, its name, the record arguments
-    // (`--no-race`: the tracing without the race detector).
-    let with = |extra: &[&str]| args.with_record_args(extra);
-    let mut builds: Vec<(&Path, String, PostgresArgs)> = vec![
-        (ipcwatch, "ipcwatch".to_string(), with(&[])),
-        (
-            ipcwatch,
-            "ipcwatch `--no-race`".to_string(),
-            with(&["--no-race"]),
-        ),
-    ];
-    if let Some((b, name)) = baseline {
-        builds.push((b, format!("ipcwatch ({name})"), with(&[])));
-    }
+    let builds = traced_ways(ipcwatch, baseline, &args);
     let mut untraced = Vec::new();
     // Per way: (req/s, events/s, ipcwatch's CPU share, µs per event).
     let mut traced: Vec<Vec<[f64; 4]>> = builds.iter().map(|_| Vec::new()).collect();

@@ -727,6 +727,29 @@ pub(crate) fn system_args() -> PostgresArgs {
     }
 }
 
+/// The traced ways of a real-software row: ipcwatch, ipcwatch with
+/// `--no-race` (the per-event pipeline apart from the race detector,
+/// whose cost is per second: its sampler's CPU budget), and the
+/// `--baseline` build; each with its name and its `record` arguments.
+pub(crate) fn traced_ways<'a>(
+    ipcwatch: &'a Path,
+    baseline: Option<(&'a Path, &str)>,
+    args: &PostgresArgs,
+) -> Vec<(&'a Path, String, PostgresArgs)> {
+    let mut ways = vec![
+        (ipcwatch, "ipcwatch".to_string(), args.clone()),
+        (
+            ipcwatch,
+            "ipcwatch `--no-race`".to_string(),
+            args.with_record_args(&["--no-race"]),
+        ),
+    ];
+    if let Some((b, name)) = baseline {
+        ways.push((b, format!("ipcwatch ({name})"), args.clone()));
+    }
+    ways
+}
+
 impl PostgresArgs {
     /// The same with `extra` appended to the traced runs' `record`
     /// arguments.
@@ -797,21 +820,7 @@ pub fn own_cpu(
     )?;
     cluster.pgbench(&args, 3)?;
     let postmaster = cluster.postmaster()?;
-    // Each traced way: the binary, its name, the record arguments. The
-    // detector off shows the per-event pipeline apart from the race
-    // detector, whose cost is per second (its sampler's CPU budget).
-    let with = |extra: &[&str]| args.with_record_args(extra);
-    let mut builds: Vec<(&Path, String, PostgresArgs)> = vec![
-        (ipcwatch, "ipcwatch".to_string(), with(&[])),
-        (
-            ipcwatch,
-            "ipcwatch `--no-race`".to_string(),
-            with(&["--no-race"]),
-        ),
-    ];
-    if let Some((b, name)) = baseline {
-        builds.push((b, format!("ipcwatch ({name})"), with(&[])));
-    }
+    let builds = traced_ways(ipcwatch, baseline, &args);
     let mut untraced = Vec::new();
     let mut traced: Vec<Vec<OwnCpu>> = builds.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
