@@ -12,7 +12,7 @@ use serde::ser::SerializeMap;
 
 use crate::build::Bins;
 use crate::cmd::{have, root};
-use crate::compare::median;
+use crate::compare::{median, rate_of};
 use crate::{bench_collector, bench_load, bench_stages, nginx, realsw};
 
 #[derive(clap::Args)]
@@ -518,13 +518,6 @@ pub const TUI_ITERS_FACTOR: u64 = 4;
 
 /// Rounds of the TUI load test (untraced, `--per-event`, kernel totals).
 pub const TUI_ROUNDS: usize = 3;
-
-fn rate_of(stderr: &str) -> Option<f64> {
-    stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("round-trips/s "))
-        .and_then(|v| v.trim().parse().ok())
-}
 
 /// One `tui --headless` run of the ping-pong: its round trips per second
 /// and the report.

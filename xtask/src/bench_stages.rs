@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::build::Bins;
-use crate::compare::median;
+use crate::compare::{median, rate_of};
 
 /// A comm no process has (at most 15 bytes).
 const NOBODY: &str = "ipcw-stage-none";
@@ -303,9 +303,5 @@ fn background<T>(
 }
 
 fn rate(stdout: &str) -> Result<f64> {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("round-trips/s "))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no rate in the workload's output: {stdout}"))
+    rate_of(stdout).with_context(|| format!("no rate in the workload's output: {stdout}"))
 }

@@ -24,3 +24,11 @@ pub fn alternation(round: usize, builds: usize) -> Vec<Option<usize>> {
     }
     order
 }
+
+/// The ping-pong's `round-trips/s` line in a workload's output.
+pub fn rate_of(output: &str) -> Option<f64> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("round-trips/s "))
+        .and_then(|v| v.trim().parse().ok())
+}
